@@ -1,0 +1,123 @@
+/**
+ * The `bysu` command line: parses arguments, runs one subcommand, and turns
+ * what it returns or throws into an exit status (0 ok, 1 failed, 2 usage or
+ * configuration error) with a one-line message instead of a stack trace.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { BysuError, ConfigError } from '../errors.ts';
+import { BYSU_VERSION } from '../version.ts';
+import { configCheck } from './config-check.ts';
+import { EXIT_FAILED, EXIT_USAGE, ExitError, type GlobalOptions } from './context.ts';
+import { keyscan } from './keyscan.ts';
+import { latest } from './latest.ts';
+import { list } from './list.ts';
+import { snapshot } from './snapshot.ts';
+import { verify } from './verify.ts';
+import { worker } from './worker.ts';
+
+function parsePort(value: string): number {
+  const port = Number(value);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError('must be a port number from 1 to 65535');
+  return port;
+}
+
+/** Build the program; `run` receives each command's exit status. */
+export function buildProgram(run: (status: Promise<number>) => void): Command {
+  const program = new Command('bysu')
+    .description('BYSU: pull-based backups of small Linux clusters over SSH')
+    .version(BYSU_VERSION)
+    .option('-c, --config <file>', 'config file (default: $BYSU_CONFIG, else ./bysu.yaml)')
+    .showHelpAfterError('(run bysu --help for usage)')
+    .exitOverride();
+  const globals = (): GlobalOptions => program.opts<GlobalOptions>();
+
+  const config = program.command('config').description('check the configuration');
+  config.command('check')
+    .description('validate the config file; with --connect also log in to every node and check its host key')
+    .option('--connect', 'log in to every node')
+    .action((options: { connect?: boolean }) => run(configCheck(globals(), options)));
+
+  program.command('keyscan')
+    .description('print the host key fingerprints (SHA256:…) of an SSH server, to pin')
+    .argument('<host>')
+    .addOption(new Option('--port <n>', 'SSH port').default(22).argParser(parsePort))
+    .addOption(new Option('--timeout <ms>', 'connect timeout in ms').default(10_000).argParser(Number))
+    .action((host: string, options: { port: number; timeout: number }) => run(keyscan(host, options)));
+
+  program.command('snapshot')
+    .description('enqueue a snapshot now; --wait shows progress and exits 0/1 on the outcome')
+    .argument('[apps...]')
+    .option('--all', 'every configured app')
+    .option('--wait', 'wait for the outcome')
+    .action((apps: string[], options: { all?: boolean; wait?: boolean }) => run(snapshot(globals(), apps, options)));
+
+  program.command('list')
+    .description('complete snapshots of an app, newest first')
+    .argument('<app>')
+    .option('--json', 'machine-readable output')
+    .action((app: string, options: { json?: boolean }) => run(list(globals(), app, options)));
+
+  program.command('latest')
+    .description('absolute path of the newest complete snapshot (exit 1 if none)')
+    .argument('<app>')
+    .action((app: string) => run(latest(globals(), app)));
+
+  program.command('verify')
+    .description('re-hash snapshots against SHA256SUMS and re-validate tars; exit 1 on any mismatch')
+    .argument('[apps...]')
+    .option('--all', 'every configured app')
+    .action((apps: string[], options: { all?: boolean }) => run(verify(globals(), apps, options)));
+
+  program.command('worker')
+    .description('run a worker process (snapshot)')
+    .argument('<kind>', 'snapshot')
+    .action((kind: string) => run(worker(globals(), kind)));
+
+  return program;
+}
+
+/** Given a thrown error, print it in one line (or one line per config problem) and return the exit status. */
+export function reportError(error: unknown): number {
+  if (error instanceof ExitError) {
+    console.error(`bysu: ${error.message}`);
+    return error.status;
+  }
+  if (error instanceof ConfigError) {
+    for (const problem of error.problems) console.error(`bysu: config: ${problem}`);
+    return EXIT_USAGE;
+  }
+  if (error instanceof BysuError) {
+    console.error(`bysu: ${error.message}`);
+    return EXIT_FAILED;
+  }
+  const message = error instanceof Error ? error.message : String(error);
+  console.error(`bysu: ${message}`);
+  if (process.env.BYSU_DEBUG && error instanceof Error) console.error(error.stack);
+  return EXIT_FAILED;
+}
+
+/** Run `bysu` with argv; resolves to the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  let pending: Promise<number> | null = null;
+  const program = buildProgram((status) => {
+    pending = status;
+  });
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return 0;
+      return EXIT_USAGE;
+    }
+    return reportError(error);
+  }
+  if (pending === null) {
+    program.outputHelp();
+    return EXIT_USAGE;
+  }
+  try {
+    return await pending;
+  } catch (error) {
+    return reportError(error);
+  }
+}

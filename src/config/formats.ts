@@ -1,0 +1,119 @@
+/**
+ * Parsers and checks for the value formats of bysu.yaml: durations, sizes,
+ * names, cron patterns and time zones. Each parse function is given the raw
+ * value and returns the parsed one or throws an Error whose message says what
+ * is wrong with the value (the caller prefixes the field's name).
+ */
+import { CronExpressionParser } from 'cron-parser';
+
+export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
+export const PART_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+/** File names BYSU itself writes into every snapshot directory. */
+export const RESERVED_FILE_NAMES: readonly string[] = ['manifest.json', 'SHA256SUMS'];
+
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const SIZE_UNITS: Record<string, number> = {
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+  TiB: 1024 ** 4,
+};
+
+/**
+ * Given a duration such as `90s`, `5m`, `2h`, `1d` (or a plain number of
+ * milliseconds), return milliseconds. Throw when the text is not a positive duration.
+ */
+export function parseDuration(value: unknown): number {
+  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
+  if (typeof value === 'string') {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value);
+    if (match) {
+      const milliseconds = Number(match[1]) * DURATION_UNITS[match[2]!]!;
+      if (milliseconds > 0) return Math.round(milliseconds);
+    }
+  }
+  throw new Error(`must be a duration like 90s, 5m, 2h or 1d, got ${JSON.stringify(value)}`);
+}
+
+/**
+ * Given a size such as `512MiB`, `50GiB` or a plain number of bytes, return
+ * bytes. Throw when it is not a positive size.
+ */
+export function parseSize(value: unknown): number {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value > 0) return value;
+  if (typeof value === 'string') {
+    const match = /^\s*(\d+(?:\.\d+)?)\s*(B|KiB|MiB|GiB|TiB)?\s*$/.exec(value);
+    if (match) {
+      const bytes = Math.floor(Number(match[1]) * SIZE_UNITS[match[2] ?? 'B']!);
+      if (bytes > 0 && Number.isSafeInteger(bytes)) return bytes;
+    }
+  }
+  throw new Error(`must be a size like 512MiB, 50GiB or a number of bytes, got ${JSON.stringify(value)}`);
+}
+
+/** Throw unless `value` is a valid node or app name. */
+export function checkName(value: unknown): asserts value is string {
+  if (typeof value !== 'string' || !NAME_PATTERN.test(value)) {
+    throw new Error(`must match ${NAME_PATTERN.source} (lower-case letters, digits, ".", "_", "-"), got ${JSON.stringify(value)}`);
+  }
+}
+
+/** Throw unless `value` is a valid part file name (a plain name, not reserved). */
+export function checkPartFileName(value: unknown): asserts value is string {
+  if (typeof value !== 'string' || !PART_FILE_PATTERN.test(value)) {
+    throw new Error(`must be a plain file name matching ${PART_FILE_PATTERN.source}, got ${JSON.stringify(value)}`);
+  }
+  if (RESERVED_FILE_NAMES.includes(value)) {
+    throw new Error(`${JSON.stringify(value)} is reserved for BYSU's own files`);
+  }
+}
+
+/** Throw unless `value` is an IANA time zone this Node.js knows. */
+export function checkTimezone(value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value === '') throw new Error(`must be a time zone name like UTC or Europe/Berlin, got ${JSON.stringify(value)}`);
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: value });
+  } catch {
+    throw new Error(`unknown time zone ${JSON.stringify(value)}`);
+  }
+}
+
+/**
+ * Throw unless `pattern` is a cron pattern (5 fields, or 6 with seconds first)
+ * that has a next run in `timezone`.
+ */
+export function checkCron(pattern: unknown, timezone = 'UTC'): asserts pattern is string {
+  if (typeof pattern !== 'string' || pattern.trim() === '') {
+    throw new Error(`must be a cron pattern like "0 3 * * *", got ${JSON.stringify(pattern)}`);
+  }
+  const fields = pattern.trim().split(/\s+/).length;
+  if (fields !== 5 && fields !== 6) {
+    throw new Error(`must be a cron pattern with 5 fields (or 6 with seconds), got ${JSON.stringify(pattern)}`);
+  }
+  try {
+    CronExpressionParser.parse(pattern, { tz: timezone, strict: false }).next();
+  } catch (error) {
+    throw new Error(`invalid cron pattern ${JSON.stringify(pattern)}: ${(error as Error).message}`);
+  }
+}
+
+/** Given milliseconds, return the shortest duration text (`90s`, `2h`) for messages. */
+export function formatDuration(milliseconds: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (milliseconds >= size && milliseconds % size === 0) return `${milliseconds / size}${unit}`;
+  }
+  return `${milliseconds}ms`;
+}
+
+/** Given bytes, return a human size (`1.5 GiB`) for messages and tables. */
+export function formatBytes(bytes: number): string {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let value = bytes;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
+}

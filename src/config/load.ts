@@ -1,0 +1,393 @@
+/**
+ * Turns a bysu.yaml file into a validated, typed, frozen Config: YAML parse,
+ * convict validation (with environment overrides and unknown keys rejected),
+ * then the per-item rules of nodes and apps. Every problem found is reported,
+ * not just the first, each naming its field.
+ */
+import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import convict from 'convict';
+import { parseDocument } from 'yaml';
+import { ConfigError } from '../errors.ts';
+import { checkCron, checkName, checkPartFileName, checkTimezone, parseDuration, parseSize } from './formats.ts';
+import { configSchema, POLICY_KEYS } from './schema.ts';
+
+/** What each app inherits from `defaults` and may override. */
+export interface AppPolicy {
+  /** Cron pattern. @defaultValue "0 3 * * *" */
+  schedule: string;
+  /** @defaultValue "UTC" */
+  timezone: string;
+  /** Complete snapshots kept. @defaultValue 3 */
+  keep: number;
+  /** Whole snapshot. @defaultValue 2h */
+  timeoutMs: number;
+  /** No byte received for this long aborts the attempt. @defaultValue 5m */
+  stallTimeoutMs: number;
+  /** @defaultValue 4 */
+  attempts: number;
+  /** First retry delay, doubling. @defaultValue 1m */
+  backoffMs: number;
+  /** @defaultValue 50GiB */
+  maxBytes: number;
+  /** Null: 1.5 × the schedule's interval. */
+  staleAfterMs: number | null;
+}
+
+export interface NodeConfig {
+  name: string;
+  host: string;
+  port: number;
+  user: string;
+  /** Pinned `SHA256:` fingerprint; else the known_hosts file must know the host. */
+  hostKey?: string;
+}
+
+export interface PartConfig {
+  file: string;
+  run: string;
+  okExitCodes: number[];
+}
+
+export interface AppConfig extends AppPolicy {
+  name: string;
+  node: string;
+  parts: PartConfig[];
+}
+
+export interface Config {
+  /** The file this was loaded from. */
+  source: string;
+  redis: { url: string; prefix: string };
+  repository: string;
+  ssh: { user: string; identityFile: string; knownHosts: string; connectTimeoutMs: number };
+  concurrency: { global: number; perNode: number; perWorker: number };
+  shutdownGraceMs: number;
+  log: { level: string };
+  defaults: AppPolicy;
+  dashboard: { host: string; port: number; user: string; password: string; apiToken: string };
+  nodes: NodeConfig[];
+  apps: AppConfig[];
+}
+
+const NODE_KEYS = ['name', 'host', 'port', 'user', 'hostKey'];
+const APP_KEYS = ['name', 'node', 'parts', ...POLICY_KEYS];
+const PART_KEYS = ['file', 'run', 'okExitCodes'];
+const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const USER_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
+
+/**
+ * Given the command line's --config (if any) and the environment, return the
+ * path of the config file: --config, else $BYSU_CONFIG, else ./bysu.yaml.
+ */
+export function resolveConfigPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(explicit ?? env.BYSU_CONFIG ?? 'bysu.yaml');
+}
+
+/**
+ * Given a config file path, read, validate and return the frozen Config.
+ * Environment variables named in the schema override the file.
+ * Throw ConfigError listing every problem, each naming its field.
+ */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(error)})`]);
+  }
+  return parseConfig(text, file, env);
+}
+
+/** Given the text of a config file, validate it like loadConfig does. */
+export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const document = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
+  if (document.errors.length > 0) {
+    throw new ConfigError(document.errors.map((error) => `${source}: not valid YAML: ${error.message.split('\n')[0]}`));
+  }
+  const raw: unknown = document.toJS() ?? {};
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
+    throw new ConfigError([`${source}: the config must be a mapping of keys (redis, repository, nodes, apps, …)`]);
+  }
+
+  const store = convict(configSchema, { env, args: [] });
+  const problems: string[] = [];
+  try {
+    store.load(raw);
+    store.validate({ allowed: 'strict' });
+  } catch (error) {
+    problems.push(...(error as Error).message.split('\n').map(rewriteConvictMessage));
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const properties = store.getProperties();
+  const defaults = toPolicy(properties.defaults as Record<string, unknown>);
+  const sshUser = properties.ssh.user;
+  const nodes = checkNodes(properties.nodes, sshUser, problems);
+  const apps = checkApps(properties.apps, defaults, nodes, problems);
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  return deepFreeze({
+    source,
+    redis: { url: properties.redis.url, prefix: properties.redis.prefix },
+    repository: path.resolve(properties.repository),
+    ssh: {
+      user: sshUser,
+      identityFile: properties.ssh.identityFile,
+      knownHosts: properties.ssh.knownHosts,
+      connectTimeoutMs: parseDuration(properties.ssh.connectTimeout),
+    },
+    concurrency: { ...properties.concurrency },
+    shutdownGraceMs: parseDuration(properties.shutdownGrace),
+    log: { level: properties.log.level },
+    defaults,
+    dashboard: { ...properties.dashboard },
+    nodes,
+    apps,
+  });
+}
+
+/**
+ * Given a loaded Config, check the SSH files a worker needs: the identity file
+ * exists, is readable and is not readable by group or others; the known_hosts
+ * file exists when some node has no pinned key. Throw ConfigError otherwise.
+ */
+export function checkSshFiles(config: Config): void {
+  const problems: string[] = [];
+  const identity = config.ssh.identityFile;
+  try {
+    accessSync(identity, constants.R_OK);
+    const mode = statSync(identity).mode & 0o777;
+    if ((mode & 0o077) !== 0) {
+      problems.push(`ssh.identityFile: ${identity} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}); run: chmod 600 ${identity}`);
+    }
+  } catch (error) {
+    problems.push(`ssh.identityFile: cannot read ${identity} (${(error as NodeJS.ErrnoException).code ?? error})`);
+  }
+  const unpinned = config.nodes.filter((node) => node.hostKey === undefined);
+  if (unpinned.length > 0) {
+    try {
+      accessSync(config.ssh.knownHosts, constants.R_OK);
+    } catch (error) {
+      problems.push(
+        `ssh.knownHosts: cannot read ${config.ssh.knownHosts} (${(error as NodeJS.ErrnoException).code ?? error}), ` +
+          `and node "${unpinned[0]!.name}" has no pinned hostKey`,
+      );
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
+/** Given the app's name, return its config or throw ConfigError naming the known apps. */
+export function findApp(config: Config, name: string): AppConfig {
+  const app = config.apps.find((candidate) => candidate.name === name);
+  if (!app) {
+    const known = config.apps.map((candidate) => candidate.name).join(', ') || 'none';
+    throw new ConfigError([`unknown app "${name}" (configured: ${known})`]);
+  }
+  return app;
+}
+
+function rewriteConvictMessage(line: string): string {
+  const undeclared = /^configuration param '(.+)' not declared in the schema$/.exec(line);
+  if (undeclared) return `${undeclared[1]}: unknown key`;
+  return line.replace(/: value was (.*)$/, (_match, value: string) => (value.includes('[Sensitive]') ? '' : `, got ${value}`));
+}
+
+function toPolicy(values: Record<string, unknown>): AppPolicy {
+  return {
+    schedule: values.schedule as string,
+    timezone: values.timezone as string,
+    keep: values.keep as number,
+    timeoutMs: parseDuration(values.timeout),
+    stallTimeoutMs: parseDuration(values.stallTimeout),
+    attempts: values.attempts as number,
+    backoffMs: parseDuration(values.backoff),
+    maxBytes: parseSize(values.maxBytes),
+    staleAfterMs: values.staleAfter === null || values.staleAfter === undefined ? null : parseDuration(values.staleAfter),
+  };
+}
+
+/** Run `check` on `value`; on failure record `field: message` and return false. */
+function attempt(problems: string[], field: string, check: () => void): boolean {
+  try {
+    check();
+    return true;
+  } catch (error) {
+    problems.push(`${field}: ${(error as Error).message}`);
+    return false;
+  }
+}
+
+function isMapping(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function rejectUnknownKeys(item: Record<string, unknown>, allowed: string[], field: string, problems: string[]): void {
+  for (const key of Object.keys(item)) {
+    if (!allowed.includes(key)) problems.push(`${field}.${key}: unknown key (allowed: ${allowed.join(', ')})`);
+  }
+}
+
+function checkNodes(items: unknown[], sshUser: string, problems: string[]): NodeConfig[] {
+  const nodes: NodeConfig[] = [];
+  const seen = new Set<string>();
+  items.forEach((item, index) => {
+    const field = `nodes[${index}]`;
+    if (!isMapping(item)) {
+      problems.push(`${field}: must be a mapping with name and host`);
+      return;
+    }
+    rejectUnknownKeys(item, NODE_KEYS, field, problems);
+    const { name, host, port = 22, user = sshUser, hostKey } = item;
+    let ok = attempt(problems, `${field}.name`, () => checkName(name));
+    if (ok && seen.has(name as string)) {
+      problems.push(`${field}.name: duplicate node name "${name}"`);
+      ok = false;
+    }
+    if (typeof name === 'string') seen.add(name);
+    ok = attempt(problems, `${field}.host`, () => {
+      if (typeof host !== 'string' || !/^[A-Za-z0-9.:_-]+$/.test(host)) {
+        throw new Error(`must be a host name or IP address, got ${JSON.stringify(host)}`);
+      }
+    }) && ok;
+    ok = attempt(problems, `${field}.port`, () => {
+      if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65535) {
+        throw new Error(`must be a port number from 1 to 65535, got ${JSON.stringify(port)}`);
+      }
+    }) && ok;
+    ok = attempt(problems, `${field}.user`, () => {
+      if (typeof user !== 'string' || !USER_PATTERN.test(user)) throw new Error(`must be a user name, got ${JSON.stringify(user)}`);
+    }) && ok;
+    ok = attempt(problems, `${field}.hostKey`, () => {
+      if (hostKey !== undefined && (typeof hostKey !== 'string' || !FINGERPRINT_PATTERN.test(hostKey))) {
+        throw new Error(`must be an OpenSSH fingerprint like SHA256:<43 base64 characters> (see bysu keyscan), got ${JSON.stringify(hostKey)}`);
+      }
+    }) && ok;
+    if (ok) {
+      const node: NodeConfig = { name: name as string, host: host as string, port: port as number, user: user as string };
+      if (hostKey !== undefined) node.hostKey = hostKey as string;
+      nodes.push(node);
+    }
+  });
+  return nodes;
+}
+
+/** Given an app's raw override values, check each like convict checks `defaults`. */
+function checkPolicyOverrides(item: Record<string, unknown>, field: string, problems: string[]): boolean {
+  const checks: Record<string, (value: unknown) => void> = {
+    schedule: (value) => checkCron(value, typeof item.timezone === 'string' ? item.timezone : 'UTC'),
+    timezone: checkTimezone,
+    keep: checkPositiveInteger,
+    timeout: parseDuration,
+    stallTimeout: parseDuration,
+    attempts: checkPositiveInteger,
+    backoff: parseDuration,
+    maxBytes: parseSize,
+    staleAfter: parseDuration,
+  };
+  let ok = true;
+  for (const key of POLICY_KEYS) {
+    if (key in item) ok = attempt(problems, `${field}.${key}`, () => checks[key]!(item[key])) && ok;
+  }
+  return ok;
+}
+
+function checkPositiveInteger(value: unknown): void {
+  if (!Number.isSafeInteger(value) || (value as number) < 1) {
+    throw new Error(`must be a whole number of at least 1, got ${JSON.stringify(value)}`);
+  }
+}
+
+function checkParts(parts: unknown, field: string, problems: string[]): PartConfig[] | undefined {
+  if (!Array.isArray(parts) || parts.length === 0) {
+    problems.push(`${field}: must be a non-empty list of parts (file and run)`);
+    return undefined;
+  }
+  const result: PartConfig[] = [];
+  const files = new Set<string>();
+  let ok = true;
+  parts.forEach((part, index) => {
+    const partField = `${field}[${index}]`;
+    if (!isMapping(part)) {
+      problems.push(`${partField}: must be a mapping with file and run`);
+      ok = false;
+      return;
+    }
+    rejectUnknownKeys(part, PART_KEYS, partField, problems);
+    const { file, run, okExitCodes = [0] } = part;
+    let partOk = attempt(problems, `${partField}.file`, () => checkPartFileName(file));
+    if (partOk && files.has(file as string)) {
+      problems.push(`${partField}.file: duplicate file name "${file}" in this app`);
+      partOk = false;
+    }
+    if (typeof file === 'string') files.add(file);
+    partOk = attempt(problems, `${partField}.run`, () => {
+      if (typeof run !== 'string' || run.trim() === '') throw new Error(`must be a non-empty command, got ${JSON.stringify(run)}`);
+    }) && partOk;
+    partOk = attempt(problems, `${partField}.okExitCodes`, () => {
+      const valid = Array.isArray(okExitCodes) && okExitCodes.length > 0 &&
+        okExitCodes.every((code) => Number.isInteger(code) && code >= 0 && code <= 255);
+      if (!valid) throw new Error(`must be a non-empty list of exit codes from 0 to 255, got ${JSON.stringify(okExitCodes)}`);
+    }) && partOk;
+    if (partOk) result.push({ file: file as string, run: run as string, okExitCodes: [...new Set(okExitCodes as number[])] });
+    ok = ok && partOk;
+  });
+  return ok ? result : undefined;
+}
+
+function checkApps(items: unknown[], defaults: AppPolicy, nodes: NodeConfig[], problems: string[]): AppConfig[] {
+  const apps: AppConfig[] = [];
+  const seen = new Set<string>();
+  items.forEach((item, index) => {
+    const field = `apps[${index}]`;
+    if (!isMapping(item)) {
+      problems.push(`${field}: must be a mapping with name, node and parts`);
+      return;
+    }
+    rejectUnknownKeys(item, APP_KEYS, field, problems);
+    let ok = attempt(problems, `${field}.name`, () => checkName(item.name));
+    if (ok && seen.has(item.name as string)) {
+      problems.push(`${field}.name: duplicate app name "${item.name}"`);
+      ok = false;
+    }
+    if (typeof item.name === 'string') seen.add(item.name);
+    if (!nodes.some((node) => node.name === item.node)) {
+      problems.push(
+        typeof item.node === 'string' ? `${field}.node: unknown node "${item.node}"` : `${field}.node: must name a configured node, got ${JSON.stringify(item.node)}`,
+      );
+      ok = false;
+    }
+    ok = checkPolicyOverrides(item, field, problems) && ok;
+    const parts = checkParts(item.parts, `${field}.parts`, problems);
+    if (!ok || !parts) return;
+    apps.push({ name: item.name as string, node: item.node as string, parts, ...applyOverrides(defaults, item) });
+  });
+  return apps;
+}
+
+/** Given the defaults and an app's (already checked) raw keys, return the app's policy. */
+function applyOverrides(defaults: AppPolicy, item: Record<string, unknown>): AppPolicy {
+  const pick = <T>(key: string, parse: (value: unknown) => T, fallback: T): T => (item[key] === undefined ? fallback : parse(item[key]));
+  const same = (value: unknown) => value as never;
+  return {
+    schedule: pick('schedule', same, defaults.schedule),
+    timezone: pick('timezone', same, defaults.timezone),
+    keep: pick('keep', same, defaults.keep),
+    timeoutMs: pick('timeout', parseDuration, defaults.timeoutMs),
+    stallTimeoutMs: pick('stallTimeout', parseDuration, defaults.stallTimeoutMs),
+    attempts: pick('attempts', same, defaults.attempts),
+    backoffMs: pick('backoff', parseDuration, defaults.backoffMs),
+    maxBytes: pick('maxBytes', parseSize, defaults.maxBytes),
+    staleAfterMs: pick<number | null>('staleAfter', parseDuration, defaults.staleAfterMs),
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null) {
+    for (const child of Object.values(value)) deepFreeze(child);
+    Object.freeze(value);
+  }
+  return value;
+}

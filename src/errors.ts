@@ -1,0 +1,95 @@
+/**
+ * The few error classes BYSU raises. Each says whether trying again can help:
+ * the snapshot worker turns `retryable: false` into BullMQ's UnrecoverableError
+ * so that a wrong host key or a bad job fails at once instead of four times.
+ */
+
+export abstract class BysuError extends Error {
+  /** Whether a later attempt of the same operation may succeed. */
+  abstract readonly retryable: boolean;
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** The configuration file or a job's payload is invalid. Never retried. */
+export class ConfigError extends BysuError {
+  readonly retryable = false;
+  /** One line per problem, each naming the field (`apps[2].node: unknown node "db9"`). */
+  readonly problems: string[];
+
+  constructor(problems: string[]) {
+    super(problems.join('\n'));
+    this.problems = problems;
+  }
+}
+
+/** The node could not be reached or the SSH session broke. Retried. */
+export class ConnectionError extends BysuError {
+  readonly retryable = true;
+}
+
+/** The node presented a host key we do not trust, or none is known for it. Never retried. */
+export class HostKeyError extends BysuError {
+  readonly retryable = false;
+}
+
+/** The SSH server refused our key. Never retried: it will refuse it again. */
+export class AuthenticationError extends BysuError {
+  readonly retryable = false;
+}
+
+/** A part's command exited with a code that is not accepted, or was killed. Retried. */
+export class RemoteCommandError extends BysuError {
+  readonly retryable = true;
+}
+
+/** A part failed validation: a truncated or malformed tar archive. Retried. */
+export class InvalidArchiveError extends BysuError {
+  readonly retryable = true;
+}
+
+/** maxBytes, stallTimeout or timeout was exceeded. Retried (the next night may be fine). */
+export class LimitExceededError extends BysuError {
+  readonly retryable = true;
+}
+
+/** Writing to the repository failed (disk full, permissions, I/O). Retried. */
+export class StorageError extends BysuError {
+  readonly retryable = true;
+}
+
+/**
+ * The commit was refused because this job already has, or is getting, a
+ * snapshot from another worker (at-least-once delivery). Retried: a retry
+ * finds the other commit and returns it.
+ */
+export class CommitConflictError extends BysuError {
+  readonly retryable = true;
+}
+
+/** The operation was cancelled (shutdown or the snapshot's own timeout). */
+export class AbortedError extends BysuError {
+  readonly retryable = true;
+}
+
+/** Redis did not answer. */
+export class RedisUnavailableError extends BysuError {
+  readonly retryable = true;
+}
+
+/**
+ * Given anything thrown, return an Error: non-errors are wrapped so that a
+ * failure reason is never `[object Object]`.
+ */
+export function toError(thrown: unknown): Error {
+  if (thrown instanceof Error) return thrown;
+  return new Error(typeof thrown === 'string' ? thrown : JSON.stringify(thrown), { cause: thrown });
+}
+
+/** Given an error, say whether a retry may help; unknown errors are assumed transient. */
+export function isRetryable(error: unknown): boolean {
+  return error instanceof BysuError ? error.retryable : true;
+}

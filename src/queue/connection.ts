@@ -1,0 +1,52 @@
+/**
+ * ioredis connections for BullMQ. Workers get a connection that waits and
+ * reconnects forever (BullMQ needs `maxRetriesPerRequest: null`); producers
+ * such as the CLI fail fast with a clear "Redis unreachable at …" instead.
+ * BullMQ is given client instances, not options: in native ESM it cannot
+ * load ioredis itself.
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import { RedisUnavailableError } from '../errors.ts';
+
+/** RESP2: the protocol BullMQ's own test suite runs on (ioredis 6 defaults to RESP3). */
+const COMMON: RedisOptions = { protocol: 2, connectionName: 'bysu' };
+
+/** Given a Redis URL, return it with any password replaced, for messages and logs. */
+export function redactRedisUrl(url: string): string {
+  return url.replace(/\/\/([^@/]*)@/, (_match, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`);
+}
+
+/** Given the Redis URL, return a connection for long-running processes (workers, scheduler). */
+export function createWorkerConnection(url: string): Redis {
+  return new Redis(url, {
+    ...COMMON,
+    maxRetriesPerRequest: null,
+    enableReadyCheck: true,
+    retryStrategy: (times) => Math.min(200 * times, 5000),
+  });
+}
+
+/**
+ * Given the Redis URL, connect for a short-lived producer (CLI) and return the
+ * connection. Throw RedisUnavailableError naming the URL when Redis does not
+ * answer within timeoutMs.
+ */
+export async function connectProducer(url: string, timeoutMs = 5000): Promise<Redis> {
+  const client = new Redis(url, {
+    ...COMMON,
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+  });
+  client.on('error', () => undefined); // reported through connect() below
+  try {
+    await client.connect();
+    await client.ping();
+  } catch (error) {
+    client.disconnect();
+    throw new RedisUnavailableError(`Redis unreachable at ${redactRedisUrl(url)}: ${(error as Error).message}`);
+  }
+  return client;
+}

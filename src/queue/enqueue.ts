@@ -1,0 +1,48 @@
+/**
+ * Typed producers: the resolved snapshot job of an app (everything a worker
+ * needs) and the BullMQ options that carry its retry policy.
+ */
+import type { JobsOptions, Queue } from 'bullmq';
+import type { AppConfig, Config } from '../config/load.ts';
+import { ConfigError } from '../errors.ts';
+import { manualJobId, SNAPSHOT_JOB, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
+
+/** Completed and failed jobs kept in Redis for status and the dashboard. */
+const KEEP_COMPLETED = { age: 30 * 86_400, count: 5000 };
+const KEEP_FAILED = { age: 90 * 86_400, count: 5000 };
+
+/** Given the config and an app, return the job payload that snapshots it. */
+export function buildSnapshotJob(config: Config, app: AppConfig, trigger: SnapshotTrigger): SnapshotJobData {
+  const node = config.nodes.find((candidate) => candidate.name === app.node);
+  if (!node) throw new ConfigError([`app "${app.name}": unknown node "${app.node}"`]);
+  return {
+    app: app.name,
+    trigger,
+    node: { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    parts: app.parts.map((part) => ({ ...part, okExitCodes: [...part.okExitCodes] })),
+    limits: {
+      timeoutMs: app.timeoutMs,
+      stallTimeoutMs: app.stallTimeoutMs,
+      maxBytes: app.maxBytes,
+      perNode: config.concurrency.perNode,
+    },
+    keep: app.keep,
+  };
+}
+
+/** Given an app, return the BullMQ options of its snapshot jobs (attempts, exponential backoff, history). */
+export function snapshotJobOptions(app: AppConfig): JobsOptions {
+  return {
+    attempts: app.attempts,
+    backoff: { type: 'exponential', delay: app.backoffMs },
+    removeOnComplete: KEEP_COMPLETED,
+    removeOnFail: KEEP_FAILED,
+  };
+}
+
+/** Given the snapshot queue, the config and an app, enqueue a manual snapshot now; return its job id. */
+export async function enqueueManualSnapshot(queue: Queue, config: Config, app: AppConfig, now = new Date()): Promise<string> {
+  const jobId = manualJobId(app.name, now);
+  const job = await queue.add(SNAPSHOT_JOB, buildSnapshotJob(config, app, 'manual'), { ...snapshotJobOptions(app), jobId });
+  return String(job.id);
+}

@@ -1,0 +1,297 @@
+/**
+ * One attempt at a snapshot, from its private directory under
+ * `<app>/.incoming/` to a committed `<app>/<id>/`. Parts are streamed to disk
+ * through the inspector with the limits enforced as the bytes arrive; every
+ * file and directory is fsynced before the atomic rename; `latest` is
+ * repointed atomically afterwards. Until the rename nothing is visible as a
+ * snapshot, and a failed attempt removes its directory.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { constants, createWriteStream } from 'node:fs';
+import { once } from 'node:events';
+import { lstat, mkdir, open, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { AbortedError, CommitConflictError, LimitExceededError, StorageError } from '../errors.ts';
+import {
+  appDirectory,
+  COMMITS_DIR,
+  DIR_MODE,
+  FILE_MODE,
+  INCOMING_DIR,
+  LATEST_LINK,
+  MANIFEST_FILE,
+  safeJobName,
+  snapshotIdCandidate,
+  snapshotIdFor,
+  SUMS_FILE,
+} from './layout.ts';
+import { renderManifest, renderSums, type Manifest } from './manifest.ts';
+import { PartInspector, type Inspection } from './part-inspector.ts';
+import { listSnapshots } from './read.ts';
+
+/** A commit marker older than this, whose job has no snapshot, was left by a crash and may be replaced. */
+export const STALE_COMMIT_MARKER_MS = 10 * 60_000;
+
+export interface WritePartOptions {
+  /** Bytes this part may still take before the snapshot exceeds maxBytes. */
+  maxBytes: number;
+  /** The snapshot's maxBytes, for the message. */
+  snapshotMaxBytes: number;
+  /** No byte for this long aborts the part. */
+  stallTimeoutMs: number;
+  /** Aborts the part (timeout, shutdown). */
+  signal?: AbortSignal;
+  /** Called with the part's byte count as it grows (throttle it yourself). */
+  onBytes?: (bytes: number) => void;
+}
+
+export interface CommitResult {
+  id: string;
+  path: string;
+  /** True when this job had already been committed (by an earlier run of it): nothing new was written. */
+  alreadyCommitted: boolean;
+  manifest: Manifest;
+}
+
+/** Given an fs error, return a StorageError that says what happened in words an operator knows. */
+export function storageError(error: unknown, doing: string): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === undefined) return error as Error;
+  const reason = code === 'ENOSPC' ? 'the repository disk is full (ENOSPC)'
+    : code === 'EDQUOT' ? 'the repository quota is exceeded (EDQUOT)'
+      : code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})`
+        : code === 'EROFS' ? 'the repository is read-only (EROFS)'
+          : `${code}: ${(error as Error).message}`;
+  return new StorageError(`cannot ${doing}: ${reason}`, { cause: error });
+}
+
+async function fsyncPath(target: string): Promise<void> {
+  const handle = await open(target, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Create dir (and parents) with mode 0700; returns when it exists. */
+async function ensureDirectory(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true, mode: DIR_MODE });
+}
+
+async function writeFileDurably(file: string, text: string): Promise<void> {
+  const handle = await open(file, 'w', FILE_MODE);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+export class SnapshotAttempt {
+  private readonly written: { file: string; sha256: string }[] = [];
+  private finished = false;
+
+  private constructor(
+    readonly repository: string,
+    readonly app: string,
+    readonly directory: string,
+    readonly jobId: string,
+  ) {}
+
+  /**
+   * Given the repository, app and job, create the attempt's private directory
+   * `<app>/.incoming/<job>.<attempt>.<random>`. Throw StorageError when it cannot.
+   */
+  static async open(repository: string, app: string, jobId: string, attempt: number): Promise<SnapshotAttempt> {
+    const incoming = path.join(appDirectory(repository, app), INCOMING_DIR);
+    const directory = path.join(incoming, `${safeJobName(jobId)}.${attempt}.${randomBytes(4).toString('hex')}`);
+    try {
+      await ensureDirectory(incoming);
+      await mkdir(directory, { mode: DIR_MODE });
+    } catch (error) {
+      throw storageError(error, `create ${directory}`);
+    }
+    return new SnapshotAttempt(repository, app, directory, jobId);
+  }
+
+  /**
+   * Given a part's file name and its byte stream, write it into the attempt,
+   * hashing and (for tar parts) validating as it streams, and fsync it.
+   * Throw LimitExceededError (maxBytes, stall), InvalidArchiveError,
+   * StorageError, AbortedError, or the source's own error.
+   */
+  async writePart(file: string, source: Readable, options: WritePartOptions): Promise<Inspection> {
+    const target = path.join(this.directory, file);
+    const inspector = new PartInspector(file);
+    let stalled: NodeJS.Timeout | undefined;
+    const meter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        stalled?.refresh();
+        if (inspector.bytes + chunk.length > options.maxBytes) {
+          callback(new LimitExceededError(`snapshot exceeds maxBytes (${options.snapshotMaxBytes} bytes) while writing ${file}`));
+          return;
+        }
+        try {
+          const pending = inspector.update(chunk);
+          options.onBytes?.(inspector.bytes);
+          if (pending) pending.then(() => callback(null, chunk), callback);
+          else callback(null, chunk);
+        } catch (error) {
+          callback(error as Error);
+        }
+      },
+    });
+    stalled = setTimeout(() => {
+      meter.destroy(new LimitExceededError(`no data received for ${options.stallTimeoutMs} ms (stallTimeout) while writing ${file}`));
+    }, options.stallTimeoutMs);
+    // `flush: true` fsyncs the file before it is closed; the pipeline settles after the close.
+    const sink = createWriteStream(target, { flags: 'wx', mode: FILE_MODE, flush: true, highWaterMark: 1024 * 1024 });
+    try {
+      await pipeline(source, meter, sink, options.signal ? { signal: options.signal } : {});
+      if (!sink.closed) await once(sink, 'close');
+      const inspection = await inspector.finish();
+      this.written.push({ file, sha256: inspection.sha256 });
+      return inspection;
+    } catch (error) {
+      inspector.discard();
+      if ((error as Error).name === 'AbortError') {
+        const reason: unknown = options.signal?.reason;
+        throw reason instanceof Error ? reason : new AbortedError(`writing ${file} was aborted`);
+      }
+      if ((error as NodeJS.ErrnoException).code !== undefined && (error as NodeJS.ErrnoException).syscall !== undefined) {
+        throw storageError(error, `write ${target}`);
+      }
+      throw error;
+    } finally {
+      clearTimeout(stalled);
+      sink.destroy();
+    }
+  }
+
+  /**
+   * Given the manifest (without id) and a fence that throws when this worker
+   * no longer owns the job, commit: claim the job's commit marker, choose the
+   * id, write manifest.json and SHA256SUMS, fsync, rename into place, repoint
+   * `latest`. When this job id was already committed, return that snapshot
+   * and discard this attempt. Throw CommitConflictError when another run of
+   * the job is committing right now, StorageError on I/O failure.
+   */
+  async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>): Promise<CommitResult> {
+    const appDir = appDirectory(this.repository, this.app);
+    await fence();
+    const claimed = await this.claimCommit(appDir);
+    if (claimed !== null) {
+      await this.discard();
+      return { id: claimed.id, path: claimed.path, alreadyCommitted: true, manifest: claimed.manifest };
+    }
+    const baseId = snapshotIdFor(new Date(manifest.startedAt));
+    try {
+      for (let n = 1; n < 1000; n += 1) {
+        const id = snapshotIdCandidate(baseId, n);
+        const target = path.join(appDir, id);
+        if (await exists(target)) continue;
+        const full: Manifest = { ...manifest, id };
+        await writeFileDurably(path.join(this.directory, MANIFEST_FILE), renderManifest(full));
+        const manifestSum = createHash('sha256').update(renderManifest(full)).digest('hex');
+        await writeFileDurably(path.join(this.directory, SUMS_FILE), renderSums([...this.written, { file: MANIFEST_FILE, sha256: manifestSum }]));
+        await fsyncPath(this.directory);
+        try {
+          await rename(this.directory, target);
+        } catch (error) {
+          const code = (error as NodeJS.ErrnoException).code;
+          if (code === 'ENOTEMPTY' || code === 'EEXIST') continue;
+          throw error;
+        }
+        this.finished = true;
+        await fsyncPath(appDir);
+        await writeFile(path.join(appDir, COMMITS_DIR, safeJobName(this.jobId)), `${JSON.stringify({ jobId: this.jobId, id })}\n`, { mode: FILE_MODE });
+        await repointLatest(appDir);
+        return { id, path: target, alreadyCommitted: false, manifest: full };
+      }
+      throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
+    } catch (error) {
+      if (!this.finished) await rm(path.join(appDir, COMMITS_DIR, safeJobName(this.jobId)), { force: true }).catch(() => undefined);
+      throw storageError(error, `commit the snapshot of ${this.app}`);
+    }
+  }
+
+  /** Remove the attempt's directory and everything in it (after a failure). Safe to call twice. */
+  async discard(): Promise<void> {
+    if (this.finished) return;
+    this.finished = true;
+    await rm(this.directory, { recursive: true, force: true });
+  }
+
+  /**
+   * Create the job's commit marker exclusively. Return null when we now own
+   * the commit; the existing snapshot when the job was committed before; throw
+   * CommitConflictError when another run of the job holds a fresh marker.
+   */
+  private async claimCommit(appDir: string): Promise<{ id: string; path: string; manifest: Manifest } | null> {
+    const commits = path.join(appDir, COMMITS_DIR);
+    const marker = path.join(commits, safeJobName(this.jobId));
+    try {
+      await ensureDirectory(commits);
+    } catch (error) {
+      throw storageError(error, `create ${commits}`);
+    }
+    for (let round = 0; round < 2; round += 1) {
+      try {
+        const handle = await open(marker, 'wx', FILE_MODE);
+        await handle.writeFile(`${JSON.stringify({ jobId: this.jobId, attempt: path.basename(this.directory) })}\n`);
+        await handle.sync();
+        await handle.close();
+        return null;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw storageError(error, `create ${marker}`);
+      }
+      const committed = (await listSnapshots(this.repository, this.app)).find((snapshot) => snapshot.manifest?.jobId === this.jobId);
+      if (committed?.manifest) return { id: committed.id, path: committed.path, manifest: committed.manifest };
+      const age = Date.now() - (await stat(marker).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
+      if (age < STALE_COMMIT_MARKER_MS) {
+        throw new CommitConflictError(`job ${this.jobId} of ${this.app} is being committed by another worker (marker ${marker})`);
+      }
+      await rm(marker, { force: true });
+    }
+    throw new CommitConflictError(`cannot claim the commit marker ${marker}`);
+  }
+}
+
+async function exists(target: string): Promise<boolean> {
+  try {
+    await lstat(target);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Point `<app>/latest` at the newest complete snapshot, atomically (a new
+ * symlink renamed over the old one). Re-checks afterwards so that two
+ * committers racing end with the newest one.
+ */
+export async function repointLatest(appDir: string): Promise<string | null> {
+  const repository = path.dirname(appDir);
+  const app = path.basename(appDir);
+  for (let round = 0; round < 5; round += 1) {
+    const newest = (await listSnapshots(repository, app)).find((snapshot) => snapshot.manifest !== null);
+    if (!newest) return null;
+    const link = path.join(appDir, LATEST_LINK);
+    const existing = await lstat(link).catch(() => null);
+    // Never replace a `latest` that BYSU did not create (a file or directory someone put there).
+    if (existing !== null && !existing.isSymbolicLink()) return null;
+    const current = await readlink(link).catch(() => null);
+    if (current === newest.id) return newest.id;
+    const temporary = path.join(appDir, `.latest.${randomBytes(4).toString('hex')}`);
+    await symlink(newest.id, temporary);
+    await rename(temporary, link);
+    await fsyncPath(appDir);
+  }
+  return (await readlink(path.join(appDir, LATEST_LINK)).catch(() => null));
+}
+

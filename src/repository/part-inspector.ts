@@ -1,0 +1,104 @@
+/**
+ * Everything BYSU learns from a part's bytes as they pass: count, sha256 and,
+ * for tar parts, archive validity. Used when writing a snapshot and again by
+ * `bysu verify`, so both judge a file the same way.
+ */
+import { createHash, type Hash } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { createGunzip, type Gunzip } from 'node:zlib';
+import { InvalidArchiveError } from '../errors.ts';
+import { archiveKind } from './layout.ts';
+import { TarValidator, type TarSummary } from './tar-validator.ts';
+
+export interface Inspection {
+  bytes: number;
+  sha256: string;
+  /** Present for tar parts. */
+  tar?: TarSummary;
+}
+
+export class PartInspector {
+  bytes = 0;
+  private readonly hash: Hash = createHash('sha256');
+  private readonly tar: TarValidator | null;
+  private readonly gunzip: Gunzip | null = null;
+  private archiveError: Error | null = null;
+
+  constructor(file: string) {
+    const kind = archiveKind(file);
+    this.tar = kind ? new TarValidator() : null;
+    if (kind === 'tar.gz') {
+      const gunzip = createGunzip();
+      gunzip.on('data', (data: Buffer) => this.validate(data));
+      gunzip.on('error', (error) => {
+        this.archiveError ??= new InvalidArchiveError(`not a valid gzip stream: ${error.message}`);
+      });
+      this.gunzip = gunzip;
+    }
+  }
+
+  /**
+   * Given the next chunk, account for it. Resolves once a gzipped chunk has
+   * been inflated (so memory stays bounded); throws InvalidArchiveError as soon
+   * as the archive is known to be bad.
+   */
+  update(chunk: Buffer): Promise<void> | void {
+    this.bytes += chunk.length;
+    this.hash.update(chunk);
+    if (this.gunzip) {
+      return new Promise((resolve, reject) => {
+        this.gunzip!.write(chunk, () => (this.archiveError ? reject(this.archiveError) : resolve()));
+      });
+    }
+    if (this.tar) this.validate(chunk);
+    if (this.archiveError) throw this.archiveError;
+  }
+
+  /** Call at the end of the stream; throws InvalidArchiveError when a tar part is incomplete. */
+  async finish(): Promise<Inspection> {
+    if (this.gunzip) {
+      await new Promise<void>((resolve) => {
+        if (this.gunzip!.destroyed) resolve();
+        else {
+          this.gunzip!.once('end', resolve).once('error', () => resolve());
+          this.gunzip!.end();
+          this.gunzip!.resume();
+        }
+      });
+    }
+    if (this.archiveError) throw this.archiveError;
+    const result: Inspection = { bytes: this.bytes, sha256: this.hash.digest('hex') };
+    if (this.tar) result.tar = this.tar.finish();
+    return result;
+  }
+
+  /** Release resources after a failure. */
+  discard(): void {
+    this.gunzip?.destroy();
+  }
+
+  private validate(data: Buffer): void {
+    if (this.archiveError) return;
+    try {
+      this.tar!.write(data);
+    } catch (error) {
+      this.archiveError = error as Error;
+      this.gunzip?.destroy();
+    }
+  }
+}
+
+/** A Writable that inspects everything written to it (for verify). */
+export function inspectingSink(inspector: PartInspector): Writable {
+  return new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      try {
+        const pending = inspector.update(chunk);
+        if (pending) pending.then(() => callback(), callback);
+        else callback();
+      } catch (error) {
+        callback(error as Error);
+      }
+    },
+  });
+}

@@ -1,0 +1,114 @@
+/**
+ * Reading the repository: the complete snapshots of an app (newest first),
+ * the newest one, the apps present, and verification of a snapshot against
+ * its SHA256SUMS with tar parts re-validated. Nothing here writes.
+ */
+import { createReadStream } from 'node:fs';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { appDirectory, compareSnapshotIds, isSnapshotId, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
+import { parseSums, type Manifest } from './manifest.ts';
+import { inspectingSink, PartInspector } from './part-inspector.ts';
+
+export interface SnapshotEntry {
+  id: string;
+  path: string;
+  /** Null when manifest.json exists but cannot be read as JSON. */
+  manifest: Manifest | null;
+}
+
+/**
+ * Given the repository and an app, return its complete snapshots (a directory
+ * with a valid id and a manifest.json), newest first. An app with no
+ * directory has none.
+ */
+export async function listSnapshots(repository: string, app: string): Promise<SnapshotEntry[]> {
+  const appDir = appDirectory(repository, app);
+  let names: string[];
+  try {
+    names = (await readdir(appDir, { withFileTypes: true })).filter((entry) => entry.isDirectory() && isSnapshotId(entry.name)).map((entry) => entry.name);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+  const snapshots: SnapshotEntry[] = [];
+  for (const id of names.sort(compareSnapshotIds).reverse()) {
+    const snapshotPath = path.join(appDir, id);
+    let text: string;
+    try {
+      text = await readFile(path.join(snapshotPath, MANIFEST_FILE), 'utf8');
+    } catch {
+      continue; // no manifest: not a complete snapshot
+    }
+    let manifest: Manifest | null = null;
+    try {
+      manifest = JSON.parse(text) as Manifest;
+    } catch {
+      manifest = null;
+    }
+    snapshots.push({ id, path: snapshotPath, manifest });
+  }
+  return snapshots;
+}
+
+/** Given the repository and an app, return its newest complete snapshot with a readable manifest, or null. */
+export async function newestSnapshot(repository: string, app: string): Promise<SnapshotEntry | null> {
+  return (await listSnapshots(repository, app)).find((snapshot) => snapshot.manifest !== null) ?? null;
+}
+
+/** Given the repository, return the names of the app directories in it. */
+export async function listAppDirectories(repository: string): Promise<string[]> {
+  try {
+    return (await readdir(repository, { withFileTypes: true })).filter((entry) => entry.isDirectory() && !entry.name.startsWith('.')).map((entry) => entry.name).sort();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+export interface VerifyResult {
+  id: string;
+  path: string;
+  ok: boolean;
+  problems: string[];
+  files: number;
+}
+
+/**
+ * Given a snapshot directory, re-hash every file listed in SHA256SUMS,
+ * re-validate tar parts, and check that every part of the manifest is listed.
+ * Return the problems found (none = ok); never throws for a bad snapshot.
+ */
+export async function verifySnapshot(snapshot: SnapshotEntry): Promise<VerifyResult> {
+  const problems: string[] = [];
+  let sums: { file: string; sha256: string }[] = [];
+  try {
+    sums = parseSums(await readFile(path.join(snapshot.path, SUMS_FILE), 'utf8'));
+  } catch (error) {
+    problems.push(`${SUMS_FILE}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (error as Error).message}`);
+  }
+  if (snapshot.manifest === null) problems.push(`${MANIFEST_FILE}: not valid JSON`);
+  for (const part of snapshot.manifest?.parts ?? []) {
+    if (!sums.some((entry) => entry.file === part.file)) problems.push(`${part.file}: listed in the manifest but not in ${SUMS_FILE}`);
+  }
+  for (const entry of sums) {
+    if (entry.file.includes('/') || entry.file.startsWith('.')) {
+      problems.push(`${entry.file}: not a plain file name`);
+      continue;
+    }
+    const inspector = new PartInspector(entry.file);
+    try {
+      await pipeline(createReadStream(path.join(snapshot.path, entry.file)), inspectingSink(inspector));
+      const inspection = await inspector.finish();
+      if (inspection.sha256 !== entry.sha256) problems.push(`${entry.file}: checksum mismatch (expected ${entry.sha256}, got ${inspection.sha256})`);
+      const part = snapshot.manifest?.parts?.find((candidate) => candidate.file === entry.file);
+      if (part && part.bytes !== inspection.bytes) problems.push(`${entry.file}: ${inspection.bytes} bytes, the manifest says ${part.bytes}`);
+    } catch (error) {
+      inspector.discard();
+      const code = (error as NodeJS.ErrnoException).code;
+      problems.push(`${entry.file}: ${code === 'ENOENT' ? 'missing' : (error as Error).message}`);
+    }
+  }
+  return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length };
+}

@@ -1,0 +1,243 @@
+/**
+ * A streaming tar validator: it walks the archive block by block as the bytes
+ * arrive and keeps nothing but the current header (and pax or GNU long-name
+ * data, capped), so a 2 GiB archive costs the same memory as a 2 KiB one.
+ *
+ * It fails an archive that is truncated anywhere (mid-header, mid-entry, or
+ * exactly at an entry boundary: the two zero blocks that end an archive are
+ * required), that has a bad header checksum or size field, that has data after
+ * its end, or whose pax / long-name headers exceed the cap. Entry names that
+ * are absolute or contain `..` are recorded as warnings, not errors: BYSU never
+ * extracts. It understands ustar, GNU (long names, base-256 sizes) and pax.
+ */
+import { InvalidArchiveError } from '../errors.ts';
+
+const BLOCK = 512;
+/** Largest pax or GNU long-name header data accepted. */
+export const MAX_META_BYTES = 1024 * 1024;
+/** Warnings kept per archive; more are counted in one closing warning. */
+const MAX_WARNINGS = 50;
+/** Type flags whose size field is not followed by data. */
+const NO_DATA_TYPES = new Set(['1', '2', '3', '4', '5', '6']);
+
+export interface TarSummary {
+  /** Files, directories, links… (pax and long-name headers not counted). */
+  entries: number;
+  warnings: string[];
+}
+
+type State = 'header' | 'data' | 'meta' | 'end';
+
+export class TarValidator {
+  private offset = 0;
+  private state: State = 'header';
+  private header = Buffer.alloc(BLOCK);
+  private headerFill = 0;
+  /** Bytes of entry data (plus padding) still to skip. */
+  private skip = 0;
+  private meta: { type: string; size: number; padded: number; chunks: Buffer[]; received: number } | null = null;
+  private pending: { path?: string; size?: number; longName?: string } = {};
+  private globalPax: { path?: string; size?: number } = {};
+  private zeroBlocks = 0;
+  private entries = 0;
+  private warnings: string[] = [];
+  private suppressedWarnings = 0;
+
+  /** Given the next bytes of the archive, check them; throw InvalidArchiveError on the first problem. */
+  write(chunk: Buffer): void {
+    let position = 0;
+    while (position < chunk.length) {
+      switch (this.state) {
+        case 'data': {
+          const take = Math.min(this.skip, chunk.length - position);
+          this.skip -= take;
+          position += take;
+          this.offset += take;
+          if (this.skip === 0) this.state = 'header';
+          break;
+        }
+        case 'meta': {
+          const meta = this.meta!;
+          const take = Math.min(meta.padded - meta.received, chunk.length - position);
+          const wanted = Math.max(0, Math.min(take, meta.size - meta.received));
+          if (wanted > 0) meta.chunks.push(Buffer.from(chunk.subarray(position, position + wanted)));
+          meta.received += take;
+          position += take;
+          this.offset += take;
+          if (meta.received === meta.padded) this.finishMeta();
+          break;
+        }
+        case 'header': {
+          const take = Math.min(BLOCK - this.headerFill, chunk.length - position);
+          chunk.copy(this.header, this.headerFill, position, position + take);
+          this.headerFill += take;
+          position += take;
+          this.offset += take;
+          if (this.headerFill === BLOCK) {
+            this.headerFill = 0;
+            this.readHeader();
+          }
+          break;
+        }
+        case 'end': {
+          // After the end marker only zero padding (to the record size) may follow.
+          for (let index = position; index < chunk.length; index += 1) {
+            if (chunk[index] !== 0) this.fail(`non-zero data after the end-of-archive marker at byte ${this.offset + index - position}`);
+          }
+          this.offset += chunk.length - position;
+          position = chunk.length;
+          break;
+        }
+      }
+    }
+  }
+
+  /** Call when the stream has ended: throw unless the archive ended with its two zero blocks. */
+  finish(): TarSummary {
+    if (this.state !== 'end') {
+      const where = this.state === 'header' && this.headerFill === 0 && this.zeroBlocks === 0
+        ? 'at an entry boundary without the end-of-archive marker'
+        : this.state === 'header' && this.zeroBlocks === 1 && this.headerFill === 0
+          ? 'after a single zero block (the end-of-archive marker is two)'
+          : 'in the middle of an entry';
+      this.fail(`archive is truncated ${where} (${this.offset} bytes read)`);
+    }
+    const warnings = [...this.warnings];
+    if (this.suppressedWarnings > 0) warnings.push(`${this.suppressedWarnings} more entries with unsafe names`);
+    return { entries: this.entries, warnings };
+  }
+
+  private fail(reason: string): never {
+    throw new InvalidArchiveError(`not a valid tar archive: ${reason}`);
+  }
+
+  private readHeader(): void {
+    const block = this.header;
+    const headerOffset = this.offset - BLOCK;
+    if (block.every((byte) => byte === 0)) {
+      this.zeroBlocks += 1;
+      if (this.zeroBlocks === 2) this.state = 'end';
+      return;
+    }
+    if (this.zeroBlocks === 1) this.fail(`a lone zero block before the header at byte ${headerOffset}`);
+    if (!checksumMatches(block)) this.fail(`bad header checksum at byte ${headerOffset}`);
+
+    const typeflag = block[156] === 0 ? '0' : String.fromCharCode(block[156]!);
+    let size = parseNumeric(block.subarray(124, 136));
+    if (size === null) this.fail(`bad size field in the header at byte ${headerOffset}`);
+
+    if (typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K') {
+      if (size > MAX_META_BYTES) {
+        this.fail(`a ${typeflag === 'L' || typeflag === 'K' ? 'GNU long-name' : 'pax'} header of ${size} bytes at byte ${headerOffset} exceeds ${MAX_META_BYTES}`);
+      }
+      this.meta = { type: typeflag, size, padded: roundUp(size), chunks: [], received: 0 };
+      this.state = size === 0 ? 'header' : 'meta';
+      if (size === 0) this.finishMeta();
+      return;
+    }
+
+    const pending = this.pending;
+    this.pending = {};
+    size = pending.size ?? this.globalPax.size ?? size;
+    const name = pending.longName ?? pending.path ?? this.globalPax.path ?? ustarName(block);
+    this.entries += 1;
+    this.checkName(name);
+    const dataBytes = NO_DATA_TYPES.has(typeflag) ? 0 : roundUp(size);
+    if (dataBytes > 0) {
+      this.skip = dataBytes;
+      this.state = 'data';
+    }
+  }
+
+  private finishMeta(): void {
+    const meta = this.meta!;
+    this.meta = null;
+    this.state = 'header';
+    const data = Buffer.concat(meta.chunks);
+    if (meta.type === 'L') {
+      this.pending.longName = cString(data);
+    } else if (meta.type === 'K') {
+      // Long link target: not needed for validation.
+    } else {
+      const records = parsePax(data);
+      if (records === null) this.fail(`malformed pax header before byte ${this.offset}`);
+      const target = meta.type === 'g' ? this.globalPax : this.pending;
+      if (records.path !== undefined) target.path = records.path;
+      if (records.size !== undefined) {
+        const parsed = /^\d+$/.test(records.size) ? Number(records.size) : NaN;
+        if (!Number.isSafeInteger(parsed)) this.fail(`bad pax size ${JSON.stringify(records.size)}`);
+        target.size = parsed;
+      }
+    }
+  }
+
+  private checkName(name: string): void {
+    const unsafe = name.startsWith('/') ? 'absolute path' : name.split('/').includes('..') ? '".." in path' : null;
+    if (unsafe === null) return;
+    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(`entry ${JSON.stringify(name)}: ${unsafe}`);
+    else this.suppressedWarnings += 1;
+  }
+}
+
+function roundUp(size: number): number {
+  return Math.ceil(size / BLOCK) * BLOCK;
+}
+
+/** The header checksum: sum of all bytes with the checksum field as spaces (unsigned, or signed as some old tars did). */
+function checksumMatches(block: Buffer): boolean {
+  const stored = parseNumeric(block.subarray(148, 156));
+  if (stored === null) return false;
+  let unsigned = 0;
+  let signed = 0;
+  for (let index = 0; index < BLOCK; index += 1) {
+    const byte = index >= 148 && index < 156 ? 32 : block[index]!;
+    unsigned += byte;
+    signed += byte > 127 ? byte - 256 : byte;
+  }
+  return stored === unsigned || stored === signed;
+}
+
+/** Parse an octal numeric field (NUL/space terminated) or GNU base-256; null when malformed. */
+function parseNumeric(field: Buffer): number | null {
+  if (field[0]! & 0x80) {
+    if (field[0] === 0xff) return null; // negative
+    let value = field[0]! & 0x7f;
+    for (let index = 1; index < field.length; index += 1) value = value * 256 + field[index]!;
+    return Number.isSafeInteger(value) ? value : null;
+  }
+  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
+  if (text === '') return 0;
+  if (!/^[0-7]+$/.test(text)) return null;
+  return parseInt(text, 8);
+}
+
+function cString(buffer: Buffer): string {
+  const end = buffer.indexOf(0);
+  return buffer.subarray(0, end === -1 ? buffer.length : end).toString('utf8');
+}
+
+function ustarName(block: Buffer): string {
+  const name = cString(block.subarray(0, 100));
+  const isUstar = block.subarray(257, 262).toString('latin1') === 'ustar';
+  const prefix = isUstar ? cString(block.subarray(345, 500)) : '';
+  return prefix ? `${prefix}/${name}` : name;
+}
+
+/** Parse pax records `<len> <key>=<value>\n`; null when a record is malformed. */
+function parsePax(data: Buffer): Record<string, string> | null {
+  const records: Record<string, string> = {};
+  let position = 0;
+  while (position < data.length) {
+    if (data[position] === 0) break;
+    const space = data.indexOf(0x20, position);
+    if (space === -1) return null;
+    const length = Number(data.subarray(position, space).toString('latin1'));
+    if (!Number.isSafeInteger(length) || length <= space - position || position + length > data.length) return null;
+    const record = data.subarray(space + 1, position + length - 1).toString('utf8');
+    const equals = record.indexOf('=');
+    if (equals === -1) return null;
+    records[record.slice(0, equals)] = record.slice(equals + 1);
+    position += length;
+  }
+  return records;
+}

@@ -1,0 +1,185 @@
+/**
+ * The snapshot action: given a job's payload, log in to the node once, run
+ * each part's command in order, stream its stdout into a new attempt in the
+ * repository, and commit only if every command exited with an accepted code,
+ * every tar part is valid, no limit was exceeded and all bytes reached disk.
+ * Knows nothing of BullMQ: the worker passes in what it needs.
+ */
+import path from 'node:path';
+import type { Logger } from '../log.ts';
+import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue/jobs.ts';
+import { SnapshotAttempt } from '../repository/attempt.ts';
+import { MANIFEST_FORMAT } from '../repository/layout.ts';
+import type { ManifestPart } from '../repository/manifest.ts';
+import { openSession, type RemoteCommand, type SshIdentity, type SshSession } from '../ssh/session.ts';
+import { AbortedError, ConfigError, LimitExceededError, RemoteCommandError } from '../errors.ts';
+import { BYSU_VERSION } from '../version.ts';
+
+export interface SnapshotContext {
+  jobId: string;
+  /** 1 for the first attempt. */
+  attempt: number;
+  repository: string;
+  identity: SshIdentity;
+  connectTimeoutMs: number;
+  logger: Logger;
+  /** Aborts the snapshot (shutdown, cancellation); its reason becomes the error. */
+  signal?: AbortSignal;
+  /** Throws when this worker no longer owns the job; called right before the commit. */
+  fence: () => Promise<void>;
+  onProgress?: (progress: SnapshotProgress) => void;
+  /** @defaultValue 1000 */
+  progressIntervalMs?: number;
+}
+
+/** Given a payload from Redis, throw ConfigError unless it has the shape of SnapshotJobData. */
+export function checkSnapshotJobData(data: unknown): asserts data is SnapshotJobData {
+  const job = data as Partial<SnapshotJobData> | null;
+  const problems: string[] = [];
+  if (typeof job?.app !== 'string') problems.push('job.app: missing');
+  if (typeof job?.node?.host !== 'string' || typeof job.node.port !== 'number' || typeof job.node.user !== 'string') problems.push('job.node: missing host, port or user');
+  if (!Array.isArray(job?.parts) || job.parts.length === 0) problems.push('job.parts: missing');
+  const limits = job?.limits;
+  if (typeof limits?.timeoutMs !== 'number' || typeof limits.stallTimeoutMs !== 'number' || typeof limits.maxBytes !== 'number' || typeof limits.perNode !== 'number') {
+    problems.push('job.limits: missing timeoutMs, stallTimeoutMs, maxBytes or perNode');
+  }
+  for (const part of job?.parts ?? []) {
+    if (typeof part?.file !== 'string' || path.basename(part.file) !== part.file || part.file.startsWith('.')) problems.push(`job.parts: bad file name ${JSON.stringify(part?.file)}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+}
+
+/** Given a failed command's status and stderr, describe it for the job's failure reason. */
+function describeExit(file: string, status: { code: number | null; signal: string | null }, okExitCodes: number[], stderr: string): string {
+  const how = status.signal !== null ? `was killed by signal ${status.signal}`
+    : status.code !== null ? `exited with code ${status.code} (accepted: ${okExitCodes.join(', ')})`
+      : 'ended without an exit status (the connection dropped)';
+  return `part ${file}: command ${how}${stderr.trim() ? `\nstderr (last ${Buffer.byteLength(stderr)} bytes):\n${stderr.trimEnd()}` : ''}`;
+}
+
+/**
+ * Given the job's payload and the worker's context, take the snapshot and
+ * commit it. Return the committed snapshot. Throw (and leave nothing behind)
+ * on any failure: HostKeyError, AuthenticationError, ConnectionError,
+ * RemoteCommandError, InvalidArchiveError, LimitExceededError, StorageError,
+ * AbortedError, CommitConflictError.
+ */
+export async function takeSnapshot(data: SnapshotJobData, context: SnapshotContext): Promise<SnapshotResult> {
+  checkSnapshotJobData(data);
+  const { limits } = data;
+  const startedAt = new Date();
+  const controller = new AbortController();
+  const timeout = setTimeout(() => controller.abort(new LimitExceededError(`snapshot of ${data.app} exceeded its timeout of ${limits.timeoutMs} ms`)), limits.timeoutMs);
+  const forward = () => controller.abort(context.signal?.reason instanceof Error ? context.signal.reason : new AbortedError('snapshot aborted'));
+  if (context.signal?.aborted) forward();
+  context.signal?.addEventListener('abort', forward, { once: true });
+  const signal = controller.signal;
+  const log = context.logger;
+
+  const attempt = await SnapshotAttempt.open(context.repository, data.app, context.jobId, context.attempt);
+  let session: SshSession | null = null;
+  let current: RemoteCommand | null = null;
+  const closeCurrent = () => current?.close();
+  signal.addEventListener('abort', closeCurrent);
+  try {
+    session = await openSession(
+      { name: data.node.name, host: data.node.host, port: data.node.port, user: data.node.user, ...(data.node.hostKey ? { hostKey: data.node.hostKey } : {}) },
+      context.identity,
+      { readyTimeoutMs: context.connectTimeoutMs },
+    );
+    if (signal.aborted) throw signal.reason;
+    const parts: ManifestPart[] = [];
+    const warnings: string[] = [];
+    let total = 0;
+    let lastProgress = 0;
+    for (const [index, part] of data.parts.entries()) {
+      const partStarted = Date.now();
+      log.info({ part: part.file, partIndex: index + 1, parts: data.parts.length }, 'part started');
+      const report = (partBytes: number, force = false) => {
+        const now = Date.now();
+        if (!force && now - lastProgress < (context.progressIntervalMs ?? 1000)) return;
+        lastProgress = now;
+        context.onProgress?.({ part: part.file, partIndex: index + 1, parts: data.parts.length, partBytes, bytes: total + partBytes });
+      };
+      report(0, true);
+      current = await session.exec(part.run);
+      const command = current;
+      let inspection;
+      try {
+        inspection = await attempt.writePart(part.file, command.stdout, {
+          maxBytes: limits.maxBytes - total,
+          snapshotMaxBytes: limits.maxBytes,
+          stallTimeoutMs: limits.stallTimeoutMs,
+          signal,
+          onBytes: (bytes) => report(bytes),
+        });
+      } catch (error) {
+        command.close();
+        const stderr = command.stderrTail().trim();
+        if (stderr && error instanceof Error && !(error instanceof AbortedError)) {
+          error.message += `\nstderr (last ${Buffer.byteLength(stderr)} bytes):\n${stderr}`;
+        }
+        throw error;
+      }
+      const status = await Promise.race([
+        command.exit,
+        new Promise<never>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
+      ]);
+      if (status.code === null || !part.okExitCodes.includes(status.code)) {
+        throw new RemoteCommandError(describeExit(part.file, status, part.okExitCodes, command.stderrTail()));
+      }
+      total += inspection.bytes;
+      report(inspection.bytes, true);
+      const entry: ManifestPart = {
+        file: part.file,
+        run: part.run,
+        bytes: inspection.bytes,
+        sha256: inspection.sha256,
+        exitCode: status.code,
+        durationMs: Date.now() - partStarted,
+      };
+      if (inspection.tar) {
+        entry.tarEntries = inspection.tar.entries;
+        warnings.push(...inspection.tar.warnings.map((warning) => `${part.file}: ${warning}`));
+      }
+      if (status.code !== 0) warnings.push(`${part.file}: command exited with accepted code ${status.code}`);
+      parts.push(entry);
+      log.info({ part: part.file, bytes: inspection.bytes, exitCode: status.code, durationMs: entry.durationMs }, 'part done');
+    }
+    session.close();
+    session = null;
+    if (signal.aborted) throw signal.reason;
+
+    const committed = await attempt.commit(
+      {
+        format: MANIFEST_FORMAT,
+        app: data.app,
+        node: data.node.name,
+        host: data.node.host,
+        trigger: data.trigger,
+        jobId: context.jobId,
+        attempt: context.attempt,
+        startedAt: startedAt.toISOString(),
+        finishedAt: new Date().toISOString(),
+        bytes: total,
+        bysuVersion: BYSU_VERSION,
+        warnings,
+        parts,
+      },
+      context.fence,
+    );
+    return {
+      id: committed.id,
+      path: committed.path,
+      bytes: committed.manifest.bytes,
+      warnings: committed.manifest.warnings,
+      alreadyCommitted: committed.alreadyCommitted,
+    };
+  } finally {
+    clearTimeout(timeout);
+    context.signal?.removeEventListener('abort', forward);
+    signal.removeEventListener('abort', closeCurrent);
+    session?.close();
+    await attempt.discard().catch((error: unknown) => log.error({ err: error, dir: attempt.directory }, 'cannot remove the failed attempt'));
+  }
+}

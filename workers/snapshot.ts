@@ -1,0 +1,153 @@
+/**
+ * The snapshot worker: BullMQ wiring around the snapshot action. It takes a
+ * per-node slot (a busy node delays the job without using an attempt),
+ * fences the commit with the job lock, maps errors that a retry cannot help to
+ * UnrecoverableError, and on shutdown stops taking jobs, lets running ones
+ * finish within the grace period, then hands the rest back to the queue
+ * without using an attempt.
+ */
+import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Config } from '../src/config/load.ts';
+import { AbortedError, CommitConflictError, ConnectionError, isRetryable, toError } from '../src/errors.ts';
+import type { Logger } from '../src/log.ts';
+import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
+import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
+import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
+import { readIdentity } from '../src/ssh/session.ts';
+import { takeSnapshot } from '../src/snapshot/take-snapshot.ts';
+
+export interface SnapshotWorkerOptions {
+  /** BullMQ job lock. @defaultValue 30000 */
+  lockDurationMs?: number;
+  /** How often stalled jobs are looked for. @defaultValue 30000 */
+  stalledIntervalMs?: number;
+  /** Node slot lease. @defaultValue NODE_SLOT_LEASE_MS */
+  slotLeaseMs?: number;
+  /** Delay before a job whose node is busy is tried again. @defaultValue 5000 (plus jitter) */
+  busyNodeDelayMs?: number;
+}
+
+export interface RunningWorker {
+  worker: Worker<SnapshotJobData, SnapshotResult>;
+  /** Stop taking jobs, let running ones finish within the grace period, hand back the rest, close connections. */
+  close(): Promise<void>;
+}
+
+class ShutdownError extends AbortedError {}
+
+/**
+ * Given the config and a logger, start a snapshot worker and return it.
+ * Throws ConfigError when the SSH identity cannot be read.
+ */
+export async function startSnapshotWorker(config: Config, logger: Logger, options: SnapshotWorkerOptions = {}): Promise<RunningWorker> {
+  const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  const connection = createWorkerConnection(config.redis.url);
+  connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
+  const slots = new NodeSlots(connection, config.redis.prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);
+  const lockDuration = options.lockDurationMs ?? 30_000;
+  const busyDelay = options.busyNodeDelayMs ?? 5000;
+  const shutdown = new AbortController();
+
+  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  await queue.setGlobalConcurrency(config.concurrency.global);
+
+  const processor = async (job: Job<SnapshotJobData, SnapshotResult>, token?: string, cancel?: AbortSignal): Promise<SnapshotResult> => {
+    const data = job.data;
+    const attempt = job.attemptsMade + 1;
+    const log = logger.child({ app: data.app, node: data.node?.name, jobId: job.id, attempt });
+    if (shutdown.signal.aborted) {
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
+    const slot = await slots.acquire(data.node.name, data.limits.perNode, job.id ?? 'job');
+    if (slot === null) {
+      log.debug('node busy; delaying the job');
+      await job.moveToDelayed(Date.now() + busyDelay + Math.floor(Math.random() * busyDelay), token);
+      throw new DelayedError();
+    }
+
+    const controller = new AbortController();
+    const onShutdown = () => controller.abort(new ShutdownError('worker is shutting down'));
+    const onCancel = () => controller.abort(new AbortedError(`job cancelled: ${String(cancel?.reason ?? '')}`));
+    shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    cancel?.addEventListener('abort', onCancel, { once: true });
+    const renewal = setInterval(() => {
+      slot.renew().then((held) => {
+        if (!held) controller.abort(new ConnectionError(`lost the slot on node ${data.node.name} (lease expired)`));
+      }, (error: unknown) => log.warn({ err: toError(error).message }, 'cannot renew the node slot'));
+    }, Math.max(1000, Math.floor((options.slotLeaseMs ?? NODE_SLOT_LEASE_MS) / 3)));
+
+    log.info({ trigger: data.trigger, parts: data.parts.length }, 'snapshot started');
+    try {
+      const result = await takeSnapshot(data, {
+        jobId: String(job.id),
+        attempt,
+        repository: config.repository,
+        identity,
+        connectTimeoutMs: config.ssh.connectTimeoutMs,
+        logger: log,
+        signal: controller.signal,
+        fence: async () => {
+          if (token === undefined) return;
+          const extended = await job.extendLock(token, lockDuration);
+          if (!extended) throw new CommitConflictError(`lost the lock of job ${job.id}; another worker may be running it`);
+        },
+        onProgress: (progress) => {
+          job.updateProgress(progress).catch(() => undefined);
+        },
+      });
+      log.info({ id: result.id, bytes: result.bytes, warnings: result.warnings.length, alreadyCommitted: result.alreadyCommitted }, 'snapshot committed');
+      return result;
+    } catch (thrown) {
+      const error = toError(thrown);
+      if (error instanceof ShutdownError) {
+        log.warn('snapshot interrupted by shutdown; handing the job back without using an attempt');
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
+      log.error({ err: error.message, retryable: isRetryable(error) }, 'snapshot failed');
+      if (!isRetryable(error)) throw new UnrecoverableError(error.message);
+      throw error;
+    } finally {
+      clearInterval(renewal);
+      shutdown.signal.removeEventListener('abort', onShutdown);
+      cancel?.removeEventListener('abort', onCancel);
+      await slot.release().catch((error: unknown) => log.warn({ err: toError(error).message }, 'cannot release the node slot; it expires by itself'));
+    }
+  };
+
+  const worker = new Worker<SnapshotJobData, SnapshotResult>(SNAPSHOT_QUEUE, processor, {
+    connection,
+    prefix: config.redis.prefix,
+    concurrency: config.concurrency.perWorker,
+    lockDuration,
+    stalledInterval: options.stalledIntervalMs ?? 30_000,
+    maxStalledCount: 2,
+    autorun: true,
+  });
+  worker.on('error', (error) => logger.error({ err: error.message }, 'worker error'));
+  worker.on('failed', (job, error) => {
+    if (job && error.name !== 'DelayedError' && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+      logger.error({ app: job.data.app, jobId: job.id, attempts: job.attemptsMade, reason: error.message }, 'snapshot failed for good');
+    }
+  });
+  await worker.waitUntilReady();
+  logger.info({ concurrency: config.concurrency.perWorker, global: config.concurrency.global, repository: config.repository }, 'snapshot worker started');
+
+  return {
+    worker,
+    async close() {
+      logger.info({ graceMs: config.shutdownGraceMs }, 'snapshot worker stopping');
+      const closing = worker.close();
+      const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownGraceMs).unref());
+      if ((await Promise.race([closing.then(() => 'closed' as const), grace])) === 'timeout') {
+        logger.warn('grace period over; handing running snapshots back to the queue');
+        shutdown.abort();
+        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+      }
+      await queue.close();
+      await connection.quit().catch(() => connection.disconnect());
+      logger.info('snapshot worker stopped');
+    },
+  };
+}
