@@ -15,6 +15,17 @@ export interface Inspection {
   sha256: string;
   /** Present for tar parts. */
   tar?: TarSummary;
+  /** With `keepHashingInvalidArchives`: why the archive is invalid. */
+  archiveProblem?: string;
+}
+
+export interface InspectorOptions {
+  /**
+   * Go on hashing after the archive is known to be invalid and report the
+   * problem from finish() instead of throwing (verify wants both facts).
+   * @defaultValue false
+   */
+  keepHashingInvalidArchives?: boolean;
 }
 
 export class PartInspector {
@@ -24,7 +35,7 @@ export class PartInspector {
   private readonly gunzip: Gunzip | null = null;
   private archiveError: Error | null = null;
 
-  constructor(file: string) {
+  constructor(file: string, private readonly options: InspectorOptions = {}) {
     const kind = archiveKind(file);
     this.tar = kind ? new TarValidator() : null;
     if (kind === 'tar.gz') {
@@ -47,18 +58,22 @@ export class PartInspector {
     this.hash.update(chunk);
     if (this.gunzip) {
       return new Promise((resolve, reject) => {
-        this.gunzip!.write(chunk, () => (this.archiveError ? reject(this.archiveError) : resolve()));
+        if (this.archiveError && this.options.keepHashingInvalidArchives) {
+          resolve();
+          return;
+        }
+        this.gunzip!.write(chunk, () => (this.archiveError && !this.options.keepHashingInvalidArchives ? reject(this.archiveError) : resolve()));
       });
     }
     if (this.tar) this.validate(chunk);
-    if (this.archiveError) throw this.archiveError;
+    if (this.archiveError && !this.options.keepHashingInvalidArchives) throw this.archiveError;
   }
 
   /** Call at the end of the stream; throws InvalidArchiveError when a tar part is incomplete. */
   async finish(): Promise<Inspection> {
     if (this.gunzip) {
       await new Promise<void>((resolve) => {
-        if (this.gunzip!.destroyed) resolve();
+        if (this.gunzip!.destroyed || this.archiveError) resolve();
         else {
           this.gunzip!.once('end', resolve).once('error', () => resolve());
           this.gunzip!.end();
@@ -66,9 +81,18 @@ export class PartInspector {
         }
       });
     }
-    if (this.archiveError) throw this.archiveError;
     const result: Inspection = { bytes: this.bytes, sha256: this.hash.digest('hex') };
-    if (this.tar) result.tar = this.tar.finish();
+    if (this.tar && !this.archiveError) {
+      try {
+        result.tar = this.tar.finish();
+      } catch (error) {
+        this.archiveError = error as Error;
+      }
+    }
+    if (this.archiveError) {
+      if (!this.options.keepHashingInvalidArchives) throw this.archiveError;
+      result.archiveProblem = this.archiveError.message;
+    }
     return result;
   }
 

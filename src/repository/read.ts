@@ -97,13 +97,14 @@ export async function verifySnapshot(snapshot: SnapshotEntry): Promise<VerifyRes
       problems.push(`${entry.file}: not a plain file name`);
       continue;
     }
-    const inspector = new PartInspector(entry.file);
+    const inspector = new PartInspector(entry.file, { keepHashingInvalidArchives: true });
     try {
       await pipeline(createReadStream(path.join(snapshot.path, entry.file)), inspectingSink(inspector));
       const inspection = await inspector.finish();
       if (inspection.sha256 !== entry.sha256) problems.push(`${entry.file}: checksum mismatch (expected ${entry.sha256}, got ${inspection.sha256})`);
       const part = snapshot.manifest?.parts?.find((candidate) => candidate.file === entry.file);
       if (part && part.bytes !== inspection.bytes) problems.push(`${entry.file}: ${inspection.bytes} bytes, the manifest says ${part.bytes}`);
+      if (inspection.archiveProblem) problems.push(`${entry.file}: ${inspection.archiveProblem}`);
     } catch (error) {
       inspector.discard();
       const code = (error as NodeJS.ErrnoException).code;
