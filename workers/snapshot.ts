@@ -23,8 +23,6 @@ export interface SnapshotWorkerOptions {
   stalledIntervalMs?: number;
   /** Node slot lease. @defaultValue NODE_SLOT_LEASE_MS */
   slotLeaseMs?: number;
-  /** Delay before a job whose node is busy is tried again. @defaultValue 5000 (plus jitter) */
-  busyNodeDelayMs?: number;
 }
 
 export interface RunningWorker {
@@ -45,7 +43,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
   const slots = new NodeSlots(connection, config.redis.prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);
   const lockDuration = options.lockDurationMs ?? 30_000;
-  const busyDelay = options.busyNodeDelayMs ?? 5000;
+  const busyDelay = config.concurrency.busyNodeDelayMs;
   const shutdown = new AbortController();
 
   const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });

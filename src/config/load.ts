@@ -61,7 +61,7 @@ export interface Config {
   redis: { url: string; prefix: string };
   repository: string;
   ssh: { user: string; identityFile: string; knownHosts: string; connectTimeoutMs: number };
-  concurrency: { global: number; perNode: number; perWorker: number };
+  concurrency: { global: number; perNode: number; perWorker: number; busyNodeDelayMs: number };
   shutdownGraceMs: number;
   log: { level: string };
   defaults: AppPolicy;
@@ -138,7 +138,12 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
       knownHosts: properties.ssh.knownHosts,
       connectTimeoutMs: parseDuration(properties.ssh.connectTimeout),
     },
-    concurrency: { ...properties.concurrency },
+    concurrency: {
+      global: properties.concurrency.global,
+      perNode: properties.concurrency.perNode,
+      perWorker: properties.concurrency.perWorker,
+      busyNodeDelayMs: parseDuration(properties.concurrency.busyNodeDelay),
+    },
     shutdownGraceMs: parseDuration(properties.shutdownGrace),
     log: { level: properties.log.level },
     defaults,

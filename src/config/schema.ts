@@ -111,6 +111,12 @@ export const configSchema = {
     global: { doc: 'Snapshot jobs running at once, all workers together.', format: 'bysu-positive-int', default: 16, env: 'BYSU_CONCURRENCY_GLOBAL' },
     perNode: { doc: 'Snapshots at once against one node, all workers together.', format: 'bysu-positive-int', default: 1, env: 'BYSU_CONCURRENCY_PER_NODE' },
     perWorker: { doc: 'Snapshots at once in one worker process.', format: 'bysu-positive-int', default: 4, env: 'BYSU_CONCURRENCY_PER_WORKER' },
+    busyNodeDelay: {
+      doc: 'How long a job whose node is at its perNode limit waits before trying again (plus up to as much jitter).',
+      format: 'bysu-duration',
+      default: '5s',
+      env: 'BYSU_BUSY_NODE_DELAY',
+    },
   },
   shutdownGrace: {
     doc: 'On SIGTERM, how long running snapshots may take to finish before they are handed back to the queue.',
