@@ -40,13 +40,17 @@ export async function connectProducer(url: string, timeoutMs = 5000): Promise<Re
     connectTimeout: timeoutMs,
     retryStrategy: () => null,
   });
-  client.on('error', () => undefined); // reported through connect() below
+  // The socket error (ECONNREFUSED, ETIMEDOUT…) says more than connect()'s "Connection is closed".
+  let socketError: Error | null = null;
+  client.on('error', (error: Error) => {
+    socketError ??= error;
+  });
   try {
     await client.connect();
     await client.ping();
   } catch (error) {
     client.disconnect();
-    throw new RedisUnavailableError(`Redis unreachable at ${redactRedisUrl(url)}: ${(error as Error).message}`);
+    throw new RedisUnavailableError(`Redis unreachable at ${redactRedisUrl(url)}: ${(socketError ?? (error as Error)).message}`);
   }
   return client;
 }

@@ -101,7 +101,9 @@ describe('parseConfig: a valid full config', () => {
     assert.equal(config.source, '/etc/bysu/bysu.yaml');
     assert.deepEqual(config.redis, { url: 'redis://127.0.0.1:6379/0', prefix: 'bysu' });
     assert.equal(config.repository, '/var/lib/bysu');
-    assert.deepEqual(config.concurrency, { global: 16, perNode: 1, perWorker: 4 });
+    assert.equal(config.concurrency.global, 16);
+    assert.equal(config.concurrency.perNode, 1);
+    assert.equal(config.concurrency.perWorker, 4);
     assert.equal(config.ssh.user, 'bysu');
     assert.equal(config.ssh.identityFile, '/etc/bysu/id_ed25519');
     assert.equal(config.ssh.knownHosts, '/etc/bysu/known_hosts');
