@@ -81,10 +81,11 @@ export async function run(command: string, args: string[], options: SpawnOptions
     const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'], ...options });
     let stdout = '';
     let stderr = '';
-    child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.stdout?.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr?.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin!.end(options.input ?? '');
+    child.stdin?.on('error', () => undefined); // a command that exits without reading stdin
+    child.stdin?.end(options.input ?? '');
   });
 }

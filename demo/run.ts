@@ -1,0 +1,93 @@
+/**
+ * `npm run demo`: BYSU's main job on this machine in one command. It starts
+ * a private redis-server, three real OpenSSH sshd "nodes" on loopback with
+ * sample apps (a PostgreSQL dump where a server answers at 127.0.0.1:5432,
+ * a tar of a directory, and an app that fails so the failure path is
+ * visible), a snapshot worker, and snapshots everything with `bysu snapshot
+ * --all --wait`; then checks the result with sha256sum and tar, the way an
+ * operator would. It keeps running (worker up) until Ctrl-C; `--once` exits
+ * after the first round: 0 only when the expected outcome was seen.
+ */
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { stringify } from 'yaml';
+import { loadConfig } from '../src/config/load.ts';
+import { createLogger } from '../src/log.ts';
+import { startSnapshotWorker } from '../workers/snapshot.ts';
+import { BYSU_BIN } from '../test/helpers/cluster.ts';
+import { run, withTempDir } from '../test/helpers/processes.ts';
+import { withRedis } from '../test/helpers/redis.ts';
+import { withSshNodes } from '../test/helpers/sshd.ts';
+
+const once = process.argv.includes('--once');
+const say = (text: string) => console.log(`\n\x1b[1m== ${text}\x1b[0m`);
+
+async function postgresAnswers(): Promise<boolean> {
+  const probe = await run('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-tAc', 'select 1', 'postgres']).catch(() => ({ code: 1 }));
+  return probe.code === 0;
+}
+
+async function main(): Promise<number> {
+  return withTempDir((dir) => withRedis((redis) => withSshNodes(dir, ['db', 'files', 'broken'], async ([db, files, broken], keys) => {
+    say(`three sshd nodes on 127.0.0.1 ports ${db!.port}, ${files!.port}, ${broken!.port}; redis-server at ${redis.url}`);
+    await mkdir(path.join(files!.dir, 'srv/uploads/2026'), { recursive: true });
+    await writeFile(path.join(files!.dir, 'srv/uploads/2026/invoice-1.pdf'), Buffer.alloc(200_000, 1));
+    await writeFile(path.join(files!.dir, 'srv/uploads/readme.txt'), 'customer uploads\n');
+    const havePostgres = await postgresAnswers();
+    const dump = havePostgres
+      ? 'pg_dump -h 127.0.0.1 -U postgres --no-owner postgres'
+      : "printf 'CREATE TABLE demo (id int);\\nINSERT INTO demo VALUES (1);\\n'";
+    if (!havePostgres) console.log('(no PostgreSQL at 127.0.0.1:5432: the shop app prints a small SQL file instead of pg_dump)');
+
+    const configFile = path.join(dir, 'bysu.yaml');
+    const repository = path.join(dir, 'repository');
+    await writeFile(configFile, stringify({
+      redis: { url: redis.url, prefix: 'demo' },
+      repository,
+      ssh: { user: db!.user, identityFile: keys.identityFile, knownHosts: keys.knownHostsFile },
+      concurrency: { busyNodeDelay: '1s' },
+      nodes: [db!, files!, broken!].map((node) => ({ name: node.name, host: node.host, port: node.port })),
+      apps: [
+        { name: 'shop', node: 'db', parts: [{ file: 'shop.sql', run: dump }] },
+        { name: 'uploads', node: 'files', parts: [{ file: 'uploads.tar', run: 'tar -C "$NODE_DIR/srv" -cf - uploads' }] },
+        { name: 'ledger', node: 'broken', attempts: 2, backoff: '2s', parts: [{ file: 'ledger.sql', run: "echo 'pg_dump: error: connection to server on socket failed: No such file or directory' >&2; exit 1" }] },
+      ],
+    }));
+    say(`config ${configFile}`);
+
+    const logger = createLogger('warn', 'bysu-demo-worker');
+    const worker = await startSnapshotWorker(loadConfig(configFile), logger);
+    const env = { ...process.env, BYSU_CONFIG: configFile };
+    try {
+      say('bysu snapshot --all --wait');
+      const snapshot = await run(process.execPath, [BYSU_BIN, 'snapshot', '--all', '--wait'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
+      const outcomeOk = snapshot.code === 1; // ledger is meant to fail
+      let checksOk = true;
+      for (const app of ['shop', 'uploads']) {
+        const latest = await run(process.execPath, [BYSU_BIN, 'latest', app], { env });
+        const snapshotDir = latest.stdout.trim();
+        say(`${app}: cd ${snapshotDir} && sha256sum -c SHA256SUMS`);
+        const sums = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: snapshotDir || dir });
+        process.stdout.write(sums.stdout + sums.stderr);
+        checksOk &&= latest.code === 0 && sums.code === 0;
+      }
+      say('tar -tvf uploads/latest/uploads.tar');
+      const listing = await run('tar', ['-tvf', path.join(repository, 'uploads/latest/uploads.tar')]);
+      process.stdout.write(listing.stdout + listing.stderr);
+      checksOk &&= listing.code === 0;
+      const ok = outcomeOk && checksOk;
+      say(ok ? 'expected outcome: shop and uploads committed and verified; ledger failed loudly' : 'UNEXPECTED outcome (see above)');
+      if (once) return ok ? 0 : 1;
+      console.log(`\nThe worker keeps running. In another terminal:\n  export BYSU_CONFIG=${configFile}\n  npx bysu list uploads\n  npx bysu snapshot shop --wait\n  npx bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      return 0;
+    } finally {
+      await worker.close();
+    }
+  })));
+}
+
+process.exitCode = await main();
