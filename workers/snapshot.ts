@@ -126,7 +126,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   worker.on('error', (error) => logger.error({ err: error.message }, 'worker error'));
   worker.on('failed', (job, error) => {
     if (job && error.name !== 'DelayedError' && job.attemptsMade >= (job.opts.attempts ?? 1)) {
-      logger.error({ app: job.data.app, jobId: job.id, attempts: job.attemptsMade, reason: error.message }, 'snapshot failed for good');
+      logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason: error.message }, 'snapshot failed for good');
     }
   });
   await worker.waitUntilReady();

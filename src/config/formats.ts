@@ -29,8 +29,8 @@ export function parseDuration(value: unknown): number {
   if (typeof value === 'string') {
     const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value);
     if (match) {
-      const milliseconds = Number(match[1]) * DURATION_UNITS[match[2]!]!;
-      if (milliseconds > 0) return Math.round(milliseconds);
+      const milliseconds = Math.round(Number(match[1]) * DURATION_UNITS[match[2]!]!);
+      if (milliseconds >= 1) return milliseconds;
     }
   }
   throw new Error(`must be a duration like 90s, 5m, 2h or 1d, got ${JSON.stringify(value)}`);

@@ -111,8 +111,18 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
     throw new ConfigError([`${source}: the config must be a mapping of keys (redis, repository, nodes, apps, …)`]);
   }
 
-  const store = convict(configSchema, { env, args: [] });
   const problems: string[] = [];
+  // Convict's own messages for a section of the wrong type name keys inside it; say it plainly.
+  const sections = raw as Record<string, unknown>;
+  for (const [key, spec] of Object.entries(configSchema)) {
+    const isSection = !('doc' in spec);
+    if (!isSection || !(key in sections)) continue;
+    if (sections[key] === null) delete sections[key]; // `defaults:` with every line commented out
+    else if (!isMapping(sections[key])) problems.push(`${key}: must be a mapping of keys, got ${Array.isArray(sections[key]) ? 'a list' : `a ${typeof sections[key]}`}`);
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  const store = convict(configSchema, { env, args: [] });
   try {
     store.load(raw);
     store.validate({ allowed: 'strict' });

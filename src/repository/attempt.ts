@@ -186,6 +186,10 @@ export class SnapshotAttempt {
     const claimed = await this.claimCommit(appDir);
     if (claimed !== null) {
       await this.discard();
+      // The earlier run may have died between its rename and `latest`.
+      await repointLatest(appDir).catch((error: unknown) => {
+        throw storageError(error, `repoint ${appDir}/latest`);
+      });
       return { id: claimed.id, path: claimed.path, alreadyCommitted: true, manifest: claimed.manifest };
     }
     const baseId = snapshotIdFor(new Date(manifest.startedAt));

@@ -57,12 +57,20 @@ export class PartInspector {
     this.bytes += chunk.length;
     this.hash.update(chunk);
     if (this.gunzip) {
+      const gunzip = this.gunzip;
       return new Promise((resolve, reject) => {
-        if (this.archiveError && this.options.keepHashingInvalidArchives) {
-          resolve();
+        const settle = () => {
+          gunzip.off('error', settle);
+          if (this.archiveError && !this.options.keepHashingInvalidArchives) reject(this.archiveError);
+          else resolve();
+        };
+        if (this.archiveError || gunzip.destroyed) {
+          settle();
           return;
         }
-        this.gunzip!.write(chunk, () => (this.archiveError && !this.options.keepHashingInvalidArchives ? reject(this.archiveError) : resolve()));
+        // zlib does not call the write callback when the stream is not gzip at all: its error settles it.
+        gunzip.once('error', settle);
+        gunzip.write(chunk, settle);
       });
     }
     if (this.tar) this.validate(chunk);

@@ -218,7 +218,8 @@ function cString(buffer: Buffer): string {
 
 function ustarName(block: Buffer): string {
   const name = cString(block.subarray(0, 100));
-  const isUstar = block.subarray(257, 262).toString('latin1') === 'ustar';
+  // POSIX ustar ("ustar\0") has a name prefix at 345; old GNU ("ustar  \0") keeps times there.
+  const isUstar = block.subarray(257, 263).toString('latin1') === 'ustar\0';
   const prefix = isUstar ? cString(block.subarray(345, 500)) : '';
   return prefix ? `${prefix}/${name}` : name;
 }

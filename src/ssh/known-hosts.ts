@@ -94,7 +94,8 @@ export function patternsMatch(patterns: string, name: string): boolean {
  * it and the keys revoked anywhere in the file.
  */
 export function lookupHostKeys(entries: KnownHostEntry[], host: string, port: number): { trusted: HostKey[]; revoked: HostKey[] } {
-  const name = knownHostsName(host, port);
+  // OpenSSH lowercases the host name before it looks it up (and before it hashes it).
+  const name = knownHostsName(host.toLowerCase(), port);
   const trusted: HostKey[] = [];
   const revoked: HostKey[] = [];
   for (const entry of entries) {

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import tar from 'tar-stream';
 import { buffer } from 'node:stream/consumers';
-import { withCluster, waitForLog, type TestCluster } from '../helpers/cluster.ts';
+import { BYSU_BIN, withCluster, waitForLog, type TestCluster } from '../helpers/cluster.ts';
 import { run } from '../helpers/processes.ts';
 
 const WRONG_PIN = `SHA256:${'A'.repeat(43)}`;
@@ -73,6 +73,8 @@ describe('snapshot pipeline against a real sshd node', () => {
         { name: 'stuck', node: 'db1', attempts: 1, stallTimeout: '2s', parts: [{ file: 'a.sql', run: 'echo begin; sleep 30' }] },
         { name: 'pinned', node: 'db1-wrongpin', attempts: 4, parts: [{ file: 'a.sql', run: 'echo should not run' }] },
         { name: 'stranger', node: 'db1-unknown', attempts: 4, parts: [{ file: 'a.sql', run: 'echo should not run' }] },
+        { name: 'slowpoke', node: 'db1', attempts: 1, timeout: '2s', stallTimeout: '1m', parts: [{ file: 'a.sql', run: 'for i in 1 2 3 4 5 6; do echo $i; sleep 0.5; done' }] },
+        { name: 'progress', node: 'db1', parts: [{ file: 'zero.bin', run: 'for i in 1 2 3 4 5; do head -c 300000 /dev/zero; sleep 0.7; done' }] },
         { name: 'accepted', node: 'db1', parts: [{ file: 'files.tar', run: 'tar -C "$NODE_DIR" -cf - uploads; exit 1', okExitCodes: [0, 1] }] },
       ],
       {
@@ -177,7 +179,7 @@ describe('snapshot pipeline against a real sshd node', () => {
   });
 
   test('failures commit nothing, leave nothing behind, and say why', async () => {
-    const apps = ['failing', 'killed', 'truncated', 'garbage', 'huge', 'stuck', 'pinned', 'stranger'];
+    const apps = ['failing', 'killed', 'truncated', 'garbage', 'huge', 'stuck', 'slowpoke', 'pinned', 'stranger'];
     const result = await cluster.bysu(['snapshot', ...apps, '--wait']);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     const out = result.stdout;
@@ -190,6 +192,7 @@ describe('snapshot pipeline against a real sshd node', () => {
     assert.match(out, /garbage: FAILED after 1 attempt\(s\): not a valid tar archive: bad header checksum/);
     assert.match(out, /huge: FAILED after 1 attempt\(s\): snapshot exceeds maxBytes \(1048576 bytes\) while writing zero\.bin/);
     assert.match(out, /stuck: FAILED after 1 attempt\(s\): no data received for 2000 ms \(stallTimeout\)/);
+    assert.match(out, /slowpoke: FAILED after 1 attempt\(s\): snapshot of slowpoke exceeded its timeout of 2000 ms/);
     assert.match(out, new RegExp(`pinned: FAILED after 1 attempt\\(s\\): host key of node "db1-wrongpin" .* does not match the pinned key: expected ${WRONG_PIN.replace('+', '\\+')}, got ssh-ed25519 ${cluster.nodes[0]!.fingerprint.replace(/[+/]/g, '\\$&')}`));
     assert.match(out, /stranger: FAILED after 1 attempt\(s\): host key of node "db1-unknown" .* is unknown: \[localhost\]:\d+ is not in .*known_hosts/);
 
@@ -199,6 +202,14 @@ describe('snapshot pipeline against a real sshd node', () => {
       const incoming = await readdir(path.join(cluster.repository, app, '.incoming')).catch(() => []);
       assert.deepEqual(incoming, [], `${app} left nothing in .incoming`);
     }
+  });
+
+  test('--wait on a terminal shows the current part and bytes on a live line', async () => {
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(BYSU_BIN)} snapshot progress --wait`;
+    const result = await run('script', ['-qec', command, '/dev/null'], { env: { ...process.env, BYSU_CONFIG: cluster.configFile } });
+    assert.equal(result.code, 0, result.stdout);
+    assert.match(result.stdout, /\r\x1b\[2Kprogress: part 1\/1 zero\.bin \d+(\.\d)? (KiB|MiB) \(total /);
+    assert.match(result.stdout, /progress: committed \d{8}T\d{6}Z \(1\.4 MiB\)/);
   });
 
   test('an accepted non-zero exit code commits, with a warning in the manifest', async () => {

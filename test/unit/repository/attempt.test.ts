@@ -46,11 +46,14 @@ test('a job committed twice yields one snapshot; the second run gets the first o
   const second = await attemptWithPart('job-1');
   const committed = await first.commit(manifestFor('job-1', '2026-11-26T02:15:00.000Z'), open);
   assert.equal(committed.alreadyCommitted, false);
+  // As if the first run had died between its rename and repointing `latest`.
+  await rm(path.join(repository, 'shop', 'latest'));
   const again = await second.commit(manifestFor('job-1', '2026-11-26T02:16:00.000Z'), open);
   assert.equal(again.alreadyCommitted, true);
   assert.equal(again.id, committed.id);
   assert.deepEqual(await snapshotDirs(), ['20261126T021500Z']);
   assert.deepEqual(await readdir(path.join(repository, 'shop', '.incoming')), [], 'the duplicate attempt was discarded');
+  assert.equal(await readlink(path.join(repository, 'shop', 'latest')), committed.id, 'the second run repaired latest');
 });
 
 test('two runs of one job committing at once: exactly one snapshot', async () => {
