@@ -1,0 +1,21 @@
+/** bysu.example.yaml, the config reference in the README, stays a valid config with the documented defaults. */
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { loadConfig } from '../../../src/config/load.ts';
+
+const EXAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../../bysu.example.yaml');
+
+test('the example config loads and says what the defaults are', () => {
+  const config = loadConfig(EXAMPLE, {});
+  assert.equal(config.redis.url, 'redis://127.0.0.1:6379/0');
+  assert.deepEqual(config.concurrency, { global: 16, perNode: 1, perWorker: 4, busyNodeDelayMs: 5000 });
+  assert.equal(config.defaults.keep, 3);
+  assert.equal(config.defaults.maxBytes, 50 * 1024 ** 3);
+  const shop = config.apps[0]!;
+  assert.equal(shop.keep, 7);
+  assert.equal(shop.timeoutMs, 2 * 3_600_000, 'inherited from defaults');
+  assert.deepEqual(shop.parts[1]!.okExitCodes, [0, 1]);
+  assert.equal(config.nodes[0]!.user, 'backup');
+});
