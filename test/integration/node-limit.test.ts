@@ -13,7 +13,7 @@ import { waitForLog, withCluster } from '../helpers/cluster.ts';
 /** A node-side command that counts concurrent sessions under flock and logs each count. */
 const COUNTING_SCRIPT = `#!/bin/sh
 set -e
-cd "$NODE_DIR"
+cd "\${COUNT_DIR:-$NODE_DIR}"
 exec 9>>count.lock
 flock 9; n=$(( $(cat active 2>/dev/null || echo 0) + 1 )); echo $n > active; echo $n >> seen; flock -u 9
 sleep 0.7
@@ -43,5 +43,27 @@ test('perNode 1 holds across two worker processes: five apps on one node never o
     const byWorker = workers.map((worker) => (worker.output().match(/"msg":"snapshot committed"/g) ?? []).length);
     assert.equal(byWorker[0]! + byWorker[1]!, 6);
     assert.ok(byWorker.every((count) => count > 0), `both workers took jobs (${byWorker.join(' + ')})`);
+  });
+});
+
+test('concurrency.global holds across worker processes and nodes', async () => {
+  await withCluster(['db1', 'db2'], async (cluster) => {
+    const shared = path.join(cluster.dir, 'shared-count');
+    await (await import('node:fs/promises')).mkdir(shared);
+    for (const node of cluster.nodes) await writeFile(path.join(node.dir, 'count.sh'), COUNTING_SCRIPT, { mode: 0o755 });
+    const apps = ['g1', 'g2', 'g3', 'g4'].map((name, index) => ({
+      name,
+      node: index % 2 === 0 ? 'db1' : 'db2',
+      parts: [{ file: `${name}.sql`, run: `COUNT_DIR=${shared} "$NODE_DIR/count.sh" ${name}` }],
+    }));
+    await cluster.writeConfig(apps, { concurrency: { global: 1, perNode: 4, perWorker: 4 } });
+    const workers = [cluster.startWorker(), cluster.startWorker()];
+    for (const worker of workers) await waitForLog(worker, 'snapshot worker started');
+
+    const result = await cluster.bysu(['snapshot', '--all', '--wait']);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    const seen = (await readFile(path.join(shared, 'seen'), 'utf8')).trim().split('\n').map(Number);
+    assert.equal(seen.length, 4);
+    assert.equal(Math.max(...seen), 1, `never more than one snapshot at once in all (seen ${seen.join(',')})`);
   });
 });
