@@ -14,7 +14,7 @@ import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.
 import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { readIdentity } from '../src/ssh/session.ts';
-import { takeSnapshot } from '../src/snapshot/take-snapshot.ts';
+import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
 
 export interface SnapshotWorkerOptions {
   /** BullMQ job lock. @defaultValue 30000 */
@@ -31,7 +31,13 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
+/** The worker is stopping: the job goes back to the queue without using an attempt. */
 class ShutdownError extends AbortedError {}
+
+/** Starts of one job (each busy-node delay is one) before BullMQ fails it. */
+export const MAX_STARTED_ATTEMPTS = 10_000;
+/** Someone cancelled the job (BullMQ's cancelJob): it is not retried. */
+class CancelledError extends AbortedError {}
 
 /**
  * Given the config and a logger, start a snapshot worker and return it.
@@ -47,12 +53,19 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   const shutdown = new AbortController();
 
   const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  queue.on('error', (error) => logger.warn({ err: error.message }, 'snapshot queue error'));
   await queue.setGlobalConcurrency(config.concurrency.global);
 
   const processor = async (job: Job<SnapshotJobData, SnapshotResult>, token?: string, cancel?: AbortSignal): Promise<SnapshotResult> => {
     const data = job.data;
     const attempt = job.attemptsMade + 1;
-    const log = logger.child({ app: data.app, node: data.node?.name, jobId: job.id, attempt });
+    const log = logger.child({ app: data?.app, node: data?.node?.name, jobId: job.id, attempt });
+    try {
+      checkSnapshotJobData(data);
+    } catch (error) {
+      log.error({ err: toError(error).message }, 'malformed snapshot job');
+      throw new UnrecoverableError(toError(error).message);
+    }
     if (shutdown.signal.aborted) {
       await job.moveToDelayed(Date.now(), token);
       throw new DelayedError();
@@ -66,7 +79,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
 
     const controller = new AbortController();
     const onShutdown = () => controller.abort(new ShutdownError('worker is shutting down'));
-    const onCancel = () => controller.abort(new AbortedError(`job cancelled: ${String(cancel?.reason ?? '')}`));
+    const onCancel = () => controller.abort(new CancelledError(`job cancelled${cancel?.reason ? `: ${String(cancel.reason)}` : ''}`));
     shutdown.signal.addEventListener('abort', onShutdown, { once: true });
     cancel?.addEventListener('abort', onCancel, { once: true });
     const renewal = setInterval(() => {
@@ -104,7 +117,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         throw new DelayedError();
       }
       log.error({ err: error.message, retryable: isRetryable(error) }, 'snapshot failed');
-      if (!isRetryable(error)) throw new UnrecoverableError(error.message);
+      if (!isRetryable(error) || error instanceof CancelledError) throw new UnrecoverableError(error.message);
       throw error;
     } finally {
       clearInterval(renewal);
@@ -121,11 +134,14 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     lockDuration,
     stalledInterval: options.stalledIntervalMs ?? 30_000,
     maxStalledCount: 2,
+    // A job that finds its node busy is started again and again; this bounds the loop (≈ a day at the default delay).
+    maxStartedAttempts: MAX_STARTED_ATTEMPTS,
     autorun: true,
   });
   worker.on('error', (error) => logger.error({ err: error.message }, 'worker error'));
   worker.on('failed', (job, error) => {
-    if (job && error.name !== 'DelayedError' && job.attemptsMade >= (job.opts.attempts ?? 1)) {
+    const final = error.name === 'UnrecoverableError' || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
+    if (job && error.name !== 'DelayedError' && final) {
       logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason: error.message }, 'snapshot failed for good');
     }
   });
@@ -141,7 +157,10 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
       if ((await Promise.race([closing.then(() => 'closed' as const), grace])) === 'timeout') {
         logger.warn('grace period over; handing running snapshots back to the queue');
         shutdown.abort();
-        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+        // Every phase of a snapshot is abortable; a login in progress may take up to connectTimeout.
+        const bound = config.ssh.connectTimeoutMs + 10_000;
+        const settled = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), bound).unref())]);
+        if (!settled) logger.error({ waitedMs: bound }, 'running snapshots did not stop; their jobs will be recovered as stalled');
       }
       await queue.close();
       await connection.quit().catch(() => connection.disconnect());

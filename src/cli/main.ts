@@ -106,8 +106,8 @@ export async function main(argv: string[]): Promise<number> {
     await program.parseAsync(argv, { from: 'user' });
   } catch (error) {
     if (error instanceof CommanderError) {
-      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return 0;
-      return EXIT_USAGE;
+      // --help, --version and `bysu help` exit 0; help shown because a subcommand is missing is a usage error.
+      return error.exitCode === 0 ? 0 : EXIT_USAGE;
     }
     return reportError(error);
   }

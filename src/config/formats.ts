@@ -21,11 +21,11 @@ const SIZE_UNITS: Record<string, number> = {
 };
 
 /**
- * Given a duration such as `90s`, `5m`, `2h`, `1d` (or a plain number of
- * milliseconds), return milliseconds. Throw when the text is not a positive duration.
+ * Given a duration such as `90s`, `5m`, `2h`, `1d` (or `500ms`), return
+ * milliseconds. Throw when it is not a positive duration with a unit.
  */
 export function parseDuration(value: unknown): number {
-  if (typeof value === 'number' && Number.isFinite(value) && value > 0) return value;
+  // A bare number is refused: `timeout: 7200` would otherwise be 7.2 seconds.
   if (typeof value === 'string') {
     const match = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$/.exec(value);
     if (match) {
@@ -33,7 +33,7 @@ export function parseDuration(value: unknown): number {
       if (milliseconds >= 1) return milliseconds;
     }
   }
-  throw new Error(`must be a duration like 90s, 5m, 2h or 1d, got ${JSON.stringify(value)}`);
+  throw new Error(`must be a duration with a unit, like 90s, 5m, 2h or 1d, got ${JSON.stringify(value)}`);
 }
 
 /**

@@ -13,7 +13,17 @@ const COMMON: RedisOptions = { protocol: 2, connectionName: 'bysu' };
 
 /** Given a Redis URL, return it with any password replaced, for messages and logs. */
 export function redactRedisUrl(url: string): string {
-  return url.replace(/\/\/([^@/]*)@/, (_match, auth: string) => `//${auth.includes(':') ? `${auth.split(':')[0]}:***` : '***'}@`);
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    else if (parsed.username) parsed.username = '***'; // `redis://secret@host` is a password too
+    for (const key of [...parsed.searchParams.keys()]) {
+      if (/pass|secret|token|auth/i.test(key)) parsed.searchParams.set(key, '***');
+    }
+    return parsed.toString();
+  } catch {
+    return url.replace(/\/\/.*@/, '//***@').replace(/\?.*$/, '');
+  }
 }
 
 /** Given the Redis URL, return a connection for long-running processes (workers, scheduler). */

@@ -31,8 +31,12 @@ import { renderManifest, renderSums, type Manifest } from './manifest.ts';
 import { PartInspector, type Inspection } from './part-inspector.ts';
 import { listSnapshots } from './read.ts';
 
-/** A commit marker older than this, whose job has no snapshot, was left by a crash and may be replaced. */
-export const STALE_COMMIT_MARKER_MS = 10 * 60_000;
+/**
+ * A commit marker older than this, whose job has no snapshot, was left by a
+ * crash between marker and rename (milliseconds apart) and may be replaced.
+ * Shorter than the default retry span, so a crash does not cost the night.
+ */
+export const STALE_COMMIT_MARKER_MS = 2 * 60_000;
 
 export interface WritePartOptions {
   /** Bytes this part may still take before the snapshot exceeds maxBytes. */
@@ -53,6 +57,8 @@ export interface CommitResult {
   /** True when this job had already been committed (by an earlier run of it): nothing new was written. */
   alreadyCommitted: boolean;
   manifest: Manifest;
+  /** Set when the snapshot is committed but a step after the rename (fsync, marker, `latest`) failed. */
+  problem?: string;
 }
 
 /** Given an fs error, return a StorageError that says what happened in words an operator knows. */
@@ -182,45 +188,54 @@ export class SnapshotAttempt {
    */
   async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>): Promise<CommitResult> {
     const appDir = appDirectory(this.repository, this.app);
+    const marker = path.join(appDir, COMMITS_DIR, safeJobName(this.jobId));
     await fence();
-    const claimed = await this.claimCommit(appDir);
-    if (claimed !== null) {
-      await this.discard();
-      // The earlier run may have died between its rename and `latest`.
-      await repointLatest(appDir).catch((error: unknown) => {
-        throw storageError(error, `repoint ${appDir}/latest`);
-      });
-      return { id: claimed.id, path: claimed.path, alreadyCommitted: true, manifest: claimed.manifest };
-    }
-    const baseId = snapshotIdFor(new Date(manifest.startedAt));
+    let claimedMarker = false;
+    let id: string | null = null;
+    let full: Manifest | null = null;
     try {
-      for (let n = 1; n < 1000; n += 1) {
-        const id = snapshotIdCandidate(baseId, n);
-        const target = path.join(appDir, id);
+      const earlier = await this.claimCommit(marker);
+      if (earlier !== null) {
+        await this.discard();
+        // The earlier run may have died between its rename and `latest`.
+        const problem = await repointLatest(appDir).then(() => undefined, (error: unknown) => describe(error));
+        return { id: earlier.id, path: earlier.path, alreadyCommitted: true, manifest: earlier.manifest, ...(problem ? { problem } : {}) };
+      }
+      claimedMarker = true;
+      const baseId = snapshotIdFor(new Date(manifest.startedAt));
+      for (let n = 1; n < 1000 && id === null; n += 1) {
+        const candidate = snapshotIdCandidate(baseId, n);
+        const target = path.join(appDir, candidate);
         if (await exists(target)) continue;
-        const full: Manifest = { ...manifest, id };
-        await writeFileDurably(path.join(this.directory, MANIFEST_FILE), renderManifest(full));
-        const manifestSum = createHash('sha256').update(renderManifest(full)).digest('hex');
+        full = { ...manifest, id: candidate };
+        const manifestText = renderManifest(full);
+        await writeFileDurably(path.join(this.directory, MANIFEST_FILE), manifestText);
+        const manifestSum = createHash('sha256').update(manifestText).digest('hex');
         await writeFileDurably(path.join(this.directory, SUMS_FILE), renderSums([...this.written, { file: MANIFEST_FILE, sha256: manifestSum }]));
         await fsyncPath(this.directory);
         try {
           await rename(this.directory, target);
+          id = candidate;
         } catch (error) {
           const code = (error as NodeJS.ErrnoException).code;
-          if (code === 'ENOTEMPTY' || code === 'EEXIST') continue;
-          throw error;
+          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
         }
-        this.finished = true;
-        await fsyncPath(appDir);
-        await writeFile(path.join(appDir, COMMITS_DIR, safeJobName(this.jobId)), `${JSON.stringify({ jobId: this.jobId, id })}\n`, { mode: FILE_MODE });
-        await repointLatest(appDir);
-        return { id, path: target, alreadyCommitted: false, manifest: full };
       }
-      throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
+      if (id === null || full === null) throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
     } catch (error) {
-      if (!this.finished) await rm(path.join(appDir, COMMITS_DIR, safeJobName(this.jobId)), { force: true }).catch(() => undefined);
-      throw storageError(error, `commit the snapshot of ${this.app}`);
+      if (claimedMarker) await rm(marker, { force: true }).catch(() => undefined);
+      throw error instanceof CommitConflictError ? error : storageError(error, `commit the snapshot of ${this.app}`);
     }
+    this.finished = true;
+    // The snapshot is committed and visible: what follows must not turn it into a failure.
+    const problems: string[] = [];
+    await fsyncPath(appDir).catch((error: unknown) => problems.push(`fsync ${appDir}: ${describe(error)}`));
+    await writeFile(marker, `${JSON.stringify({ jobId: this.jobId, id })}\n`, { mode: FILE_MODE })
+      .catch((error: unknown) => problems.push(`update ${marker}: ${describe(error)}`));
+    await repointLatest(appDir).catch((error: unknown) => problems.push(`repoint latest: ${describe(error)}`));
+    const result: CommitResult = { id, path: path.join(appDir, id), alreadyCommitted: false, manifest: full };
+    if (problems.length > 0) result.problem = problems.join('; ');
+    return result;
   }
 
   /** Remove the attempt's directory and everything in it (after a failure). Safe to call twice. */
@@ -231,38 +246,48 @@ export class SnapshotAttempt {
   }
 
   /**
-   * Create the job's commit marker exclusively. Return null when we now own
-   * the commit; the existing snapshot when the job was committed before; throw
+   * Create the job's commit marker exclusively (and fsync its directory).
+   * Return null when we now own the commit; the existing snapshot when the job
+   * was committed before (found by the job id in its manifest, marker or not:
+   * a power loss may have kept the snapshot and lost the marker); throw
    * CommitConflictError when another run of the job holds a fresh marker.
    */
-  private async claimCommit(appDir: string): Promise<{ id: string; path: string; manifest: Manifest } | null> {
-    const commits = path.join(appDir, COMMITS_DIR);
-    const marker = path.join(commits, safeJobName(this.jobId));
-    try {
-      await ensureDirectory(commits);
-    } catch (error) {
-      throw storageError(error, `create ${commits}`);
-    }
+  private async claimCommit(marker: string): Promise<{ id: string; path: string; manifest: Manifest } | null> {
+    const commits = path.dirname(marker);
+    await ensureDirectory(commits);
     for (let round = 0; round < 2; round += 1) {
-      try {
-        const handle = await open(marker, 'wx', FILE_MODE);
-        await handle.writeFile(`${JSON.stringify({ jobId: this.jobId, attempt: path.basename(this.directory) })}\n`);
-        await handle.sync();
-        await handle.close();
-        return null;
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw storageError(error, `create ${marker}`);
-      }
       const committed = (await listSnapshots(this.repository, this.app)).find((snapshot) => snapshot.manifest?.jobId === this.jobId);
       if (committed?.manifest) return { id: committed.id, path: committed.path, manifest: committed.manifest };
-      const age = Date.now() - (await stat(marker).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
-      if (age < STALE_COMMIT_MARKER_MS) {
-        throw new CommitConflictError(`job ${this.jobId} of ${this.app} is being committed by another worker (marker ${marker})`);
+      let handle;
+      try {
+        handle = await open(marker, 'wx', FILE_MODE);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+        const age = Date.now() - (await stat(marker).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
+        if (age < STALE_COMMIT_MARKER_MS) {
+          throw new CommitConflictError(`job ${this.jobId} of ${this.app} is being committed by another worker (marker ${marker})`);
+        }
+        await rm(marker, { force: true });
+        continue;
       }
-      await rm(marker, { force: true });
+      try {
+        await handle.writeFile(`${JSON.stringify({ jobId: this.jobId, attempt: path.basename(this.directory) })}\n`);
+        await handle.sync();
+      } catch (error) {
+        await rm(marker, { force: true }).catch(() => undefined);
+        throw error;
+      } finally {
+        await handle.close();
+      }
+      await fsyncPath(commits);
+      return null;
     }
     throw new CommitConflictError(`cannot claim the commit marker ${marker}`);
   }
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 async function exists(target: string): Promise<boolean> {

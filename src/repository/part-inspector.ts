@@ -33,6 +33,7 @@ export class PartInspector {
   private readonly hash: Hash = createHash('sha256');
   private readonly tar: TarValidator | null;
   private readonly gunzip: Gunzip | null = null;
+  private gunzipDone: Promise<void> = Promise.resolve();
   private archiveError: Error | null = null;
 
   constructor(file: string, private readonly options: InspectorOptions = {}) {
@@ -43,6 +44,11 @@ export class PartInspector {
       gunzip.on('data', (data: Buffer) => this.validate(data));
       gunzip.on('error', (error) => {
         this.archiveError ??= new InvalidArchiveError(`not a valid gzip stream: ${error.message}`);
+      });
+      // zlib may end by itself (zero padding after the last member): remember it, whenever it happens.
+      this.gunzipDone = new Promise((resolve) => {
+        gunzip.once('end', resolve);
+        gunzip.once('close', resolve);
       });
       this.gunzip = gunzip;
     }
@@ -68,6 +74,12 @@ export class PartInspector {
           settle();
           return;
         }
+        if (gunzip.writableEnded || gunzip.readableEnded) {
+          // After the gzip stream ended only zero padding may follow (as gzip itself accepts).
+          if (chunk.some((byte) => byte !== 0)) this.archiveError = new InvalidArchiveError('not a valid gzip stream: data after its end');
+          settle();
+          return;
+        }
         // zlib does not call the write callback when the stream is not gzip at all: its error settles it.
         gunzip.once('error', settle);
         gunzip.write(chunk, settle);
@@ -80,14 +92,11 @@ export class PartInspector {
   /** Call at the end of the stream; throws InvalidArchiveError when a tar part is incomplete. */
   async finish(): Promise<Inspection> {
     if (this.gunzip) {
-      await new Promise<void>((resolve) => {
-        if (this.gunzip!.destroyed || this.archiveError) resolve();
-        else {
-          this.gunzip!.once('end', resolve).once('error', () => resolve());
-          this.gunzip!.end();
-          this.gunzip!.resume();
-        }
-      });
+      if (!this.gunzip.destroyed && !this.archiveError) {
+        this.gunzip.end();
+        await this.gunzipDone;
+      }
+      if (!this.gunzip.destroyed) this.gunzip.destroy();
     }
     const result: Inspection = { bytes: this.bytes, sha256: this.hash.digest('hex') };
     if (this.tar && !this.archiveError) {

@@ -8,7 +8,8 @@
  * required), that has a bad header checksum or size field, that has data after
  * its end, or whose pax / long-name headers exceed the cap. Entry names that
  * are absolute or contain `..` are recorded as warnings, not errors: BYSU never
- * extracts. It understands ustar, GNU (long names, base-256 sizes) and pax.
+ * extracts. It understands ustar, GNU (long names, base-256 sizes, old-GNU
+ * sparse entries) and pax.
  */
 import { InvalidArchiveError } from '../errors.ts';
 
@@ -26,7 +27,7 @@ export interface TarSummary {
   warnings: string[];
 }
 
-type State = 'header' | 'data' | 'meta' | 'end';
+type State = 'header' | 'data' | 'meta' | 'sparse' | 'end';
 
 export class TarValidator {
   private offset = 0;
@@ -39,6 +40,8 @@ export class TarValidator {
   private pending: { path?: string; size?: number; longName?: string } = {};
   private globalPax: { path?: string; size?: number } = {};
   private zeroBlocks = 0;
+  /** Data bytes of an old-GNU sparse entry, skipped after its extension headers. */
+  private sparseData = 0;
   private entries = 0;
   private warnings: string[] = [];
   private suppressedWarnings = 0;
@@ -67,7 +70,8 @@ export class TarValidator {
           if (meta.received === meta.padded) this.finishMeta();
           break;
         }
-        case 'header': {
+        case 'header':
+        case 'sparse': {
           const take = Math.min(BLOCK - this.headerFill, chunk.length - position);
           chunk.copy(this.header, this.headerFill, position, position + take);
           this.headerFill += take;
@@ -75,7 +79,8 @@ export class TarValidator {
           this.offset += take;
           if (this.headerFill === BLOCK) {
             this.headerFill = 0;
-            this.readHeader();
+            if (this.state === 'header') this.readHeader();
+            else this.readSparseExtension();
           }
           break;
         }
@@ -143,8 +148,25 @@ export class TarValidator {
     this.entries += 1;
     this.checkName(name);
     const dataBytes = NO_DATA_TYPES.has(typeflag) ? 0 : roundUp(size);
-    if (dataBytes > 0) {
-      this.skip = dataBytes;
+    if (typeflag === 'S' && block[482] !== 0) {
+      // Old-GNU sparse entry (`tar -S`): more sparse maps follow in extension blocks, then the data.
+      this.sparseData = dataBytes;
+      this.state = 'sparse';
+      return;
+    }
+    this.skipData(dataBytes);
+  }
+
+  /** An old-GNU sparse extension block: 21 map entries, then "another block follows" at byte 504. */
+  private readSparseExtension(): void {
+    if (this.header[504] !== 0) return;
+    this.state = 'header';
+    this.skipData(this.sparseData);
+  }
+
+  private skipData(bytes: number): void {
+    if (bytes > 0) {
+      this.skip = bytes;
       this.state = 'data';
     }
   }

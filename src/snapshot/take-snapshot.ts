@@ -11,7 +11,7 @@ import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue
 import { SnapshotAttempt } from '../repository/attempt.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
 import type { ManifestPart } from '../repository/manifest.ts';
-import { openSession, type RemoteCommand, type SshIdentity, type SshSession } from '../ssh/session.ts';
+import { openSession, type ExitStatus, type RemoteCommand, type SshIdentity, type SshSession } from '../ssh/session.ts';
 import { AbortedError, ConfigError, LimitExceededError, RemoteCommandError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
 
@@ -49,6 +49,30 @@ export function checkSnapshotJobData(data: unknown): asserts data is SnapshotJob
   if (problems.length > 0) throw new ConfigError(problems);
 }
 
+/**
+ * Given a command whose stdout has ended, wait for its exit status; throw
+ * LimitExceededError when it does not come within stallTimeoutMs, or the
+ * signal's reason on abort.
+ */
+async function waitForExit(command: RemoteCommand, signal: AbortSignal, stallTimeoutMs: number, file: string): Promise<ExitStatus> {
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      command.exit,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new LimitExceededError(`part ${file}: the command closed its output but did not exit within ${stallTimeoutMs} ms (stallTimeout)`)), stallTimeoutMs);
+        onAbort = () => reject(signal.reason);
+        if (signal.aborted) onAbort();
+        else signal.addEventListener('abort', onAbort, { once: true });
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}
+
 /** Given a failed command's status and stderr, describe it for the job's failure reason. */
 function describeExit(file: string, status: { code: number | null; signal: string | null }, okExitCodes: number[], stderr: string): string {
   const how = status.signal !== null ? `was killed by signal ${status.signal}`
@@ -76,16 +100,17 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
   const signal = controller.signal;
   const log = context.logger;
 
-  const attempt = await SnapshotAttempt.open(context.repository, data.app, context.jobId, context.attempt);
+  let attempt: SnapshotAttempt | null = null;
   let session: SshSession | null = null;
   let current: RemoteCommand | null = null;
   const closeCurrent = () => current?.close();
   signal.addEventListener('abort', closeCurrent);
   try {
+    attempt = await SnapshotAttempt.open(context.repository, data.app, context.jobId, context.attempt);
     session = await openSession(
       { name: data.node.name, host: data.node.host, port: data.node.port, user: data.node.user, ...(data.node.hostKey ? { hostKey: data.node.hostKey } : {}) },
       context.identity,
-      { readyTimeoutMs: context.connectTimeoutMs },
+      { readyTimeoutMs: context.connectTimeoutMs, signal },
     );
     if (signal.aborted) throw signal.reason;
     const parts: ManifestPart[] = [];
@@ -121,10 +146,8 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
         }
         throw error;
       }
-      const status = await Promise.race([
-        command.exit,
-        new Promise<never>((_resolve, reject) => signal.addEventListener('abort', () => reject(signal.reason), { once: true })),
-      ]);
+      // stdout has ended; the exit status follows at once, unless the command closed its output and went on running.
+      const status = await waitForExit(command, signal, limits.stallTimeoutMs, part.file);
       if (status.code === null || !part.okExitCodes.includes(status.code)) {
         throw new RemoteCommandError(describeExit(part.file, status, part.okExitCodes, command.stderrTail()));
       }
@@ -168,6 +191,7 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
       },
       context.fence,
     );
+    if (committed.problem) log.error({ id: committed.id, problem: committed.problem }, 'snapshot committed, but finishing touches failed');
     return {
       id: committed.id,
       path: committed.path,
@@ -180,6 +204,6 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
     context.signal?.removeEventListener('abort', forward);
     signal.removeEventListener('abort', closeCurrent);
     session?.close();
-    await attempt.discard().catch((error: unknown) => log.error({ err: error, dir: attempt.directory }, 'cannot remove the failed attempt'));
+    await attempt?.discard().catch((error: unknown) => log.error({ err: error, dir: attempt?.directory }, 'cannot remove the failed attempt'));
   }
 }

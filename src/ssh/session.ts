@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import type { Readable } from 'node:stream';
 import ssh2 from 'ssh2';
-import { AuthenticationError, ConnectionError, HostKeyError } from '../errors.ts';
+import { AbortedError, AuthenticationError, ConfigError, ConnectionError, HostKeyError } from '../errors.ts';
 import {
   fingerprint,
   hostKeyAlgorithmsFor,
@@ -47,6 +47,8 @@ export interface ConnectOptions {
   keepaliveIntervalMs?: number;
   /** Unanswered keepalives before the connection counts as dead. @defaultValue 3 */
   keepaliveCountMax?: number;
+  /** Aborts the login; its reason is what openSession throws. */
+  signal?: AbortSignal;
 }
 
 export interface ExitStatus {
@@ -69,7 +71,11 @@ export interface RemoteCommand {
 
 export const STDERR_TAIL_BYTES = 4096;
 
-/** Given file paths, read the identity and known_hosts (missing known_hosts = empty: pins may suffice). */
+/**
+ * Given file paths, read the identity and known_hosts (a missing known_hosts
+ * is empty: pins may suffice). Throw ConfigError when the key cannot be
+ * parsed (garbage, or protected by a passphrase).
+ */
 export function readIdentity(identityFile: string, knownHostsFile: string): SshIdentity {
   let knownHostsText = '';
   try {
@@ -77,7 +83,12 @@ export function readIdentity(identityFile: string, knownHostsFile: string): SshI
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
   }
-  return { privateKey: readFileSync(identityFile), knownHosts: parseKnownHosts(knownHostsText), knownHostsFile };
+  const privateKey = readFileSync(identityFile);
+  const parsed = ssh2.utils.parseKey(privateKey);
+  if (parsed instanceof Error) {
+    throw new ConfigError([`ssh.identityFile: cannot use ${identityFile} as an SSH private key: ${parsed.message} (BYSU needs an unencrypted key, mode 0600)`]);
+  }
+  return { privateKey, knownHosts: parseKnownHosts(knownHostsText), knownHostsFile };
 }
 
 /**
@@ -121,19 +132,43 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
     : undefined;
 
   await new Promise<void>((resolve, reject) => {
-    const fail = (error: Error & { level?: string }) => {
+    let settled = false;
+    // ssh2 emits neither `error` nor `ready` when the server closes the connection after its
+    // banner, and clears its readyTimeout then: `close`, our own timer and the signal settle it.
+    const timer = setTimeout(() => fail(Object.assign(new Error('timeout'), { level: 'client-timeout' })), options.readyTimeoutMs + 1000);
+    const onAbort = () => fail(options.signal?.reason instanceof Error ? options.signal.reason : new AbortedError(`connecting to ${where} was aborted`), true);
+    const onClose = () => fail(new Error('the server closed the connection before login'));
+    const settle = () => {
+      settled = true;
+      clearTimeout(timer);
+      options.signal?.removeEventListener('abort', onAbort);
+      client.removeListener('close', onClose);
+      client.removeListener('error', fail);
+    };
+    /** Reject with what went wrong; an abort's own reason is passed through unchanged. */
+    function fail(error: Error & { level?: string }, aborted = false) {
+      if (settled) return;
+      settle();
       client.removeAllListeners('ready');
-      client.end();
-      if (hostKeyProblem !== null) reject(new HostKeyError(hostKeyProblem));
+      client.destroy();
+      if (aborted) reject(error);
+      else if (hostKeyProblem !== null) reject(new HostKeyError(hostKeyProblem));
       else if (error.level === 'client-authentication') reject(new AuthenticationError(`${where} refused our key: ${error.message}`));
       else if (error.level === 'client-timeout') reject(new ConnectionError(`${where}: no SSH login within ${options.readyTimeoutMs} ms`));
       else reject(new ConnectionError(`cannot connect to ${where}: ${error.message}`, { cause: error }));
-    };
+    }
     client.once('ready', () => {
-      client.removeListener('error', fail);
+      if (settled) return;
+      settle();
       resolve();
     });
     client.once('error', fail);
+    client.once('close', onClose);
+    if (options.signal?.aborted) {
+      onAbort();
+      return;
+    }
+    options.signal?.addEventListener('abort', onAbort, { once: true });
     client.connect({
       host: target.host,
       port: target.port,
@@ -178,9 +213,13 @@ export class SshSession {
     channel.end();
 
     let tail = Buffer.alloc(0);
+    let truncated = false;
     channel.stderr.on('data', (chunk: Buffer) => {
       tail = Buffer.concat([tail, chunk]);
-      if (tail.length > STDERR_TAIL_BYTES) tail = tail.subarray(tail.length - STDERR_TAIL_BYTES);
+      if (tail.length > STDERR_TAIL_BYTES) {
+        tail = tail.subarray(tail.length - STDERR_TAIL_BYTES);
+        truncated = true;
+      }
     });
 
     let status: ExitStatus = { code: null, signal: null };
@@ -199,7 +238,12 @@ export class SshSession {
     return {
       stdout: channel,
       exit,
-      stderrTail: () => tail.toString('utf8').replace(/^[\s\S]*?\uFFFD/, ''),
+      stderrTail: () => {
+        // A cut tail may start inside a UTF-8 sequence: drop its continuation bytes, nothing else.
+        let start = 0;
+        while (truncated && start < tail.length && start < 3 && (tail[start]! & 0xc0) === 0x80) start += 1;
+        return tail.subarray(start).toString('utf8');
+      },
       close: () => channel.close(),
     };
   }
@@ -231,8 +275,11 @@ export async function scanHostKeys(host: string, port: number, timeoutMs: number
     const blob = await new Promise<Buffer | null>((resolve) => {
       let seen: Buffer | null = null;
       const client = new Client();
+      let finished = false;
       const done = () => {
-        client.end();
+        if (finished) return;
+        finished = true;
+        client.destroy();
         resolve(seen);
       };
       client.on('error', (error) => {
@@ -240,6 +287,12 @@ export async function scanHostKeys(host: string, port: number, timeoutMs: number
         done();
       });
       client.on('ready', done);
+      client.on('close', () => {
+        if (seen === null) lastError ??= new Error('the server closed the connection before sending a host key');
+        done();
+      });
+      // ssh2 clears its own readyTimeout when the server closes early; do not rely on it alone.
+      setTimeout(done, timeoutMs + 1000).unref();
       client.connect({
         host,
         port,

@@ -78,9 +78,12 @@ describe('bysu CLI', () => {
     assert.equal(result.code, 1);
     assert.match(result.stderr, new RegExp(`^bysu: Redis unreachable at redis://127\\.0\\.0\\.1:${port}/0: .*ECONNREFUSED`));
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
-    const secret = await cluster.bysu(['snapshot', 'shop'], { env: { BYSU_REDIS_URL: `redis://admin:s3cret-pw@127.0.0.1:${port}/0` } });
-    assert.equal(secret.code, 1);
-    assert.doesNotMatch(secret.stderr, /s3cret-pw/, 'the Redis password is not printed');
+    for (const url of [`redis://admin:s3cret-pw@127.0.0.1:${port}/0`, `redis://:s3cret@pw@127.0.0.1:${port}/0`, `redis://127.0.0.1:${port}/0?password=s3cret-pw`]) {
+      const secret = await cluster.bysu(['snapshot', 'shop'], { env: { BYSU_REDIS_URL: url } });
+      assert.equal(secret.code, 1);
+      assert.match(secret.stderr, /Redis unreachable at /);
+      assert.doesNotMatch(secret.stderr, /s3cret/, `the Redis password is not printed (${url})`);
+    }
   });
 
   test('config check validates; --connect logs in and checks host keys', async () => {
@@ -98,6 +101,30 @@ describe('bysu CLI', () => {
     assert.equal(mixed.code, 1, mixed.stdout + mixed.stderr);
     assert.match(mixed.stdout, new RegExp(`db1: FAILED: host key of node "db1" .* expected ${WRONG_PIN}, got ssh-ed25519 ${node.fingerprint.replace(/[+/]/g, '\\$&')}`));
     assert.match(mixed.stdout, /db2: ok .*host key pinned/);
+  });
+
+  test('config check rejects a node whose host key is neither pinned nor known, and a key it cannot use', async () => {
+    const text = await (await import('node:fs/promises')).readFile(cluster.configFile, 'utf8');
+    const unknown = path.join(cluster.dir, 'unknown.yaml');
+    await writeFile(unknown, text.replace(/nodes:\n[\s\S]*?\napps:/, `nodes:\n  - { name: db1, host: localhost, port: ${cluster.nodes[0]!.port} }\napps:`));
+    const result = await cluster.bysu(['-c', unknown, 'config', 'check']);
+    assert.equal(result.code, 2, result.stdout + result.stderr);
+    assert.match(result.stderr, /nodes\[0\]\.hostKey: node "db1" is not pinned and \[localhost\]:\d+ is not in .*known_hosts/);
+
+    const garbageKey = path.join(cluster.dir, 'garbage_key');
+    await writeFile(garbageKey, 'not a key\n', { mode: 0o600 });
+    const badKey = await cluster.bysu(['config', 'check'], { env: { BYSU_SSH_IDENTITY: garbageKey } });
+    assert.equal(badKey.code, 2);
+    assert.match(badKey.stderr, /ssh\.identityFile: cannot use .*garbage_key as an SSH private key/);
+    const worker = await cluster.bysu(['worker', 'snapshot'], { env: { BYSU_SSH_IDENTITY: garbageKey } });
+    assert.equal(worker.code, 2, 'a worker refuses to start with a key it cannot use');
+  });
+
+  test('bysu without a subcommand, or config without one, is a usage error', async () => {
+    for (const args of [[], ['config']]) {
+      const result = await cluster.bysu(args);
+      assert.equal(result.code, 2, args.join(' '));
+    }
   });
 
   test('config check rejects an identity file readable by others', async () => {

@@ -66,6 +66,7 @@ describe('snapshot pipeline against a real sshd node', () => {
           ],
         },
         { name: 'failing', node: 'db1', attempts: 2, backoff: '1s', parts: [{ file: 'db.sql', run: "echo 'partial dump'; echo 'pg_dump: error: connection to server failed' >&2; exit 3" }] },
+        { name: 'latin1', node: 'db1', attempts: 1, parts: [{ file: 'db.sql', run: "printf 'pg_dump: error: password authentication failed\\n\\374berschreiben\\n' >&2; exit 1" }] },
         { name: 'killed', node: 'db1', attempts: 1, parts: [{ file: 'db.sql', run: 'echo started; kill -KILL $$' }] },
         { name: 'truncated', node: 'db1', attempts: 1, parts: [{ file: 'data.tar', run: 'cat "$NODE_DIR/trunc.tar"' }] },
         { name: 'garbage', node: 'db1', attempts: 1, parts: [{ file: 'data.tar', run: 'head -c 5000 /dev/urandom' }] },
@@ -179,7 +180,7 @@ describe('snapshot pipeline against a real sshd node', () => {
   });
 
   test('failures commit nothing, leave nothing behind, and say why', async () => {
-    const apps = ['failing', 'killed', 'truncated', 'garbage', 'huge', 'stuck', 'slowpoke', 'pinned', 'stranger'];
+    const apps = ['failing', 'latin1', 'killed', 'truncated', 'garbage', 'huge', 'stuck', 'slowpoke', 'pinned', 'stranger'];
     const result = await cluster.bysu(['snapshot', ...apps, '--wait']);
     assert.equal(result.code, 1, result.stdout + result.stderr);
     const out = result.stdout;
@@ -187,6 +188,7 @@ describe('snapshot pipeline against a real sshd node', () => {
     const failing = linesFor(out, 'failing');
     assert.ok(failing.some((line) => /attempt 1 of 2 failed, will retry: part db\.sql: command exited with code 3/.test(line)), out);
     assert.match(out, /failing: FAILED after 2 attempt\(s\): part db\.sql: command exited with code 3 \(accepted: 0\)\nstderr \(last \d+ bytes\):\npg_dump: error: connection to server failed/);
+    assert.match(out, /latin1: FAILED after 1 attempt\(s\): part db\.sql: command exited with code 1 \(accepted: 0\)\nstderr \(last \d+ bytes\):\npg_dump: error: password authentication failed\n\uFFFDberschreiben/);
     assert.match(out, /killed: FAILED after 1 attempt\(s\): part db\.sql: command was killed by signal (SIG)?KILL/);
     assert.match(out, /truncated: FAILED after 1 attempt\(s\): not a valid tar archive: archive is truncated at an entry boundary/);
     assert.match(out, /garbage: FAILED after 1 attempt\(s\): not a valid tar archive: bad header checksum/);

@@ -20,7 +20,6 @@ describe('parseDuration', () => {
     ['250ms', 250],
     ['1.5h', 5_400_000],
     [' 5m ', 300_000],
-    [5000, 5000],
   ];
   for (const [input, expected] of good) {
     test(`${JSON.stringify(input)} → ${expected} ms`, () => {
@@ -28,10 +27,11 @@ describe('parseDuration', () => {
     });
   }
 
-  const bad: unknown[] = ['5 minutes', '5M', '1w', '5', '', '0s', '-5m', '1e3s', 'Infinity', 'soon', 0, -1, NaN, Infinity, null, undefined, true, [5]];
+  // A bare number is refused too: `timeout: 7200` would otherwise silently be 7.2 seconds.
+  const bad: unknown[] = ['5 minutes', '5M', '1w', '5', '', '0s', '-5m', '1e3s', 'Infinity', 'soon', 5000, 7200, 0, -1, NaN, Infinity, null, undefined, true, [5]];
   for (const input of bad) {
     test(`rejects ${JSON.stringify(input) ?? String(input)}`, () => {
-      assert.throws(() => parseDuration(input), /must be a duration like 90s, 5m, 2h or 1d/);
+      assert.throws(() => parseDuration(input), /must be a duration with a unit, like 90s, 5m, 2h or 1d/);
     });
   }
 

@@ -538,6 +538,16 @@ describe('PartInspector', () => {
     }
   });
 
+  test('a gzip stream followed by zero padding is accepted; by other data, rejected', async () => {
+    const gz = gzipSync(goodTar);
+    const padded = await withinSeconds(5, 'gzip + zero padding', inspect('data.tgz', Buffer.concat([gz, Buffer.alloc(1024)]), 700));
+    assert.equal(padded.tar?.entries, 3);
+    await assert.rejects(
+      withinSeconds(5, 'gzip + junk', inspect('data.tgz', Buffer.concat([gz, Buffer.alloc(512), Buffer.from('junk')]), 700)),
+      /data after its end/,
+    );
+  });
+
   test('a plain .tar part is validated as it streams', async () => {
     const inspection = await inspect('data.tar', goodTar, 777);
     assert.equal(inspection.tar?.entries, 3);
@@ -556,5 +566,27 @@ describe('PartInspector', () => {
     const empty = await inspect('empty.sql', Buffer.alloc(0), 1);
     assert.equal(empty.bytes, 0);
     assert.equal(empty.sha256, sha256(Buffer.alloc(0)));
+  });
+});
+
+describe('old-GNU sparse archives (tar -S)', () => {
+  test('a sparse file with many segments (extension headers) validates, as GNU tar reads it', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bysu-sparse-'));
+    try {
+      const file = path.join(dir, 'sparse.img');
+      fs.writeFileSync(file, '');
+      fs.truncateSync(file, 10 * 1024 * 1024);
+      const fd = fs.openSync(file, 'r+');
+      // Whole 4 KiB blocks of data, so a validator that lost its place lands in data, not in zeros.
+      for (let segment = 0; segment < 30; segment += 1) fs.writeSync(fd, Buffer.alloc(4096, 88), 0, 4096, segment * 74 * 4096);
+      fs.closeSync(fd);
+      const archive = gnuTar(['-S', '-C', dir, '-cf', '-', 'sparse.img']);
+      assert.equal(archive[156], 'S'.charCodeAt(0), 'GNU tar wrote an old-GNU sparse header');
+      assert.notEqual(archive[482], 0, 'with extension blocks');
+      assert.deepEqual(validateAllChunkings(archive), { entries: 1, warnings: [] });
+      assertRejectedAllChunkings(archive.subarray(0, 2048), /truncated/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -1,0 +1,85 @@
+/**
+ * Protocol corners of the SSH client that a real sshd will not show on
+ * demand, against a fake TCP server: a server that closes right after its
+ * banner, and one that sends its banner and then says nothing. Neither may
+ * leave a login (or a keyscan) pending for ever.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import net from 'node:net';
+import { after, before, test } from 'node:test';
+import { ConnectionError, LimitExceededError } from '../../../src/errors.ts';
+import { openSession, scanHostKeys, type SshIdentity } from '../../../src/ssh/session.ts';
+
+let closing: net.Server;
+let silent: net.Server;
+const sockets = new Set<net.Socket>();
+
+async function listen(server: net.Server): Promise<number> {
+  if (!server.listening) await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return (server.address() as net.AddressInfo).port;
+}
+
+before(() => {
+  closing = net.createServer((socket) => socket.end('SSH-2.0-OpenSSH_9.2p1 fake\r\n'));
+  silent = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.write('SSH-2.0-OpenSSH_9.2p1 fake\r\n');
+  });
+});
+
+after(() => {
+  for (const socket of sockets) socket.destroy();
+  closing.close();
+  silent.close();
+});
+
+function identity(): SshIdentity {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'bysu-key-'));
+  try {
+    const result = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'id')]);
+    assert.equal(result.status, 0, String(result.stderr));
+    return { privateKey: readFileSync(path.join(dir, 'id')), knownHosts: [], knownHostsFile: '/nonexistent/known_hosts' };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([promise, new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+test('a server that closes after its banner fails the login at once', async () => {
+  const port = await listen(closing);
+  const target = { name: 'n', host: '127.0.0.1', port, user: 'u', hostKey: `SHA256:${'A'.repeat(43)}` };
+  await assert.rejects(within(5000, openSession(target, identity(), { readyTimeoutMs: 2000 })), (error: unknown) => {
+    assert.ok(error instanceof ConnectionError, String(error));
+    assert.match((error as Error).message, /closed the connection before login/);
+    return true;
+  });
+  await assert.rejects(within(5000, scanHostKeys('127.0.0.1', port, 2000)), /no SSH host key from 127\.0\.0\.1/);
+});
+
+test('a silent server: the abort signal ends the login with its own reason', async () => {
+  const port = await listen(silent);
+  const target = { name: 'n', host: '127.0.0.1', port, user: 'u', hostKey: `SHA256:${'A'.repeat(43)}` };
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(new LimitExceededError('snapshot exceeded its timeout')), 300);
+  const started = Date.now();
+  await assert.rejects(within(5000, openSession(target, identity(), { readyTimeoutMs: 60_000, signal: controller.signal })), LimitExceededError);
+  assert.ok(Date.now() - started < 3000, 'aborted promptly, not after the ready timeout');
+});
+
+test('a silent server: the ready timeout ends the login', async () => {
+  const port = await listen(silent);
+  const target = { name: 'n', host: '127.0.0.1', port, user: 'u', hostKey: `SHA256:${'A'.repeat(43)}` };
+  await assert.rejects(within(8000, openSession(target, identity(), { readyTimeoutMs: 1000 })), /no SSH login within 1000 ms/);
+});
