@@ -89,3 +89,27 @@ export async function waitForLog(child: { output: () => string }, text: string, 
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
+
+/**
+ * Given node names, build a cluster that outlives one callback (for a
+ * describe block's before/after): returns it and a close() that tears it down.
+ */
+export async function openCluster(nodeNames: string[]): Promise<{ cluster: TestCluster; close: () => Promise<void> }> {
+  let ready!: (cluster: TestCluster) => void;
+  let release!: () => void;
+  const started = new Promise<TestCluster>((resolve) => (ready = resolve));
+  const finished = withCluster(nodeNames, async (cluster) => {
+    ready(cluster);
+    await new Promise<void>((resolve) => (release = resolve));
+  });
+  const cluster = await Promise.race([started, finished.then(() => {
+    throw new Error('the cluster stopped before it started');
+  })]);
+  return {
+    cluster,
+    async close() {
+      release();
+      await finished;
+    },
+  };
+}

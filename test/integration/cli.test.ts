@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmod, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { withCluster, type TestCluster } from '../helpers/cluster.ts';
+import { openCluster, type TestCluster } from '../helpers/cluster.ts';
 import { freePort, run } from '../helpers/processes.ts';
 
 const WRONG_PIN = `SHA256:${'B'.repeat(43)}`;
@@ -18,18 +18,10 @@ function assertNoStackTrace(output: string): void {
 
 describe('bysu CLI', () => {
   let cluster: TestCluster;
-  let release: () => void;
-  let finished: Promise<void>;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    let ready!: () => void;
-    const started = new Promise<void>((resolve) => (ready = resolve));
-    finished = withCluster(['db1'], async (created) => {
-      cluster = created;
-      ready();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    await Promise.race([started, finished]);
+    ({ cluster, close } = await openCluster(['db1']));
     const node = cluster.nodes[0]!;
     await cluster.writeConfig([{ name: 'shop', node: 'db1', parts: [{ file: 'shop.sql', run: 'echo dump' }] }], {
       nodes: [{ name: 'db1', host: node.host, port: node.port }],
@@ -37,8 +29,7 @@ describe('bysu CLI', () => {
   });
 
   after(async () => {
-    release?.();
-    await finished;
+    await close?.();
   });
 
   test('--help and --version exit 0', async () => {

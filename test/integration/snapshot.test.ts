@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import tar from 'tar-stream';
 import { buffer } from 'node:stream/consumers';
-import { BYSU_BIN, withCluster, waitForLog, type TestCluster } from '../helpers/cluster.ts';
+import { BYSU_BIN, openCluster, waitForLog, type TestCluster } from '../helpers/cluster.ts';
 import { run } from '../helpers/processes.ts';
 
 const WRONG_PIN = `SHA256:${'A'.repeat(43)}`;
@@ -37,18 +37,10 @@ async function snapshotDirs(repository: string, app: string): Promise<string[]> 
 
 describe('snapshot pipeline against a real sshd node', () => {
   let cluster: TestCluster;
-  let release: () => void;
-  let finished: Promise<void>;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    let ready!: () => void;
-    const started = new Promise<void>((resolve) => (ready = resolve));
-    finished = withCluster(['db1'], async (created) => {
-      cluster = created;
-      ready();
-      await new Promise<void>((resolve) => (release = resolve));
-    });
-    await Promise.race([started, finished]);
+    ({ cluster, close } = await openCluster(['db1']));
     const node = cluster.nodes[0]!;
     await mkdir(path.join(node.dir, 'uploads/img'), { recursive: true });
     await writeFile(path.join(node.dir, 'uploads/img/logo.png'), Buffer.alloc(70_000, 7));
@@ -92,8 +84,7 @@ describe('snapshot pipeline against a real sshd node', () => {
   });
 
   after(async () => {
-    release?.();
-    await finished;
+    await close?.();
   });
 
   test('a multi-part snapshot commits and is readable with sha256sum and tar', async () => {
