@@ -11,7 +11,10 @@ import type { Config } from '../src/config/load.ts';
 import { AbortedError, CommitConflictError, ConnectionError, isRetryable, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
-import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
+import { withAppLock } from '../src/queue/app-lock.ts';
+import { enqueueRetention } from '../src/queue/enqueue.ts';
+import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type RetentionJobData, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
+import { Notifier } from '../src/notify/notifier.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
@@ -55,6 +58,9 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
   queue.on('error', (error) => logger.warn({ err: error.message }, 'snapshot queue error'));
   await queue.setGlobalConcurrency(config.concurrency.global);
+  const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
+  retentionQueue.on('error', (error) => logger.warn({ err: error.message }, 'retention queue error'));
+  const notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
 
   const processor = async (job: Job<SnapshotJobData, SnapshotResult>, token?: string, cancel?: AbortSignal): Promise<SnapshotResult> => {
     const data = job.data;
@@ -106,8 +112,10 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         onProgress: (progress) => {
           job.updateProgress(progress).catch(() => undefined);
         },
+        lockApp: (fn) => withAppLock(connection, config.redis.prefix, data.app, fn),
       });
       log.info({ id: result.id, bytes: result.bytes, warnings: result.warnings.length, alreadyCommitted: result.alreadyCommitted }, 'snapshot committed');
+      await afterCommit(data, result, log);
       return result;
     } catch (thrown) {
       const error = toError(thrown);
@@ -127,6 +135,30 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     }
   };
 
+  /** Retention, alert state and ping after a commit; none of it may fail the committed snapshot. */
+  const afterCommit = async (data: SnapshotJobData, result: SnapshotResult, log: Logger): Promise<void> => {
+    try {
+      await enqueueRetention(retentionQueue, { app: data.app, keep: data.keep, incomingMaxAgeMs: data.limits.timeoutMs + config.retention.incomingMarginMs });
+      await notifier.report({ event: 'recovered', app: data.app, node: data.node.name, at: new Date().toISOString(), lastSnapshot: { id: result.id, finishedAt: new Date().toISOString() } });
+    } catch (error) {
+      log.error({ err: toError(error).message }, 'after the commit: cannot enqueue retention or record the app state');
+    }
+    notifier.ping(data.app, data.ping, true);
+  };
+
+  /** Record a final failure, alert once per change of state, ping <url>/fail. */
+  const afterFinalFailure = async (job: Job<SnapshotJobData, SnapshotResult>, reason: string): Promise<void> => {
+    const data = job.data;
+    const record: FailureRecord = { at: new Date().toISOString(), reason, jobId: String(job.id), attempts: job.attemptsMade };
+    try {
+      await connection.hset(redisKeys.lastFailure(config.redis.prefix), data.app, JSON.stringify(record));
+      await notifier.report({ event: 'failed', app: data.app, node: data.node?.name, at: record.at, reason });
+    } catch (error) {
+      logger.error({ app: data.app, err: toError(error).message }, 'cannot record the failure');
+    }
+    notifier.ping(data.app, data.ping, false);
+  };
+
   const worker = new Worker<SnapshotJobData, SnapshotResult>(SNAPSHOT_QUEUE, processor, {
     connection,
     prefix: config.redis.prefix,
@@ -143,6 +175,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     const final = error.name === 'UnrecoverableError' || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
     if (job && error.name !== 'DelayedError' && final) {
       logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason: error.message }, 'snapshot failed for good');
+      void afterFinalFailure(job, error.message);
     }
   });
   await worker.waitUntilReady();
@@ -162,6 +195,8 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         const settled = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), bound).unref())]);
         if (!settled) logger.error({ waitedMs: bound }, 'running snapshots did not stop; their jobs will be recovered as stalled');
       }
+      await notifier.flush();
+      await retentionQueue.close();
       await queue.close();
       await connection.quit().catch(() => connection.disconnect());
       logger.info('snapshot worker stopped');

@@ -11,7 +11,10 @@ import { EXIT_FAILED, EXIT_USAGE, ExitError, type GlobalOptions } from './contex
 import { keyscan } from './keyscan.ts';
 import { latest } from './latest.ts';
 import { list } from './list.ts';
+import { prune } from './prune.ts';
+import { scheduler } from './scheduler.ts';
 import { snapshot } from './snapshot.ts';
+import { status } from './status.ts';
 import { verify } from './verify.ts';
 import { worker } from './worker.ts';
 
@@ -68,9 +71,25 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .option('--all', 'every configured app')
     .action((apps: string[], options: { all?: boolean }) => run(verify(globals(), apps, options)));
 
+  program.command('status')
+    .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale or failing')
+    .option('--json', 'machine-readable output')
+    .action((options: { json?: boolean }) => run(status(globals(), options)));
+
+  program.command('prune')
+    .description('apply retention now (or show what it would delete)')
+    .argument('[apps...]')
+    .option('--all', 'every configured app')
+    .option('--dry-run', 'only show what would be deleted')
+    .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(prune(globals(), apps, options)));
+
+  program.command('scheduler')
+    .description('run the scheduler: job schedulers from the config (reloaded on SIGHUP), heartbeat, stale alerts')
+    .action(() => run(scheduler(globals())));
+
   program.command('worker')
-    .description('run a worker process (snapshot)')
-    .argument('<kind>', 'snapshot')
+    .description('run a worker process (snapshot or retention)')
+    .argument('<kind>', 'snapshot or retention')
     .action((kind: string) => run(worker(globals(), kind)));
 
   return program;

@@ -1,35 +1,26 @@
-/** `bysu worker snapshot`: run a snapshot worker until SIGTERM or SIGINT. */
+/** `bysu worker snapshot|retention`: run a worker until SIGTERM or SIGINT. */
 import { checkSshFiles } from '../config/load.ts';
 import { createLogger } from '../log.ts';
+import { startRetentionWorker } from '../../workers/retention.ts';
 import { startSnapshotWorker } from '../../workers/snapshot.ts';
 import { EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, type GlobalOptions } from './context.ts';
+import { runUntilSignal } from './run-until-signal.ts';
 
-export const WORKER_KINDS = ['snapshot'] as const;
+export const WORKER_KINDS = ['snapshot', 'retention'] as const;
 
 export async function worker(globals: GlobalOptions, kind: string): Promise<number> {
   if (!(WORKER_KINDS as readonly string[]).includes(kind)) {
     throw new ExitError(EXIT_USAGE, `unknown worker "${kind}" (available: ${WORKER_KINDS.join(', ')})`);
   }
   const config = loadCliConfig(globals);
-  checkSshFiles(config);
   const logger = createLogger(config.log.level, `bysu-worker-${kind}`);
-  const running = await startSnapshotWorker(config, logger);
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now');
-        process.exit(1);
-      }
-      stopping = true;
-      logger.info({ signal }, 'stopping');
-      running.close().then(resolve, (error: unknown) => {
-        logger.error({ err: error }, 'error while stopping');
-        resolve();
-      });
-    };
-    process.on('SIGTERM', stop);
-    process.on('SIGINT', stop);
-  });
+  if (kind === 'snapshot') {
+    checkSshFiles(config);
+    const running = await startSnapshotWorker(config, logger);
+    await runUntilSignal(logger, () => running.close());
+  } else {
+    const running = await startRetentionWorker(config, logger);
+    await runUntilSignal(logger, () => running.close());
+  }
   return EXIT_OK;
 }

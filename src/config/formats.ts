@@ -98,6 +98,26 @@ export function checkCron(pattern: unknown, timezone = 'UTC'): asserts pattern i
   }
 }
 
+/** Throw unless `value` is an http:// or https:// URL (for webhooks and pings). */
+export function checkHttpUrl(value: unknown): asserts value is string {
+  let parsed: URL | null = null;
+  try {
+    parsed = typeof value === 'string' ? new URL(value) : null;
+  } catch {
+    parsed = null;
+  }
+  if (parsed === null || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
+    throw new Error(`must be an http:// or https:// URL, got ${JSON.stringify(value)}`);
+  }
+}
+
+/** Throw unless `value` is a fraction from 0 to below 1. */
+export function checkFraction(value: unknown): asserts value is number {
+  if (typeof value !== 'number' || !(value >= 0 && value < 1)) {
+    throw new Error(`must be a number from 0 (off) to below 1, like 0.5, got ${JSON.stringify(value)}`);
+  }
+}
+
 /** Given milliseconds, return the shortest duration text (`90s`, `2h`) for messages. */
 export function formatDuration(milliseconds: number): string {
   for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {

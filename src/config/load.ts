@@ -9,7 +9,7 @@ import path from 'node:path';
 import convict from 'convict';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { checkCron, checkName, checkPartFileName, checkTimezone, parseDuration, parseSize } from './formats.ts';
+import { checkCron, checkFraction, checkHttpUrl, checkName, checkPartFileName, checkTimezone, parseDuration, parseSize } from './formats.ts';
 import { configSchema, POLICY_KEYS } from './schema.ts';
 
 /** What each app inherits from `defaults` and may override. */
@@ -32,6 +32,8 @@ export interface AppPolicy {
   maxBytes: number;
   /** Null: 1.5 × the schedule's interval. */
   staleAfterMs: number | null;
+  /** A snapshot smaller than this fraction of the previous one gets a warning; 0 = off. @defaultValue 0.5 */
+  shrinkWarn: number;
 }
 
 export interface NodeConfig {
@@ -53,6 +55,8 @@ export interface AppConfig extends AppPolicy {
   name: string;
   node: string;
   parts: PartConfig[];
+  /** healthchecks-style URL: GET on success, GET <url>/fail on failure. */
+  ping?: string;
 }
 
 export interface Config {
@@ -65,13 +69,15 @@ export interface Config {
   shutdownGraceMs: number;
   log: { level: string };
   defaults: AppPolicy;
+  retention: { sweepSchedule: string; incomingMarginMs: number };
+  notify: { webhook: string; timeoutMs: number; staleCheckIntervalMs: number };
   dashboard: { host: string; port: number; user: string; password: string; apiToken: string };
   nodes: NodeConfig[];
   apps: AppConfig[];
 }
 
 const NODE_KEYS = ['name', 'host', 'port', 'user', 'hostKey'];
-const APP_KEYS = ['name', 'node', 'parts', ...POLICY_KEYS];
+const APP_KEYS = ['name', 'node', 'parts', 'ping', ...POLICY_KEYS];
 const PART_KEYS = ['file', 'run', 'okExitCodes'];
 const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
 const USER_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
@@ -157,6 +163,12 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
     shutdownGraceMs: parseDuration(properties.shutdownGrace),
     log: { level: properties.log.level },
     defaults,
+    retention: { sweepSchedule: properties.retention.sweepSchedule, incomingMarginMs: parseDuration(properties.retention.incomingMargin) },
+    notify: {
+      webhook: properties.notify.webhook,
+      timeoutMs: parseDuration(properties.notify.timeout),
+      staleCheckIntervalMs: parseDuration(properties.notify.staleCheckInterval),
+    },
     dashboard: { ...properties.dashboard },
     nodes,
     apps,
@@ -221,6 +233,7 @@ function toPolicy(values: Record<string, unknown>): AppPolicy {
     backoffMs: parseDuration(values.backoff),
     maxBytes: parseSize(values.maxBytes),
     staleAfterMs: values.staleAfter === null || values.staleAfter === undefined ? null : parseDuration(values.staleAfter),
+    shrinkWarn: values.shrinkWarn as number,
   };
 }
 
@@ -301,6 +314,7 @@ function checkPolicyOverrides(item: Record<string, unknown>, field: string, prob
     backoff: parseDuration,
     maxBytes: parseSize,
     staleAfter: parseDuration,
+    shrinkWarn: checkFraction,
   };
   let ok = true;
   for (const key of POLICY_KEYS) {
@@ -375,9 +389,16 @@ function checkApps(items: unknown[], defaults: AppPolicy, nodes: NodeConfig[], p
       ok = false;
     }
     ok = checkPolicyOverrides(item, field, problems) && ok;
+    if (item.ping !== undefined) ok = attempt(problems, `${field}.ping`, () => checkHttpUrl(item.ping)) && ok;
     const parts = checkParts(item.parts, `${field}.parts`, problems);
     if (!ok || !parts) return;
-    apps.push({ name: item.name as string, node: item.node as string, parts, ...applyOverrides(defaults, item) });
+    apps.push({
+      name: item.name as string,
+      node: item.node as string,
+      parts,
+      ...applyOverrides(defaults, item),
+      ...(item.ping !== undefined ? { ping: item.ping as string } : {}),
+    });
   });
   return apps;
 }
@@ -396,6 +417,7 @@ function applyOverrides(defaults: AppPolicy, item: Record<string, unknown>): App
     backoffMs: pick('backoff', parseDuration, defaults.backoffMs),
     maxBytes: pick('maxBytes', parseSize, defaults.maxBytes),
     staleAfterMs: pick<number | null>('staleAfter', parseDuration, defaults.staleAfterMs),
+    shrinkWarn: pick('shrinkWarn', same, defaults.shrinkWarn),
   };
 }
 

@@ -5,7 +5,7 @@
  * other (an app's node must exist) and the messages must name the item.
  */
 import convict from 'convict';
-import { checkCron, checkTimezone, parseDuration, parseSize } from './formats.ts';
+import { checkCron, checkFraction, checkHttpUrl, checkTimezone, parseDuration, parseSize } from './formats.ts';
 
 /** Register BYSU's formats with convict once; the messages omit the value, which convict appends. */
 function registerFormats(): void {
@@ -51,6 +51,13 @@ function registerFormats(): void {
           throw new Error('must be 1 to 64 letters, digits, ".", "_" or "-"');
         }
       },
+      coerce: (value: string) => value,
+    },
+    'bysu-fraction': { validate: withoutValue(checkFraction), coerce: (value: string) => Number(value) },
+    'bysu-optional-url': {
+      validate: withoutValue((value) => {
+        if (value !== '') checkHttpUrl(value);
+      }),
       coerce: (value: string) => value,
     },
     'bysu-list': {
@@ -146,6 +153,35 @@ export const configSchema = {
       format: 'bysu-optional-duration',
       default: null as string | null,
     },
+    shrinkWarn: {
+      doc: 'A snapshot smaller than this fraction of the previous one commits with a warning (0 turns it off).',
+      format: 'bysu-fraction',
+      default: 0.5,
+    },
+  },
+  retention: {
+    sweepSchedule: {
+      doc: 'Cron pattern of the daily retention sweep over every app.',
+      format: 'bysu-cron',
+      default: '30 4 * * *',
+      env: 'BYSU_RETENTION_SWEEP',
+    },
+    incomingMargin: {
+      doc: 'An attempt left in .incoming is removed once older than the app\'s timeout plus this.',
+      format: 'bysu-duration',
+      default: '1h',
+    },
+  },
+  notify: {
+    webhook: {
+      doc: 'URL that gets a JSON POST when an app fails for good, goes stale, or recovers ("" = none).',
+      format: 'bysu-optional-url',
+      default: '',
+      env: 'BYSU_NOTIFY_WEBHOOK',
+      sensitive: true,
+    },
+    timeout: { doc: 'Time allowed for one webhook or ping request.', format: 'bysu-duration', default: '10s' },
+    staleCheckInterval: { doc: 'How often the scheduler looks for apps that went stale.', format: 'bysu-duration', default: '1m' },
   },
   dashboard: {
     host: { doc: 'Address the dashboard listens on.', format: String, default: '127.0.0.1', env: 'BYSU_DASHBOARD_HOST' },

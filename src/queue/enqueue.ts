@@ -5,11 +5,11 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import type { AppConfig, Config } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
-import { manualJobId, SNAPSHOT_JOB, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
+import { manualJobId, RETENTION_JOB, SNAPSHOT_JOB, type RetentionJobData, type RetentionTarget, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
 
 /** Completed and failed jobs kept in Redis for status and the dashboard. */
-const KEEP_COMPLETED = { age: 30 * 86_400, count: 5000 };
-const KEEP_FAILED = { age: 90 * 86_400, count: 5000 };
+export const KEEP_COMPLETED = { age: 30 * 86_400, count: 5000 };
+export const KEEP_FAILED = { age: 90 * 86_400, count: 5000 };
 
 /** Given the config and an app, return the job payload that snapshots it. */
 export function buildSnapshotJob(config: Config, app: AppConfig, trigger: SnapshotTrigger): SnapshotJobData {
@@ -27,7 +27,29 @@ export function buildSnapshotJob(config: Config, app: AppConfig, trigger: Snapsh
       perNode: config.concurrency.perNode,
     },
     keep: app.keep,
+    shrinkWarn: app.shrinkWarn,
+    ...(app.ping ? { ping: app.ping } : {}),
   };
+}
+
+/** Given the config and an app, return what retention needs to know about it. */
+export function retentionTargetFor(config: Config, app: AppConfig): RetentionTarget {
+  return { app: app.name, keep: app.keep, incomingMaxAgeMs: app.timeoutMs + config.retention.incomingMarginMs };
+}
+
+/**
+ * Given the retention queue and a target, enqueue its retention unless one for
+ * the same app is already waiting or running (deduplicated per app).
+ */
+export async function enqueueRetention(queue: Queue, target: RetentionTarget): Promise<void> {
+  const data: RetentionJobData = { targets: [target], reason: 'commit' };
+  await queue.add(RETENTION_JOB, data, {
+    deduplication: { id: `retention-${target.app}` },
+    attempts: 3,
+    backoff: { type: 'exponential', delay: 30_000 },
+    removeOnComplete: KEEP_COMPLETED,
+    removeOnFail: KEEP_FAILED,
+  });
 }
 
 /** Given an app, return the BullMQ options of its snapshot jobs (attempts, exponential backoff, history). */

@@ -7,6 +7,13 @@ import type { PartConfig } from '../config/load.ts';
 export const SNAPSHOT_QUEUE = 'snapshot';
 export const RETENTION_QUEUE = 'retention';
 export const SNAPSHOT_JOB = 'snapshot';
+export const RETENTION_JOB = 'retention';
+export const RETENTION_SWEEP_JOB = 'retention-sweep';
+
+/** Job scheduler ids: one per app on the snapshot queue, one sweep on the retention queue. */
+export const SNAPSHOT_SCHEDULER_PREFIX = 'app-';
+export const snapshotSchedulerId = (app: string) => `${SNAPSHOT_SCHEDULER_PREFIX}${app}`;
+export const RETENTION_SWEEP_SCHEDULER = 'retention-sweep';
 
 export type SnapshotTrigger = 'schedule' | 'manual';
 
@@ -24,6 +31,29 @@ export interface SnapshotJobData {
     perNode: number;
   };
   keep: number;
+  /** A snapshot smaller than this fraction of the previous one gets a warning; 0 = off. */
+  shrinkWarn: number;
+  /** healthchecks-style URL pinged on success and on final failure. */
+  ping?: string;
+}
+
+/** Retention of one app: what the retention worker needs to know about it. */
+export interface RetentionTarget {
+  app: string;
+  keep: number;
+  /** .incoming leftovers older than this (the app's timeout plus the margin) are removed. */
+  incomingMaxAgeMs: number;
+}
+
+/** A retention job: after a commit (one app) or the daily sweep (every configured app). */
+export interface RetentionJobData {
+  targets: RetentionTarget[];
+  reason: 'commit' | 'sweep' | 'prune';
+}
+
+/** What a retention job did, per app. */
+export interface RetentionResult {
+  apps: { app: string; deleted: string[]; kept: string[]; removedIncoming: string[]; error?: string }[];
 }
 
 /** Reported with job.updateProgress while a snapshot runs. */
@@ -49,9 +79,26 @@ export interface SnapshotResult {
 export const redisKeys = {
   /** Sorted set of slot leases on one node: member = lease token, score = expiry (ms). */
   nodeSlots: (prefix: string, node: string) => `${prefix}:bysu:node-slots:${node}`,
+  /** Lock held while a snapshot of the app is committed or its retention runs. */
+  appLock: (prefix: string, app: string) => `${prefix}:bysu:app-lock:${app}`,
+  /** JSON { at, host, pid } written by every scheduler; expires when none runs. */
+  schedulerHeartbeat: (prefix: string) => `${prefix}:bysu:scheduler-heartbeat`,
+  /** Hash app → last alerted state (ok, failing, stale), so an alert is sent once per change. */
+  alertState: (prefix: string) => `${prefix}:bysu:alert-state`,
+  /** Hash app → JSON { at, reason, jobId, attempts } of its last final failure. */
+  lastFailure: (prefix: string) => `${prefix}:bysu:last-failure`,
 };
 
 /** Given a manual snapshot request, return its job id (BullMQ forbids ':' in custom ids). */
 export function manualJobId(app: string, now: Date): string {
   return `manual-${app}-${now.getTime()}`;
+}
+
+/** An app's last final failure, as the snapshot worker records it. */
+export interface FailureRecord {
+  /** ISO time. */
+  at: string;
+  reason: string;
+  jobId: string;
+  attempts: number;
 }

@@ -4,10 +4,10 @@
  * its SHA256SUMS with tar parts re-validated. Nothing here writes.
  */
 import { createReadStream } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { appDirectory, compareSnapshotIds, isSnapshotId, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
+import { appDirectory, COMMITS_DIR, compareSnapshotIds, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
 import { parseSums, type Manifest } from './manifest.ts';
 import { inspectingSink, PartInspector } from './part-inspector.ts';
 
@@ -65,6 +65,53 @@ export async function listAppDirectories(repository: string): Promise<string[]> 
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
   }
+}
+
+export interface AppState {
+  /** Directories of the app whose name is a snapshot id; complete when they hold manifest.json. */
+  snapshots: { id: string; complete: boolean }[];
+  /** Target of `latest`, when it is a symlink. */
+  latest: string | null;
+  /** Entries of `.incoming/`. */
+  incoming: { name: string; mtimeMs: number }[];
+  /** Entries of `.commits/`. */
+  commitMarkers: { name: string; mtimeMs: number }[];
+}
+
+/**
+ * Given the repository and an app, return what retention plans with: the
+ * snapshot-id directories (complete or not), the target of `latest`, and the
+ * entries of `.incoming` and `.commits` with their modification times.
+ */
+export async function readAppState(repository: string, app: string): Promise<AppState> {
+  const appDir = appDirectory(repository, app);
+  const entries = await readdir(appDir, { withFileTypes: true }).catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return [];
+    throw error;
+  });
+  const snapshots: AppState['snapshots'] = [];
+  for (const entry of entries) {
+    if (!entry.isDirectory() || !isSnapshotId(entry.name)) continue;
+    const manifest = await lstat(path.join(appDir, entry.name, MANIFEST_FILE)).catch(() => null);
+    snapshots.push({ id: entry.name, complete: manifest?.isFile() === true });
+  }
+  const latest = await readlink(path.join(appDir, LATEST_LINK)).catch(() => null);
+  return {
+    snapshots,
+    latest,
+    incoming: await entriesWithTimes(path.join(appDir, INCOMING_DIR)),
+    commitMarkers: await entriesWithTimes(path.join(appDir, COMMITS_DIR)),
+  };
+}
+
+async function entriesWithTimes(dir: string): Promise<{ name: string; mtimeMs: number }[]> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const result: { name: string; mtimeMs: number }[] = [];
+  for (const name of names) {
+    const info = await lstat(path.join(dir, name)).catch(() => null);
+    if (info) result.push({ name, mtimeMs: info.mtimeMs });
+  }
+  return result;
 }
 
 export interface VerifyResult {

@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Logger } from '../log.ts';
 import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue/jobs.ts';
 import { SnapshotAttempt } from '../repository/attempt.ts';
+import { newestSnapshot } from '../repository/read.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
 import type { ManifestPart } from '../repository/manifest.ts';
 import { openSession, type ExitStatus, type RemoteCommand, type SshIdentity, type SshSession } from '../ssh/session.ts';
@@ -27,6 +28,8 @@ export interface SnapshotContext {
   signal?: AbortSignal;
   /** Throws when this worker no longer owns the job; called right before the commit. */
   fence: () => Promise<void>;
+  /** Runs the commit while holding the app's lock (shared with retention). */
+  lockApp?: <T>(fn: () => Promise<T>) => Promise<T>;
   onProgress?: (progress: SnapshotProgress) => void;
   /** @defaultValue 1000 */
   progressIntervalMs?: number;
@@ -71,6 +74,20 @@ async function waitForExit(command: RemoteCommand, signal: AbortSignal, stallTim
     clearTimeout(timer);
     if (onAbort) signal.removeEventListener('abort', onAbort);
   }
+}
+
+/**
+ * Given the app's newest committed snapshot and the new total, return a
+ * warning when the new snapshot is smaller than `fraction` of it (the silent
+ * partial dump), else null. A fraction of 0 turns the check off.
+ */
+export async function shrinkWarning(repository: string, app: string, bytes: number, fraction: number | undefined): Promise<string | null> {
+  if (!fraction) return null;
+  const previous = await newestSnapshot(repository, app);
+  const previousBytes = previous?.manifest?.bytes ?? 0;
+  if (previousBytes === 0 || bytes >= fraction * previousBytes) return null;
+  const percent = ((bytes / previousBytes) * 100).toFixed(1);
+  return `snapshot shrank to ${percent}% of the previous one (${bytes} bytes, ${previous!.id} had ${previousBytes}): a partial dump? (shrinkWarn ${fraction})`;
 }
 
 /** Given a failed command's status and stderr, describe it for the job's failure reason. */
@@ -173,7 +190,13 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
     session = null;
     if (signal.aborted) throw signal.reason;
 
-    const committed = await attempt.commit(
+    const shrink = await shrinkWarning(context.repository, data.app, total, data.shrinkWarn);
+    if (shrink !== null) {
+      warnings.push(shrink);
+      log.warn({ bytes: total }, shrink);
+    }
+    const commitAttempt = attempt;
+    const commit = () => commitAttempt.commit(
       {
         format: MANIFEST_FORMAT,
         app: data.app,
@@ -191,6 +214,7 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
       },
       context.fence,
     );
+    const committed = context.lockApp ? await context.lockApp(commit) : await commit();
     if (committed.problem) log.error({ id: committed.id, problem: committed.problem }, 'snapshot committed, but finishing touches failed');
     return {
       id: committed.id,

@@ -1,0 +1,39 @@
+/** `bysu prune <app>...|--all [--dry-run]`: apply retention now, or show what it would delete. */
+import { Queue } from 'bullmq';
+import { findApp } from '../config/load.ts';
+import { toError } from '../errors.ts';
+import { withAppLock } from '../queue/app-lock.ts';
+import { connectProducer } from '../queue/connection.ts';
+import { retentionTargetFor } from '../queue/enqueue.ts';
+import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { runningSnapshotJobs } from '../queue/running-jobs.ts';
+import { applyRetention } from '../retention/apply.ts';
+import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
+
+export async function prune(globals: GlobalOptions, names: string[], options: { all?: boolean; dryRun?: boolean }): Promise<number> {
+  const config = loadCliConfig(globals);
+  const apps = requireAppNames(config, names, options.all).map((name) => findApp(config, name));
+  const connection = await connectProducer(config.redis.url);
+  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  let failures = 0;
+  try {
+    const running = await runningSnapshotJobs(queue);
+    for (const app of apps) {
+      const target = retentionTargetFor(config, app);
+      try {
+        const run = () => applyRetention(config.repository, target, running, { dryRun: options.dryRun === true });
+        const outcome = options.dryRun ? await run() : await withAppLock(connection, config.redis.prefix, app.name, run);
+        const verb = options.dryRun ? 'would delete' : 'deleted';
+        console.log(`${app.name}: keep ${outcome.plan.keep.length} (${outcome.plan.keep.join(', ') || 'none'}), ${verb} ${outcome.plan.delete.length}${outcome.plan.delete.length ? ` (${outcome.plan.delete.join(', ')})` : ''}` +
+          (outcome.plan.deleteIncoming.length ? `, ${options.dryRun ? 'would remove' : 'removed'} ${outcome.plan.deleteIncoming.length} stale attempt(s) from .incoming` : ''));
+      } catch (error) {
+        failures += 1;
+        console.log(`${app.name}: FAILED: ${toError(error).message}`);
+      }
+    }
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+  return failures === 0 ? EXIT_OK : EXIT_FAILED;
+}

@@ -1,0 +1,62 @@
+/**
+ * `bysu status [--json]`: per app the newest snapshot, its age and size, the
+ * next run, the last failure and the state; exit 1 when any app is stale or
+ * failing, or no scheduler is running, so cron or a monitoring agent can call it.
+ */
+import { Queue } from 'bullmq';
+import { formatBytes, formatDuration } from '../config/formats.ts';
+import { connectProducer } from '../queue/connection.ts';
+import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
+import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
+
+/** Given a report, say whether it is healthy (exit 0): nothing stale or failing, a scheduler alive. */
+export function isHealthy(report: StatusReport): boolean {
+  return report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing');
+}
+
+function age(ms: number | null): string {
+  if (ms === null) return '-';
+  const rounded = ms < 120_000 ? Math.round(ms / 1000) * 1000 : ms < 7_200_000 ? Math.round(ms / 60_000) * 60_000 : Math.round(ms / 3_600_000) * 3_600_000;
+  return formatDuration(Math.max(rounded, 1000));
+}
+
+function row(app: AppStatus, now: number): string[] {
+  const warnings = app.newest?.warnings.length ? `${app.newest.warnings.length} warning(s): ${app.newest.warnings[0]}` : '';
+  const failure = app.lastFailure && app.state === 'failing' ? `${app.lastFailure.at} ${app.lastFailure.reason.split('\n')[0]}` : '';
+  return [
+    app.app,
+    app.state.toUpperCase(),
+    app.newest?.id ?? '-',
+    age(app.ageMs),
+    app.newest ? formatBytes(app.newest.bytes) : '-',
+    app.nextRunAt ? `in ${age(app.nextRunAt - now)}` : '-',
+    [failure, warnings].filter(Boolean).join('; '),
+  ];
+}
+
+export async function status(globals: GlobalOptions, options: { json?: boolean }): Promise<number> {
+  const config = loadCliConfig(globals);
+  const connection = await connectProducer(config.redis.url);
+  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  try {
+    const report = await collectStatus(config, connection, queue);
+    const healthy = isHealthy(report);
+    if (options.json) {
+      console.log(JSON.stringify({ ...report, healthy }, null, 2));
+      return healthy ? EXIT_OK : EXIT_FAILED;
+    }
+    const now = Date.parse(report.at);
+    const rows = [['APP', 'STATE', 'NEWEST', 'AGE', 'SIZE', 'NEXT RUN', 'NOTES'], ...report.apps.map((app) => row(app, now))];
+    const widths = rows[0]!.map((_, column) => Math.max(...rows.map((cells) => cells[column]!.length)));
+    for (const cells of rows) console.log(cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ').trimEnd());
+    console.log(report.scheduler
+      ? `scheduler: alive (${report.scheduler.host} pid ${report.scheduler.pid}, heartbeat ${report.scheduler.at})`
+      : 'scheduler: NOT RUNNING (no heartbeat in Redis): nothing will be scheduled');
+    if (report.apps.length === 0) console.log('no apps configured');
+    return healthy ? EXIT_OK : EXIT_FAILED;
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}

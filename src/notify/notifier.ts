@@ -1,0 +1,101 @@
+/**
+ * Alerts: a JSON POST to `notify.webhook` when an app fails for good, goes
+ * stale, or recovers, once per change of state (the last alerted state of
+ * each app lives in Redis, so several workers and schedulers agree); and
+ * healthchecks-style pings per app (GET <url> on success, <url>/fail on
+ * failure). Deliveries are retried a few times in the background; a failed
+ * delivery is logged and never fails a snapshot.
+ */
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log.ts';
+import { redisKeys } from '../queue/jobs.ts';
+import { BYSU_VERSION } from '../version.ts';
+
+export type AlertState = 'ok' | 'failing' | 'stale';
+
+export interface AlertEvent {
+  event: 'failed' | 'stale' | 'recovered';
+  app: string;
+  node?: string;
+  /** ISO time of the event. */
+  at: string;
+  /** Why it failed (failed), or since when nothing new (stale). */
+  reason?: string;
+  /** The newest complete snapshot, when there is one. */
+  lastSnapshot?: { id: string; finishedAt: string } | null;
+}
+
+const STATE_FOR_EVENT: Record<AlertEvent['event'], AlertState> = { failed: 'failing', stale: 'stale', recovered: 'ok' };
+/** Delays between delivery attempts. */
+const RETRY_DELAYS_MS = [1000, 3000, 9000];
+
+export class Notifier {
+  private readonly pending = new Set<Promise<void>>();
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly prefix: string,
+    private readonly options: { webhook: string; timeoutMs: number },
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Given an event, record the app's new state and, when it changed, POST the
+   * event to the webhook. A recovery is only announced after failing or stale.
+   * Returns whether an alert was sent (queued for delivery).
+   */
+  async report(event: AlertEvent): Promise<boolean> {
+    const state = STATE_FOR_EVENT[event.event];
+    const key = redisKeys.alertState(this.prefix);
+    // HSET returns the previous value only via a script: do get-and-set atomically.
+    const previous = (await this.redis.eval(
+      `local old = redis.call('HGET', KEYS[1], ARGV[1]) redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return old`,
+      1, key, event.app, state,
+    )) as string | null;
+    if (previous === state) return false;
+    if (state === 'ok' && previous !== 'failing' && previous !== 'stale') return false;
+    if (this.options.webhook === '') return false;
+    this.deliver(`webhook for ${event.app}`, () => fetch(this.options.webhook, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': `bysu/${BYSU_VERSION}` },
+      body: JSON.stringify({ source: 'bysu', ...event }),
+      signal: AbortSignal.timeout(this.options.timeoutMs),
+    }));
+    return true;
+  }
+
+  /** Given an app's ping URL, GET it (success) or `<url>/fail` (failure), in the background. */
+  ping(app: string, url: string | undefined, success: boolean): void {
+    if (!url) return;
+    const target = success ? url : `${url.replace(/\/+$/, '')}/fail`;
+    this.deliver(`ping for ${app}`, () => fetch(target, { headers: { 'user-agent': `bysu/${BYSU_VERSION}` }, signal: AbortSignal.timeout(this.options.timeoutMs) }));
+  }
+
+  /** Wait for deliveries in flight (bounded by timeoutMs per try), e.g. before exit. */
+  async flush(): Promise<void> {
+    await Promise.allSettled([...this.pending]);
+  }
+
+  private deliver(what: string, send: () => Promise<Response>): void {
+    const task = (async () => {
+      for (let attempt = 0; ; attempt += 1) {
+        try {
+          const response = await send();
+          await response.body?.cancel();
+          if (response.ok) return;
+          throw new Error(`HTTP ${response.status}`);
+        } catch (error) {
+          const delay = RETRY_DELAYS_MS[attempt];
+          if (delay === undefined) {
+            this.logger.error({ err: (error as Error).message, attempts: attempt + 1 }, `${what}: delivery failed`);
+            return;
+          }
+          this.logger.warn({ err: (error as Error).message, retryInMs: delay }, `${what}: delivery failed, retrying`);
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
+      }
+    })();
+    this.pending.add(task);
+    void task.finally(() => this.pending.delete(task));
+  }
+}

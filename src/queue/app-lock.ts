@@ -1,0 +1,39 @@
+/**
+ * A per-app lock in Redis, held while a snapshot of the app is committed and
+ * while its retention runs, so the two never interleave. A lease with a
+ * token: only the holder releases it, and a crashed holder's lock expires.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Redis } from 'ioredis';
+import { CommitConflictError } from '../errors.ts';
+import { redisKeys } from './jobs.ts';
+
+const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+export interface AppLockOptions {
+  /** Lease of the lock; the holder's work must fit in it. @defaultValue 120000 */
+  leaseMs?: number;
+  /** How long to wait for a busy lock before giving up. @defaultValue 60000 */
+  waitMs?: number;
+}
+
+/**
+ * Given Redis, the key prefix, an app and a function, run the function while
+ * holding the app's lock. Throw CommitConflictError (retryable) when the lock
+ * stays busy for waitMs.
+ */
+export async function withAppLock<T>(redis: Redis, prefix: string, app: string, fn: () => Promise<T>, options: AppLockOptions = {}): Promise<T> {
+  const key = redisKeys.appLock(prefix, app);
+  const token = randomBytes(8).toString('hex');
+  const leaseMs = options.leaseMs ?? 120_000;
+  const deadline = Date.now() + (options.waitMs ?? 60_000);
+  while ((await redis.set(key, token, 'PX', leaseMs, 'NX')) !== 'OK') {
+    if (Date.now() > deadline) throw new CommitConflictError(`the lock of app ${app} stayed busy for ${options.waitMs ?? 60_000} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100 + Math.floor(Math.random() * 200)));
+  }
+  try {
+    return await fn();
+  } finally {
+    await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * Removing things from the repository, for retention: a complete snapshot
+ * (renamed out of sight first, so it never appears half-deleted), an
+ * `.incoming` leftover, a commit marker. Each re-checks on disk that the
+ * thing is what retention planned to remove; none follows a symlink.
+ */
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readlink, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { StorageError } from '../errors.ts';
+import { storageError } from './attempt.ts';
+import { appDirectory, COMMITS_DIR, DIR_MODE, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE } from './layout.ts';
+
+/**
+ * Given an app and a snapshot id, delete that snapshot. Throw StorageError
+ * when it is not a complete snapshot directory or is the target of `latest`.
+ */
+export async function removeSnapshot(repository: string, app: string, id: string): Promise<void> {
+  const appDir = appDirectory(repository, app);
+  const target = path.join(appDir, id);
+  if (!isSnapshotId(id)) throw new StorageError(`refusing to delete ${target}: not a snapshot id`);
+  const info = await lstat(target).catch(() => null);
+  if (info === null || !info.isDirectory()) throw new StorageError(`refusing to delete ${target}: not a directory`);
+  if (!(await lstat(path.join(target, MANIFEST_FILE)).catch(() => null))?.isFile()) {
+    throw new StorageError(`refusing to delete ${target}: no manifest.json, not a complete snapshot`);
+  }
+  if ((await readlink(path.join(appDir, LATEST_LINK)).catch(() => null)) === id) {
+    throw new StorageError(`refusing to delete ${target}: it is the target of latest`);
+  }
+  const incoming = path.join(appDir, INCOMING_DIR);
+  const doomed = path.join(incoming, `deleting.${id}.${randomBytes(4).toString('hex')}`);
+  try {
+    await mkdir(incoming, { recursive: true, mode: DIR_MODE });
+    await rename(target, doomed);
+    await rm(doomed, { recursive: true, force: true });
+  } catch (error) {
+    throw storageError(error, `delete ${target}`);
+  }
+}
+
+/** Given an app and the name of an `.incoming` entry, remove it (a plain name only). */
+export async function removeIncoming(repository: string, app: string, name: string): Promise<void> {
+  await removePlainEntry(path.join(appDirectory(repository, app), INCOMING_DIR), name);
+}
+
+/** Given an app and the name of a `.commits` marker, remove it. */
+export async function removeCommitMarker(repository: string, app: string, name: string): Promise<void> {
+  await removePlainEntry(path.join(appDirectory(repository, app), COMMITS_DIR), name);
+}
+
+async function removePlainEntry(dir: string, name: string): Promise<void> {
+  if (name !== path.basename(name) || name === '.' || name === '..') throw new StorageError(`refusing to remove ${JSON.stringify(name)} from ${dir}`);
+  try {
+    await rm(path.join(dir, name), { recursive: true, force: true });
+  } catch (error) {
+    throw storageError(error, `remove ${path.join(dir, name)}`);
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * When an app's backups count as stale: older than `staleAfter`, or by
+ * default 1.5 times its schedule's interval. For irregular schedules
+ * (weekdays only, the 1st of the month) the interval is the longest gap
+ * between the next runs, so a weekend is not an alarm.
+ */
+import { CronExpressionParser } from 'cron-parser';
+
+/** Occurrences looked at to find the longest gap of a schedule. */
+const OCCURRENCES = 32;
+
+/** Given a cron pattern and time zone, return the longest gap between its next runs after `now`, in ms. */
+export function scheduleIntervalMs(schedule: string, timezone: string, now = new Date()): number {
+  const expression = CronExpressionParser.parse(schedule, { tz: timezone, currentDate: now, strict: false });
+  let previous = expression.next().getTime();
+  let longest = 0;
+  for (let index = 1; index < OCCURRENCES; index += 1) {
+    const next = expression.next().getTime();
+    longest = Math.max(longest, next - previous);
+    previous = next;
+  }
+  return longest;
+}
+
+/** Given an app's schedule, time zone and optional staleAfter, return the age (ms) past which it is stale. */
+export function staleThresholdMs(app: { schedule: string; timezone: string; staleAfterMs: number | null }, now = new Date()): number {
+  return app.staleAfterMs ?? Math.round(1.5 * scheduleIntervalMs(app.schedule, app.timezone, now));
+}
+
+/** Given a cron pattern and time zone, return the next run after `now` (ms since epoch). */
+export function nextRunMs(schedule: string, timezone: string, now = new Date()): number {
+  return CronExpressionParser.parse(schedule, { tz: timezone, currentDate: now, strict: false }).next().getTime();
+}
