@@ -31,6 +31,8 @@ export interface TestCluster {
   bysu(args: string[], options?: { env?: NodeJS.ProcessEnv; timeoutMs?: number }): Promise<{ code: number | null; stdout: string; stderr: string }>;
   /** Start `bysu worker snapshot` as a child process. */
   startWorker(env?: NodeJS.ProcessEnv): ChildProcess & { output: () => string };
+  /** Start any long-running `bysu <args>` (scheduler, worker retention) as a child process. */
+  startProcess(args: string[], env?: NodeJS.ProcessEnv): ChildProcess & { output: () => string };
 }
 
 /** Given node names, build a cluster, run fn with it, and tear everything down. */
@@ -64,7 +66,10 @@ export async function withCluster<T>(nodeNames: string[], fn: (cluster: TestClus
         return run(process.execPath, [BYSU_BIN, ...args], { env: { ...baseEnv, ...runOptions.env }, cwd: dir, timeout: runOptions.timeoutMs ?? 120_000 });
       },
       startWorker(env = {}) {
-        const child = spawnTracked(process.execPath, [BYSU_BIN, 'worker', 'snapshot'], { env: { ...baseEnv, ...env }, cwd: dir }) as ChildProcess & { output: () => string };
+        return cluster.startProcess(['worker', 'snapshot'], env);
+      },
+      startProcess(args, env = {}) {
+        const child = spawnTracked(process.execPath, [BYSU_BIN, ...args], { env: { ...baseEnv, ...env }, cwd: dir }) as ChildProcess & { output: () => string };
         let output = '';
         child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
         child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
