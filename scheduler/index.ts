@@ -7,12 +7,14 @@
  * one job per tick of a scheduler however many replicas upsert it.
  */
 import os from 'node:os';
-import { Queue } from 'bullmq';
+import { isDeepStrictEqual } from 'node:util';
+import { Queue, type JobSchedulerJson } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../src/config/load.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
-import { buildSnapshotJob, KEEP_COMPLETED, KEEP_FAILED, retentionTargetFor, snapshotJobOptions } from '../src/queue/enqueue.ts';
+import { buildSnapshotJob, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../src/queue/enqueue.ts';
 import {
   redisKeys,
   RETENTION_QUEUE,
@@ -34,6 +36,7 @@ export const HEARTBEAT_TTL_MS = 60_000;
 
 export interface ReconcileResult {
   upserted: string[];
+  unchanged: string[];
   removed: string[];
 }
 
@@ -50,31 +53,48 @@ export interface RunningScheduler {
  * schedulers match it: upsert one per app (schedule, time zone and the
  * resolved job), remove those of apps no longer configured, upsert the sweep.
  */
-export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>, retentionQueue: Queue<RetentionJobData>, config: Config): Promise<ReconcileResult> {
+export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>, retentionQueue: Queue<RetentionJobData>, config: Config, redis?: Redis): Promise<ReconcileResult> {
   const upserted: string[] = [];
+  const unchanged: string[] = [];
   for (const app of config.apps) {
     const id = snapshotSchedulerId(app.name);
-    await snapshotQueue.upsertJobScheduler(id, { pattern: app.schedule, tz: app.timezone }, {
-      name: SNAPSHOT_JOB,
-      data: buildSnapshotJob(config, app, 'schedule'),
-      opts: snapshotJobOptions(app),
-    });
-    upserted.push(id);
+    const template = { name: SNAPSHOT_JOB, data: buildSnapshotJob(config, app, 'schedule'), opts: snapshotJobOptions(app) };
+    // Upserting re-plans the scheduler from now and drops a due run that has not started: only touch what changed.
+    if (sameScheduler(await snapshotQueue.getJobScheduler(id), app.schedule, app.timezone, template)) {
+      unchanged.push(id);
+    } else {
+      await snapshotQueue.upsertJobScheduler(id, { pattern: app.schedule, tz: app.timezone }, template);
+      upserted.push(id);
+    }
+    // When BYSU first learnt of the app: an app that never produced a snapshot goes stale from here.
+    await redis?.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), app.name, new Date().toISOString());
   }
+  const wanted = [...upserted, ...unchanged];
   const removed: string[] = [];
   for (const scheduler of await snapshotQueue.getJobSchedulers(0, -1)) {
     const id = scheduler.id ?? scheduler.key;
-    if (id.startsWith(SNAPSHOT_SCHEDULER_PREFIX) && !upserted.includes(id)) {
+    if (id.startsWith(SNAPSHOT_SCHEDULER_PREFIX) && !wanted.includes(id)) {
       await snapshotQueue.removeJobScheduler(id);
       removed.push(id);
     }
   }
-  await retentionQueue.upsertJobScheduler(RETENTION_SWEEP_SCHEDULER, { pattern: config.retention.sweepSchedule, tz: config.defaults.timezone }, {
+  const sweep = {
     name: RETENTION_SWEEP_JOB,
-    data: { targets: config.apps.map((app) => retentionTargetFor(config, app)), reason: 'sweep' },
-    opts: { attempts: 3, backoff: { type: 'exponential', delay: 60_000 }, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED },
-  });
-  return { upserted, removed };
+    data: { targets: config.apps.map((app) => retentionTargetFor(config, app)), reason: 'sweep' as const },
+    opts: RETENTION_JOB_OPTIONS,
+  };
+  if (!sameScheduler(await retentionQueue.getJobScheduler(RETENTION_SWEEP_SCHEDULER), config.retention.sweepSchedule, config.defaults.timezone, sweep)) {
+    await retentionQueue.upsertJobScheduler(RETENTION_SWEEP_SCHEDULER, { pattern: config.retention.sweepSchedule, tz: config.defaults.timezone }, sweep);
+  }
+  return { upserted, unchanged, removed };
+}
+
+/** Whether an existing job scheduler already has this pattern, time zone and template. */
+function sameScheduler(existing: JobSchedulerJson | undefined, pattern: string, tz: string, template: { name: string; data: unknown; opts: object }): boolean {
+  if (!existing || existing.pattern !== pattern || (existing.tz ?? 'UTC') !== tz || existing.name !== template.name) return false;
+  if (!isDeepStrictEqual(existing.template?.data ?? null, template.data)) return false;
+  const opts = (existing.template?.opts ?? {}) as Record<string, unknown>;
+  return Object.entries(template.opts).every(([key, value]) => isDeepStrictEqual(opts[key], value));
 }
 
 /** Given the config file, its loaded config and a logger, start the scheduler. */
@@ -85,11 +105,11 @@ export async function startScheduler(configFile: string, initial: Config, logger
   const snapshotQueue = new Queue<SnapshotJobData>(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
   const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
   for (const queue of [snapshotQueue, retentionQueue]) queue.on('error', (error) => logger.warn({ err: error.message }, 'queue error'));
-  const notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
+  let notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
 
   const reconcile = async () => {
-    const result = await reconcileSchedulers(snapshotQueue, retentionQueue, config);
-    logger.info({ apps: result.upserted.length, removed: result.removed }, 'job schedulers reconciled');
+    const result = await reconcileSchedulers(snapshotQueue, retentionQueue, config, connection);
+    logger.info({ apps: config.apps.length, upserted: result.upserted, removed: result.removed }, 'job schedulers reconciled');
   };
 
   const beat = async () => {
@@ -97,19 +117,26 @@ export async function startScheduler(configFile: string, initial: Config, logger
     await connection.set(redisKeys.schedulerHeartbeat(config.redis.prefix), heartbeat, 'PX', HEARTBEAT_TTL_MS);
   };
 
+  let checking = false;
   const checkStale = async () => {
-    const report = await collectStatus(config, connection, snapshotQueue);
-    for (const app of report.apps) {
-      if (app.state !== 'stale') continue;
-      const sent = await notifier.report({
-        event: 'stale',
-        app: app.app,
-        ...(app.node ? { node: app.node } : {}),
-        at: report.at,
-        reason: app.newest ? `newest snapshot ${app.newest.id} is older than ${app.staleAfterMs} ms` : 'no snapshot',
-        lastSnapshot: app.newest ? { id: app.newest.id, finishedAt: app.newest.finishedAt } : null,
-      });
-      if (sent) logger.warn({ app: app.app, ageMs: app.ageMs }, 'app is stale: alert sent');
+    if (checking) return; // the last check is still running (slow Redis or repository): skip this tick
+    checking = true;
+    try {
+      const report = await collectStatus(config, connection, snapshotQueue);
+      for (const app of report.apps) {
+        if (app.state !== 'stale') continue;
+        const sent = await notifier.report({
+          event: 'stale',
+          app: app.app,
+          ...(app.node ? { node: app.node } : {}),
+          at: report.at,
+          reason: app.newest ? `newest snapshot ${app.newest.id} is older than ${app.staleAfterMs} ms` : `no snapshot since the app was configured (${app.firstSeenAt})`,
+          lastSnapshot: app.newest ? { id: app.newest.id, finishedAt: app.newest.finishedAt } : null,
+        });
+        if (sent) logger.warn({ app: app.app, ageMs: app.ageMs }, 'app is stale: alert sent');
+      }
+    } finally {
+      checking = false;
     }
   };
 
@@ -120,7 +147,7 @@ export async function startScheduler(configFile: string, initial: Config, logger
   await reconcile();
   await beat();
   const heartbeatTimer = setInterval(guard('heartbeat', beat), HEARTBEAT_INTERVAL_MS);
-  const staleTimer = setInterval(guard('stale check', checkStale), config.notify.staleCheckIntervalMs);
+  let staleTimer = setInterval(guard('stale check', checkStale), config.notify.staleCheckIntervalMs);
   logger.info({ apps: config.apps.length }, 'scheduler started');
 
   return {
@@ -137,6 +164,11 @@ export async function startScheduler(configFile: string, initial: Config, logger
         logger.error({ err: toError(error).message }, 'config reload failed; keeping the current schedules');
         return;
       }
+      // Alert settings may have changed too (a rotated webhook token, another interval).
+      await notifier.flush();
+      notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
+      clearInterval(staleTimer);
+      staleTimer = setInterval(guard('stale check', checkStale), config.notify.staleCheckIntervalMs);
       await reconcile();
     },
     checkStale,

@@ -10,13 +10,27 @@ import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { withAppLock } from '../src/queue/app-lock.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
-import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionResult } from '../src/queue/jobs.ts';
+import { retentionTargetFor } from '../src/queue/enqueue.ts';
+import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionResult, type RetentionTarget } from '../src/queue/jobs.ts';
 import { runningSnapshotJobs } from '../src/queue/running-jobs.ts';
 import { applyRetention } from '../src/retention/apply.ts';
 
 export interface RunningRetentionWorker {
   worker: Worker<RetentionJobData, RetentionResult>;
   close(): Promise<void>;
+}
+
+/**
+ * Given the worker's config and a target from a job (made when the job was
+ * enqueued), return the target to apply: the larger `keep` and age of the two,
+ * so a raised `keep` protects at once; null when the app is no longer
+ * configured (its snapshots are never pruned).
+ */
+export function effectiveTarget(config: Config, requested: RetentionTarget): RetentionTarget | null {
+  const app = config.apps.find((candidate) => candidate.name === requested.app);
+  if (!app) return null;
+  const current = retentionTargetFor(config, app);
+  return { app: app.name, keep: Math.max(requested.keep, current.keep), incomingMaxAgeMs: Math.max(requested.incomingMaxAgeMs, current.incomingMaxAgeMs) };
 }
 
 /** Given the config and a logger, start a retention worker and return it. */
@@ -30,10 +44,18 @@ export async function startRetentionWorker(config: Config, logger: Logger): Prom
     const running = await runningSnapshotJobs(snapshotQueue);
     const result: RetentionResult = { apps: [] };
     const failures: string[] = [];
-    for (const target of job.data.targets ?? []) {
-      const log = logger.child({ app: target.app, jobId: job.id, reason: job.data.reason });
+    for (const requested of job.data.targets ?? []) {
+      const log = logger.child({ app: requested.app, jobId: job.id, reason: job.data.reason });
+      const target = effectiveTarget(config, requested);
+      if (target === null) {
+        log.warn('app is not in this worker\'s config: its snapshots are kept (BYSU never prunes an app that left the config)');
+        continue;
+      }
       try {
-        const outcome = await withAppLock(connection, config.redis.prefix, target.app, () => applyRetention(config.repository, target, running, { logger: log }));
+        const outcome = await applyRetention(config.repository, target, running, {
+          logger: log,
+          lock: (fn) => withAppLock(connection, config.redis.prefix, target.app, fn),
+        });
         result.apps.push({ app: target.app, deleted: outcome.deleted, kept: outcome.plan.keep, removedIncoming: outcome.removedIncoming });
         log.info({ kept: outcome.plan.keep.length, deleted: outcome.deleted.length, removedIncoming: outcome.removedIncoming.length }, 'retention applied');
       } catch (thrown) {

@@ -12,10 +12,11 @@ import { AbortedError, CommitConflictError, ConnectionError, isRetryable, toErro
 import type { Logger } from '../src/log.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
 import { withAppLock } from '../src/queue/app-lock.ts';
-import { enqueueRetention } from '../src/queue/enqueue.ts';
+import { enqueueRetention, retentionTargetFor } from '../src/queue/enqueue.ts';
 import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type RetentionJobData, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
+import { ensureRepository } from '../src/repository/attempt.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
 
@@ -48,6 +49,7 @@ class CancelledError extends AbortedError {}
  */
 export async function startSnapshotWorker(config: Config, logger: Logger, options: SnapshotWorkerOptions = {}): Promise<RunningWorker> {
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  await ensureRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
   connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
   const slots = new NodeSlots(connection, config.redis.prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);
@@ -112,7 +114,8 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         onProgress: (progress) => {
           job.updateProgress(progress).catch(() => undefined);
         },
-        lockApp: (fn) => withAppLock(connection, config.redis.prefix, data.app, fn),
+        // A dump may have taken hours: wait long for a retention run rather than throw it away.
+        lockApp: (fn) => withAppLock(connection, config.redis.prefix, data.app, fn, { waitMs: 10 * 60_000 }),
       });
       log.info({ id: result.id, bytes: result.bytes, warnings: result.warnings.length, alreadyCommitted: result.alreadyCommitted }, 'snapshot committed');
       await afterCommit(data, result, log);
@@ -137,12 +140,10 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
 
   /** Retention, alert state and ping after a commit; none of it may fail the committed snapshot. */
   const afterCommit = async (data: SnapshotJobData, result: SnapshotResult, log: Logger): Promise<void> => {
-    try {
-      await enqueueRetention(retentionQueue, { app: data.app, keep: data.keep, incomingMaxAgeMs: data.limits.timeoutMs + config.retention.incomingMarginMs });
-      await notifier.report({ event: 'recovered', app: data.app, node: data.node.name, at: new Date().toISOString(), lastSnapshot: { id: result.id, finishedAt: new Date().toISOString() } });
-    } catch (error) {
-      log.error({ err: toError(error).message }, 'after the commit: cannot enqueue retention or record the app state');
-    }
+    const target = retentionTargetFor(config, { name: data.app, keep: data.keep, timeoutMs: data.limits.timeoutMs });
+    await enqueueRetention(retentionQueue, target).catch((error: unknown) => log.error({ err: toError(error).message }, 'cannot enqueue retention; the daily sweep will do it'));
+    await notifier.report({ event: 'recovered', app: data.app, node: data.node.name, at: new Date().toISOString(), lastSnapshot: { id: result.id, finishedAt: result.finishedAt } })
+      .catch((error: unknown) => log.error({ err: toError(error).message }, 'cannot record the app state'));
     notifier.ping(data.app, data.ping, true);
   };
 
@@ -173,7 +174,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   worker.on('error', (error) => logger.error({ err: error.message }, 'worker error'));
   worker.on('failed', (job, error) => {
     const final = error.name === 'UnrecoverableError' || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
-    if (job && error.name !== 'DelayedError' && final) {
+    if (job && final) {
       logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason: error.message }, 'snapshot failed for good');
       void afterFinalFailure(job, error.message);
     }

@@ -21,8 +21,10 @@ export async function prune(globals: GlobalOptions, names: string[], options: { 
     for (const app of apps) {
       const target = retentionTargetFor(config, app);
       try {
-        const run = () => applyRetention(config.repository, target, running, { dryRun: options.dryRun === true });
-        const outcome = options.dryRun ? await run() : await withAppLock(connection, config.redis.prefix, app.name, run);
+        const outcome = await applyRetention(config.repository, target, running, {
+          dryRun: options.dryRun === true,
+          lock: (fn) => withAppLock(connection, config.redis.prefix, app.name, fn),
+        });
         const verb = options.dryRun ? 'would delete' : 'deleted';
         console.log(`${app.name}: keep ${outcome.plan.keep.length} (${outcome.plan.keep.join(', ') || 'none'}), ${verb} ${outcome.plan.delete.length}${outcome.plan.delete.length ? ` (${outcome.plan.delete.join(', ')})` : ''}` +
           (outcome.plan.deleteIncoming.length ? `, ${options.dryRun ? 'would remove' : 'removed'} ${outcome.plan.deleteIncoming.length} stale attempt(s) from .incoming` : ''));

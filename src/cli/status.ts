@@ -12,7 +12,7 @@ import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './conte
 
 /** Given a report, say whether it is healthy (exit 0): nothing stale or failing, a scheduler alive. */
 export function isHealthy(report: StatusReport): boolean {
-  return report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing');
+  return report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing' && app.problems.length === 0);
 }
 
 function age(ms: number | null): string {
@@ -24,14 +24,15 @@ function age(ms: number | null): string {
 function row(app: AppStatus, now: number): string[] {
   const warnings = app.newest?.warnings.length ? `${app.newest.warnings.length} warning(s): ${app.newest.warnings[0]}` : '';
   const failure = app.lastFailure && app.state === 'failing' ? `${app.lastFailure.at} ${app.lastFailure.reason.split('\n')[0]}` : '';
+  const never = app.state === 'stale' && app.newest === null ? `no snapshot since ${app.firstSeenAt}` : '';
   return [
     app.app,
     app.state.toUpperCase(),
     app.newest?.id ?? '-',
     age(app.ageMs),
     app.newest ? formatBytes(app.newest.bytes) : '-',
-    app.nextRunAt ? `in ${age(app.nextRunAt - now)}` : '-',
-    [failure, warnings].filter(Boolean).join('; '),
+    app.nextRunAt === null ? '-' : app.nextRunAt >= now ? `in ${age(app.nextRunAt - now)}` : `overdue ${age(now - app.nextRunAt)}`,
+    [...app.problems, never, failure, warnings].filter(Boolean).join('; '),
   ];
 }
 

@@ -109,6 +109,10 @@ export function checkHttpUrl(value: unknown): asserts value is string {
   if (parsed === null || (parsed.protocol !== 'http:' && parsed.protocol !== 'https:')) {
     throw new Error(`must be an http:// or https:// URL, got ${JSON.stringify(value)}`);
   }
+  if (parsed.username !== '' || parsed.password !== '') {
+    // fetch refuses such URLs; and the message must not repeat the password.
+    throw new Error('must not contain a user or password (user:password@): put a token in the path or query instead');
+  }
 }
 
 /** Throw unless `value` is a fraction from 0 to below 1. */

@@ -35,7 +35,7 @@ export class Notifier {
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    private readonly options: { webhook: string; timeoutMs: number },
+    private readonly options: { webhook: string; timeoutMs: number; retryDelaysMs?: number[] },
     private readonly logger: Logger,
   ) {}
 
@@ -60,14 +60,21 @@ export class Notifier {
       headers: { 'content-type': 'application/json', 'user-agent': `bysu/${BYSU_VERSION}` },
       body: JSON.stringify({ source: 'bysu', ...event }),
       signal: AbortSignal.timeout(this.options.timeoutMs),
-    }));
+    }), async () => {
+      // Undelivered: put the old state back (unless it moved on meanwhile) so that the next check alerts again.
+      await this.redis.eval(
+        `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end end return 0`,
+        1, key, event.app, state, previous ?? '',
+      );
+    });
     return true;
   }
 
   /** Given an app's ping URL, GET it (success) or `<url>/fail` (failure), in the background. */
   ping(app: string, url: string | undefined, success: boolean): void {
     if (!url) return;
-    const target = success ? url : `${url.replace(/\/+$/, '')}/fail`;
+    const target = new URL(url);
+    if (!success) target.pathname = `${target.pathname.replace(/\/+$/, '')}/fail`;
     this.deliver(`ping for ${app}`, () => fetch(target, { headers: { 'user-agent': `bysu/${BYSU_VERSION}` }, signal: AbortSignal.timeout(this.options.timeoutMs) }));
   }
 
@@ -76,7 +83,7 @@ export class Notifier {
     await Promise.allSettled([...this.pending]);
   }
 
-  private deliver(what: string, send: () => Promise<Response>): void {
+  private deliver(what: string, send: () => Promise<Response>, undelivered?: () => Promise<void>): void {
     const task = (async () => {
       for (let attempt = 0; ; attempt += 1) {
         try {
@@ -85,12 +92,15 @@ export class Notifier {
           if (response.ok) return;
           throw new Error(`HTTP ${response.status}`);
         } catch (error) {
-          const delay = RETRY_DELAYS_MS[attempt];
+          const delay = (this.options.retryDelaysMs ?? RETRY_DELAYS_MS)[attempt];
+          // URLs may carry tokens: never log them.
+          const reason = redactUrls((error as Error).message);
           if (delay === undefined) {
-            this.logger.error({ err: (error as Error).message, attempts: attempt + 1 }, `${what}: delivery failed`);
+            this.logger.error({ err: reason, attempts: attempt + 1 }, `${what}: delivery failed`);
+            await undelivered?.().catch((failure: unknown) => this.logger.error({ err: (failure as Error).message }, `${what}: cannot reset the alert state`));
             return;
           }
-          this.logger.warn({ err: (error as Error).message, retryInMs: delay }, `${what}: delivery failed, retrying`);
+          this.logger.warn({ err: reason, retryInMs: delay }, `${what}: delivery failed, retrying`);
           await new Promise((resolve) => setTimeout(resolve, delay));
         }
       }
@@ -98,4 +108,8 @@ export class Notifier {
     this.pending.add(task);
     void task.finally(() => this.pending.delete(task));
   }
+}
+
+function redactUrls(text: string): string {
+  return text.replace(/https?:\/\/\S+/g, '<url>');
 }

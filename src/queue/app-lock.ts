@@ -9,9 +9,10 @@ import { CommitConflictError } from '../errors.ts';
 import { redisKeys } from './jobs.ts';
 
 const RELEASE = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+const RENEW = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end return 0`;
 
 export interface AppLockOptions {
-  /** Lease of the lock; the holder's work must fit in it. @defaultValue 120000 */
+  /** Lease of the lock, renewed while held; a crashed holder's lock frees after it. @defaultValue 120000 */
   leaseMs?: number;
   /** How long to wait for a busy lock before giving up. @defaultValue 60000 */
   waitMs?: number;
@@ -31,9 +32,14 @@ export async function withAppLock<T>(redis: Redis, prefix: string, app: string, 
     if (Date.now() > deadline) throw new CommitConflictError(`the lock of app ${app} stayed busy for ${options.waitMs ?? 60_000} ms`);
     await new Promise((resolve) => setTimeout(resolve, 100 + Math.floor(Math.random() * 200)));
   }
+  // Renewed while held, so a long holder (deleting many snapshots over NFS) keeps it; a dead one loses it.
+  const renewal = setInterval(() => {
+    redis.eval(RENEW, 1, key, token, leaseMs).catch(() => undefined);
+  }, Math.max(1000, Math.floor(leaseMs / 3)));
   try {
     return await fn();
   } finally {
+    clearInterval(renewal);
     await redis.eval(RELEASE, 1, key, token).catch(() => undefined);
   }
 }

@@ -33,23 +33,26 @@ export function buildSnapshotJob(config: Config, app: AppConfig, trigger: Snapsh
 }
 
 /** Given the config and an app, return what retention needs to know about it. */
-export function retentionTargetFor(config: Config, app: AppConfig): RetentionTarget {
+export function retentionTargetFor(config: Config, app: Pick<AppConfig, 'name' | 'keep' | 'timeoutMs'>): RetentionTarget {
   return { app: app.name, keep: app.keep, incomingMaxAgeMs: app.timeoutMs + config.retention.incomingMarginMs };
 }
 
+/** Options of every retention job, after a commit or in the sweep. */
+export const RETENTION_JOB_OPTIONS = {
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 30_000 },
+  removeOnComplete: KEEP_COMPLETED,
+  removeOnFail: KEEP_FAILED,
+} satisfies JobsOptions;
+
 /**
- * Given the retention queue and a target, enqueue its retention unless one for
- * the same app is already waiting or running (deduplicated per app).
+ * Given the retention queue and a target, enqueue its retention. Deduplicated
+ * per app: while one waits, another is not added; while one runs, the newest
+ * request is kept for after it (a commit landing mid-retention is not missed).
  */
 export async function enqueueRetention(queue: Queue, target: RetentionTarget): Promise<void> {
   const data: RetentionJobData = { targets: [target], reason: 'commit' };
-  await queue.add(RETENTION_JOB, data, {
-    deduplication: { id: `retention-${target.app}` },
-    attempts: 3,
-    backoff: { type: 'exponential', delay: 30_000 },
-    removeOnComplete: KEEP_COMPLETED,
-    removeOnFail: KEEP_FAILED,
-  });
+  await queue.add(RETENTION_JOB, data, { ...RETENTION_JOB_OPTIONS, deduplication: { id: `retention-${target.app}`, keepLastIfActive: true } });
 }
 
 /** Given an app, return the BullMQ options of its snapshot jobs (attempts, exponential backoff, history). */

@@ -48,7 +48,7 @@ export interface RetentionTarget {
 /** A retention job: after a commit (one app) or the daily sweep (every configured app). */
 export interface RetentionJobData {
   targets: RetentionTarget[];
-  reason: 'commit' | 'sweep' | 'prune';
+  reason: 'commit' | 'sweep';
 }
 
 /** What a retention job did, per app. */
@@ -73,6 +73,8 @@ export interface SnapshotResult {
   warnings: string[];
   /** True when an earlier run of this job had already committed it. */
   alreadyCommitted: boolean;
+  /** ISO time the snapshot finished (its manifest's finishedAt). */
+  finishedAt: string;
 }
 
 /** BYSU's own Redis keys (BullMQ builds its own under the same prefix). */
@@ -85,6 +87,8 @@ export const redisKeys = {
   schedulerHeartbeat: (prefix: string) => `${prefix}:bysu:scheduler-heartbeat`,
   /** Hash app → last alerted state (ok, failing, stale), so an alert is sent once per change. */
   alertState: (prefix: string) => `${prefix}:bysu:alert-state`,
+  /** Hash app → ISO time the scheduler first had the app in its config. */
+  appFirstSeen: (prefix: string) => `${prefix}:bysu:app-first-seen`,
   /** Hash app → JSON { at, reason, jobId, attempts } of its last final failure. */
   lastFailure: (prefix: string) => `${prefix}:bysu:last-failure`,
 };

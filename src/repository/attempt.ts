@@ -82,6 +82,19 @@ async function fsyncPath(target: string): Promise<void> {
   }
 }
 
+/**
+ * Given the repository root, create it (0700) if it does not exist yet, so
+ * that a new install reads as "no snapshots yet" rather than "not mounted".
+ * Throw StorageError when it cannot.
+ */
+export async function ensureRepository(repository: string): Promise<void> {
+  try {
+    await mkdir(repository, { recursive: true, mode: DIR_MODE });
+  } catch (error) {
+    throw storageError(error, `create the repository ${repository}`);
+  }
+}
+
 /** Create dir (and parents) with mode 0700; returns when it exists. */
 async function ensureDirectory(dir: string): Promise<void> {
   await mkdir(dir, { recursive: true, mode: DIR_MODE });

@@ -95,7 +95,7 @@ export async function readAppState(repository: string, app: string): Promise<App
     const manifest = await lstat(path.join(appDir, entry.name, MANIFEST_FILE)).catch(() => null);
     snapshots.push({ id: entry.name, complete: manifest?.isFile() === true });
   }
-  const latest = await readlink(path.join(appDir, LATEST_LINK)).catch(() => null);
+  const latest = await latestTarget(appDir);
   return {
     snapshots,
     latest,
@@ -112,6 +112,18 @@ async function entriesWithTimes(dir: string): Promise<{ name: string; mtimeMs: n
     if (info) result.push({ name, mtimeMs: info.mtimeMs });
   }
   return result;
+}
+
+/**
+ * Given an app directory, return the snapshot id `latest` points at, however
+ * the link is written (`id`, `./id`, or an absolute path into the app
+ * directory); null when there is none or it points elsewhere.
+ */
+export async function latestTarget(appDir: string): Promise<string | null> {
+  const link = await readlink(path.join(appDir, LATEST_LINK)).catch(() => null);
+  if (link === null) return null;
+  const relative = path.relative(appDir, path.resolve(appDir, link));
+  return relative !== '' && !relative.includes(path.sep) && !relative.startsWith('..') ? relative : null;
 }
 
 export interface VerifyResult {

@@ -1,21 +1,26 @@
 /**
  * Removing things from the repository, for retention: a complete snapshot
- * (renamed out of sight first, so it never appears half-deleted), an
+ * (renamed out of sight first, so it never appears half-deleted, and then
+ * deleted like any `.incoming` entry), an
  * `.incoming` leftover, a commit marker. Each re-checks on disk that the
  * thing is what retention planned to remove; none follows a symlink.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, readlink, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { StorageError } from '../errors.ts';
 import { storageError } from './attempt.ts';
-import { appDirectory, COMMITS_DIR, DIR_MODE, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE } from './layout.ts';
+import { appDirectory, COMMITS_DIR, DIR_MODE, INCOMING_DIR, isSnapshotId, MANIFEST_FILE } from './layout.ts';
+import { latestTarget } from './read.ts';
 
 /**
- * Given an app and a snapshot id, delete that snapshot. Throw StorageError
- * when it is not a complete snapshot directory or is the target of `latest`.
+ * Given an app and a snapshot id, take that snapshot out of sight: rename it
+ * into `.incoming/deleting.<id>.<random>` (atomic; it is no longer a
+ * snapshot), and return that entry's name for removeIncoming to delete at
+ * leisure. Throw StorageError when it is not a complete snapshot directory or
+ * is the target of `latest`.
  */
-export async function removeSnapshot(repository: string, app: string, id: string): Promise<void> {
+export async function hideSnapshot(repository: string, app: string, id: string): Promise<string> {
   const appDir = appDirectory(repository, app);
   const target = path.join(appDir, id);
   if (!isSnapshotId(id)) throw new StorageError(`refusing to delete ${target}: not a snapshot id`);
@@ -24,18 +29,16 @@ export async function removeSnapshot(repository: string, app: string, id: string
   if (!(await lstat(path.join(target, MANIFEST_FILE)).catch(() => null))?.isFile()) {
     throw new StorageError(`refusing to delete ${target}: no manifest.json, not a complete snapshot`);
   }
-  if ((await readlink(path.join(appDir, LATEST_LINK)).catch(() => null)) === id) {
-    throw new StorageError(`refusing to delete ${target}: it is the target of latest`);
-  }
+  if ((await latestTarget(appDir)) === id) throw new StorageError(`refusing to delete ${target}: it is the target of latest`);
   const incoming = path.join(appDir, INCOMING_DIR);
-  const doomed = path.join(incoming, `deleting.${id}.${randomBytes(4).toString('hex')}`);
+  const name = `deleting.${id}.${randomBytes(4).toString('hex')}`;
   try {
     await mkdir(incoming, { recursive: true, mode: DIR_MODE });
-    await rename(target, doomed);
-    await rm(doomed, { recursive: true, force: true });
+    await rename(target, path.join(incoming, name));
   } catch (error) {
     throw storageError(error, `delete ${target}`);
   }
+  return name;
 }
 
 /** Given an app and the name of an `.incoming` entry, remove it (a plain name only). */

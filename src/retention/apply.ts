@@ -1,12 +1,12 @@
 /**
  * Retention of one app: read its state, plan, and (unless dry-run) delete
- * what the plan says, each deletion re-checked on disk. The caller holds the
- * app's lock, so no commit of the same app runs meanwhile.
+ * what the plan says, each deletion re-checked on disk, under the app's lock
+ * so that no commit of the same app runs meanwhile.
  */
 import type { Logger } from '../log.ts';
 import type { RetentionTarget } from '../queue/jobs.ts';
 import { readAppState } from '../repository/read.ts';
-import { removeCommitMarker, removeIncoming, removeSnapshot } from '../repository/remove.ts';
+import { hideSnapshot, removeCommitMarker, removeIncoming } from '../repository/remove.ts';
 import { planRetention, type RetentionPlan } from './plan.ts';
 
 export interface RetentionOutcome {
@@ -20,28 +20,42 @@ export interface RetentionOutcome {
 /**
  * Given the repository, an app's retention target and the job names of
  * running snapshot jobs, apply retention (or only plan it, with dryRun).
- * Throws the first StorageError after trying every deletion.
+ * `lock` wraps the part that must not interleave with a commit of the same
+ * app: reading, planning and renaming doomed snapshots out of sight. The slow
+ * part, deleting their files, runs after it. Every deletion is tried; the
+ * first StorageError is thrown at the end.
  */
 export async function applyRetention(
   repository: string,
   target: RetentionTarget,
   runningJobs: ReadonlySet<string>,
-  options: { dryRun?: boolean; logger?: Logger; now?: number } = {},
+  options: { dryRun?: boolean; logger?: Logger; now?: number; lock?: <T>(fn: () => Promise<T>) => Promise<T> } = {},
 ): Promise<RetentionOutcome> {
-  const state = await readAppState(repository, target.app);
-  const plan = planRetention(state, { keep: target.keep, incomingMaxAgeMs: target.incomingMaxAgeMs, now: options.now ?? Date.now(), runningJobs });
+  const lock = options.lock ?? (<T>(fn: () => Promise<T>) => fn());
+  let firstError: unknown = null;
+  const { plan, hidden } = await lock(async () => {
+    const state = await readAppState(repository, target.app);
+    const planned = planRetention(state, { keep: target.keep, incomingMaxAgeMs: target.incomingMaxAgeMs, now: options.now ?? Date.now(), runningJobs });
+    const renamed: { id: string; entry: string }[] = [];
+    if (!options.dryRun) {
+      for (const id of planned.delete) {
+        try {
+          renamed.push({ id, entry: await hideSnapshot(repository, target.app, id) });
+        } catch (error) {
+          firstError ??= error;
+          options.logger?.error({ app: target.app, id, err: (error as Error).message }, 'cannot delete snapshot');
+        }
+      }
+    }
+    return { plan: planned, hidden: renamed };
+  });
   const outcome: RetentionOutcome = { app: target.app, plan, deleted: [], removedIncoming: [] };
   if (options.dryRun) return outcome;
-  let firstError: unknown = null;
-  for (const id of plan.delete) {
-    try {
-      await removeSnapshot(repository, target.app, id);
-      outcome.deleted.push(id);
-      options.logger?.info({ app: target.app, id }, 'snapshot deleted by retention');
-    } catch (error) {
-      firstError ??= error;
-      options.logger?.error({ app: target.app, id, err: (error as Error).message }, 'cannot delete snapshot');
-    }
+  for (const { id, entry } of hidden) {
+    outcome.deleted.push(id);
+    options.logger?.info({ app: target.app, id }, 'snapshot deleted by retention');
+    // Out of sight already; if removing the files fails, the next run removes the `deleting.` entry.
+    await removeIncoming(repository, target.app, entry).catch((error: unknown) => (firstError ??= error));
   }
   for (const name of plan.deleteIncoming) {
     try {

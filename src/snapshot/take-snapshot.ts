@@ -9,7 +9,7 @@ import path from 'node:path';
 import type { Logger } from '../log.ts';
 import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue/jobs.ts';
 import { SnapshotAttempt } from '../repository/attempt.ts';
-import { newestSnapshot } from '../repository/read.ts';
+import { listSnapshots } from '../repository/read.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
 import type { ManifestPart } from '../repository/manifest.ts';
 import { openSession, type ExitStatus, type RemoteCommand, type SshIdentity, type SshSession } from '../ssh/session.ts';
@@ -77,17 +77,20 @@ async function waitForExit(command: RemoteCommand, signal: AbortSignal, stallTim
 }
 
 /**
- * Given the app's newest committed snapshot and the new total, return a
- * warning when the new snapshot is smaller than `fraction` of it (the silent
- * partial dump), else null. A fraction of 0 turns the check off.
+ * Given the app's committed snapshots and the new total, return a warning when
+ * the new snapshot is smaller than `fraction` of their median size (the silent
+ * partial dump), else null. The median, not the newest, so that a second
+ * partial dump in a row is flagged too. A fraction of 0 turns the check off.
  */
 export async function shrinkWarning(repository: string, app: string, bytes: number, fraction: number | undefined): Promise<string | null> {
   if (!fraction) return null;
-  const previous = await newestSnapshot(repository, app);
-  const previousBytes = previous?.manifest?.bytes ?? 0;
-  if (previousBytes === 0 || bytes >= fraction * previousBytes) return null;
-  const percent = ((bytes / previousBytes) * 100).toFixed(1);
-  return `snapshot shrank to ${percent}% of the previous one (${bytes} bytes, ${previous!.id} had ${previousBytes}): a partial dump? (shrinkWarn ${fraction})`;
+  const sizes = (await listSnapshots(repository, app)).flatMap((snapshot) => (snapshot.manifest ? [snapshot.manifest.bytes] : [])).sort((a, b) => a - b);
+  if (sizes.length === 0) return null;
+  const middle = Math.floor(sizes.length / 2);
+  const median = sizes.length % 2 === 1 ? sizes[middle]! : Math.round((sizes[middle - 1]! + sizes[middle]!) / 2);
+  if (median === 0 || bytes >= fraction * median) return null;
+  const percent = ((bytes / median) * 100).toFixed(1);
+  return `snapshot shrank to ${percent}% of the usual size (${bytes} bytes; the median of the ${sizes.length} kept snapshots is ${median}): a partial dump? (shrinkWarn ${fraction})`;
 }
 
 /** Given a failed command's status and stderr, describe it for the job's failure reason. */
@@ -222,6 +225,7 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
       bytes: committed.manifest.bytes,
       warnings: committed.manifest.warnings,
       alreadyCommitted: committed.alreadyCommitted,
+      finishedAt: committed.manifest.finishedAt,
     };
   } finally {
     clearTimeout(timeout);

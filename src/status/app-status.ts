@@ -4,9 +4,12 @@
  * failure and the next run from Redis, classified as ok, stale, failing,
  * never or orphaned.
  */
+import { stat } from 'node:fs/promises';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
+import { StorageError } from '../errors.ts';
 import { redisKeys, snapshotSchedulerId, type FailureRecord } from '../queue/jobs.ts';
 import { listAppDirectories, newestSnapshot } from '../repository/read.ts';
 import { staleThresholdMs } from './stale.ts';
@@ -21,9 +24,13 @@ export interface AppStatus {
   /** Age of the newest snapshot at `now`, ms. */
   ageMs: number | null;
   staleAfterMs: number | null;
-  /** Next scheduled run (ms since epoch), from the app's job scheduler. */
+  /** Next scheduled run (ms since epoch), from the app's job scheduler; null when it has none. */
   nextRunAt: number | null;
   lastFailure: FailureRecord | null;
+  /** When the scheduler first had the app in its config (ISO), if it ever did. */
+  firstSeenAt: string | null;
+  /** Things wrong beside the state: no job scheduler, an unreadable directory. */
+  problems: string[];
 }
 
 export interface SchedulerHeartbeat {
@@ -39,11 +46,26 @@ export interface StatusReport {
   scheduler: SchedulerHeartbeat | null;
 }
 
-/** Given what is known of an app, return its state (pure). Failing wins over stale: it says more. */
-export function classifyApp(input: { configured: boolean; newestFinishedAt: number | null; lastFailureAt: number | null; staleAfterMs: number | null; now: number }): AppStateName {
+/**
+ * Given what is known of an app, return its state (pure). Failing wins over
+ * stale: it says more. An app that never produced a snapshot is stale once it
+ * has been configured (firstSeenAt) for longer than staleAfter: the job that
+ * never ran at all must not look healthy.
+ */
+export function classifyApp(input: {
+  configured: boolean;
+  newestFinishedAt: number | null;
+  lastFailureAt: number | null;
+  staleAfterMs: number | null;
+  now: number;
+  firstSeenAt?: number | null;
+}): AppStateName {
   if (!input.configured) return 'orphaned';
   if (input.lastFailureAt !== null && (input.newestFinishedAt === null || input.lastFailureAt > input.newestFinishedAt)) return 'failing';
-  if (input.newestFinishedAt === null) return 'never';
+  if (input.newestFinishedAt === null) {
+    const since = input.firstSeenAt ?? null;
+    return since !== null && input.staleAfterMs !== null && input.now - since > input.staleAfterMs ? 'stale' : 'never';
+  }
   if (input.staleAfterMs !== null && input.now - input.newestFinishedAt > input.staleAfterMs) return 'stale';
   return 'ok';
 }
@@ -73,11 +95,17 @@ export async function readSchedulerHeartbeat(redis: Redis, prefix: string): Prom
   }
 }
 
-async function statusOf(config: Config, app: AppConfig | null, name: string, failures: Map<string, FailureRecord>, nextRunAt: number | null, now: Date): Promise<AppStatus> {
-  const newest = await newestSnapshot(config.repository, name);
+async function statusOf(config: Config, app: AppConfig | null, name: string, known: { failures: Map<string, FailureRecord>; firstSeen: Record<string, string> }, nextRunAt: number | null, now: Date): Promise<AppStatus> {
+  const problems: string[] = [];
+  const newest = await newestSnapshot(config.repository, name).catch((error: NodeJS.ErrnoException) => {
+    problems.push(`cannot read ${config.repository}/${name}: ${error.code ?? error.message}`);
+    return null;
+  });
+  if (app !== null && nextRunAt === null) problems.push('no job scheduler: is a scheduler running with this config (reload it with SIGHUP)?');
   const manifest = newest?.manifest ?? null;
   const finishedAt = manifest ? Date.parse(manifest.finishedAt) : null;
-  const lastFailure = failures.get(name) ?? null;
+  const lastFailure = known.failures.get(name) ?? null;
+  const firstSeenAt = known.firstSeen[name] ?? null;
   const staleAfterMs = app ? staleThresholdMs(app, now) : null;
   return {
     app: name,
@@ -88,6 +116,7 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, fai
       lastFailureAt: lastFailure ? Date.parse(lastFailure.at) : null,
       staleAfterMs,
       now: now.getTime(),
+      firstSeenAt: firstSeenAt ? Date.parse(firstSeenAt) : null,
     }),
     newest: newest && manifest
       ? { id: newest.id, path: newest.path, finishedAt: manifest.finishedAt, bytes: manifest.bytes, durationMs: Date.parse(manifest.finishedAt) - Date.parse(manifest.startedAt), warnings: manifest.warnings }
@@ -96,6 +125,8 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, fai
     staleAfterMs,
     nextRunAt,
     lastFailure,
+    firstSeenAt,
+    problems,
   };
 }
 
@@ -104,16 +135,22 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, fai
  * configured app and of every app directory no longer configured (orphaned).
  */
 export async function collectStatus(config: Config, redis: Redis, snapshotQueue: Queue, now = new Date()): Promise<StatusReport> {
-  const failures = await readFailures(redis, config.redis.prefix);
+  // A repository that is not there (not mounted) must not read as "no snapshots yet".
+  const root = await stat(config.repository).catch(() => null);
+  if (root === null || !root.isDirectory()) throw new StorageError(`the repository ${config.repository} does not exist or is not a directory (not mounted?)`);
+  const known = {
+    failures: await readFailures(redis, config.redis.prefix),
+    firstSeen: await redis.hgetall(redisKeys.appFirstSeen(config.redis.prefix)),
+  };
   const apps: AppStatus[] = [];
   for (const app of config.apps) {
     const scheduler = await snapshotQueue.getJobScheduler(snapshotSchedulerId(app.name));
-    apps.push(await statusOf(config, app, app.name, failures, scheduler?.next ?? null, now));
+    apps.push(await statusOf(config, app, app.name, known, scheduler?.next ?? null, now));
   }
   for (const name of await listAppDirectories(config.repository)) {
-    if (config.apps.some((app) => app.name === name)) continue;
-    // A directory of the repository is an orphaned app only if it holds snapshots.
-    const orphan = await statusOf(config, null, name, failures, null, now);
+    // Only directories named like an app (not lost+found), holding snapshots, are orphaned apps.
+    if (!NAME_PATTERN.test(name) || config.apps.some((app) => app.name === name)) continue;
+    const orphan = await statusOf(config, null, name, known, null, now);
     if (orphan.newest !== null) apps.push(orphan);
   }
   return { at: now.toISOString(), apps, scheduler: await readSchedulerHeartbeat(redis, config.redis.prefix) };

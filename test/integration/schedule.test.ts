@@ -31,7 +31,7 @@ async function commits(cluster: TestCluster, app: string): Promise<number> {
   return (await readdir(path.join(cluster.repository, app, '.commits')).catch(() => [] as string[])).length;
 }
 
-async function statusOf(cluster: TestCluster): Promise<{ code: number | null; report: { apps: { app: string; state: string; lastFailure: { reason: string } | null }[]; scheduler: unknown } }> {
+async function statusOf(cluster: TestCluster): Promise<{ code: number | null; report: { apps: { app: string; state: string; lastFailure: { reason: string } | null; problems: string[] }[]; scheduler: unknown } }> {
   const result = await cluster.bysu(['status', '--json']);
   return { code: result.code, report: JSON.parse(result.stdout) };
 }
@@ -56,13 +56,17 @@ test('scheduled snapshots, keep 2, a failing node, alerts once, recovery', async
         }],
         { notify: { webhook: `${recorder.url}/hook`, staleCheckInterval: '1s' } },
       );
+      const unmounted = await cluster.bysu(['status']);
+      assert.equal(unmounted.code, 1, 'no repository yet: status fails');
+      assert.match(unmounted.stderr, /the repository .* does not exist or is not a directory \(not mounted\?\)/);
+      for (const child of [cluster.startWorker(), cluster.startProcess(['worker', 'retention'])]) await waitForLog(child, 'worker started');
       const before = await statusOf(cluster);
       assert.equal(before.code, 1, 'no scheduler yet: status fails');
       assert.equal(before.report.scheduler, null);
+      assert.match(before.report.apps[0]!.problems[0]!, /no job scheduler/);
 
       const scheduler = cluster.startProcess(['scheduler']);
       await waitForLog(scheduler, 'scheduler started');
-      for (const child of [cluster.startWorker(), cluster.startProcess(['worker', 'retention'])]) await waitForLog(child, 'worker started');
 
       // At least four scheduled snapshots, and retention has cut them to two.
       await until('4 scheduled commits', async () => (await commits(cluster, 'tick')) >= 4);

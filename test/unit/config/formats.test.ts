@@ -2,6 +2,7 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   checkCron,
+  checkHttpUrl,
   checkName,
   checkPartFileName,
   checkTimezone,
@@ -187,5 +188,21 @@ describe('formatDuration', () => {
       assert.equal(formatDuration(milliseconds), text);
       assert.equal(parseDuration(text), milliseconds);
     }
+  });
+});
+
+describe('checkHttpUrl', () => {
+  test('accepts http and https URLs, with tokens in path or query', () => {
+    for (const url of ['https://hc-ping.com/5f1d', 'http://127.0.0.1:8080/hook?token=abc']) assert.doesNotThrow(() => checkHttpUrl(url));
+  });
+  test('rejects other schemes and junk', () => {
+    for (const url of ['ftp://x/y', 'not a url', '', 42]) assert.throws(() => checkHttpUrl(url), /must be an http:\/\/ or https:\/\/ URL/);
+  });
+  test('rejects user:password@ without repeating the password (fetch refuses such URLs)', () => {
+    assert.throws(() => checkHttpUrl('https://alerts:S3cr3t@example.com/hook'), (error: Error) => {
+      assert.match(error.message, /must not contain a user or password/);
+      assert.doesNotMatch(error.message, /S3cr3t/);
+      return true;
+    });
   });
 });

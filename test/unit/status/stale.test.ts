@@ -190,3 +190,17 @@ describe('classifyApp', () => {
     );
   });
 });
+
+describe('classifyApp: an app that never produced a snapshot', () => {
+  const base = { configured: true, newestFinishedAt: null, lastFailureAt: null, staleAfterMs: 60_000, now: 1_000_000 };
+  test('is "never" while it has been configured for less than staleAfter', () => {
+    assert.equal(classifyApp({ ...base, firstSeenAt: 1_000_000 - 59_000 }), 'never');
+    assert.equal(classifyApp({ ...base, firstSeenAt: null }), 'never', 'unknown since when: never');
+  });
+  test('is stale once configured for longer than staleAfter: the job that never ran at all', () => {
+    assert.equal(classifyApp({ ...base, firstSeenAt: 1_000_000 - 61_000 }), 'stale');
+  });
+  test('is failing when it failed, whenever it was first seen', () => {
+    assert.equal(classifyApp({ ...base, lastFailureAt: 999_000, firstSeenAt: 1_000_000 - 61_000 }), 'failing');
+  });
+});
