@@ -153,6 +153,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     const record: FailureRecord = { at: new Date().toISOString(), reason, jobId: String(job.id), attempts: job.attemptsMade };
     try {
       await connection.hset(redisKeys.lastFailure(config.redis.prefix), data.app, JSON.stringify(record));
+      await connection.hincrby(redisKeys.failuresTotal(config.redis.prefix), data.app, 1);
       await notifier.report({ event: 'failed', app: data.app, node: data.node?.name, at: record.at, reason });
     } catch (error) {
       logger.error({ app: data.app, err: toError(error).message }, 'cannot record the failure');

@@ -7,6 +7,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { BysuError, ConfigError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { configCheck } from './config-check.ts';
+import { dashboard } from './dashboard.ts';
 import { EXIT_FAILED, EXIT_USAGE, ExitError, type GlobalOptions } from './context.ts';
 import { keyscan } from './keyscan.ts';
 import { latest } from './latest.ts';
@@ -15,6 +16,7 @@ import { prune } from './prune.ts';
 import { scheduler } from './scheduler.ts';
 import { snapshot } from './snapshot.ts';
 import { status } from './status.ts';
+import { up } from './up.ts';
 import { verify } from './verify.ts';
 import { worker } from './worker.ts';
 
@@ -82,6 +84,14 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .option('--all', 'every configured app')
     .option('--dry-run', 'only show what would be deleted')
     .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(prune(globals(), apps, options)));
+
+  program.command('up')
+    .description('scheduler, both workers and the dashboard in one process')
+    .action(() => run(up(globals())));
+
+  program.command('dashboard')
+    .description('Bull Board, /healthz, /metrics and the read-only /api')
+    .action(() => run(dashboard(globals())));
 
   program.command('scheduler')
     .description('run the scheduler: job schedulers from the config (reloaded on SIGHUP), heartbeat, stale alerts')

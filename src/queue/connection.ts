@@ -37,6 +37,15 @@ export function createWorkerConnection(url: string): Redis {
 }
 
 /**
+ * Given the Redis URL, return a connection for the dashboard: it reconnects
+ * forever, but a request made while Redis is down fails after one retry
+ * instead of waiting, so pages and /healthz answer (with an error) at once.
+ */
+export function createDashboardConnection(url: string): Redis {
+  return new Redis(url, { ...COMMON, maxRetriesPerRequest: 1, retryStrategy: (times) => Math.min(200 * times, 2000) });
+}
+
+/**
  * Given the Redis URL, connect for a short-lived producer (CLI) and return the
  * connection. Throw RedisUnavailableError naming the URL when Redis does not
  * answer within timeoutMs.

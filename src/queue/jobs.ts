@@ -89,6 +89,8 @@ export const redisKeys = {
   alertState: (prefix: string) => `${prefix}:bysu:alert-state`,
   /** Hash app → ISO time the scheduler first had the app in its config. */
   appFirstSeen: (prefix: string) => `${prefix}:bysu:app-first-seen`,
+  /** Hash app → number of final failures (for /metrics). */
+  failuresTotal: (prefix: string) => `${prefix}:bysu:failures-total`,
   /** Hash app → JSON { at, reason, jobId, attempts } of its last final failure. */
   lastFailure: (prefix: string) => `${prefix}:bysu:last-failure`,
 };

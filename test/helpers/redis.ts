@@ -13,6 +13,9 @@ export interface TestRedis {
   dir: string;
   /** Stop and start the server again on the same port (with AOF, data survives). */
   restart(): Promise<void>;
+  /** Stop the server (start() brings it back on the same port). */
+  stop(): Promise<void>;
+  start(): Promise<void>;
 }
 
 /** Which redis-server to use; a clear message when it is missing. */
@@ -34,7 +37,13 @@ export async function withRedis<T>(fn: (redis: TestRedis) => Promise<T>, options
       port,
       dir,
       async restart() {
+        await redis.stop();
+        await redis.start();
+      },
+      async stop() {
         await stopProcess(child);
+      },
+      async start() {
         child = spawnTracked(redisServerPath(), args);
         await waitForPort(port);
       },

@@ -1,0 +1,106 @@
+/**
+ * `bysu dashboard`: Bull Board over the snapshot and retention queues behind
+ * HTTP basic auth, /healthz, /metrics, and the read-only /api behind a bearer
+ * token. It refuses to listen beyond loopback without a password.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createBullBoard } from '@bull-board/api';
+import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
+import { ExpressAdapter } from '@bull-board/express';
+import { Queue } from 'bullmq';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Redis } from 'ioredis';
+import type { Config } from '../config/load.ts';
+import { toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { createDashboardConnection, redactRedisUrl } from '../queue/connection.ts';
+import { RETENTION_QUEUE, SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { BYSU_VERSION } from '../version.ts';
+import { apiRouter } from './api.ts';
+import { basicAuth, bearerAuth, checkDashboardExposure } from './auth.ts';
+import { renderMetrics } from './metrics.ts';
+
+/** How long /healthz waits for Redis to answer PING. */
+const HEALTH_TIMEOUT_MS = 2000;
+
+export interface RunningDashboard {
+  /** The URL it listens on (with the real port when 0 was configured). */
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Given the config, Redis and the two queues, return the Express app (no listening). */
+export function createDashboardApp(config: Config, redis: Redis, queues: { snapshot: Queue; retention: Queue }, logger: Logger): express.Express {
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+
+  app.get('/healthz', async (_request, response) => {
+    const answered = await Promise.race([
+      redis.ping().then(() => true, () => false),
+      new Promise<false>((resolve) => setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS).unref()),
+    ]);
+    response.status(answered ? 200 : 503).json({ status: answered ? 'ok' : 'unavailable', redis: answered ? 'up' : 'down', version: BYSU_VERSION });
+  });
+
+  app.get('/metrics', async (_request, response) => {
+    const { contentType, text } = await renderMetrics(config, redis, [queues.snapshot, queues.retention]);
+    response.type(contentType).send(text);
+  });
+
+  app.use('/api', bearerAuth(config.dashboard.apiToken), apiRouter(config, redis, queues.snapshot));
+
+  const board = new ExpressAdapter();
+  board.setBasePath('/');
+  createBullBoard({
+    queues: [new BullMQAdapter(queues.snapshot), new BullMQAdapter(queues.retention)],
+    serverAdapter: board,
+    options: { uiConfig: { boardTitle: 'BYSU backups' } },
+  });
+  app.use('/', basicAuth(config.dashboard.user, config.dashboard.password), board.getRouter());
+
+  // Errors answer 500 with a line, never a stack trace.
+  app.use((error: unknown, _request: Request, response: Response, _next: NextFunction) => {
+    logger.error({ err: toError(error).message }, 'dashboard request failed');
+    if (!response.headersSent) response.status(500).json({ error: 'internal error' });
+    else response.destroy();
+  });
+  return app;
+}
+
+/**
+ * Given the config and a logger, start the dashboard and return it. Throw
+ * ConfigError when it would listen beyond loopback without a password.
+ */
+export async function startDashboard(config: Config, logger: Logger): Promise<RunningDashboard> {
+  checkDashboardExposure(config.dashboard);
+  if (config.dashboard.password === '') logger.warn('dashboard.password is empty: Bull Board is open to anyone on this machine');
+  const redis = createDashboardConnection(config.redis.url);
+  redis.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
+  const snapshot = new Queue(SNAPSHOT_QUEUE, { connection: redis, prefix: config.redis.prefix });
+  const retention = new Queue(RETENTION_QUEUE, { connection: redis, prefix: config.redis.prefix });
+  for (const queue of [snapshot, retention]) queue.on('error', (error) => logger.warn({ err: error.message }, 'queue error'));
+  const app = createDashboardApp(config, redis, { snapshot, retention }, logger);
+  const server: Server = await new Promise((resolve, reject) => {
+    const listening = app.listen(config.dashboard.port, config.dashboard.host, (error?: Error) => (error ? reject(error) : resolve(listening)));
+    listening.once('error', reject);
+  });
+  const { port } = server.address() as AddressInfo;
+  const host = config.dashboard.host.includes(':') ? `[${config.dashboard.host}]` : config.dashboard.host;
+  const url = `http://${host}:${port}/`;
+  logger.info({ url, auth: config.dashboard.password ? 'basic' : 'none', api: config.dashboard.apiToken ? 'on' : 'off' }, 'dashboard started');
+  return {
+    url,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      });
+      await snapshot.close();
+      await retention.close();
+      await redis.quit().catch(() => redis.disconnect());
+      logger.info('dashboard stopped');
+    },
+  };
+}
