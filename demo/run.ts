@@ -3,19 +3,19 @@
  * a private redis-server, three real OpenSSH sshd "nodes" on loopback with
  * sample apps (a PostgreSQL dump where a server answers at 127.0.0.1:5432,
  * a tar of a directory, and an app that fails so the failure path is
- * visible), a snapshot worker, and snapshots everything with `bysu snapshot
- * --all --wait`; then checks the result with sha256sum and tar, the way an
- * operator would. It keeps running (worker up) until Ctrl-C; `--once` exits
- * after the first round: 0 only when the expected outcome was seen.
+ * visible), `bysu up` (scheduler, workers, dashboard with generated
+ * credentials), and snapshots everything with `bysu snapshot --all --wait`;
+ * then checks the result with sha256sum and tar, the way an operator would,
+ * and prints the status table and the dashboard URL. It keeps running until
+ * Ctrl-C; `--once` exits after the first round: 0 only when the expected
+ * outcome was seen.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
-import { loadConfig } from '../src/config/load.ts';
-import { createLogger } from '../src/log.ts';
-import { startSnapshotWorker } from '../workers/snapshot.ts';
+import { randomBytes } from 'node:crypto';
 import { BYSU_BIN } from '../test/helpers/cluster.ts';
-import { run, withTempDir } from '../test/helpers/processes.ts';
+import { freePort, run, spawnTracked, stopProcess, withTempDir } from '../test/helpers/processes.ts';
 import { withRedis } from '../test/helpers/redis.ts';
 import { withSshNodes } from '../test/helpers/sshd.ts';
 
@@ -39,6 +39,9 @@ async function main(): Promise<number> {
       : "printf 'CREATE TABLE demo (id int);\\nINSERT INTO demo VALUES (1);\\n'";
     if (!havePostgres) console.log('(no PostgreSQL at 127.0.0.1:5432: the shop app prints a small SQL file instead of pg_dump)');
 
+    const dashboardPort = Number(process.env.BYSU_DEMO_PORT ?? (await freePort()));
+    const password = randomBytes(9).toString('base64url');
+    const apiToken = randomBytes(18).toString('base64url');
     const configFile = path.join(dir, 'bysu.yaml');
     const repository = path.join(dir, 'repository');
     await writeFile(configFile, stringify({
@@ -46,6 +49,7 @@ async function main(): Promise<number> {
       repository,
       ssh: { user: db!.user, identityFile: keys.identityFile, knownHosts: keys.knownHostsFile },
       concurrency: { busyNodeDelay: '1s' },
+      dashboard: { host: '127.0.0.1', port: dashboardPort, user: 'admin', password, apiToken },
       nodes: [db!, files!, broken!].map((node) => ({ name: node.name, host: node.host, port: node.port })),
       apps: [
         { name: 'shop', node: 'db', parts: [{ file: 'shop.sql', run: dump }] },
@@ -55,10 +59,20 @@ async function main(): Promise<number> {
     }));
     say(`config ${configFile}`);
 
-    const logger = createLogger('warn', 'bysu-demo-worker');
-    const worker = await startSnapshotWorker(loadConfig(configFile), logger);
-    const env = { ...process.env, BYSU_CONFIG: configFile };
+    const env = { ...process.env, BYSU_CONFIG: configFile, BYSU_LOG_LEVEL: 'warn' };
+    say('bysu up (scheduler, snapshot and retention workers, dashboard)');
+    const up = spawnTracked(process.execPath, [BYSU_BIN, 'up'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
+    let upLog = '';
+    up.stderr!.on('data', (chunk: Buffer) => {
+      upLog += chunk.toString();
+      process.stderr.write(chunk);
+    });
     try {
+      const deadline = Date.now() + 30_000;
+      while (!(await fetch(`http://127.0.0.1:${dashboardPort}/healthz`).then((response) => response.ok, () => false))) {
+        if (Date.now() > deadline || up.exitCode !== null) throw new Error(`bysu up did not start:\n${upLog}`);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
       say('bysu snapshot --all --wait');
       const snapshot = await run(process.execPath, [BYSU_BIN, 'snapshot', '--all', '--wait'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
       const outcomeOk = snapshot.code === 1; // ledger is meant to fail
@@ -75,17 +89,25 @@ async function main(): Promise<number> {
       const listing = await run('tar', ['-tvf', path.join(repository, 'uploads/latest/uploads.tar')]);
       process.stdout.write(listing.stdout + listing.stderr);
       checksOk &&= listing.code === 0;
-      const ok = outcomeOk && checksOk;
-      say(ok ? 'expected outcome: shop and uploads committed and verified; ledger failed loudly' : 'UNEXPECTED outcome (see above)');
+      say('bysu status (exit 1: ledger is failing, as it should)');
+      const status = await run(process.execPath, [BYSU_BIN, 'status'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
+      checksOk &&= status.code === 1;
+      const dashboardUrl = `http://127.0.0.1:${dashboardPort}/`;
+      const dashboardOk = (await fetch(dashboardUrl, { headers: { authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` } })).ok;
+      say(`dashboard: ${dashboardUrl}  user admin  password ${password}`);
+      console.log(`API:     curl -H 'Authorization: Bearer ${apiToken}' ${dashboardUrl}api/apps`);
+      console.log(`metrics: curl ${dashboardUrl}metrics`);
+      const ok = outcomeOk && checksOk && dashboardOk;
+      say(ok ? 'expected outcome: shop and uploads committed and verified; ledger failed loudly; dashboard up' : 'UNEXPECTED outcome (see above)');
       if (once) return ok ? 0 : 1;
-      console.log(`\nThe worker keeps running. In another terminal:\n  export BYSU_CONFIG=${configFile}\n  npx bysu list uploads\n  npx bysu snapshot shop --wait\n  npx bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
+      console.log(`\nbysu up keeps running (snapshots every night at 03:00 UTC). In another terminal:\n  export BYSU_CONFIG=${configFile}\n  npx bysu status\n  npx bysu snapshot shop --wait\n  npx bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
       return 0;
     } finally {
-      await worker.close();
+      await stopProcess(up, 70_000);
     }
   })));
 }

@@ -2,8 +2,10 @@
 # `npm test`: set up what is missing, type-check, then run the tests with
 # node's test runner (each file in its own process; integration tests start
 # their own redis-server and sshd processes on random loopback ports).
-#   npm test            all tests
-#   npm test -- unit    only test/unit (no Redis, no sshd)
+#   npm test                 all tests
+#   npm test -- unit         only test/unit (no Redis, no sshd)
+#   npm test -- integration  only test/integration (real redis-server and sshd)
+#   npm test -- browser      only the dashboard's browser test (Chromium)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,8 +15,9 @@ scope="${1:-all}"
 case "$scope" in
   unit) dirs=(test/unit) ;;
   integration) dirs=(test/integration) ;;
-  all) dirs=(test/unit test/integration) ;;
-  *) echo "usage: npm test [-- unit|integration|all]" >&2; exit 2 ;;
+  browser) dirs=(test/browser) ;;
+  all) dirs=(test/unit test/integration test/browser) ;;
+  *) echo "usage: npm test [-- unit|integration|browser|all]" >&2; exit 2 ;;
 esac
 mapfile -t files < <(find "${dirs[@]}" -name '*.test.ts' 2>/dev/null | sort)
 if [ ${#files[@]} -eq 0 ]; then echo "no test files found in ${dirs[*]}" >&2; exit 1; fi

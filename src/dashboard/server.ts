@@ -1,7 +1,8 @@
 /**
- * `bysu dashboard`: Bull Board over the snapshot and retention queues behind
- * HTTP basic auth, /healthz, /metrics, and the read-only /api behind a bearer
- * token. It refuses to listen beyond loopback without a password.
+ * `bysu dashboard`: Bull Board over the snapshot and retention queues at
+ * /board/ behind HTTP basic auth (/ redirects there), /healthz, /metrics, and
+ * the read-only /api behind a bearer token. It refuses to listen beyond
+ * loopback without a password.
  */
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -21,11 +22,14 @@ import { apiRouter } from './api.ts';
 import { basicAuth, bearerAuth, checkDashboardExposure } from './auth.ts';
 import { renderMetrics } from './metrics.ts';
 
+/** Where Bull Board is served. */
+export const BOARD_PATH = '/board';
+
 /** How long /healthz waits for Redis to answer PING. */
 const HEALTH_TIMEOUT_MS = 2000;
 
 export interface RunningDashboard {
-  /** The URL it listens on (with the real port when 0 was configured). */
+  /** The URL it listens on (with the real port when 0 was configured); Bull Board is at url + 'board/'. */
   url: string;
   close(): Promise<void>;
 }
@@ -51,14 +55,16 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
 
   app.use('/api', bearerAuth(config.dashboard.apiToken), apiRouter(config, redis, queues.snapshot));
 
+  // Bull Board lives under /board: its own API is /board/api/…, clear of BYSU's /api.
   const board = new ExpressAdapter();
-  board.setBasePath('/');
+  board.setBasePath(BOARD_PATH);
   createBullBoard({
     queues: [new BullMQAdapter(queues.snapshot), new BullMQAdapter(queues.retention)],
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'BYSU backups' } },
   });
-  app.use('/', basicAuth(config.dashboard.user, config.dashboard.password), board.getRouter());
+  app.use(BOARD_PATH, basicAuth(config.dashboard.user, config.dashboard.password), board.getRouter());
+  app.get('/', (_request, response) => response.redirect(`${BOARD_PATH}/`));
 
   // Errors answer 500 with a line, never a stack trace.
   app.use((error: unknown, _request: Request, response: Response, _next: NextFunction) => {

@@ -56,17 +56,25 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     await close?.();
   });
 
-  test('Bull Board needs the right basic-auth credentials', async () => {
-    const none = await fetch(base);
+  test('Bull Board (at /board/, where / leads) needs the right basic-auth credentials', async () => {
+    const root = await fetch(base, { redirect: 'manual' });
+    assert.equal(root.status, 302);
+    assert.equal(root.headers.get('location'), '/board/');
+    const board = `${base}board/`;
+    const none = await fetch(board);
     assert.equal(none.status, 401);
     assert.match(none.headers.get('www-authenticate') ?? '', /^Basic realm="bysu"/);
-    assert.equal((await fetch(base, { headers: basic('admin', 'wrong') })).status, 401);
-    assert.equal((await fetch(base, { headers: basic('root', PASSWORD) })).status, 401);
-    const ok = await fetch(base, { headers: basic('admin', PASSWORD) });
+    assert.equal((await fetch(board, { headers: basic('admin', 'wrong') })).status, 401);
+    assert.equal((await fetch(board, { headers: basic('root', PASSWORD) })).status, 401);
+    const ok = await fetch(board, { headers: basic('admin', PASSWORD) });
     assert.equal(ok.status, 200);
-    assert.match(await ok.text(), /BYSU backups|bull/i);
-    const queues = await fetch(`${base}api/queues`, { headers: basic('admin', PASSWORD) });
-    assert.notEqual(queues.status, 404);
+    assert.match(await ok.text(), /BYSU backups/);
+    // Bull Board's own API answers under /board, with the queues in it (and not behind BYSU's bearer token).
+    assert.equal((await fetch(`${board}api/queues`)).status, 401);
+    const queues = await fetch(`${board}api/queues`, { headers: basic('admin', PASSWORD) });
+    assert.equal(queues.status, 200);
+    const names = ((await queues.json()) as { queues: { name: string }[] }).queues.map((queue) => queue.name).sort();
+    assert.deepEqual(names, ['retention', 'snapshot']);
   });
 
   test('/healthz and /metrics', async () => {

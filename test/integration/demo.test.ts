@@ -12,5 +12,7 @@ test('the demo snapshots its sample apps and sees the expected outcome', async (
   assert.match(result.stdout, /uploads: committed /);
   assert.match(result.stdout, /ledger: FAILED after 2 attempt\(s\)/);
   assert.match(result.stdout, /uploads\.tar: OK/);
-  assert.match(result.stdout, /expected outcome/);
+  assert.match(result.stdout, /^ledger\s+FAILING/m, 'the status table shows the failing app');
+  assert.match(result.stdout, /dashboard: http:\/\/127\.0\.0\.1:\d+\/ {2}user admin {2}password \S+/);
+  assert.match(result.stdout, /expected outcome: .*dashboard up/);
 });

@@ -1,0 +1,76 @@
+/**
+ * The dashboard as a person sees it: Debian's Chromium, driven by
+ * playwright-core, logs in to Bull Board served by `bysu up`, finds a
+ * completed and a failed snapshot job, and saves screenshots under
+ * test-artifacts/ for a person to look at.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+import { chromium } from 'playwright-core';
+import { PROJECT_ROOT, waitForLog, withCluster } from '../helpers/cluster.ts';
+import { freePort } from '../helpers/processes.ts';
+
+const CHROMIUM = '/usr/bin/chromium';
+const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');
+/** Flags for a headless Chromium on a machine with no network but loopback. */
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+test('a person logs in to the dashboard and sees a completed and a failed snapshot', {
+  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install -y chromium; npm test installs it when run as root)`,
+  timeout: 180_000,
+}, async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const port = await freePort();
+    const password = 'browser-test-password';
+    await cluster.writeConfig(
+      [
+        { name: 'shop', node: 'db1', parts: [{ file: 'shop.sql', run: "printf 'SELECT 1;\\n'" }] },
+        { name: 'broken', node: 'db1', attempts: 1, parts: [{ file: 'b.sql', run: 'echo "pg_dump: connection refused" >&2; exit 1' }] },
+      ],
+      { dashboard: { host: '127.0.0.1', port, user: 'admin', password } },
+    );
+    const up = cluster.startProcess(['up']);
+    await waitForLog(up, 'bysu up: scheduler, workers and dashboard running');
+    const snapshot = await cluster.bysu(['snapshot', '--all', '--wait']);
+    assert.equal(snapshot.code, 1, snapshot.stdout);
+    const shopJob = /shop: enqueued \(job ([^)]+)\)/.exec(snapshot.stdout)![1]!;
+    const brokenJob = /broken: enqueued \(job ([^)]+)\)/.exec(snapshot.stdout)![1]!;
+
+    await mkdir(ARTIFACTS, { recursive: true });
+    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    try {
+      const base = `http://127.0.0.1:${port}/`;
+      const anonymous = await browser.newPage();
+      const refused = await anonymous.goto(base).catch((error: Error) => error);
+      // Headless Chromium turns the 401 challenge it cannot answer into an error page.
+      assert.ok(refused instanceof Error ? /ERR_INVALID_AUTH_CREDENTIALS/.test(refused.message) : refused?.status() === 401, 'no credentials, no dashboard');
+      const wrong = await browser.newContext({ httpCredentials: { username: 'admin', password: 'wrong' } });
+      const wrongPage = await wrong.newPage();
+      const denied = await wrongPage.goto(base).catch((error: Error) => error);
+      assert.ok(denied instanceof Error || denied?.status() === 401, 'wrong credentials, no dashboard');
+      await wrong.close();
+
+      const context = await browser.newContext({ httpCredentials: { username: 'admin', password }, viewport: { width: 1280, height: 800 } });
+      const page = await context.newPage();
+      await page.goto(base); // redirected to Bull Board at /board/
+      await page.getByText('snapshot', { exact: true }).first().waitFor({ timeout: 30_000 });
+      await page.getByText('retention', { exact: true }).first().waitFor();
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-overview.png'), fullPage: true });
+
+      await page.goto(`${base}board/queue/snapshot?status=completed`);
+      await page.getByText(shopJob).first().waitFor({ timeout: 30_000 });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-completed.png'), fullPage: true });
+
+      await page.goto(`${base}board/queue/snapshot?status=failed`);
+      await page.getByText(brokenJob).first().waitFor({ timeout: 30_000 });
+      await page.getByText(/command exited with code 1/).first().waitFor();
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-failed.png'), fullPage: true });
+    } finally {
+      await browser.close();
+    }
+    assert.ok(existsSync(path.join(ARTIFACTS, 'dashboard-failed.png')));
+  });
+});

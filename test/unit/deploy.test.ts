@@ -1,0 +1,86 @@
+/**
+ * The deployment files stay true to the program: compose.yaml runs real
+ * `bysu` subcommands with Redis set up for BullMQ (AOF, noeviction), two
+ * snapshot workers, the repository on a volume and config and key read-only;
+ * the Dockerfile is multi-stage and runs as a non-root user; the systemd
+ * units start real subcommands and pass `systemd-analyze verify`.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { test } from 'node:test';
+import { parse } from 'yaml';
+import { buildProgram } from '../../src/cli/main.ts';
+import { WORKER_KINDS } from '../../src/cli/worker.ts';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Given a bysu argument list, throw unless it names a real subcommand (and a real worker kind). */
+function assertRealCommand(args: string[], where: string): void {
+  const program = buildProgram(() => undefined);
+  const command = program.commands.find((candidate) => candidate.name() === args[0]);
+  assert.ok(command, `${where}: "${args[0]}" is a bysu subcommand`);
+  if (args[0] === 'worker') assert.ok((WORKER_KINDS as readonly string[]).includes(args[1]!), `${where}: worker kind "${args[1]}"`);
+  const help = spawnSync(process.execPath, [path.join(ROOT, 'bin/bysu.js'), ...args, '--help'], { encoding: 'utf8' });
+  assert.equal(help.status, 0, `${where}: bysu ${args.join(' ')} --help`);
+}
+
+test('compose.yaml: services, Redis settings, replicas, volumes, real commands', () => {
+  const compose = parse(readFileSync(path.join(ROOT, 'compose.yaml'), 'utf8'), { merge: true }) as {
+    services: Record<string, { command: string[]; image?: string; build?: string; volumes?: string[]; deploy?: { replicas?: number }; environment?: Record<string, string> }>;
+    volumes: Record<string, unknown>;
+  };
+  assert.deepEqual(Object.keys(compose.services).sort(), ['dashboard', 'redis', 'retention-worker', 'scheduler', 'snapshot-worker']);
+  const redis = compose.services.redis!.command.join(' ');
+  assert.match(redis, /--appendonly yes/);
+  assert.match(redis, /--appendfsync everysec/);
+  assert.match(redis, /--maxmemory-policy noeviction/);
+  assert.equal(compose.services['snapshot-worker']!.deploy?.replicas, 2);
+  assert.ok('repository' in compose.volumes);
+  for (const [name, service] of Object.entries(compose.services)) {
+    if (name === 'redis') continue;
+    assertRealCommand(service.command, `compose service ${name}`);
+    assert.equal(service.build, '.', `${name} builds the shared image`);
+    assert.ok(service.volumes?.includes('repository:/var/lib/bysu'), `${name} mounts the repository`);
+    assert.ok(service.volumes?.some((volume) => /:\/etc\/bysu\/bysu\.yaml:ro$/.test(volume)), `${name}: config read-only`);
+    assert.ok(service.volumes?.some((volume) => /:\/etc\/bysu\/ssh:ro$/.test(volume)), `${name}: SSH key read-only`);
+    assert.equal(service.environment?.BYSU_REDIS_URL, 'redis://redis:6379/0');
+  }
+  assert.match(compose.services.dashboard!.environment?.BYSU_DASHBOARD_PASSWORD ?? '', /^\$\{BYSU_DASHBOARD_PASSWORD:\?/, 'compose refuses to start the dashboard without a password');
+});
+
+test('Dockerfile: multi-stage, non-root, bysu as the entrypoint', () => {
+  const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8');
+  assert.ok((dockerfile.match(/^FROM /gm) ?? []).length >= 2, 'multi-stage');
+  assert.match(dockerfile, /^FROM node:20-/m, 'the Node.js the project runs on');
+  const user = /^USER (\S+)$/m.exec(dockerfile)?.[1];
+  assert.ok(user && user !== 'root' && user !== '0', `runs as a non-root user (${user})`);
+  assert.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/bin\/bysu\.js"\]$/m);
+  for (const copied of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) {
+    assert.ok(existsSync(path.join(ROOT, copied[1]!)), `COPY ${copied[1]} exists`);
+  }
+});
+
+const systemdAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
+
+test('systemd units start real subcommands', () => {
+  const units = readdirSync(path.join(ROOT, 'contrib/systemd')).filter((name) => name.endsWith('.service'));
+  assert.ok(units.length >= 5);
+  for (const unit of units) {
+    const text = readFileSync(path.join(ROOT, 'contrib/systemd', unit), 'utf8');
+    const exec = /^ExecStart=\/usr\/bin\/node \/opt\/bysu\/bin\/bysu\.js (.+)$/m.exec(text);
+    assert.ok(exec, `${unit} runs bysu`);
+    assertRealCommand(exec[1]!.split(' '), unit);
+    assert.match(text, /^User=bysu$/m, `${unit} runs as the bysu user`);
+    assert.match(text, /^TimeoutStopSec=90$/m, `${unit} gives running snapshots their grace period`);
+  }
+});
+
+test('systemd units pass systemd-analyze verify', { skip: systemdAnalyze ? false : 'systemd-analyze is not installed on this machine' }, () => {
+  const units = readdirSync(path.join(ROOT, 'contrib/systemd')).filter((name) => name.endsWith('.service')).map((name) => path.join(ROOT, 'contrib/systemd', name));
+  const result = spawnSync('systemd-analyze', ['verify', ...units], { encoding: 'utf8' });
+  const problems = `${result.stdout}${result.stderr}`.split('\n').filter((line) => line.includes('bysu') && !/Failed to resolve (user|group)|No such file or directory.*\/opt\/bysu/.test(line));
+  assert.deepEqual(problems, []);
+});
