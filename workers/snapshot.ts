@@ -21,9 +21,9 @@ import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
 
 export interface SnapshotWorkerOptions {
-  /** BullMQ job lock. @defaultValue 30000 */
+  /** BullMQ job lock. @defaultValue config.concurrency.lockDuration */
   lockDurationMs?: number;
-  /** How often stalled jobs are looked for. @defaultValue 30000 */
+  /** How often stalled jobs are looked for. @defaultValue config.concurrency.stalledInterval */
   stalledIntervalMs?: number;
   /** Node slot lease. @defaultValue NODE_SLOT_LEASE_MS */
   slotLeaseMs?: number;
@@ -53,7 +53,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   const connection = createWorkerConnection(config.redis.url);
   connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
   const slots = new NodeSlots(connection, config.redis.prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);
-  const lockDuration = options.lockDurationMs ?? 30_000;
+  const lockDuration = options.lockDurationMs ?? config.concurrency.lockDurationMs;
   const busyDelay = config.concurrency.busyNodeDelayMs;
   const shutdown = new AbortController();
 
@@ -104,6 +104,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         repository: config.repository,
         identity,
         connectTimeoutMs: config.ssh.connectTimeoutMs,
+        keepalive: { intervalMs: config.ssh.keepaliveIntervalMs, countMax: config.ssh.keepaliveCountMax },
         logger: log,
         signal: controller.signal,
         fence: async () => {
@@ -166,7 +167,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     prefix: config.redis.prefix,
     concurrency: config.concurrency.perWorker,
     lockDuration,
-    stalledInterval: options.stalledIntervalMs ?? 30_000,
+    stalledInterval: options.stalledIntervalMs ?? config.concurrency.stalledIntervalMs,
     maxStalledCount: 2,
     // A job that finds its node busy is started again and again; this bounds the loop (≈ a day at the default delay).
     maxStartedAttempts: MAX_STARTED_ATTEMPTS,

@@ -64,8 +64,8 @@ export interface Config {
   source: string;
   redis: { url: string; prefix: string };
   repository: string;
-  ssh: { user: string; identityFile: string; knownHosts: string; connectTimeoutMs: number };
-  concurrency: { global: number; perNode: number; perWorker: number; busyNodeDelayMs: number };
+  ssh: { user: string; identityFile: string; knownHosts: string; connectTimeoutMs: number; keepaliveIntervalMs: number; keepaliveCountMax: number };
+  concurrency: { global: number; perNode: number; perWorker: number; busyNodeDelayMs: number; lockDurationMs: number; stalledIntervalMs: number };
   shutdownGraceMs: number;
   log: { level: string };
   defaults: AppPolicy;
@@ -153,12 +153,16 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
       identityFile: properties.ssh.identityFile,
       knownHosts: properties.ssh.knownHosts,
       connectTimeoutMs: parseDuration(properties.ssh.connectTimeout),
+      keepaliveIntervalMs: parseDuration(properties.ssh.keepaliveInterval),
+      keepaliveCountMax: properties.ssh.keepaliveCountMax,
     },
     concurrency: {
       global: properties.concurrency.global,
       perNode: properties.concurrency.perNode,
       perWorker: properties.concurrency.perWorker,
       busyNodeDelayMs: parseDuration(properties.concurrency.busyNodeDelay),
+      lockDurationMs: parseDuration(properties.concurrency.lockDuration),
+      stalledIntervalMs: parseDuration(properties.concurrency.stalledInterval),
     },
     shutdownGraceMs: parseDuration(properties.shutdownGrace),
     log: { level: properties.log.level },

@@ -113,11 +113,23 @@ export const configSchema = {
       default: '20s',
       env: 'BYSU_SSH_CONNECT_TIMEOUT',
     },
+    keepaliveInterval: {
+      doc: 'SSH keepalive interval; after keepaliveCountMax unanswered ones the connection counts as dead.',
+      format: 'bysu-duration',
+      default: '15s',
+    },
+    keepaliveCountMax: { doc: 'Unanswered keepalives before the connection counts as dead.', format: 'bysu-positive-int', default: 3 },
   },
   concurrency: {
     global: { doc: 'Snapshot jobs running at once, all workers together.', format: 'bysu-positive-int', default: 16, env: 'BYSU_CONCURRENCY_GLOBAL' },
     perNode: { doc: 'Snapshots at once against one node, all workers together.', format: 'bysu-positive-int', default: 1, env: 'BYSU_CONCURRENCY_PER_NODE' },
     perWorker: { doc: 'Snapshots at once in one worker process.', format: 'bysu-positive-int', default: 4, env: 'BYSU_CONCURRENCY_PER_WORKER' },
+    lockDuration: {
+      doc: 'BullMQ job lock; a worker that does not renew it (dead, frozen) loses the job to stalled-job recovery.',
+      format: 'bysu-duration',
+      default: '30s',
+    },
+    stalledInterval: { doc: 'How often workers look for stalled jobs (of dead workers).', format: 'bysu-duration', default: '30s' },
     busyNodeDelay: {
       doc: 'How long a job whose node is at its perNode limit waits before trying again (plus up to as much jitter).',
       format: 'bysu-duration',

@@ -23,6 +23,8 @@ export interface SnapshotContext {
   repository: string;
   identity: SshIdentity;
   connectTimeoutMs: number;
+  /** SSH keepalive: a peer that answers none of countMax keepalives counts as dead. */
+  keepalive?: { intervalMs: number; countMax: number };
   logger: Logger;
   /** Aborts the snapshot (shutdown, cancellation); its reason becomes the error. */
   signal?: AbortSignal;
@@ -130,7 +132,11 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
     session = await openSession(
       { name: data.node.name, host: data.node.host, port: data.node.port, user: data.node.user, ...(data.node.hostKey ? { hostKey: data.node.hostKey } : {}) },
       context.identity,
-      { readyTimeoutMs: context.connectTimeoutMs, signal },
+      {
+        readyTimeoutMs: context.connectTimeoutMs,
+        signal,
+        ...(context.keepalive ? { keepaliveIntervalMs: context.keepalive.intervalMs, keepaliveCountMax: context.keepalive.countMax } : {}),
+      },
     );
     if (signal.aborted) throw signal.reason;
     const parts: ManifestPart[] = [];

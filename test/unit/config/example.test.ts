@@ -10,7 +10,8 @@ const EXAMPLE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../.
 test('the example config loads and says what the defaults are', () => {
   const config = loadConfig(EXAMPLE, {});
   assert.equal(config.redis.url, 'redis://127.0.0.1:6379/0');
-  assert.deepEqual(config.concurrency, { global: 16, perNode: 1, perWorker: 4, busyNodeDelayMs: 5000 });
+  assert.deepEqual(config.concurrency, { global: 16, perNode: 1, perWorker: 4, busyNodeDelayMs: 5000, lockDurationMs: 30_000, stalledIntervalMs: 30_000 });
+  assert.equal(config.ssh.keepaliveIntervalMs, 15_000);
   assert.equal(config.defaults.keep, 3);
   assert.equal(config.defaults.maxBytes, 50 * 1024 ** 3);
   const shop = config.apps[0]!;
