@@ -6,6 +6,7 @@
 #   npm test -- unit         only test/unit (no Redis, no sshd)
 #   npm test -- integration  only test/integration (real redis-server and sshd)
 #   npm test -- browser      only the dashboard's browser test (Chromium)
+#   npm test -- faults       only the fault suite (npm run test:faults also prints its table)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -16,9 +17,21 @@ case "$scope" in
   unit) dirs=(test/unit) ;;
   integration) dirs=(test/integration) ;;
   browser) dirs=(test/browser) ;;
-  all) dirs=(test/unit test/integration test/browser) ;;
-  *) echo "usage: npm test [-- unit|integration|browser|all]" >&2; exit 2 ;;
+  faults) dirs=(test/faults) ;;
+  all) dirs=(test/unit test/integration test/browser test/faults) ;;
+  *) echo "usage: npm test [-- unit|integration|browser|faults|all]" >&2; exit 2 ;;
 esac
 mapfile -t files < <(find "${dirs[@]}" -name '*.test.ts' 2>/dev/null | sort)
 if [ ${#files[@]} -eq 0 ]; then echo "no test files found in ${dirs[*]}" >&2; exit 1; fi
-exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"
+# The fault tests write a ledger. `npm run test:faults` prints its table after the run;
+# `npm test` leaves it in test-artifacts/faults.jsonl so that its output ends with the runner's summary.
+export BYSU_FAULT_LEDGER="${BYSU_FAULT_LEDGER:-$PWD/test-artifacts/faults.jsonl}"
+mkdir -p test-artifacts && rm -f "$BYSU_FAULT_LEDGER"
+if [ "$scope" != faults ]; then
+  exec node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}"
+fi
+status=0
+node --import tsx --test --test-concurrency=2 --test-timeout=300000 "${files[@]}" || status=$?
+echo
+node --import tsx scripts/fault-table.ts || { [ "$status" = 0 ] && status=1; }
+exit "$status"

@@ -1,8 +1,10 @@
 /**
  * `bysu up`: the scheduler, both workers and the dashboard in one process,
- * the default for a single small server. SIGHUP reloads the schedules;
- * SIGTERM/SIGINT stop everything gracefully (the dashboard first, the
- * snapshot worker last, so running snapshots get the grace period).
+ * the default for a single small server. The dashboard binds first (a port in
+ * use fails before any job is taken); a component that fails to start stops
+ * those already started. SIGHUP reloads the schedules; SIGTERM/SIGINT stop
+ * everything at once, so the snapshot worker stops taking jobs immediately
+ * and running snapshots get their grace period.
  */
 import { checkSshFiles, resolveConfigPath } from '../config/load.ts';
 import { checkDashboardExposure } from '../dashboard/auth.ts';
@@ -20,20 +22,24 @@ export async function up(globals: GlobalOptions): Promise<number> {
   checkSshFiles(config);
   checkDashboardExposure(config.dashboard);
   const logger = createLogger(config.log.level, 'bysu');
-  const snapshotWorker = await startSnapshotWorker(config, logger.child({ component: 'worker-snapshot' }));
-  const retentionWorker = await startRetentionWorker(config, logger.child({ component: 'worker-retention' }));
-  const scheduler = await startScheduler(resolveConfigPath(globals.config), config, logger.child({ component: 'scheduler' }));
-  const dashboard = await startDashboard(config, logger.child({ component: 'dashboard' }));
-  logger.info({ dashboard: dashboard.url }, 'bysu up: scheduler, workers and dashboard running');
-  await runUntilSignal(
-    logger,
-    async () => {
-      await dashboard.close();
-      await scheduler.close();
-      await retentionWorker.close();
-      await snapshotWorker.close();
-    },
-    () => scheduler.reload(),
-  );
+  const started: { close(): Promise<void> }[] = [];
+  const closeAll = async () => {
+    await Promise.allSettled(started.map((component) => component.close()));
+  };
+  let scheduler;
+  try {
+    const dashboard = await startDashboard(config, logger.child({ component: 'dashboard' }));
+    started.push(dashboard);
+    started.push(await startSnapshotWorker(config, logger.child({ component: 'worker-snapshot' })));
+    started.push(await startRetentionWorker(config, logger.child({ component: 'worker-retention' })));
+    scheduler = await startScheduler(resolveConfigPath(globals.config), config, logger.child({ component: 'scheduler' }));
+    started.push(scheduler);
+    logger.info({ dashboard: dashboard.url }, 'bysu up: scheduler, workers and dashboard running');
+  } catch (error) {
+    await closeAll();
+    throw error;
+  }
+  const running = scheduler;
+  await runUntilSignal(logger, closeAll, () => running.reload());
   return EXIT_OK;
 }

@@ -1,13 +1,14 @@
 /**
  * The read-only HTTP API for staging refreshes and other tools: the apps and
- * their state, an app's snapshots, and the newest snapshot's manifest and
- * files, streamed with Content-Length and single-range support. Names are
+ * their state, an app's snapshots, and the files of the newest (or a named)
+ * snapshot, streamed with Content-Length, single-range support and If-Range /
+ * If-Match on the snapshot's ETag. Names are
  * checked against BYSU's own patterns and a file is served only when the
  * snapshot's manifest or SHA256SUMS lists it and it is a regular file inside
  * the snapshot directory, so no request can leave the repository.
  */
-import { createReadStream } from 'node:fs';
-import { lstat, realpath } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
@@ -15,7 +16,7 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
 import type { Config } from '../config/load.ts';
-import { MANIFEST_FILE, SUMS_FILE } from '../repository/layout.ts';
+import { isSnapshotId, MANIFEST_FILE, SUMS_FILE } from '../repository/layout.ts';
 import { listAppDirectories, listSnapshots, newestSnapshot, type SnapshotEntry } from '../repository/read.ts';
 import { collectStatus } from '../status/app-status.ts';
 
@@ -30,7 +31,7 @@ export interface ByteRange {
  * unit, several ranges, or a malformed one: RFC 9110 lets a server ignore it).
  */
 export function parseRange(header: string | undefined, size: number): ByteRange | 'unsatisfiable' | null {
-  if (!header) return null;
+  if (!header || size === 0) return null;
   const match = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
   if (!match || (match[1] === '' && match[2] === '')) return null;
   if (match[1] === '') {
@@ -39,14 +40,10 @@ export function parseRange(header: string | undefined, size: number): ByteRange 
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(match[1]);
+  if (match[2] !== '' && Number(match[2]) < start) return null; // not a valid range: ignored
   const end = match[2] === '' ? size - 1 : Math.min(Number(match[2]), size - 1);
-  if (start >= size || end < start) return 'unsatisfiable';
+  if (start >= size) return 'unsatisfiable';
   return { start, end };
-}
-
-/** Given the repository and an app name, return the app's newest complete snapshot, or null. */
-async function latestOf(repository: string, app: string): Promise<SnapshotEntry | null> {
-  return newestSnapshot(repository, app);
 }
 
 function knownApp(config: Config, name: string, onDisk: string[]): boolean {
@@ -87,40 +84,67 @@ export function apiRouter(config: Config, redis: Redis, snapshotQueue: Queue): R
     })));
   });
 
+  /** Serve one file of a snapshot: listed by it, a regular file inside it, inside the repository. */
+  const serveFile = async (request: Request, response: Response, app: string, snapshot: SnapshotEntry | null, file: string): Promise<void> => {
+    if (!PART_FILE_PATTERN.test(file)) return void notFound(response, `file ${JSON.stringify(file)}`);
+    if (!snapshot?.manifest) return void notFound(response, `a complete snapshot of ${app}`);
+    const listed = file === MANIFEST_FILE || file === SUMS_FILE || snapshot.manifest.parts.some((part) => part.file === file);
+    if (!listed) return void notFound(response, `file ${JSON.stringify(file)} in ${app}/${snapshot.id}`);
+    const repositoryRoot = await realpath(config.repository);
+    const directory = await realpath(snapshot.path).catch(() => null);
+    if (directory === null || !directory.startsWith(`${repositoryRoot}${path.sep}`)) return void notFound(response, `${app}/${snapshot.id}`);
+    // Opened without following a symlink, then checked on the open handle: nothing can be swapped in between.
+    const handle = await open(path.join(directory, file), constants.O_RDONLY | constants.O_NOFOLLOW).catch(() => null);
+    if (handle === null) return void notFound(response, `file ${JSON.stringify(file)} in ${app}/${snapshot.id}`);
+    let streaming = false;
+    try {
+      const info = await handle.stat();
+      if (!info.isFile()) return void notFound(response, `file ${JSON.stringify(file)} in ${app}/${snapshot.id}`);
+      const etag = `"${snapshot.id}-${info.size}"`;
+      // A resumed download of `latest` must not splice two snapshots: If-Range / If-Match must name this one.
+      const ifMatch = request.headers['if-match'];
+      if (ifMatch && ifMatch !== '*' && !ifMatch.split(',').map((tag) => tag.trim()).includes(etag)) {
+        response.status(412).json({ error: `the snapshot changed: now ${snapshot.id}` });
+        return;
+      }
+      const ifRange = request.headers['if-range'];
+      const range = ifRange && ifRange !== etag ? null : parseRange(request.headers.range, info.size);
+      response.set({
+        'Accept-Ranges': 'bytes',
+        'Content-Type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream',
+        'Content-Disposition': `attachment; filename="${file}"`,
+        'X-Bysu-Snapshot': snapshot.id,
+        ETag: etag,
+      });
+      if (range === 'unsatisfiable') {
+        response.status(416).set('Content-Range', `bytes */${info.size}`).end();
+        return;
+      }
+      const { start, end } = range ?? { start: 0, end: info.size - 1 };
+      if (range) response.status(206).set('Content-Range', `bytes ${start}-${end}/${info.size}`);
+      response.set('Content-Length', String(Math.max(0, end - start + 1)));
+      if (request.method === 'HEAD' || info.size === 0) {
+        response.end();
+        return;
+      }
+      streaming = true;
+      await pipeline(handle.createReadStream({ start, end }), response).catch(() => response.destroy());
+    } finally {
+      if (!streaming) await handle.close();
+    }
+  };
+
   router.get('/apps/:app/latest/:file', async (request: Request<{ app: string; file: string }>, response) => {
     const { app, file } = request.params;
     if (!knownApp(config, app, await listAppDirectories(config.repository))) return notFound(response, `app ${JSON.stringify(app)}`);
-    if (!PART_FILE_PATTERN.test(file)) return notFound(response, `file ${JSON.stringify(file)}`);
-    const snapshot = await latestOf(config.repository, app);
-    if (!snapshot?.manifest) return notFound(response, `a complete snapshot of ${app}`);
-    const listed = file === MANIFEST_FILE || file === SUMS_FILE || snapshot.manifest.parts.some((part) => part.file === file);
-    if (!listed) return notFound(response, `file ${JSON.stringify(file)} in ${app}/${snapshot.id}`);
-    const target = path.join(snapshot.path, file);
-    // A regular file in the snapshot directory itself: never a symlink someone planted.
-    const info = await lstat(target).catch(() => null);
-    if (!info?.isFile() || path.dirname(await realpath(target)) !== (await realpath(snapshot.path))) {
-      return notFound(response, `file ${JSON.stringify(file)} in ${app}/${snapshot.id}`);
-    }
-    const range = parseRange(request.headers.range, info.size);
-    response.set({
-      'Accept-Ranges': 'bytes',
-      'Content-Type': file.endsWith('.json') ? 'application/json' : 'application/octet-stream',
-      'Content-Disposition': `attachment; filename="${file}"`,
-      'X-Bysu-Snapshot': snapshot.id,
-      ETag: `"${snapshot.id}-${info.size}"`,
-    });
-    if (range === 'unsatisfiable') {
-      response.status(416).set('Content-Range', `bytes */${info.size}`).end();
-      return;
-    }
-    const { start, end } = range ?? { start: 0, end: info.size - 1 };
-    if (range) response.status(206).set('Content-Range', `bytes ${start}-${end}/${info.size}`);
-    response.set('Content-Length', String(Math.max(0, end - start + 1)));
-    if (request.method === 'HEAD' || info.size === 0) {
-      response.end();
-      return;
-    }
-    await pipeline(createReadStream(target, { start, end }), response).catch(() => response.destroy());
+    await serveFile(request, response, app, await newestSnapshot(config.repository, app), file);
+  });
+
+  router.get('/apps/:app/snapshots/:id/:file', async (request: Request<{ app: string; id: string; file: string }>, response) => {
+    const { app, id, file } = request.params;
+    if (!knownApp(config, app, await listAppDirectories(config.repository)) || !isSnapshotId(id)) return notFound(response, `${app}/${id}`);
+    const snapshot = (await listSnapshots(config.repository, app)).find((candidate) => candidate.id === id) ?? null;
+    await serveFile(request, response, app, snapshot, file);
   });
 
   router.use((_request, response) => notFound(response, 'API route'));

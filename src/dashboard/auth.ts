@@ -68,3 +68,17 @@ export function bearerAuth(token: string) {
     response.set('WWW-Authenticate', 'Bearer realm="bysu"').status(401).json({ error: 'a valid bearer token is required' });
   };
 }
+
+/**
+ * Express middleware for a dashboard without a password: serve only requests
+ * whose Host is a loopback name or address, so that a web page that rebinds
+ * its own name to 127.0.0.1 cannot reach the dashboard from a browser.
+ */
+export function loopbackHostOnly(request: Request, response: Response, next: NextFunction): void {
+  const host = (request.headers.host ?? '').replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+  if (isLoopback(host)) {
+    next();
+    return;
+  }
+  response.status(421).type('text/plain').send('this dashboard has no password and answers only to a loopback Host (127.0.0.1, localhost)\n');
+}

@@ -2,13 +2,16 @@
  * /metrics in the Prometheus text format, computed at each scrape from the
  * repository and Redis (a fresh registry each time, so an app that left the
  * config leaves the metrics too): per app the last success, size, duration,
- * failures and state; queue counts by state; the scheduler's heartbeat age.
+ * failures and state; queue counts by state; the scheduler's heartbeat age;
+ * whether Redis answered. While Redis is down it still exports what the
+ * repository knows (last success, size, duration) and bysu_redis_up 0.
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Config } from '../config/load.ts';
 import { redisKeys } from '../queue/jobs.ts';
+import { newestSnapshot } from '../repository/read.ts';
 import { collectStatus, type AppStateName } from '../status/app-status.ts';
 
 const STATES: AppStateName[] = ['ok', 'stale', 'failing', 'never', 'orphaned'];
@@ -28,15 +31,33 @@ export async function renderMetrics(config: Config, redis: Redis, queues: Queue[
   const heartbeatAge = gauge('bysu_scheduler_heartbeat_age_seconds', 'Seconds since a scheduler last wrote its heartbeat (absent: none in the last minute).');
   const up = gauge('bysu_scheduler_up', '1 when a scheduler heartbeat is present.');
 
+  const redisUp = gauge('bysu_redis_up', '1 when Redis answered this scrape; 0 means no snapshot can be scheduled or taken.');
+  const answered = await Promise.race([
+    redis.ping().then(() => true, () => false),
+    new Promise<false>((resolve) => setTimeout(() => resolve(false), 2000).unref()),
+  ]);
+  redisUp.set(answered ? 1 : 0);
+  const setNewest = (app: string, newest: { finishedAt: string; bytes: number; durationMs: number } | null) => {
+    if (!newest) return;
+    lastSuccess.set({ app }, Date.parse(newest.finishedAt) / 1000);
+    lastBytes.set({ app }, newest.bytes);
+    lastDuration.set({ app }, newest.durationMs / 1000);
+  };
+  if (!answered) {
+    // Redis is down: still say what the repository knows, so "last success" alerts keep working.
+    for (const app of config.apps) {
+      const manifest = (await newestSnapshot(config.repository, app.name).catch(() => null))?.manifest;
+      setNewest(app.name, manifest ? { finishedAt: manifest.finishedAt, bytes: manifest.bytes, durationMs: Date.parse(manifest.finishedAt) - Date.parse(manifest.startedAt) } : null);
+    }
+    up.set(0);
+    return { contentType: registry.contentType, text: await registry.metrics() };
+  }
+
   const report = await collectStatus(config, redis, queues[0]!);
   const failureCounts = await redis.hgetall(redisKeys.failuresTotal(config.redis.prefix));
   for (const app of report.apps) {
     for (const name of STATES) state.set({ app: app.app, state: name }, app.state === name ? 1 : 0);
-    if (app.newest) {
-      lastSuccess.set({ app: app.app }, Date.parse(app.newest.finishedAt) / 1000);
-      lastBytes.set({ app: app.app }, app.newest.bytes);
-      lastDuration.set({ app: app.app }, app.newest.durationMs / 1000);
-    }
+    setNewest(app.app, app.newest);
     if (app.staleAfterMs !== null) staleAfter.set({ app: app.app }, app.staleAfterMs / 1000);
     failures.inc({ app: app.app }, Number(failureCounts[app.app] ?? 0));
   }

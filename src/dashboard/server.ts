@@ -14,12 +14,12 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.ts';
 import { toError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { throttledWarning, type Logger } from '../log.ts';
 import { createDashboardConnection, redactRedisUrl } from '../queue/connection.ts';
 import { RETENTION_QUEUE, SNAPSHOT_QUEUE } from '../queue/jobs.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { apiRouter } from './api.ts';
-import { basicAuth, bearerAuth, checkDashboardExposure } from './auth.ts';
+import { basicAuth, bearerAuth, checkDashboardExposure, loopbackHostOnly } from './auth.ts';
 import { renderMetrics } from './metrics.ts';
 
 /** Where Bull Board is served. */
@@ -39,6 +39,8 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
+  // Without a password only loopback may be served: refuse other Host names (DNS rebinding).
+  if (config.dashboard.password === '') app.use(loopbackHostOnly);
 
   app.get('/healthz', async (_request, response) => {
     const answered = await Promise.race([
@@ -59,18 +61,22 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
   const board = new ExpressAdapter();
   board.setBasePath(BOARD_PATH);
   createBullBoard({
-    queues: [new BullMQAdapter(queues.snapshot), new BullMQAdapter(queues.retention)],
+    // Read-only: a job's data says which host to log in to and what to run there, so nobody edits or adds one
+    // through the dashboard (re-run a snapshot with `bysu snapshot <app>`).
+    queues: [new BullMQAdapter(queues.snapshot, { readOnlyMode: true }), new BullMQAdapter(queues.retention, { readOnlyMode: true })],
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'BYSU backups' } },
   });
   app.use(BOARD_PATH, basicAuth(config.dashboard.user, config.dashboard.password), board.getRouter());
   app.get('/', (_request, response) => response.redirect(`${BOARD_PATH}/`));
 
-  // Errors answer 500 with a line, never a stack trace.
+  // Errors answer with their HTTP status (a malformed URL is a 400), never a stack trace.
   app.use((error: unknown, _request: Request, response: Response, _next: NextFunction) => {
-    logger.error({ err: toError(error).message }, 'dashboard request failed');
-    if (!response.headersSent) response.status(500).json({ error: 'internal error' });
-    else response.destroy();
+    const status = (error as { status?: number }).status;
+    const clientError = typeof status === 'number' && status >= 400 && status < 500;
+    if (!clientError) logger.error({ err: toError(error).message }, 'dashboard request failed');
+    if (response.headersSent) response.destroy();
+    else response.status(clientError ? status : 500).json({ error: clientError ? 'bad request' : 'internal error' });
   });
   return app;
 }
@@ -83,10 +89,11 @@ export async function startDashboard(config: Config, logger: Logger): Promise<Ru
   checkDashboardExposure(config.dashboard);
   if (config.dashboard.password === '') logger.warn('dashboard.password is empty: Bull Board is open to anyone on this machine');
   const redis = createDashboardConnection(config.redis.url);
-  redis.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
+  const warn = throttledWarning(logger, `redis error (${redactRedisUrl(config.redis.url)})`);
+  redis.on('error', warn);
   const snapshot = new Queue(SNAPSHOT_QUEUE, { connection: redis, prefix: config.redis.prefix });
   const retention = new Queue(RETENTION_QUEUE, { connection: redis, prefix: config.redis.prefix });
-  for (const queue of [snapshot, retention]) queue.on('error', (error) => logger.warn({ err: error.message }, 'queue error'));
+  for (const queue of [snapshot, retention]) queue.on('error', warn);
   const app = createDashboardApp(config, redis, { snapshot, retention }, logger);
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(config.dashboard.port, config.dashboard.host, (error?: Error) => (error ? reject(error) : resolve(listening)));

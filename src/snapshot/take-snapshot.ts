@@ -5,7 +5,7 @@
  * every tar part is valid, no limit was exceeded and all bytes reached disk.
  * Knows nothing of BullMQ: the worker passes in what it needs.
  */
-import path from 'node:path';
+import { NAME_PATTERN, PART_FILE_PATTERN, RESERVED_FILE_NAMES } from '../config/formats.ts';
 import type { Logger } from '../log.ts';
 import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue/jobs.ts';
 import { SnapshotAttempt } from '../repository/attempt.ts';
@@ -41,15 +41,20 @@ export interface SnapshotContext {
 export function checkSnapshotJobData(data: unknown): asserts data is SnapshotJobData {
   const job = data as Partial<SnapshotJobData> | null;
   const problems: string[] = [];
-  if (typeof job?.app !== 'string') problems.push('job.app: missing');
+  // The app name becomes a directory of the repository: only names the config could hold.
+  if (typeof job?.app !== 'string' || !NAME_PATTERN.test(job.app)) problems.push(`job.app: not an app name: ${JSON.stringify(job?.app)}`);
   if (typeof job?.node?.host !== 'string' || typeof job.node.port !== 'number' || typeof job.node.user !== 'string') problems.push('job.node: missing host, port or user');
+  else if (typeof job.node.name !== 'string' || !NAME_PATTERN.test(job.node.name) || !Number.isInteger(job.node.port) || job.node.port < 1 || job.node.port > 65535) {
+    problems.push('job.node: bad name or port');
+  }
   if (!Array.isArray(job?.parts) || job.parts.length === 0) problems.push('job.parts: missing');
   const limits = job?.limits;
   if (typeof limits?.timeoutMs !== 'number' || typeof limits.stallTimeoutMs !== 'number' || typeof limits.maxBytes !== 'number' || typeof limits.perNode !== 'number') {
     problems.push('job.limits: missing timeoutMs, stallTimeoutMs, maxBytes or perNode');
   }
   for (const part of job?.parts ?? []) {
-    if (typeof part?.file !== 'string' || path.basename(part.file) !== part.file || part.file.startsWith('.')) problems.push(`job.parts: bad file name ${JSON.stringify(part?.file)}`);
+    if (typeof part?.file !== 'string' || !PART_FILE_PATTERN.test(part.file) || RESERVED_FILE_NAMES.includes(part.file)) problems.push(`job.parts: bad file name ${JSON.stringify(part?.file)}`);
+    if (typeof part?.run !== 'string' || !Array.isArray(part.okExitCodes)) problems.push('job.parts: a part without run or okExitCodes');
   }
   if (problems.length > 0) throw new ConfigError(problems);
 }

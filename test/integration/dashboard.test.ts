@@ -5,6 +5,7 @@
  * requests and traversal attempts.
  */
 import assert from 'node:assert/strict';
+import http from 'node:http';
 import { once } from 'node:events';
 import { readFile, rename, symlink, unlink, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -16,6 +17,22 @@ import { freePort } from '../helpers/processes.ts';
 const PASSWORD = 'correct horse battery staple';
 const TOKEN = 'staging-refresh-token-0123456789';
 
+/** GET a raw request target (no client-side normalisation of `..`); resolve with the status and body. */
+function rawGet(target: string, headers: Record<string, string>): Promise<{ code: number; body: string }> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const request = http.request({ host: url.hostname, port: url.port, path: target, headers }, (response) => {
+      let body = '';
+      response.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      response.on('end', () => resolve({ code: response.statusCode ?? 0, body }));
+    });
+    request.on('error', reject);
+    request.end();
+  });
+}
+
+let base = '';
+
 interface MetricFamily {
   name: string;
   metrics: { value: string; labels?: Record<string, string> }[];
@@ -24,7 +41,6 @@ interface MetricFamily {
 describe('bysu up: dashboard, health, metrics, API', () => {
   let cluster: TestCluster;
   let close: (() => Promise<void>) | undefined;
-  let base: string;
   let up: ReturnType<TestCluster['startProcess']>;
 
   const basic = (user: string, password: string) => ({ authorization: `Basic ${Buffer.from(`${user}:${password}`).toString('base64')}` });
@@ -39,7 +55,7 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     const port = await freePort();
     await cluster.writeConfig(
       [
-        { name: 'shop', node: 'db1', parts: [{ file: 'shop.sql', run: "printf 'SELECT 1;\\n'" }, { file: 'www.tar', run: 'tar -C "$NODE_DIR" -cf - www' }] },
+        { name: 'shop', node: 'db1', parts: [{ file: 'shop.sql', run: "printf 'SELECT 1;\\n'" }, { file: 'www.tar', run: 'tar -C "$NODE_DIR" -cf - www' }, { file: 'empty.sql', run: 'true' }] },
         { name: 'broken', node: 'db1', attempts: 1, parts: [{ file: 'b.sql', run: 'echo "cannot dump" >&2; exit 2' }] },
       ],
       { dashboard: { host: '127.0.0.1', port, user: 'admin', password: PASSWORD, apiToken: TOKEN } },
@@ -115,7 +131,7 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     assert.deepEqual(apps.apps.map((app) => [app.app, app.state]), [['shop', 'ok'], ['broken', 'failing']]);
     const snapshots = await (await api('/apps/shop/snapshots')).json() as { id: string; files: { file: string }[] }[];
     assert.equal(snapshots.length, 1);
-    assert.deepEqual(snapshots[0]!.files.map((file) => file.file), ['shop.sql', 'www.tar']);
+    assert.deepEqual(snapshots[0]!.files.map((file) => file.file), ['shop.sql', 'www.tar', 'empty.sql']);
     const manifest = await api('/apps/shop/latest/manifest.json');
     assert.equal(manifest.status, 200);
     assert.equal((await manifest.json() as { id: string }).id, snapshots[0]!.id);
@@ -142,9 +158,57 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     const beyond = await api('/apps/shop/latest/www.tar', { ...bearer(TOKEN), range: `bytes=${onDisk.length}-` });
     assert.equal(beyond.status, 416);
     assert.equal(beyond.headers.get('content-range'), `bytes */${onDisk.length}`);
+    const backwards = await api('/apps/shop/latest/www.tar', { ...bearer(TOKEN), range: 'bytes=5-2' });
+    assert.equal(backwards.status, 200, 'an invalid range is ignored');
+    const one = await api('/apps/shop/latest/www.tar', { ...bearer(TOKEN), range: 'bytes=0-0' });
+    assert.equal(one.status, 206);
+    assert.equal((await one.arrayBuffer()).byteLength, 1);
+
+    // Resuming a download of `latest`: only while it is still the same snapshot.
+    const etag = whole.headers.get('etag')!;
+    assert.equal(whole.headers.get('x-bysu-snapshot'), etag.slice(1, etag.lastIndexOf('-')));
+    const resumed = await api('/apps/shop/latest/www.tar', { ...bearer(TOKEN), range: 'bytes=10-', 'if-range': etag });
+    assert.equal(resumed.status, 206);
+    const changed = await api('/apps/shop/latest/www.tar', { ...bearer(TOKEN), range: 'bytes=10-', 'if-range': '"20200101T000000Z-1"' });
+    assert.equal(changed.status, 200, 'If-Range names another snapshot: the whole file');
+    assert.equal((await changed.arrayBuffer()).byteLength, onDisk.length);
+    assert.equal((await api('/apps/shop/latest/www.tar', { ...bearer(TOKEN), 'if-match': '"20200101T000000Z-1"' })).status, 412);
+
+    // A snapshot can be named, so that a client can pin it.
+    const id = whole.headers.get('x-bysu-snapshot')!;
+    const pinned = await api(`/apps/shop/snapshots/${id}/www.tar`);
+    assert.equal(pinned.status, 200);
+    assert.ok(Buffer.from(await pinned.arrayBuffer()).equals(onDisk));
+    assert.equal((await api('/apps/shop/snapshots/20200101T000000Z/www.tar')).status, 404);
+    assert.equal((await api('/apps/shop/snapshots/..%2f..%2f/www.tar')).status, 404);
+
+    const head = await fetch(`${base}api/apps/shop/latest/www.tar`, { method: 'HEAD', headers: bearer(TOKEN) });
+    assert.equal(head.status, 200);
+    assert.equal(head.headers.get('content-length'), String(onDisk.length));
+    const empty = await api('/apps/shop/latest/empty.sql', { ...bearer(TOKEN), range: 'bytes=-5' });
+    assert.equal(empty.status, 200);
+    assert.equal(empty.headers.get('content-length'), '0');
+    assert.equal((await api('/apps/shop/latest/%E0%A4%A')).status, 400, 'a malformed URL is a client error');
+  });
+
+  test('Bull Board is read-only: no job can be added or edited through it', async () => {
+    const add = await fetch(`${base}board/api/queues/snapshot/add`, {
+      method: 'POST',
+      headers: { ...basic('admin', PASSWORD), 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'snapshot', data: { app: '../../escape', node: { name: 'x', host: '127.0.0.1', port: 1, user: 'root' }, parts: [] } }),
+    });
+    assert.ok(add.status >= 400 && add.status < 500, `adding a job is refused (${add.status})`);
+    const queues = await (await fetch(`${base}board/api/queues`, { headers: basic('admin', PASSWORD) })).json() as { queues: { name: string; readOnlyMode: boolean }[] };
+    assert.ok(queues.queues.every((queue) => queue.readOnlyMode), 'both queues are shown read-only');
   });
 
   test('no request leaves the repository: traversal, absolute paths, planted symlinks, unlisted files', async () => {
+    // Raw request targets, not normalised by a client.
+    for (const target of ['/api/apps/shop/latest/../../../../etc/passwd', '/api/apps/../../etc/passwd', '/api/apps/shop/latest/..\\..\\bysu.yaml']) {
+      const status = await rawGet(target, bearer(TOKEN));
+      assert.notEqual(status.code, 200, target);
+      assert.doesNotMatch(status.body, /root:x:0|redis:/, target);
+    }
     for (const route of [
       '/apps/shop/latest/..%2f..%2fbysu.yaml',
       '/apps/shop/latest/..%2F..%2F..%2Fetc%2Fpasswd',
@@ -152,7 +216,6 @@ describe('bysu up: dashboard, health, metrics, API', () => {
       '/apps/..%2f..%2fetc/snapshots',
       '/apps/shop%2f..%2f..%2f/latest/manifest.json',
       '/apps/shop/latest/.commits',
-      '/apps/shop/latest/../../../etc/passwd',
     ]) {
       const response = await api(route);
       assert.equal(response.status, 404, route);
@@ -176,7 +239,7 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     assert.ok(oversized instanceof Error || oversized.status === 431, 'oversized headers are refused');
   });
 
-  test('/healthz says 503 while Redis is down, and recovers', async () => {
+  test('/healthz says 503 while Redis is down, /metrics still answers, and both recover', async () => {
     await cluster.redis.stop();
     try {
       const started = Date.now();
@@ -184,6 +247,11 @@ describe('bysu up: dashboard, health, metrics, API', () => {
       assert.equal(down.status, 503);
       assert.equal((await down.json() as { redis: string }).redis, 'down');
       assert.ok(Date.now() - started < 5000, 'answers promptly');
+      const metrics = await fetch(`${base}metrics`);
+      assert.equal(metrics.status, 200, 'a Redis outage must show in the metrics, not blank them');
+      const text = await metrics.text();
+      assert.match(text, /^bysu_redis_up 0$/m);
+      assert.match(text, /^bysu_app_last_success_timestamp_seconds\{app="shop"\} \d/m, 'what the repository knows is still exported');
     } finally {
       await cluster.redis.start();
     }
@@ -202,6 +270,33 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     const [code] = await exited;
     assert.equal(code, 0, up.output().slice(-2000));
   });
+});
+
+test('without a password the dashboard answers only to a loopback Host; a port in use stops bysu up before it takes a job', async () => {
+  const { cluster, close } = await openCluster(['db1']);
+  try {
+    const port = await freePort();
+    await cluster.writeConfig([{ name: 'shop', node: 'db1', parts: [{ file: 'a.sql', run: 'echo a' }] }], { dashboard: { host: '127.0.0.1', port, password: '' } });
+    const dashboard = cluster.startProcess(['dashboard']);
+    await waitForLog(dashboard, 'dashboard started');
+    base = `http://127.0.0.1:${port}/`;
+    assert.equal((await rawGet('/board/', { host: `127.0.0.1:${port}` })).code, 200);
+    assert.equal((await rawGet('/board/', { host: `localhost:${port}` })).code, 200);
+    const rebound = await rawGet('/board/api/queues', { host: `attacker.example:${port}` });
+    assert.equal(rebound.code, 421, 'a rebound DNS name is refused');
+
+    // The port is taken (by that dashboard): `bysu up` must fail before its workers take the waiting job.
+    await cluster.bysu(['snapshot', 'shop']);
+    const up = await cluster.bysu(['up'], { timeoutMs: 30_000 });
+    assert.equal(up.code, 1, up.stderr);
+    assert.match(up.stderr, /EADDRINUSE/);
+    const status = await cluster.bysu(['list', 'shop', '--json']);
+    assert.deepEqual(JSON.parse(status.stdout), [], 'no snapshot was taken by the half-started process');
+    dashboard.kill('SIGTERM');
+    await once(dashboard, 'exit');
+  } finally {
+    await close();
+  }
 });
 
 test('the dashboard refuses a non-loopback address without a password', async () => {

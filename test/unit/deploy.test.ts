@@ -74,7 +74,7 @@ test('systemd units start real subcommands', () => {
     assert.ok(exec, `${unit} runs bysu`);
     assertRealCommand(exec[1]!.split(' '), unit);
     assert.match(text, /^User=bysu$/m, `${unit} runs as the bysu user`);
-    assert.match(text, /^TimeoutStopSec=90$/m, `${unit} gives running snapshots their grace period`);
+    assert.match(text, /^TimeoutStopSec=120$/m, `${unit} gives running snapshots their grace period`);
   }
 });
 
