@@ -6,19 +6,7 @@
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { BysuError, ConfigError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
-import { configCheck } from './config-check.ts';
-import { dashboard } from './dashboard.ts';
 import { EXIT_FAILED, EXIT_USAGE, ExitError, type GlobalOptions } from './context.ts';
-import { keyscan } from './keyscan.ts';
-import { latest } from './latest.ts';
-import { list } from './list.ts';
-import { prune } from './prune.ts';
-import { scheduler } from './scheduler.ts';
-import { snapshot } from './snapshot.ts';
-import { status } from './status.ts';
-import { up } from './up.ts';
-import { verify } from './verify.ts';
-import { worker } from './worker.ts';
 
 function parsePort(value: string): number {
   const port = Number(value);
@@ -26,7 +14,11 @@ function parsePort(value: string): number {
   return port;
 }
 
-/** Build the program; `run` receives each command's exit status. */
+/**
+ * Build the program; `run` receives each command's exit status. Each command's
+ * module is loaded only when it runs, so a worker process does not carry the
+ * dashboard's Express and Bull Board (tens of MiB) or the other way round.
+ */
 export function buildProgram(run: (status: Promise<number>) => void): Command {
   const program = new Command('bysu')
     .description('BYSU: pull-based backups of small Linux clusters over SSH')
@@ -40,67 +32,67 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
   config.command('check')
     .description('validate the config file; with --connect also log in to every node and check its host key')
     .option('--connect', 'log in to every node')
-    .action((options: { connect?: boolean }) => run(configCheck(globals(), options)));
+    .action((options: { connect?: boolean }) => run(import('./config-check.ts').then((command) => command.configCheck(globals(), options))));
 
   program.command('keyscan')
     .description('print the host key fingerprints (SHA256:…) of an SSH server, to pin')
     .argument('<host>')
     .addOption(new Option('--port <n>', 'SSH port').default(22).argParser(parsePort))
     .addOption(new Option('--timeout <ms>', 'connect timeout in ms').default(10_000).argParser(Number))
-    .action((host: string, options: { port: number; timeout: number }) => run(keyscan(host, options)));
+    .action((host: string, options: { port: number; timeout: number }) => run(import('./keyscan.ts').then((command) => command.keyscan(host, options))));
 
   program.command('snapshot')
     .description('enqueue a snapshot now; --wait shows progress and exits 0/1 on the outcome')
     .argument('[apps...]')
     .option('--all', 'every configured app')
     .option('--wait', 'wait for the outcome')
-    .action((apps: string[], options: { all?: boolean; wait?: boolean }) => run(snapshot(globals(), apps, options)));
+    .action((apps: string[], options: { all?: boolean; wait?: boolean }) => run(import('./snapshot.ts').then((command) => command.snapshot(globals(), apps, options))));
 
   program.command('list')
     .description('complete snapshots of an app, newest first')
     .argument('<app>')
     .option('--json', 'machine-readable output')
-    .action((app: string, options: { json?: boolean }) => run(list(globals(), app, options)));
+    .action((app: string, options: { json?: boolean }) => run(import('./list.ts').then((command) => command.list(globals(), app, options))));
 
   program.command('latest')
     .description('absolute path of the newest complete snapshot (exit 1 if none)')
     .argument('<app>')
-    .action((app: string) => run(latest(globals(), app)));
+    .action((app: string) => run(import('./latest.ts').then((command) => command.latest(globals(), app))));
 
   program.command('verify')
     .description('re-hash snapshots against SHA256SUMS and re-validate tars; exit 1 on any mismatch')
     .argument('[apps...]')
     .option('--all', 'every configured app')
-    .action((apps: string[], options: { all?: boolean }) => run(verify(globals(), apps, options)));
+    .action((apps: string[], options: { all?: boolean }) => run(import('./verify.ts').then((command) => command.verify(globals(), apps, options))));
 
   program.command('status')
     .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale or failing')
     .option('--json', 'machine-readable output')
-    .action((options: { json?: boolean }) => run(status(globals(), options)));
+    .action((options: { json?: boolean }) => run(import('./status.ts').then((command) => command.status(globals(), options))));
 
   program.command('prune')
     .description('apply retention now (or show what it would delete)')
     .argument('[apps...]')
     .option('--all', 'every configured app')
     .option('--dry-run', 'only show what would be deleted')
-    .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(prune(globals(), apps, options)));
+    .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
     .description('scheduler, both workers and the dashboard in one process')
-    .action(() => run(up(globals())));
+    .action(() => run(import('./up.ts').then((command) => command.up(globals()))));
 
   program.command('dashboard')
     .description('Bull Board, /healthz, /metrics and the read-only /api')
-    .action(() => run(dashboard(globals())));
+    .action(() => run(import('./dashboard.ts').then((command) => command.dashboard(globals()))));
 
   program.command('scheduler')
     .description('run the scheduler: job schedulers from the config (reloaded on SIGHUP), heartbeat, stale alerts')
-    .action(() => run(scheduler(globals())));
+    .action(() => run(import('./scheduler.ts').then((command) => command.scheduler(globals()))));
 
   program.command('worker')
     .description('run a worker process (snapshot or retention)')
     .argument('<kind>', 'snapshot or retention')
-    .action((kind: string) => run(worker(globals(), kind)));
+    .action((kind: string) => run(import('./worker.ts').then((command) => command.worker(globals(), kind))));
 
   return program;
 }
