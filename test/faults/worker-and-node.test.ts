@@ -11,22 +11,12 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
-import { run } from '../helpers/processes.ts';
+import { run, waitUntil } from '../helpers/processes.ts';
 import { signalTree } from '../helpers/signals.ts';
 
 /** A part that streams ~12 MB over about 3 seconds. */
 const SLOW_PART = 'for i in $(seq 1 30); do head -c 400000 /dev/urandom; sleep 0.1; done';
 const FAST_FAILOVER = { lockDuration: '3s', stalledInterval: '1s', perNode: 4, busyNodeDelay: '300ms' };
-
-async function until<T>(what: string, probe: () => Promise<T | null | false | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 async function snapshotsOf(cluster: TestCluster, app: string): Promise<string[]> {
   return (await readdir(path.join(cluster.repository, app)).catch(() => [] as string[])).filter((name) => /^\d{8}T\d{6}Z/.test(name));
@@ -92,7 +82,7 @@ test('a worker frozen past its lock: the job runs twice, exactly one commit', as
       frozen.kill('SIGCONT');
     }
     // The frozen worker wakes up, finishes its stream and must not commit a second snapshot.
-    await until('the frozen worker to give up', async () => /lost the lock|being committed by another worker|Missing lock|already|snapshot committed/.test(frozen.output()), 60_000);
+    await waitUntil('the frozen worker to give up', async () => /lost the lock|being committed by another worker|Missing lock|already|snapshot committed/.test(frozen.output()), 60_000);
     await new Promise((resolve) => setTimeout(resolve, 1000));
     const id = await oneVerifiedSnapshot(cluster, 'twice');
     assert.equal((await readdir(path.join(cluster.repository, 'twice', '.commits'))).length, 1);

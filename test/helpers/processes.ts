@@ -89,3 +89,14 @@ export async function run(command: string, args: string[], options: SpawnOptions
     child.stdin?.end(options.input ?? '');
   });
 }
+
+/** Poll `probe` every 200 ms until it returns something truthy; throw after timeoutMs naming `what`. */
+export async function waitUntil<T>(what: string, probe: () => Promise<T | null | false | undefined>, timeoutMs = 30_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}

@@ -11,16 +11,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { startHttpRecorder, type HttpRecorder } from '../helpers/http-recorder.ts';
-
-async function until<T>(what: string, probe: () => Promise<T | null | false>, timeoutMs = 30_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
+import { waitUntil } from '../helpers/processes.ts';
 
 async function snapshotIds(cluster: TestCluster, app: string): Promise<string[]> {
   const names = await readdir(path.join(cluster.repository, app)).catch(() => [] as string[]);
@@ -69,8 +60,8 @@ test('scheduled snapshots, keep 2, a failing node, alerts once, recovery', async
       await waitForLog(scheduler, 'scheduler started');
 
       // At least four scheduled snapshots, and retention has cut them to two.
-      await until('4 scheduled commits', async () => (await commits(cluster, 'tick')) >= 4);
-      const kept = await until('retention to keep 2', async () => {
+      await waitUntil('4 scheduled commits', async () => (await commits(cluster, 'tick')) >= 4);
+      const kept = await waitUntil('retention to keep 2', async () => {
         const ids = await snapshotIds(cluster, 'tick');
         return ids.length === 2 ? ids : null;
       });
@@ -103,7 +94,7 @@ test('scheduled snapshots, keep 2, a failing node, alerts once, recovery', async
       // It recovers.
       await rm(path.join(node.dir, 'broken'));
       await recorder.waitFor((request) => request.path === '/hook' && (request.body as { event?: string }).event === 'recovered');
-      const recovered = await until('status ok again', async () => {
+      const recovered = await waitUntil('status ok again', async () => {
         const current = await statusOf(cluster);
         return current.code === 0 ? current : null;
       });
