@@ -14,8 +14,12 @@ import { loadConfig, type Config } from '../src/config/load.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
-import { buildSnapshotJob, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../src/queue/enqueue.ts';
+import { buildDrillJob, buildSnapshotJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../src/queue/enqueue.ts';
 import {
+  DRILL_JOB,
+  DRILL_QUEUE,
+  DRILL_SCHEDULER_PREFIX,
+  drillSchedulerId,
   redisKeys,
   RETENTION_QUEUE,
   RETENTION_SWEEP_JOB,
@@ -24,6 +28,7 @@ import {
   SNAPSHOT_QUEUE,
   SNAPSHOT_SCHEDULER_PREFIX,
   snapshotSchedulerId,
+  type DrillJobData,
   type RetentionJobData,
   type SnapshotJobData,
 } from '../src/queue/jobs.ts';
@@ -53,7 +58,7 @@ export interface RunningScheduler {
  * schedulers match it: upsert one per app (schedule, time zone and the
  * resolved job), remove those of apps no longer configured, upsert the sweep.
  */
-export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>, retentionQueue: Queue<RetentionJobData>, config: Config, redis?: Redis): Promise<ReconcileResult> {
+export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>, retentionQueue: Queue<RetentionJobData>, config: Config, redis?: Redis, drillQueue?: Queue<DrillJobData>): Promise<ReconcileResult> {
   const upserted: string[] = [];
   const unchanged: string[] = [];
   for (const app of config.apps) {
@@ -76,6 +81,27 @@ export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>,
     if (id.startsWith(SNAPSHOT_SCHEDULER_PREFIX) && !wanted.includes(id)) {
       await snapshotQueue.removeJobScheduler(id);
       removed.push(id);
+    }
+  }
+  // Restore drills: one job scheduler per app that has a drill, on the drill queue.
+  if (drillQueue) {
+    const wantedDrills: string[] = [];
+    for (const app of config.apps) {
+      if (!app.drill) continue;
+      const id = drillSchedulerId(app.name);
+      wantedDrills.push(id);
+      const template = { name: DRILL_JOB, data: buildDrillJob(config, app, 'schedule'), opts: drillJobOptions(app) };
+      if (!sameScheduler(await drillQueue.getJobScheduler(id), app.drill.schedule, app.timezone, template)) {
+        await drillQueue.upsertJobScheduler(id, { pattern: app.drill.schedule, tz: app.timezone }, template);
+        upserted.push(id);
+      }
+    }
+    for (const scheduler of await drillQueue.getJobSchedulers(0, -1)) {
+      const id = scheduler.id ?? scheduler.key;
+      if (id.startsWith(DRILL_SCHEDULER_PREFIX) && !wantedDrills.includes(id)) {
+        await drillQueue.removeJobScheduler(id);
+        removed.push(id);
+      }
     }
   }
   const sweep = {
@@ -104,11 +130,12 @@ export async function startScheduler(configFile: string, initial: Config, logger
   connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
   const snapshotQueue = new Queue<SnapshotJobData>(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
   const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
-  for (const queue of [snapshotQueue, retentionQueue]) queue.on('error', (error) => logger.warn({ err: error.message }, 'queue error'));
+  const drillQueue = new Queue<DrillJobData>(DRILL_QUEUE, { connection, prefix: config.redis.prefix });
+  for (const queue of [snapshotQueue, retentionQueue, drillQueue]) queue.on('error', (error) => logger.warn({ err: error.message }, 'queue error'));
   let notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
 
   const reconcile = async () => {
-    const result = await reconcileSchedulers(snapshotQueue, retentionQueue, config, connection);
+    const result = await reconcileSchedulers(snapshotQueue, retentionQueue, config, connection, drillQueue);
     logger.info({ apps: config.apps.length, upserted: result.upserted, removed: result.removed }, 'job schedulers reconciled');
   };
 
@@ -178,6 +205,7 @@ export async function startScheduler(configFile: string, initial: Config, logger
       await notifier.flush();
       await snapshotQueue.close();
       await retentionQueue.close();
+      await drillQueue.close();
       await connection.quit().catch(() => connection.disconnect());
       logger.info('scheduler stopped');
     },

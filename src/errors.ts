@@ -70,6 +70,15 @@ export class CommitConflictError extends BysuError {
   readonly retryable = true;
 }
 
+/**
+ * A restore drill found a problem: a step failed, its output did not match,
+ * or the snapshot file did not match its checksum. Not retried: it is the
+ * finding the drill exists to report.
+ */
+export class DrillFailedError extends BysuError {
+  readonly retryable = false;
+}
+
 /** The operation was cancelled (shutdown or the snapshot's own timeout). */
 export class AbortedError extends BysuError {
   readonly retryable = true;

@@ -48,6 +48,13 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .option('--wait', 'wait for the outcome')
     .action((apps: string[], options: { all?: boolean; wait?: boolean }) => run(import('./snapshot.ts').then((command) => command.snapshot(globals(), apps, options))));
 
+  program.command('drill')
+    .description('restore drill: stream the newest snapshot into the drill steps now; --wait exits 0/1 on the outcome')
+    .argument('[apps...]')
+    .option('--all', 'every app with a drill')
+    .option('--wait', 'wait for the outcome')
+    .action((apps: string[], options: { all?: boolean; wait?: boolean }) => run(import('./drill.ts').then((command) => command.drill(globals(), apps, options))));
+
   program.command('list')
     .description('complete snapshots of an app, newest first')
     .argument('<app>')
@@ -90,8 +97,8 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .action(() => run(import('./scheduler.ts').then((command) => command.scheduler(globals()))));
 
   program.command('worker')
-    .description('run a worker process (snapshot or retention)')
-    .argument('<kind>', 'snapshot or retention')
+    .description('run a worker process (snapshot, retention or drill)')
+    .argument('<kind>', 'snapshot, retention or drill')
     .action((kind: string) => run(import('./worker.ts').then((command) => command.worker(globals(), kind))));
 
   return program;

@@ -21,6 +21,11 @@ function age(ms: number | null): string {
   return formatDuration(Math.max(rounded, 1000));
 }
 
+function drillNote(app: AppStatus): string {
+  if (!app.lastDrill?.passed) return '';
+  return `drill passed ${app.lastDrill.at} (${app.lastDrill.snapshotId} restored on ${app.lastDrill.node})`;
+}
+
 function row(app: AppStatus, now: number): string[] {
   const warnings = app.newest?.warnings.length ? `${app.newest.warnings.length} warning(s): ${app.newest.warnings[0]}` : '';
   const failure = app.lastFailure && app.state === 'failing' ? `${app.lastFailure.at} ${app.lastFailure.reason.split('\n')[0]}` : '';
@@ -32,7 +37,7 @@ function row(app: AppStatus, now: number): string[] {
     age(app.ageMs),
     app.newest ? formatBytes(app.newest.bytes) : '-',
     app.nextRunAt === null ? '-' : app.nextRunAt >= now ? `in ${age(app.nextRunAt - now)}` : `overdue ${age(now - app.nextRunAt)}`,
-    [...app.problems, never, failure, warnings].filter(Boolean).join('; '),
+    [...app.problems, never, failure, warnings, drillNote(app)].filter(Boolean).join('; '),
   ];
 }
 

@@ -11,6 +11,7 @@ import { checkDashboardExposure } from '../dashboard/auth.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
 import { startScheduler } from '../../scheduler/index.ts';
+import { startDrillWorker } from '../../workers/drill.ts';
 import { startRetentionWorker } from '../../workers/retention.ts';
 import { startSnapshotWorker } from '../../workers/snapshot.ts';
 import { EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
@@ -32,6 +33,7 @@ export async function up(globals: GlobalOptions): Promise<number> {
     started.push(dashboard);
     started.push(await startSnapshotWorker(config, logger.child({ component: 'worker-snapshot' })));
     started.push(await startRetentionWorker(config, logger.child({ component: 'worker-retention' })));
+    if (config.apps.some((app) => app.drill)) started.push(await startDrillWorker(config, logger.child({ component: 'worker-drill' })));
     scheduler = await startScheduler(resolveConfigPath(globals.config), config, logger.child({ component: 'scheduler' }));
     started.push(scheduler);
     logger.info({ dashboard: dashboard.url }, 'bysu up: scheduler, workers and dashboard running');

@@ -1,12 +1,13 @@
-/** `bysu worker snapshot|retention`: run a worker until SIGTERM or SIGINT. */
+/** `bysu worker snapshot|retention|drill`: run a worker until SIGTERM or SIGINT. */
 import { checkSshFiles } from '../config/load.ts';
 import { createLogger } from '../log.ts';
+import { startDrillWorker } from '../../workers/drill.ts';
 import { startRetentionWorker } from '../../workers/retention.ts';
 import { startSnapshotWorker } from '../../workers/snapshot.ts';
 import { EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 
-export const WORKER_KINDS = ['snapshot', 'retention'] as const;
+export const WORKER_KINDS = ['snapshot', 'retention', 'drill'] as const;
 
 export async function worker(globals: GlobalOptions, kind: string): Promise<number> {
   if (!(WORKER_KINDS as readonly string[]).includes(kind)) {
@@ -17,6 +18,10 @@ export async function worker(globals: GlobalOptions, kind: string): Promise<numb
   if (kind === 'snapshot') {
     checkSshFiles(config);
     const running = await startSnapshotWorker(config, logger);
+    await runUntilSignal(logger, () => running.close());
+  } else if (kind === 'drill') {
+    checkSshFiles(config);
+    const running = await startDrillWorker(config, logger);
     await runUntilSignal(logger, () => running.close());
   } else {
     const running = await startRetentionWorker(config, logger);

@@ -57,7 +57,29 @@ export interface AppConfig extends AppPolicy {
   parts: PartConfig[];
   /** healthchecks-style URL: GET on success, GET <url>/fail on failure. */
   ping?: string;
+  /** A restore drill of the newest snapshot, on a schedule. */
+  drill?: DrillConfig;
 }
+
+export interface DrillStep {
+  run: string;
+  /** A part file of the snapshot streamed into the command's stdin. */
+  stdin?: string;
+  /** A regular expression (multiline) the command's stdout must match. */
+  expect?: string;
+}
+
+export interface DrillConfig {
+  /** Node the drill runs on (a scratch target, not the app's own node unless you mean it). */
+  node: string;
+  /** @defaultValue "0 6 * * 0" (weekly) */
+  schedule: string;
+  steps: DrillStep[];
+}
+
+export const DEFAULT_DRILL_SCHEDULE = '0 6 * * 0';
+const DRILL_KEYS = ['node', 'schedule', 'steps'];
+const DRILL_STEP_KEYS = ['run', 'stdin', 'expect'];
 
 export interface Config {
   /** The file this was loaded from. */
@@ -77,7 +99,7 @@ export interface Config {
 }
 
 const NODE_KEYS = ['name', 'host', 'port', 'user', 'hostKey'];
-const APP_KEYS = ['name', 'node', 'parts', 'ping', ...POLICY_KEYS];
+const APP_KEYS = ['name', 'node', 'parts', 'ping', 'drill', ...POLICY_KEYS];
 const PART_KEYS = ['file', 'run', 'okExitCodes'];
 const FINGERPRINT_PATTERN = /^SHA256:[A-Za-z0-9+/]{43}$/;
 const USER_PATTERN = /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/;
@@ -395,6 +417,8 @@ function checkApps(items: unknown[], defaults: AppPolicy, nodes: NodeConfig[], p
     ok = checkPolicyOverrides(item, field, problems) && ok;
     if (item.ping !== undefined) ok = attempt(problems, `${field}.ping`, () => checkHttpUrl(item.ping)) && ok;
     const parts = checkParts(item.parts, `${field}.parts`, problems);
+    const drill = item.drill === undefined ? undefined : checkDrill(item.drill, `${field}.drill`, nodes, parts ?? [], item.timezone, problems);
+    if (item.drill !== undefined && drill === undefined) ok = false;
     if (!ok || !parts) return;
     apps.push({
       name: item.name as string,
@@ -402,9 +426,55 @@ function checkApps(items: unknown[], defaults: AppPolicy, nodes: NodeConfig[], p
       parts,
       ...applyOverrides(defaults, item),
       ...(item.ping !== undefined ? { ping: item.ping as string } : {}),
+      ...(drill ? { drill } : {}),
     });
   });
   return apps;
+}
+
+/** Given an app's raw `drill`, check it (node, schedule, steps with stdin naming a part, expect a regex). */
+function checkDrill(raw: unknown, field: string, nodes: NodeConfig[], parts: PartConfig[], timezone: unknown, problems: string[]): DrillConfig | undefined {
+  if (!isMapping(raw)) {
+    problems.push(`${field}: must be a mapping with node and steps`);
+    return undefined;
+  }
+  const before = problems.length;
+  rejectUnknownKeys(raw, DRILL_KEYS, field, problems);
+  if (!nodes.some((node) => node.name === raw.node)) {
+    problems.push(typeof raw.node === 'string' ? `${field}.node: unknown node "${raw.node}"` : `${field}.node: must name a configured node`);
+  }
+  const schedule = raw.schedule ?? DEFAULT_DRILL_SCHEDULE;
+  attempt(problems, `${field}.schedule`, () => checkCron(schedule, typeof timezone === 'string' ? timezone : 'UTC'));
+  const steps: DrillStep[] = [];
+  if (!Array.isArray(raw.steps) || raw.steps.length === 0) {
+    problems.push(`${field}.steps: must be a non-empty list of steps (run, and optionally stdin and expect)`);
+  } else {
+    raw.steps.forEach((step, index) => {
+      const stepField = `${field}.steps[${index}]`;
+      if (!isMapping(step)) {
+        problems.push(`${stepField}: must be a mapping with run`);
+        return;
+      }
+      rejectUnknownKeys(step, DRILL_STEP_KEYS, stepField, problems);
+      if (typeof step.run !== 'string' || step.run.trim() === '') problems.push(`${stepField}.run: must be a non-empty command, got ${JSON.stringify(step.run)}`);
+      if (step.stdin !== undefined && !parts.some((part) => part.file === step.stdin)) {
+        problems.push(`${stepField}.stdin: ${JSON.stringify(step.stdin)} is not a part of this app (parts: ${parts.map((part) => part.file).join(', ')})`);
+      }
+      if (step.expect !== undefined) {
+        attempt(problems, `${stepField}.expect`, () => {
+          if (typeof step.expect !== 'string') throw new Error(`must be a regular expression, got ${JSON.stringify(step.expect)}`);
+          try {
+            new RegExp(step.expect, 'm');
+          } catch (error) {
+            throw new Error(`not a valid regular expression: ${(error as Error).message}`);
+          }
+        });
+      }
+      steps.push({ run: step.run as string, ...(step.stdin !== undefined ? { stdin: step.stdin as string } : {}), ...(step.expect !== undefined ? { expect: step.expect as string } : {}) });
+    });
+  }
+  if (problems.length > before) return undefined;
+  return { node: raw.node as string, schedule: schedule as string, steps };
 }
 
 /** Given the defaults and an app's (already checked) raw keys, return the app's policy. */

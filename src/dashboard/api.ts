@@ -66,6 +66,7 @@ export function apiRouter(config: Config, redis: Redis, snapshotQueue: Queue): R
         latest: app.newest ? { id: app.newest.id, finishedAt: app.newest.finishedAt, bytes: app.newest.bytes, warnings: app.newest.warnings } : null,
         nextRunAt: app.nextRunAt === null ? null : new Date(app.nextRunAt).toISOString(),
         lastFailure: app.lastFailure,
+        lastDrill: app.lastDrill,
       })),
     });
   });

@@ -30,6 +30,8 @@ export async function renderMetrics(config: Config, redis: Redis, queues: Queue[
   const jobs = gauge('bysu_queue_jobs', 'Jobs in the queue by state.', ['queue', 'state']);
   const heartbeatAge = gauge('bysu_scheduler_heartbeat_age_seconds', 'Seconds since a scheduler last wrote its heartbeat (absent: none in the last minute).');
   const up = gauge('bysu_scheduler_up', '1 when a scheduler heartbeat is present.');
+  const drillSuccess = gauge('bysu_drill_last_success_timestamp_seconds', 'Finish time of the newest passed restore drill (Unix seconds).', ['app']);
+  const drillResult = gauge('bysu_drill_last_result', 'Outcome of the newest restore drill: 1 passed, 0 failed.', ['app']);
 
   const redisUp = gauge('bysu_redis_up', '1 when Redis answered this scrape; 0 means no snapshot can be scheduled or taken.');
   const answered = await Promise.race([
@@ -60,6 +62,10 @@ export async function renderMetrics(config: Config, redis: Redis, queues: Queue[
     setNewest(app.app, app.newest);
     if (app.staleAfterMs !== null) staleAfter.set({ app: app.app }, app.staleAfterMs / 1000);
     failures.inc({ app: app.app }, Number(failureCounts[app.app] ?? 0));
+    if (app.lastDrill) {
+      drillResult.set({ app: app.app }, app.lastDrill.passed ? 1 : 0);
+      if (app.lastDrill.passed) drillSuccess.set({ app: app.app }, Date.parse(app.lastDrill.at) / 1000);
+    }
   }
   for (const queue of queues) {
     const counts = await queue.getJobCounts(...JOB_STATES);

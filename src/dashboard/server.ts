@@ -16,7 +16,7 @@ import type { Config } from '../config/load.ts';
 import { toError } from '../errors.ts';
 import { throttledWarning, type Logger } from '../log.ts';
 import { createDashboardConnection, redactRedisUrl } from '../queue/connection.ts';
-import { RETENTION_QUEUE, SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { DRILL_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE } from '../queue/jobs.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { apiRouter } from './api.ts';
 import { basicAuth, bearerAuth, checkDashboardExposure, loopbackHostOnly } from './auth.ts';
@@ -35,7 +35,7 @@ export interface RunningDashboard {
 }
 
 /** Given the config, Redis and the two queues, return the Express app (no listening). */
-export function createDashboardApp(config: Config, redis: Redis, queues: { snapshot: Queue; retention: Queue }, logger: Logger): express.Express {
+export function createDashboardApp(config: Config, redis: Redis, queues: { snapshot: Queue; retention: Queue; drill: Queue }, logger: Logger): express.Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -51,7 +51,7 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
   });
 
   app.get('/metrics', async (_request, response) => {
-    const { contentType, text } = await renderMetrics(config, redis, [queues.snapshot, queues.retention]);
+    const { contentType, text } = await renderMetrics(config, redis, [queues.snapshot, queues.retention, queues.drill]);
     response.type(contentType).send(text);
   });
 
@@ -63,7 +63,7 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
   createBullBoard({
     // Read-only: a job's data says which host to log in to and what to run there, so nobody edits or adds one
     // through the dashboard (re-run a snapshot with `bysu snapshot <app>`).
-    queues: [new BullMQAdapter(queues.snapshot, { readOnlyMode: true }), new BullMQAdapter(queues.retention, { readOnlyMode: true })],
+    queues: [queues.snapshot, queues.retention, queues.drill].map((queue) => new BullMQAdapter(queue, { readOnlyMode: true })),
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'BYSU backups' } },
   });
@@ -93,8 +93,9 @@ export async function startDashboard(config: Config, logger: Logger): Promise<Ru
   redis.on('error', warn);
   const snapshot = new Queue(SNAPSHOT_QUEUE, { connection: redis, prefix: config.redis.prefix });
   const retention = new Queue(RETENTION_QUEUE, { connection: redis, prefix: config.redis.prefix });
-  for (const queue of [snapshot, retention]) queue.on('error', warn);
-  const app = createDashboardApp(config, redis, { snapshot, retention }, logger);
+  const drill = new Queue(DRILL_QUEUE, { connection: redis, prefix: config.redis.prefix });
+  for (const queue of [snapshot, retention, drill]) queue.on('error', warn);
+  const app = createDashboardApp(config, redis, { snapshot, retention, drill }, logger);
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(config.dashboard.port, config.dashboard.host, (error?: Error) => (error ? reject(error) : resolve(listening)));
     listening.once('error', reject);
@@ -112,6 +113,7 @@ export async function startDashboard(config: Config, logger: Logger): Promise<Ru
       });
       await snapshot.close();
       await retention.close();
+      await drill.close();
       await redis.quit().catch(() => redis.disconnect());
       logger.info('dashboard stopped');
     },

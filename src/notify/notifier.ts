@@ -14,7 +14,7 @@ import { BYSU_VERSION } from '../version.ts';
 export type AlertState = 'ok' | 'failing' | 'stale';
 
 export interface AlertEvent {
-  event: 'failed' | 'stale' | 'recovered';
+  event: 'failed' | 'stale' | 'recovered' | 'drill-failed' | 'drill-recovered';
   app: string;
   node?: string;
   /** ISO time of the event. */
@@ -25,7 +25,7 @@ export interface AlertEvent {
   lastSnapshot?: { id: string; finishedAt: string } | null;
 }
 
-const STATE_FOR_EVENT: Record<AlertEvent['event'], AlertState> = { failed: 'failing', stale: 'stale', recovered: 'ok' };
+const STATE_FOR_EVENT: Record<AlertEvent['event'], AlertState> = { failed: 'failing', stale: 'stale', recovered: 'ok', 'drill-failed': 'failing', 'drill-recovered': 'ok' };
 /** Delays between delivery attempts. */
 const RETRY_DELAYS_MS = [1000, 3000, 9000];
 
@@ -47,10 +47,12 @@ export class Notifier {
   async report(event: AlertEvent): Promise<boolean> {
     const state = STATE_FOR_EVENT[event.event];
     const key = redisKeys.alertState(this.prefix);
+    // Drills have a state of their own: a failed drill and a failed backup are separate news.
+    const field = event.event.startsWith('drill') ? `drill:${event.app}` : event.app;
     // HSET returns the previous value only via a script: do get-and-set atomically.
     const previous = (await this.redis.eval(
       `local old = redis.call('HGET', KEYS[1], ARGV[1]) redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return old`,
-      1, key, event.app, state,
+      1, key, field, state,
     )) as string | null;
     if (previous === state) return false;
     if (state === 'ok' && previous !== 'failing' && previous !== 'stale') return false;
@@ -64,7 +66,7 @@ export class Notifier {
       // Undelivered: put the old state back (unless it moved on meanwhile) so that the next check alerts again.
       await this.redis.eval(
         `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end end return 0`,
-        1, key, event.app, state, previous ?? '',
+        1, key, field, state, previous ?? '',
       );
     });
     return true;

@@ -5,7 +5,7 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import type { AppConfig, Config } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
-import { manualJobId, RETENTION_JOB, SNAPSHOT_JOB, type RetentionJobData, type RetentionTarget, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
+import { DRILL_JOB, manualJobId, RETENTION_JOB, SNAPSHOT_JOB, type DrillJobData, type RetentionJobData, type RetentionTarget, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
 
 /** Completed and failed jobs kept in Redis for status and the dashboard. */
 export const KEEP_COMPLETED = { age: 30 * 86_400, count: 5000 };
@@ -69,5 +69,31 @@ export function snapshotJobOptions(app: AppConfig): JobsOptions {
 export async function enqueueManualSnapshot(queue: Queue, config: Config, app: AppConfig, now = new Date()): Promise<string> {
   const jobId = manualJobId(app.name, now);
   const job = await queue.add(SNAPSHOT_JOB, buildSnapshotJob(config, app, 'manual'), { ...snapshotJobOptions(app), jobId });
+  return String(job.id);
+}
+
+/** Given the config and an app with a drill, return the drill job's payload. */
+export function buildDrillJob(config: Config, app: AppConfig, trigger: SnapshotTrigger): DrillJobData {
+  if (!app.drill) throw new ConfigError([`app "${app.name}" has no drill configured`]);
+  const node = config.nodes.find((candidate) => candidate.name === app.drill!.node);
+  if (!node) throw new ConfigError([`app "${app.name}": unknown drill node "${app.drill.node}"`]);
+  return {
+    app: app.name,
+    trigger,
+    node: { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    steps: app.drill.steps.map((step) => ({ ...step })),
+    limits: { timeoutMs: app.timeoutMs, stallTimeoutMs: app.stallTimeoutMs, perNode: config.concurrency.perNode },
+    ...(app.ping ? { ping: app.ping } : {}),
+  };
+}
+
+/** Options of drill jobs: the app's attempts and backoff. */
+export function drillJobOptions(app: AppConfig): JobsOptions {
+  return snapshotJobOptions(app);
+}
+
+/** Given the drill queue, the config and an app, enqueue a drill now; return its job id. */
+export async function enqueueManualDrill(queue: Queue, config: Config, app: AppConfig, now = new Date()): Promise<string> {
+  const job = await queue.add(DRILL_JOB, buildDrillJob(config, app, 'manual'), { ...drillJobOptions(app), jobId: `drill-${app.name}-${now.getTime()}` });
   return String(job.id);
 }

@@ -2,7 +2,7 @@
  * Queue names, job names, payload types and BYSU's own Redis key names: the
  * only place these strings are written.
  */
-import type { PartConfig } from '../config/load.ts';
+import type { DrillStep, PartConfig } from '../config/load.ts';
 
 export const SNAPSHOT_QUEUE = 'snapshot';
 export const RETENTION_QUEUE = 'retention';
@@ -14,6 +14,10 @@ export const RETENTION_SWEEP_JOB = 'retention-sweep';
 export const SNAPSHOT_SCHEDULER_PREFIX = 'app-';
 export const snapshotSchedulerId = (app: string) => `${SNAPSHOT_SCHEDULER_PREFIX}${app}`;
 export const RETENTION_SWEEP_SCHEDULER = 'retention-sweep';
+export const DRILL_QUEUE = 'drill';
+export const DRILL_JOB = 'drill';
+export const DRILL_SCHEDULER_PREFIX = 'drill-';
+export const drillSchedulerId = (app: string) => `${DRILL_SCHEDULER_PREFIX}${app}`;
 
 export type SnapshotTrigger = 'schedule' | 'manual';
 
@@ -107,4 +111,30 @@ export interface FailureRecord {
   reason: string;
   jobId: string;
   attempts: number;
+}
+
+/** A restore drill: stream the app's newest snapshot into commands on the drill node and check them. */
+export interface DrillJobData {
+  app: string;
+  trigger: SnapshotTrigger;
+  node: { name: string; host: string; port: number; user: string; hostKey?: string };
+  steps: DrillStep[];
+  limits: { timeoutMs: number; stallTimeoutMs: number; perNode: number };
+  ping?: string;
+}
+
+/** What a drill did, as written to `<app>/.drills/<id>.json`. */
+export interface DrillResult {
+  format: 'bysu-drill/1';
+  app: string;
+  /** The snapshot restored. */
+  snapshotId: string | null;
+  node: string;
+  jobId: string;
+  startedAt: string;
+  finishedAt: string;
+  passed: boolean;
+  /** Why it failed (the step and its stderr), when it did. */
+  error: string | null;
+  steps: { run: string; stdin?: string; bytesIn?: number; exitCode: number | null; durationMs: number; expect?: string; matched?: boolean; stdoutTail: string }[];
 }

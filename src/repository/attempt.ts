@@ -18,6 +18,7 @@ import {
   appDirectory,
   COMMITS_DIR,
   DIR_MODE,
+  DRILLS_DIR,
   FILE_MODE,
   INCOMING_DIR,
   LATEST_LINK,
@@ -28,6 +29,7 @@ import {
   SUMS_FILE,
 } from './layout.ts';
 import { renderManifest, renderSums, type Manifest } from './manifest.ts';
+import type { DrillResult } from '../queue/jobs.ts';
 import { PartInspector, type Inspection } from './part-inspector.ts';
 import { listSnapshots } from './read.ts';
 
@@ -337,3 +339,23 @@ export async function repointLatest(appDir: string): Promise<string | null> {
   return (await readlink(path.join(appDir, LATEST_LINK)).catch(() => null));
 }
 
+
+/**
+ * Given the repository, an app and a drill result, write it as
+ * `<app>/.drills/<finishedAt>-<jobId>.json` (pretty JSON, 0600), atomically.
+ */
+export async function writeDrillResult(repository: string, app: string, result: DrillResult): Promise<string> {
+  const dir = path.join(appDirectory(repository, app), DRILLS_DIR);
+  const name = `${result.finishedAt.replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}-${safeJobName(result.jobId)}.json`;
+  const target = path.join(dir, name);
+  const temporary = path.join(dir, `.${name}.${randomBytes(4).toString('hex')}`);
+  try {
+    await ensureDirectory(dir);
+    await writeFileDurably(temporary, `${JSON.stringify(result, null, 2)}\n`);
+    await rename(temporary, target);
+  } catch (error) {
+    await rm(temporary, { force: true }).catch(() => undefined);
+    throw storageError(error, `write the drill result ${target}`);
+  }
+  return target;
+}

@@ -13,6 +13,8 @@ export const LATEST_LINK = 'latest';
 export const INCOMING_DIR = '.incoming';
 /** One marker per committed job id: the fence against committing a job twice. */
 export const COMMITS_DIR = '.commits';
+/** Results of restore drills, one JSON file each. */
+export const DRILLS_DIR = '.drills';
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 

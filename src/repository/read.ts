@@ -7,7 +7,8 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { appDirectory, COMMITS_DIR, compareSnapshotIds, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
+import { appDirectory, COMMITS_DIR, compareSnapshotIds, DRILLS_DIR, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
+import type { DrillResult } from '../queue/jobs.ts';
 import { parseSums, type Manifest } from './manifest.ts';
 import { inspectingSink, PartInspector } from './part-inspector.ts';
 
@@ -171,4 +172,18 @@ export async function verifySnapshot(snapshot: SnapshotEntry): Promise<VerifyRes
     }
   }
   return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length };
+}
+
+/** Given the repository and an app, return its newest drill result, or null. */
+export async function latestDrillResult(repository: string, app: string): Promise<DrillResult | null> {
+  const dir = path.join(appDirectory(repository, app), DRILLS_DIR);
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.json') && !name.startsWith('.')).sort();
+  for (const name of names.reverse()) {
+    try {
+      return JSON.parse(await readFile(path.join(dir, name), 'utf8')) as DrillResult;
+    } catch {
+      // an unreadable result is skipped
+    }
+  }
+  return null;
 }

@@ -6,7 +6,7 @@
  * (code or signal) is reported, or its absence as a failure.
  */
 import { readFileSync } from 'node:fs';
-import type { Readable } from 'node:stream';
+import type { Readable, Writable } from 'node:stream';
 import ssh2 from 'ssh2';
 import { AbortedError, AuthenticationError, ConfigError, ConnectionError, HostKeyError } from '../errors.ts';
 import {
@@ -61,6 +61,8 @@ export interface ExitStatus {
 export interface RemoteCommand {
   /** The command's stdout, byte for byte. */
   stdout: Readable;
+  /** The command's stdin (already ended unless exec was asked for one). */
+  stdin: Writable;
   /** Settles after stdout has been consumed and the channel closed. Never rejects. */
   exit: Promise<ExitStatus>;
   /** The last STDERR_TAIL_BYTES of the command's stderr, as text. */
@@ -198,10 +200,11 @@ export class SshSession {
   }
 
   /**
-   * Given a shell command, run it on the node without a pty and with stdin
-   * closed. Throw ConnectionError when the channel cannot be opened.
+   * Given a shell command, run it on the node without a pty, with stdin closed
+   * unless `stdin` is asked for (the caller then writes and ends it). Throw
+   * ConnectionError when the channel cannot be opened.
    */
-  async exec(command: string): Promise<RemoteCommand> {
+  async exec(command: string, options: { stdin?: boolean } = {}): Promise<RemoteCommand> {
     if (this.closedReason !== null) throw new ConnectionError(`${this.where}: ${this.closedReason}`);
     const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) => {
       this.client.exec(command, (error, opened) => {
@@ -209,8 +212,8 @@ export class SshSession {
         else resolve(opened);
       });
     });
-    // The commands are dumps: give them an empty stdin so nothing waits on it.
-    channel.end();
+    // Dumps get an empty stdin so nothing waits on it; a drill step may be given one to write to.
+    if (!options.stdin) channel.end();
 
     let tail = Buffer.alloc(0);
     let truncated = false;
@@ -237,6 +240,7 @@ export class SshSession {
 
     return {
       stdout: channel,
+      stdin: channel,
       exit,
       stderrTail: () => {
         // A cut tail may start inside a UTF-8 sequence: drop its continuation bytes, nothing else.

@@ -11,7 +11,7 @@ import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
 import { StorageError } from '../errors.ts';
 import { redisKeys, snapshotSchedulerId, type FailureRecord } from '../queue/jobs.ts';
-import { listAppDirectories, newestSnapshot } from '../repository/read.ts';
+import { latestDrillResult, listAppDirectories, newestSnapshot } from '../repository/read.ts';
 import { staleThresholdMs } from './stale.ts';
 
 export type AppStateName = 'ok' | 'stale' | 'failing' | 'never' | 'orphaned';
@@ -29,8 +29,10 @@ export interface AppStatus {
   lastFailure: FailureRecord | null;
   /** When the scheduler first had the app in its config (ISO), if it ever did. */
   firstSeenAt: string | null;
-  /** Things wrong beside the state: no job scheduler, an unreadable directory. */
+  /** Things wrong beside the state: no job scheduler, an unreadable directory, a failed drill. */
   problems: string[];
+  /** The newest restore drill, when the app has had one. */
+  lastDrill: { snapshotId: string | null; passed: boolean; at: string; node: string; error: string | null } | null;
 }
 
 export interface SchedulerHeartbeat {
@@ -102,6 +104,8 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
     return null;
   });
   if (app !== null && nextRunAt === null) problems.push('no job scheduler: is a scheduler running with this config (reload it with SIGHUP)?');
+  const drill = await latestDrillResult(config.repository, name).catch(() => null);
+  if (drill && !drill.passed && app?.drill) problems.push(`drill FAILED ${drill.finishedAt}: ${(drill.error ?? '').split('\n')[0]}`);
   const manifest = newest?.manifest ?? null;
   const finishedAt = manifest ? Date.parse(manifest.finishedAt) : null;
   const lastFailure = known.failures.get(name) ?? null;
@@ -127,6 +131,7 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
     lastFailure,
     firstSeenAt,
     problems,
+    lastDrill: drill ? { snapshotId: drill.snapshotId, passed: drill.passed, at: drill.finishedAt, node: drill.node, error: drill.error } : null,
   };
 }
 

@@ -32,7 +32,7 @@ test('compose.yaml: services, Redis settings, replicas, volumes, real commands',
     services: Record<string, { command: string[]; image?: string; build?: string; volumes?: string[]; deploy?: { replicas?: number }; environment?: Record<string, string> }>;
     volumes: Record<string, unknown>;
   };
-  assert.deepEqual(Object.keys(compose.services).sort(), ['dashboard', 'redis', 'retention-worker', 'scheduler', 'snapshot-worker']);
+  assert.deepEqual(Object.keys(compose.services).sort(), ['dashboard', 'drill-worker', 'redis', 'retention-worker', 'scheduler', 'snapshot-worker']);
   const redis = compose.services.redis!.command.join(' ');
   assert.match(redis, /--appendonly yes/);
   assert.match(redis, /--appendfsync everysec/);

@@ -1,0 +1,52 @@
+/**
+ * `bysu drill <app>... [--wait]`: enqueue a restore drill of the newest
+ * snapshot now; with --wait, follow it and exit 0 when it passed, 1 when it
+ * failed (with the failing step and its stderr).
+ */
+import { Job, Queue } from 'bullmq';
+import { findApp } from '../config/load.ts';
+import { connectProducer } from '../queue/connection.ts';
+import { enqueueManualDrill } from '../queue/enqueue.ts';
+import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../queue/jobs.ts';
+import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
+
+export async function drill(globals: GlobalOptions, names: string[], options: { all?: boolean; wait?: boolean }): Promise<number> {
+  const config = loadCliConfig(globals);
+  const apps = requireAppNames(config, names, options.all).map((name) => findApp(config, name)).filter((app) => app.drill || !options.all);
+  for (const app of apps) if (!app.drill) throw new ExitError(EXIT_USAGE, `app "${app.name}" has no drill configured`);
+  const connection = await connectProducer(config.redis.url);
+  const queue = new Queue<DrillJobData, DrillResult>(DRILL_QUEUE, { connection, prefix: config.redis.prefix });
+  try {
+    const pending: { app: string; jobId: string }[] = [];
+    for (const app of apps) {
+      const jobId = await enqueueManualDrill(queue, config, app);
+      console.log(`${app.name}: drill enqueued (job ${jobId})`);
+      pending.push({ app: app.name, jobId });
+    }
+    if (!options.wait) return EXIT_OK;
+    let failures = 0;
+    const seenAttempts = new Map<string, number>();
+    while (pending.length > 0) {
+      for (const entry of [...pending]) {
+        const job = await Job.fromId<DrillJobData, DrillResult>(queue, entry.jobId);
+        const state = await job?.getState();
+        if (!job || state === 'completed' || state === 'failed') {
+          pending.splice(pending.indexOf(entry), 1);
+          if (state === 'completed') console.log(`${entry.app}: drill passed: snapshot ${job!.returnvalue.snapshotId} restored and checked on ${job!.returnvalue.node}`);
+          else {
+            failures += 1;
+            console.log(`${entry.app}: drill FAILED after ${job?.attemptsMade ?? 0} attempt(s): ${job?.failedReason ?? 'job disappeared'}`);
+          }
+        } else if (job.attemptsMade > (seenAttempts.get(entry.jobId) ?? 0)) {
+          seenAttempts.set(entry.jobId, job.attemptsMade);
+          console.log(`${entry.app}: drill attempt ${job.attemptsMade} failed, will retry: ${(job.failedReason ?? '').split('\n')[0]}`);
+        }
+      }
+      if (pending.length > 0) await new Promise((resolve) => setTimeout(resolve, 500));
+    }
+    return failures === 0 ? EXIT_OK : EXIT_FAILED;
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * The drill worker: BullMQ wiring around src/drill. Drills take the same
+ * per-node slots as snapshots (a busy drill node delays the job without using
+ * an attempt); a failed drill is announced once per change of state.
+ */
+import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { Config } from '../src/config/load.ts';
+import { runDrill } from '../src/drill/run-drill.ts';
+import { isRetryable, toError } from '../src/errors.ts';
+import { throttledWarning, type Logger } from '../src/log.ts';
+import { Notifier } from '../src/notify/notifier.ts';
+import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
+import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
+import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
+import { readIdentity } from '../src/ssh/session.ts';
+
+export interface RunningDrillWorker {
+  worker: Worker<DrillJobData, DrillResult>;
+  close(): Promise<void>;
+}
+
+/** Given the config and a logger, start a drill worker and return it. */
+export async function startDrillWorker(config: Config, logger: Logger): Promise<RunningDrillWorker> {
+  const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  const connection = createWorkerConnection(config.redis.url);
+  connection.on('error', throttledWarning(logger, `redis error (${redactRedisUrl(config.redis.url)})`));
+  const slots = new NodeSlots(connection, config.redis.prefix);
+  const notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
+  const shutdown = new AbortController();
+
+  const processor = async (job: Job<DrillJobData, DrillResult>, token?: string): Promise<DrillResult> => {
+    const data = job.data;
+    const log = logger.child({ app: data.app, node: data.node?.name, jobId: job.id, attempt: job.attemptsMade + 1, drill: true });
+    const slot = await slots.acquire(data.node.name, data.limits.perNode, job.id ?? 'drill');
+    if (slot === null) {
+      await job.moveToDelayed(Date.now() + config.concurrency.busyNodeDelayMs * (1 + Math.random()), token);
+      throw new DelayedError();
+    }
+    const renewal = setInterval(() => void slot.renew().catch(() => undefined), Math.floor(NODE_SLOT_LEASE_MS / 3));
+    log.info({ steps: data.steps.length }, 'drill started');
+    try {
+      const result = await runDrill(data, {
+        jobId: String(job.id),
+        repository: config.repository,
+        identity,
+        connectTimeoutMs: config.ssh.connectTimeoutMs,
+        keepalive: { intervalMs: config.ssh.keepaliveIntervalMs, countMax: config.ssh.keepaliveCountMax },
+        logger: log,
+        signal: shutdown.signal,
+      });
+      log.info({ snapshot: result.snapshotId }, 'drill passed');
+      await notifier.report({ event: 'drill-recovered', app: data.app, node: data.node.name, at: result.finishedAt, lastSnapshot: null }).catch(() => undefined);
+      return result;
+    } catch (thrown) {
+      const error = toError(thrown);
+      log.error({ err: error.message }, 'drill failed');
+      if (!isRetryable(error)) throw new UnrecoverableError(error.message);
+      throw error;
+    } finally {
+      clearInterval(renewal);
+      await slot.release().catch(() => undefined);
+    }
+  };
+
+  const worker = new Worker<DrillJobData, DrillResult>(DRILL_QUEUE, processor, {
+    connection,
+    prefix: config.redis.prefix,
+    concurrency: config.concurrency.perWorker,
+    lockDuration: config.concurrency.lockDurationMs,
+    stalledInterval: config.concurrency.stalledIntervalMs,
+    maxStartedAttempts: 10_000,
+  });
+  worker.on('error', (error) => logger.error({ err: error.message }, 'drill worker error'));
+  worker.on('failed', (job, error) => {
+    if (!job || (error.name !== 'UnrecoverableError' && job.attemptsMade < (job.opts.attempts ?? 1))) return;
+    logger.error({ app: job.data.app, jobId: job.id, reason: error.message }, 'drill failed for good');
+    void notifier.report({ event: 'drill-failed', app: job.data.app, node: job.data.node?.name, at: new Date().toISOString(), reason: error.message }).catch(() => undefined);
+    notifier.ping(job.data.app, job.data.ping, false);
+  });
+  await worker.waitUntilReady();
+  logger.info({ repository: config.repository }, 'drill worker started');
+  return {
+    worker,
+    async close() {
+      const closing = worker.close();
+      const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownGraceMs).unref());
+      if ((await Promise.race([closing.then(() => 'closed' as const), grace])) === 'timeout') {
+        shutdown.abort();
+        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, config.ssh.connectTimeoutMs + 10_000).unref())]);
+      }
+      await notifier.flush();
+      await connection.quit().catch(() => connection.disconnect());
+      logger.info('drill worker stopped');
+    },
+  };
+}
