@@ -5,14 +5,17 @@
  */
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
-import { runDrill } from '../src/drill/run-drill.ts';
-import { isRetryable, toError } from '../src/errors.ts';
+import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
+import { AbortedError, ConnectionError, isRetryable, toError } from '../src/errors.ts';
 import { throttledWarning, type Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { readIdentity } from '../src/ssh/session.ts';
+
+/** The worker is stopping: the drill goes back to the queue without using an attempt or writing a result. */
+class DrillShutdownError extends AbortedError {}
 
 export interface RunningDrillWorker {
   worker: Worker<DrillJobData, DrillResult>;
@@ -30,13 +33,29 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
 
   const processor = async (job: Job<DrillJobData, DrillResult>, token?: string): Promise<DrillResult> => {
     const data = job.data;
-    const log = logger.child({ app: data.app, node: data.node?.name, jobId: job.id, attempt: job.attemptsMade + 1, drill: true });
+    const log = logger.child({ app: data?.app, node: data?.node?.name, jobId: job.id, attempt: job.attemptsMade + 1, drill: true });
+    try {
+      checkDrillJobData(data);
+    } catch (error) {
+      throw new UnrecoverableError(toError(error).message);
+    }
+    if (shutdown.signal.aborted) {
+      await job.moveToDelayed(Date.now(), token);
+      throw new DelayedError();
+    }
     const slot = await slots.acquire(data.node.name, data.limits.perNode, job.id ?? 'drill');
     if (slot === null) {
       await job.moveToDelayed(Date.now() + config.concurrency.busyNodeDelayMs * (1 + Math.random()), token);
       throw new DelayedError();
     }
-    const renewal = setInterval(() => void slot.renew().catch(() => undefined), Math.floor(NODE_SLOT_LEASE_MS / 3));
+    const controller = new AbortController();
+    const onShutdown = () => controller.abort(new DrillShutdownError('worker is shutting down'));
+    shutdown.signal.addEventListener('abort', onShutdown, { once: true });
+    const renewal = setInterval(() => {
+      slot.renew().then((held) => {
+        if (!held) controller.abort(new ConnectionError(`lost the slot on node ${data.node.name} (lease expired)`));
+      }, () => undefined);
+    }, Math.floor(NODE_SLOT_LEASE_MS / 3));
     log.info({ steps: data.steps.length }, 'drill started');
     try {
       const result = await runDrill(data, {
@@ -46,18 +65,24 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
         connectTimeoutMs: config.ssh.connectTimeoutMs,
         keepalive: { intervalMs: config.ssh.keepaliveIntervalMs, countMax: config.ssh.keepaliveCountMax },
         logger: log,
-        signal: shutdown.signal,
+        signal: controller.signal,
       });
       log.info({ snapshot: result.snapshotId }, 'drill passed');
       await notifier.report({ event: 'drill-recovered', app: data.app, node: data.node.name, at: result.finishedAt, lastSnapshot: null }).catch(() => undefined);
       return result;
     } catch (thrown) {
       const error = toError(thrown);
+      if (error instanceof DrillShutdownError) {
+        log.warn('drill interrupted by shutdown; handing the job back without using an attempt');
+        await job.moveToDelayed(Date.now(), token);
+        throw new DelayedError();
+      }
       log.error({ err: error.message }, 'drill failed');
       if (!isRetryable(error)) throw new UnrecoverableError(error.message);
       throw error;
     } finally {
       clearInterval(renewal);
+      shutdown.signal.removeEventListener('abort', onShutdown);
       await slot.release().catch(() => undefined);
     }
   };
@@ -68,6 +93,7 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
     concurrency: config.concurrency.perWorker,
     lockDuration: config.concurrency.lockDurationMs,
     stalledInterval: config.concurrency.stalledIntervalMs,
+    maxStalledCount: 2,
     maxStartedAttempts: 10_000,
   });
   worker.on('error', (error) => logger.error({ err: error.message }, 'drill worker error'));

@@ -33,7 +33,8 @@ export async function up(globals: GlobalOptions): Promise<number> {
     started.push(dashboard);
     started.push(await startSnapshotWorker(config, logger.child({ component: 'worker-snapshot' })));
     started.push(await startRetentionWorker(config, logger.child({ component: 'worker-retention' })));
-    if (config.apps.some((app) => app.drill)) started.push(await startDrillWorker(config, logger.child({ component: 'worker-drill' })));
+    // Always: a drill added later by SIGHUP must find a worker.
+    started.push(await startDrillWorker(config, logger.child({ component: 'worker-drill' })));
     scheduler = await startScheduler(resolveConfigPath(globals.config), config, logger.child({ component: 'scheduler' }));
     started.push(scheduler);
     logger.info({ dashboard: dashboard.url }, 'bysu up: scheduler, workers and dashboard running');

@@ -457,7 +457,7 @@ function checkDrill(raw: unknown, field: string, nodes: NodeConfig[], parts: Par
       }
       rejectUnknownKeys(step, DRILL_STEP_KEYS, stepField, problems);
       if (typeof step.run !== 'string' || step.run.trim() === '') problems.push(`${stepField}.run: must be a non-empty command, got ${JSON.stringify(step.run)}`);
-      if (step.stdin !== undefined && !parts.some((part) => part.file === step.stdin)) {
+      if (step.stdin !== undefined && parts.length > 0 && !parts.some((part) => part.file === step.stdin)) {
         problems.push(`${stepField}.stdin: ${JSON.stringify(step.stdin)} is not a part of this app (parts: ${parts.map((part) => part.file).join(', ')})`);
       }
       if (step.expect !== undefined) {
@@ -472,6 +472,10 @@ function checkDrill(raw: unknown, field: string, nodes: NodeConfig[], parts: Par
       }
       steps.push({ run: step.run as string, ...(step.stdin !== undefined ? { stdin: step.stdin as string } : {}), ...(step.expect !== undefined ? { expect: step.expect as string } : {}) });
     });
+  }
+  if (steps.length > 0 && !steps.some((step) => step.stdin !== undefined)) {
+    // A drill that reads nothing of the snapshot proves nothing about it.
+    problems.push(`${field}.steps: at least one step must restore a part of the snapshot (stdin: <part file>)`);
   }
   if (problems.length > before) return undefined;
   return { node: raw.node as string, schedule: schedule as string, steps };

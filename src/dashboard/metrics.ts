@@ -62,10 +62,9 @@ export async function renderMetrics(config: Config, redis: Redis, queues: Queue[
     setNewest(app.app, app.newest);
     if (app.staleAfterMs !== null) staleAfter.set({ app: app.app }, app.staleAfterMs / 1000);
     failures.inc({ app: app.app }, Number(failureCounts[app.app] ?? 0));
-    if (app.lastDrill) {
-      drillResult.set({ app: app.app }, app.lastDrill.passed ? 1 : 0);
-      if (app.lastDrill.passed) drillSuccess.set({ app: app.app }, Date.parse(app.lastDrill.at) / 1000);
-    }
+    if (app.lastDrill) drillResult.set({ app: app.app }, app.lastDrill.passed ? 1 : 0);
+    // The last success stays exported while drills fail, so "no passed drill for 8 days" can fire.
+    if (app.lastDrillPassedAt) drillSuccess.set({ app: app.app }, Date.parse(app.lastDrillPassedAt) / 1000);
   }
   for (const queue of queues) {
     const counts = await queue.getJobCounts(...JOB_STATES);

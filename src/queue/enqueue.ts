@@ -5,7 +5,7 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import type { AppConfig, Config } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
-import { DRILL_JOB, manualJobId, RETENTION_JOB, SNAPSHOT_JOB, type DrillJobData, type RetentionJobData, type RetentionTarget, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
+import { DRILL_JOB, manualDrillJobId, manualJobId, RETENTION_JOB, SNAPSHOT_JOB, type DrillJobData, type RetentionJobData, type RetentionTarget, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
 
 /** Completed and failed jobs kept in Redis for status and the dashboard. */
 export const KEEP_COMPLETED = { age: 30 * 86_400, count: 5000 };
@@ -82,7 +82,7 @@ export function buildDrillJob(config: Config, app: AppConfig, trigger: SnapshotT
     trigger,
     node: { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
     steps: app.drill.steps.map((step) => ({ ...step })),
-    limits: { timeoutMs: app.timeoutMs, stallTimeoutMs: app.stallTimeoutMs, perNode: config.concurrency.perNode },
+    limits: { timeoutMs: app.timeoutMs, perNode: config.concurrency.perNode },
     ...(app.ping ? { ping: app.ping } : {}),
   };
 }
@@ -94,6 +94,6 @@ export function drillJobOptions(app: AppConfig): JobsOptions {
 
 /** Given the drill queue, the config and an app, enqueue a drill now; return its job id. */
 export async function enqueueManualDrill(queue: Queue, config: Config, app: AppConfig, now = new Date()): Promise<string> {
-  const job = await queue.add(DRILL_JOB, buildDrillJob(config, app, 'manual'), { ...drillJobOptions(app), jobId: `drill-${app.name}-${now.getTime()}` });
+  const job = await queue.add(DRILL_JOB, buildDrillJob(config, app, 'manual'), { ...drillJobOptions(app), jobId: manualDrillJobId(app.name, now) });
   return String(job.id);
 }

@@ -119,8 +119,14 @@ export interface DrillJobData {
   trigger: SnapshotTrigger;
   node: { name: string; host: string; port: number; user: string; hostKey?: string };
   steps: DrillStep[];
-  limits: { timeoutMs: number; stallTimeoutMs: number; perNode: number };
+  /** timeoutMs bounds the whole drill (the app's timeout). */
+  limits: { timeoutMs: number; perNode: number };
   ping?: string;
+}
+
+/** Given a manual drill request, return its job id. */
+export function manualDrillJobId(app: string, now: Date): string {
+  return `manual-drill-${app}-${now.getTime()}`;
 }
 
 /** What a drill did, as written to `<app>/.drills/<id>.json`. */

@@ -174,13 +174,14 @@ export async function verifySnapshot(snapshot: SnapshotEntry): Promise<VerifyRes
   return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length };
 }
 
-/** Given the repository and an app, return its newest drill result, or null. */
-export async function latestDrillResult(repository: string, app: string): Promise<DrillResult | null> {
+/** Given the repository and an app, return its newest drill result (or newest passed one), or null. */
+export async function latestDrillResult(repository: string, app: string, options: { passedOnly?: boolean } = {}): Promise<DrillResult | null> {
   const dir = path.join(appDirectory(repository, app), DRILLS_DIR);
   const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.json') && !name.startsWith('.')).sort();
   for (const name of names.reverse()) {
     try {
-      return JSON.parse(await readFile(path.join(dir, name), 'utf8')) as DrillResult;
+      const result = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as DrillResult;
+      if (!options.passedOnly || result.passed) return result;
     } catch {
       // an unreadable result is skipped
     }

@@ -69,6 +69,8 @@ export interface RemoteCommand {
   stderrTail(): string;
   /** Close the channel (on abort). */
   close(): void;
+  /** Kill the remote command (SIGKILL through SSH, which OpenSSH honours), then close the channel without an EOF. */
+  kill(): void;
 }
 
 export const STDERR_TAIL_BYTES = 4096;
@@ -249,6 +251,14 @@ export class SshSession {
         return tail.subarray(start).toString('utf8');
       },
       close: () => channel.close(),
+      kill: () => {
+        try {
+          channel.signal('KILL');
+        } catch {
+          // the channel is gone already
+        }
+        channel.close();
+      },
     };
   }
 

@@ -31,8 +31,10 @@ export interface AppStatus {
   firstSeenAt: string | null;
   /** Things wrong beside the state: no job scheduler, an unreadable directory, a failed drill. */
   problems: string[];
-  /** The newest restore drill, when the app has had one. */
+  /** The newest restore drill, when the app has a drill and has had one. */
   lastDrill: { snapshotId: string | null; passed: boolean; at: string; node: string; error: string | null } | null;
+  /** When the newest passed drill finished. */
+  lastDrillPassedAt: string | null;
 }
 
 export interface SchedulerHeartbeat {
@@ -104,7 +106,9 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
     return null;
   });
   if (app !== null && nextRunAt === null) problems.push('no job scheduler: is a scheduler running with this config (reload it with SIGHUP)?');
-  const drill = await latestDrillResult(config.repository, name).catch(() => null);
+  // Drill results count only while the app has a drill configured.
+  const drill = app?.drill ? await latestDrillResult(config.repository, name).catch(() => null) : null;
+  const drillPassed = drill && !drill.passed ? await latestDrillResult(config.repository, name, { passedOnly: true }).catch(() => null) : drill;
   if (drill && !drill.passed && app?.drill) problems.push(`drill FAILED ${drill.finishedAt}: ${(drill.error ?? '').split('\n')[0]}`);
   const manifest = newest?.manifest ?? null;
   const finishedAt = manifest ? Date.parse(manifest.finishedAt) : null;
@@ -132,6 +136,7 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
     firstSeenAt,
     problems,
     lastDrill: drill ? { snapshotId: drill.snapshotId, passed: drill.passed, at: drill.finishedAt, node: drill.node, error: drill.error } : null,
+    lastDrillPassedAt: drillPassed?.passed ? drillPassed.finishedAt : null,
   };
 }
 
