@@ -6,12 +6,13 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
-import { AbortedError, ConnectionError, isRetryable, toError } from '../src/errors.ts';
+import { takeNodeSlot } from './node-job.ts';
+import { AbortedError, isRetryable, toError } from '../src/errors.ts';
 import { throttledWarning, type Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
-import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
+import { NodeSlots } from '../src/queue/node-slots.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 
 /** The worker is stopping: the drill goes back to the queue without using an attempt or writing a result. */
@@ -34,28 +35,19 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
   const processor = async (job: Job<DrillJobData, DrillResult>, token?: string): Promise<DrillResult> => {
     const data = job.data;
     const log = logger.child({ app: data?.app, node: data?.node?.name, jobId: job.id, attempt: job.attemptsMade + 1, drill: true });
-    try {
-      checkDrillJobData(data);
-    } catch (error) {
-      throw new UnrecoverableError(toError(error).message);
-    }
-    if (shutdown.signal.aborted) {
-      await job.moveToDelayed(Date.now(), token);
-      throw new DelayedError();
-    }
-    const slot = await slots.acquire(data.node.name, data.limits.perNode, job.id ?? 'drill');
-    if (slot === null) {
-      await job.moveToDelayed(Date.now() + config.concurrency.busyNodeDelayMs * (1 + Math.random()), token);
-      throw new DelayedError();
-    }
+    const slot = await takeNodeSlot(job, token, {
+      check: checkDrillJobData,
+      nodeOf: (payload: DrillJobData) => ({ name: payload.node.name, perNode: payload.limits.perNode }),
+      shutdown: shutdown.signal,
+      slots,
+      busyDelayMs: config.concurrency.busyNodeDelayMs,
+      log,
+    });
     const controller = new AbortController();
     const onShutdown = () => controller.abort(new DrillShutdownError('worker is shutting down'));
+    const onLost = () => controller.abort(slot.lost.reason);
     shutdown.signal.addEventListener('abort', onShutdown, { once: true });
-    const renewal = setInterval(() => {
-      slot.renew().then((held) => {
-        if (!held) controller.abort(new ConnectionError(`lost the slot on node ${data.node.name} (lease expired)`));
-      }, () => undefined);
-    }, Math.floor(NODE_SLOT_LEASE_MS / 3));
+    slot.lost.addEventListener('abort', onLost, { once: true });
     log.info({ steps: data.steps.length }, 'drill started');
     try {
       const result = await runDrill(data, {
@@ -81,9 +73,9 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
       if (!isRetryable(error)) throw new UnrecoverableError(error.message);
       throw error;
     } finally {
-      clearInterval(renewal);
       shutdown.signal.removeEventListener('abort', onShutdown);
-      await slot.release().catch(() => undefined);
+      slot.lost.removeEventListener('abort', onLost);
+      await slot.release();
     }
   };
 

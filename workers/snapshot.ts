@@ -8,7 +8,7 @@
  */
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
-import { AbortedError, CommitConflictError, ConnectionError, isRetryable, toError } from '../src/errors.ts';
+import { AbortedError, CommitConflictError, isRetryable, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
 import { withAppLock } from '../src/queue/app-lock.ts';
@@ -19,6 +19,7 @@ import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { ensureRepository } from '../src/repository/attempt.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
+import { takeNodeSlot } from './node-job.ts';
 
 export interface SnapshotWorkerOptions {
   /** BullMQ job lock. @defaultValue config.concurrency.lockDuration */
@@ -68,33 +69,22 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     const data = job.data;
     const attempt = job.attemptsMade + 1;
     const log = logger.child({ app: data?.app, node: data?.node?.name, jobId: job.id, attempt });
-    try {
-      checkSnapshotJobData(data);
-    } catch (error) {
-      log.error({ err: toError(error).message }, 'malformed snapshot job');
-      throw new UnrecoverableError(toError(error).message);
-    }
-    if (shutdown.signal.aborted) {
-      await job.moveToDelayed(Date.now(), token);
-      throw new DelayedError();
-    }
-    const slot = await slots.acquire(data.node.name, data.limits.perNode, job.id ?? 'job');
-    if (slot === null) {
-      log.debug('node busy; delaying the job');
-      await job.moveToDelayed(Date.now() + busyDelay + Math.floor(Math.random() * busyDelay), token);
-      throw new DelayedError();
-    }
-
+    const slot = await takeNodeSlot(job, token, {
+      check: checkSnapshotJobData,
+      nodeOf: (payload: SnapshotJobData) => ({ name: payload.node.name, perNode: payload.limits.perNode }),
+      shutdown: shutdown.signal,
+      slots,
+      busyDelayMs: busyDelay,
+      leaseMs: options.slotLeaseMs ?? NODE_SLOT_LEASE_MS,
+      log,
+    });
     const controller = new AbortController();
     const onShutdown = () => controller.abort(new ShutdownError('worker is shutting down'));
     const onCancel = () => controller.abort(new CancelledError(`job cancelled${cancel?.reason ? `: ${String(cancel.reason)}` : ''}`));
+    const onLost = () => controller.abort(slot.lost.reason);
     shutdown.signal.addEventListener('abort', onShutdown, { once: true });
     cancel?.addEventListener('abort', onCancel, { once: true });
-    const renewal = setInterval(() => {
-      slot.renew().then((held) => {
-        if (!held) controller.abort(new ConnectionError(`lost the slot on node ${data.node.name} (lease expired)`));
-      }, (error: unknown) => log.warn({ err: toError(error).message }, 'cannot renew the node slot'));
-    }, Math.max(1000, Math.floor((options.slotLeaseMs ?? NODE_SLOT_LEASE_MS) / 3)));
+    slot.lost.addEventListener('abort', onLost, { once: true });
 
     log.info({ trigger: data.trigger, parts: data.parts.length }, 'snapshot started');
     try {
@@ -132,10 +122,10 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
       if (!isRetryable(error) || error instanceof CancelledError) throw new UnrecoverableError(error.message);
       throw error;
     } finally {
-      clearInterval(renewal);
       shutdown.signal.removeEventListener('abort', onShutdown);
       cancel?.removeEventListener('abort', onCancel);
-      await slot.release().catch((error: unknown) => log.warn({ err: toError(error).message }, 'cannot release the node slot; it expires by itself'));
+      slot.lost.removeEventListener('abort', onLost);
+      await slot.release();
     }
   };
 

@@ -21,19 +21,16 @@ import { writeDrillResult } from '../repository/attempt.ts';
 import { SUMS_FILE } from '../repository/layout.ts';
 import { parseSums } from '../repository/manifest.ts';
 import { newestSnapshot } from '../repository/read.ts';
-import { openSession, type ExitStatus, type RemoteCommand, type SshIdentity, type SshSession } from '../ssh/session.ts';
+import { openNodeSession, type ExitStatus, type NodeConnectSettings, type RemoteCommand, type SshSession } from '../ssh/session.ts';
 
 /** Bytes of each step's stdout kept for `expect` and the result file. */
 const STDOUT_KEEP_BYTES = 64 * 1024;
 /** After a step's stdin broke off, how long its exit status may take to arrive. */
 const EXIT_AFTER_BROKEN_STDIN_MS = 10_000;
 
-export interface DrillContext {
+export interface DrillContext extends NodeConnectSettings {
   jobId: string;
   repository: string;
-  identity: SshIdentity;
-  connectTimeoutMs: number;
-  keepalive?: { intervalMs: number; countMax: number };
   logger: Logger;
   /** Aborts the drill (shutdown, cancellation); then no result is written. */
   signal?: AbortSignal;
@@ -165,15 +162,7 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
         throw new DrillFailedError(`checksum mismatch: ${data.app}/${snapshot.id}/${file} has sha256 ${actual}, ${SUMS_FILE} says ${expected}; refusing to restore it`);
       }
     }
-    session = await openSession(
-      { name: data.node.name, host: data.node.host, port: data.node.port, user: data.node.user, ...(data.node.hostKey ? { hostKey: data.node.hostKey } : {}) },
-      context.identity,
-      {
-        readyTimeoutMs: context.connectTimeoutMs,
-        signal,
-        ...(context.keepalive ? { keepaliveIntervalMs: context.keepalive.intervalMs, keepaliveCountMax: context.keepalive.countMax } : {}),
-      },
-    );
+    session = await openNodeSession(data.node, context, signal);
     for (const [index, step] of data.steps.entries()) {
       const label = `step ${index + 1} (${step.run})`;
       const stepStarted = Date.now();

@@ -12,19 +12,15 @@ import { SnapshotAttempt } from '../repository/attempt.ts';
 import { listSnapshots } from '../repository/read.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
 import type { ManifestPart } from '../repository/manifest.ts';
-import { openSession, type ExitStatus, type RemoteCommand, type SshIdentity, type SshSession } from '../ssh/session.ts';
+import { openNodeSession, type ExitStatus, type NodeConnectSettings, type RemoteCommand, type SshSession } from '../ssh/session.ts';
 import { AbortedError, ConfigError, LimitExceededError, RemoteCommandError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
 
-export interface SnapshotContext {
+export interface SnapshotContext extends NodeConnectSettings {
   jobId: string;
   /** 1 for the first attempt. */
   attempt: number;
   repository: string;
-  identity: SshIdentity;
-  connectTimeoutMs: number;
-  /** SSH keepalive: a peer that answers none of countMax keepalives counts as dead. */
-  keepalive?: { intervalMs: number; countMax: number };
   logger: Logger;
   /** Aborts the snapshot (shutdown, cancellation); its reason becomes the error. */
   signal?: AbortSignal;
@@ -134,15 +130,7 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
   signal.addEventListener('abort', closeCurrent);
   try {
     attempt = await SnapshotAttempt.open(context.repository, data.app, context.jobId, context.attempt);
-    session = await openSession(
-      { name: data.node.name, host: data.node.host, port: data.node.port, user: data.node.user, ...(data.node.hostKey ? { hostKey: data.node.hostKey } : {}) },
-      context.identity,
-      {
-        readyTimeoutMs: context.connectTimeoutMs,
-        signal,
-        ...(context.keepalive ? { keepaliveIntervalMs: context.keepalive.intervalMs, keepaliveCountMax: context.keepalive.countMax } : {}),
-      },
-    );
+    session = await openNodeSession(data.node, context, signal);
     if (signal.aborted) throw signal.reason;
     const parts: ManifestPart[] = [];
     const warnings: string[] = [];

@@ -188,6 +188,31 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
   return new SshSession(client, where);
 }
 
+/** How a worker logs in to nodes: its identity, the login timeout and the keepalive. */
+export interface NodeConnectSettings {
+  identity: SshIdentity;
+  connectTimeoutMs: number;
+  /** A peer that answers none of countMax keepalives counts as dead. */
+  keepalive?: { intervalMs: number; countMax: number };
+}
+
+/** Given a node as a job carries it, the worker's settings and an abort signal, open a session (see openSession). */
+export async function openNodeSession(
+  node: { name: string; host: string; port: number; user: string; hostKey?: string },
+  settings: NodeConnectSettings,
+  signal: AbortSignal,
+): Promise<SshSession> {
+  return openSession(
+    { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    settings.identity,
+    {
+      readyTimeoutMs: settings.connectTimeoutMs,
+      signal,
+      ...(settings.keepalive ? { keepaliveIntervalMs: settings.keepalive.intervalMs, keepaliveCountMax: settings.keepalive.countMax } : {}),
+    },
+  );
+}
+
 /** An open SSH connection to one node. */
 export class SshSession {
   private closedReason: string | null = null;

@@ -1,0 +1,68 @@
+/**
+ * What every job that runs against a node does first, for the snapshot and
+ * the drill workers alike: refuse a malformed payload for good, hand the job
+ * back when the worker is stopping, take a slot on the node or come back
+ * later (neither uses an attempt), and keep the slot's lease renewed,
+ * aborting the job if the lease is lost.
+ */
+import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { ConnectionError, toError } from '../src/errors.ts';
+import type { Logger } from '../src/log.ts';
+import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../src/queue/node-slots.ts';
+
+export interface NodeJobOptions<T> {
+  /** Throws when the payload is malformed. */
+  check: (data: unknown) => asserts data is T;
+  nodeOf: (data: T) => { name: string; perNode: number };
+  shutdown: AbortSignal;
+  slots: NodeSlots;
+  busyDelayMs: number;
+  /** @defaultValue NODE_SLOT_LEASE_MS */
+  leaseMs?: number;
+  log: Logger;
+}
+
+export interface NodeJobSlot {
+  /** Aborts (with a ConnectionError) when the slot's lease was lost. */
+  lost: AbortSignal;
+  /** Stop renewing and release the slot. */
+  release(): Promise<void>;
+}
+
+/**
+ * Given a job, its token and the options, return its held node slot; throw
+ * UnrecoverableError for a malformed payload and DelayedError (after moving
+ * the job back) when the worker is stopping or the node is at its limit.
+ */
+export async function takeNodeSlot<T>(job: Job, token: string | undefined, options: NodeJobOptions<T>): Promise<NodeJobSlot> {
+  try {
+    options.check(job.data);
+  } catch (error) {
+    options.log.error({ err: toError(error).message }, 'malformed job');
+    throw new UnrecoverableError(toError(error).message);
+  }
+  if (options.shutdown.aborted) {
+    await job.moveToDelayed(Date.now(), token);
+    throw new DelayedError();
+  }
+  const node = options.nodeOf(job.data as T);
+  const slot = await options.slots.acquire(node.name, node.perNode, job.id ?? 'job');
+  if (slot === null) {
+    options.log.debug('node busy; delaying the job');
+    await job.moveToDelayed(Date.now() + options.busyDelayMs + Math.floor(Math.random() * options.busyDelayMs), token);
+    throw new DelayedError();
+  }
+  const lost = new AbortController();
+  const renewal = setInterval(() => {
+    slot.renew().then((held) => {
+      if (!held) lost.abort(new ConnectionError(`lost the slot on node ${node.name} (lease expired)`));
+    }, (error: unknown) => options.log.warn({ err: toError(error).message }, 'cannot renew the node slot'));
+  }, Math.max(1000, Math.floor((options.leaseMs ?? NODE_SLOT_LEASE_MS) / 3)));
+  return {
+    lost: lost.signal,
+    async release() {
+      clearInterval(renewal);
+      await slot.release().catch((error: unknown) => options.log.warn({ err: toError(error).message }, 'cannot release the node slot; it expires by itself'));
+    },
+  };
+}
