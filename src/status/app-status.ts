@@ -12,7 +12,7 @@ import type { AppConfig, Config } from '../config/load.ts';
 import { StorageError } from '../errors.ts';
 import { redisKeys, snapshotSchedulerId, type FailureRecord } from '../queue/jobs.ts';
 import { latestDrillResult, listAppDirectories, newestSnapshot } from '../repository/read.ts';
-import { staleThresholdMs } from './stale.ts';
+import { drillOverdue, staleThresholdMs } from './stale.ts';
 
 export type AppStateName = 'ok' | 'stale' | 'failing' | 'never' | 'orphaned';
 
@@ -110,6 +110,11 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
   const drill = app?.drill ? await latestDrillResult(config.repository, name).catch(() => null) : null;
   const drillPassed = drill && !drill.passed ? await latestDrillResult(config.repository, name, { passedOnly: true }).catch(() => null) : drill;
   if (drill && !drill.passed && app?.drill) problems.push(`drill FAILED ${drill.finishedAt}: ${(drill.error ?? '').split('\n')[0]}`);
+  const firstSeen = known.firstSeen[name];
+  if (app?.drill && (drill === null || drill.passed)
+    && drillOverdue({ schedule: app.drill.schedule, timezone: app.timezone }, drill ? Date.parse(drill.finishedAt) : null, firstSeen ? Date.parse(firstSeen) : null, now)) {
+    problems.push(drill ? `no passed drill since ${drill.finishedAt}: is a drill worker running?` : `no drill has run since the app was configured (${firstSeen}): is a drill worker running?`);
+  }
   const manifest = newest?.manifest ?? null;
   const finishedAt = manifest ? Date.parse(manifest.finishedAt) : null;
   const lastFailure = known.failures.get(name) ?? null;

@@ -31,3 +31,15 @@ export function staleThresholdMs(app: { schedule: string; timezone: string; stal
 export function nextRunMs(schedule: string, timezone: string, now = new Date()): number {
   return CronExpressionParser.parse(schedule, { tz: timezone, currentDate: now, strict: false }).next().getTime();
 }
+
+/**
+ * Given an app's drill schedule, when its newest passed drill finished (or
+ * null) and when BYSU first saw the app (or null), say whether a passed drill
+ * is overdue: none within 1.5 × the drill schedule's longest gap, counting
+ * from when the app was first seen if no drill ever passed.
+ */
+export function drillOverdue(drill: { schedule: string; timezone: string }, lastPassedAt: number | null, firstSeenAt: number | null, now = new Date()): boolean {
+  const limit = Math.round(1.5 * scheduleIntervalMs(drill.schedule, drill.timezone, now));
+  const since = lastPassedAt ?? firstSeenAt;
+  return since !== null && now.getTime() - since > limit;
+}

@@ -7,7 +7,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { nextRunMs, scheduleIntervalMs, staleThresholdMs } from '../../../src/status/stale.ts';
+import { drillOverdue, nextRunMs, scheduleIntervalMs, staleThresholdMs } from '../../../src/status/stale.ts';
 import { classifyApp, type AppStateName } from '../../../src/status/app-status.ts';
 
 const SECOND = 1000;
@@ -202,5 +202,20 @@ describe('classifyApp: an app that never produced a snapshot', () => {
   });
   test('is failing when it failed, whenever it was first seen', () => {
     assert.equal(classifyApp({ ...base, lastFailureAt: 999_000, firstSeenAt: 1_000_000 - 61_000 }), 'failing');
+  });
+});
+
+describe('drillOverdue', () => {
+  const weekly = { schedule: '0 6 * * 0', timezone: 'UTC' };
+  const now = new Date('2026-11-26T12:00:00Z');
+  const day = 86_400_000;
+  test('a drill that passed within 1.5 weeks is not overdue; older, it is', () => {
+    assert.equal(drillOverdue(weekly, now.getTime() - 7 * day, null, now), false);
+    assert.equal(drillOverdue(weekly, now.getTime() - 11 * day, null, now), true);
+  });
+  test('no drill yet: overdue only once the app has been configured longer than that', () => {
+    assert.equal(drillOverdue(weekly, null, now.getTime() - 2 * day, now), false);
+    assert.equal(drillOverdue(weekly, null, now.getTime() - 11 * day, now), true);
+    assert.equal(drillOverdue(weekly, null, null, now), false, 'unknown since when: not overdue');
   });
 });
