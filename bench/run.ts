@@ -14,6 +14,7 @@
  *   npm run bench               the full run (a few minutes)
  *   npm run bench -- --smoke    tiny sizes, one round: keeps the benchmark working (CI)
  *   npm run bench -- --rounds 9   (default 5, after one warm-up round that is not counted)
+ *   npm run bench -- --only a,b --workers 1   (some scenarios; snapshot worker processes, default 2)
  * Writes bench/results.json; prints a table.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -34,6 +35,10 @@ import { withSshNodes, type ClientKeys, type TestNode } from '../test/helpers/ss
 const smoke = process.argv.includes('--smoke');
 const roundsArgument = process.argv.indexOf('--rounds');
 const ROUNDS = smoke ? 1 : roundsArgument > 0 ? Number(process.argv[roundsArgument + 1]) : 5;
+const workersArgument = process.argv.indexOf('--workers');
+const WORKERS = workersArgument > 0 ? Number(process.argv[workersArgument + 1]) : 2;
+const onlyArgument = process.argv.indexOf('--only');
+const ONLY = onlyArgument > 0 ? process.argv[onlyArgument + 1]!.split(',') : ['a', 'b', 'c', 'd'];
 const MiB = 1024 * 1024;
 const SIZES = smoke
   ? { a: 4 * MiB, b: 1 * MiB, bNodes: 2, cNodes: 4, dParallel: 1 * MiB, dLarge: 8 * MiB }
@@ -43,6 +48,8 @@ interface Sample {
   seconds: number;
   /** CPU seconds of the client side (BYSU worker, or the ssh clients). */
   cpuSeconds: number;
+  /** Of which in the kernel (writes, fsync, page cache), where known. */
+  systemSeconds?: number;
 }
 
 function median(values: number[]): number {
@@ -56,9 +63,14 @@ const USER_HZ = 100;
 
 /** CPU seconds (user + system) a process has used so far, from /proc. */
 async function cpuSecondsOf(pid: number): Promise<number> {
+  return (await cpuSplitOf(pid)).reduce((sum, value) => sum + value, 0);
+}
+
+/** [user, system] CPU seconds of a process so far, from /proc. */
+async function cpuSplitOf(pid: number): Promise<[number, number]> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / USER_HZ;
+  return [Number(fields[11]) / USER_HZ, Number(fields[12]) / USER_HZ];
 }
 
 async function main(): Promise<void> {
@@ -109,7 +121,9 @@ async function main(): Promise<void> {
     /** Snapshot `names` at once through BYSU; seconds from enqueue to the last commit, and the worker's CPU. */
     const bysu = async (names: string[], workers: { pid?: number }[]): Promise<Sample> => {
       const cpuOf = async () => (await Promise.all(workers.map((worker) => cpuSecondsOf(worker.pid!)))).reduce((sum, value) => sum + value, 0);
+      const sysOf = async () => (await Promise.all(workers.map(async (worker) => (await cpuSplitOf(worker.pid!))[1]))).reduce((sum, value) => sum + value, 0);
       const cpuBefore = await cpuOf();
+      const sysBefore = await sysOf();
       const started = Date.now();
       const ids = [];
       for (const name of names) ids.push(await enqueueManualSnapshot(queue, config, config.apps.find((app) => app.name === name)!));
@@ -126,7 +140,7 @@ async function main(): Promise<void> {
           await new Promise((resolve) => setTimeout(resolve, 20));
         }
       }
-      const sample = { seconds: (finishedAt - started) / 1000, cpuSeconds: (await cpuOf()) - cpuBefore };
+      const sample = { seconds: (finishedAt - started) / 1000, cpuSeconds: (await cpuOf()) - cpuBefore, systemSeconds: (await sysOf()) - sysBefore };
       await rm(repository, { recursive: true, force: true }); // keep the disk and the page cache small
       await mkdir(repository, { recursive: true });
       return sample;
@@ -164,15 +178,16 @@ async function main(): Promise<void> {
       { key: 'b', label: `(b) ${SIZES.bNodes} nodes × ${SIZES.b / MiB} MiB in parallel`, bytes: SIZES.b * SIZES.bNodes, names: nodes.slice(0, SIZES.bNodes).map((node) => `b-${node.name}`), targets: nodes.slice(0, SIZES.bNodes).map((node) => ({ node, command: `cat ${node.dir}/b.bin` })), parallel: SIZES.bNodes, higherIsBetter: true },
       { key: 'c', label: `(c) ${SIZES.cNodes} nodes, tiny parts, 16 at once`, bytes: 10 * SIZES.cNodes, names: nodes.slice(0, SIZES.cNodes).map((node) => `c-${node.name}`), targets: nodes.slice(0, SIZES.cNodes).map((node) => ({ node, command: `cat ${node.dir}/c.sql` })), parallel: 16, higherIsBetter: false },
     ];
-    // Two snapshot workers, as compose.yaml deploys them.
-    const workers = [await startWorker(), await startWorker()];
-    console.error('bench: 2 workers started');
+    // Two snapshot workers by default, as compose.yaml deploys them.
+    const workers = [];
+    for (let index = 0; index < WORKERS; index += 1) workers.push(await startWorker());
+    console.error(`bench: ${WORKERS} worker(s) started`);
     // A warm-up round, not counted: both workers' JIT and both sides' page cache get warm.
     await bysu(scenarios[1]!.names, workers);
     await openssh(scenarios[1]!.targets, scenarios[1]!.parallel, keys);
     const table: string[][] = [['scenario', 'BYSU', 'OpenSSH', 'ratio', 'CPU s/GiB BYSU', 'CPU s/GiB ssh']];
     try {
-      for (const scenario of scenarios) {
+      for (const scenario of scenarios.filter((candidate) => ONLY.includes(candidate.key))) {
         const ours: Sample[] = [];
         const theirs: Sample[] = [];
         for (let round = 0; round < ROUNDS; round += 1) {
@@ -209,8 +224,8 @@ async function main(): Promise<void> {
     }
 
     // (d) memory: a fresh worker for each case, its peak RSS read at the end.
-    const memory: Record<string, number> = {};
-    for (const [key, names] of [['8 × parallel', nodes.slice(0, 8).map((node) => `d-${node.name}`)], ['one large part', ['d-large']]] as const) {
+    const memory: Record<string, number> = { '8 × parallel': 0, 'one large part': 0 };
+    for (const [key, names] of ONLY.includes('d') ? [['8 × parallel', nodes.slice(0, 8).map((node) => `d-${node.name}`)], ['one large part', ['d-large']]] as const : []) {
       const fresh = await startWorker();
       try {
         await bysu([...names], [fresh]);
@@ -227,7 +242,8 @@ async function main(): Promise<void> {
     connection.disconnect();
     const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
     console.log(table.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ')).join('\n'));
-    const output = path.join(path.dirname(new URL(import.meta.url).pathname), smoke ? 'results-smoke.json' : 'results.json');
+    const partial = ONLY.length < 4 || WORKERS !== 2;
+    const output = path.join(path.dirname(new URL(import.meta.url).pathname), smoke ? 'results-smoke.json' : partial ? 'results-partial.json' : 'results.json');
     await writeFile(output, `${JSON.stringify(results, null, 2)}\n`);
     console.error(`bench: wrote ${output}`);
   })));
