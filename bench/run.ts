@@ -130,8 +130,8 @@ async function main(): Promise<void> {
       let finishedAt = 0;
       for (const id of ids) {
         for (;;) {
+          const state = await queue.getJobState(id);
           const job = await Job.fromId(queue, id);
-          const state = await job?.getState();
           if (state === 'completed') {
             finishedAt = Math.max(finishedAt, job!.finishedOn ?? Date.now());
             break;

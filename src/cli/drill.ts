@@ -28,8 +28,9 @@ export async function drill(globals: GlobalOptions, names: string[], options: { 
     const seenAttempts = new Map<string, number>();
     while (pending.length > 0) {
       for (const entry of [...pending]) {
+        // The state first, then the job (see snapshot.ts): terminal data is then complete.
+        const state = await queue.getJobState(entry.jobId);
         const job = await Job.fromId<DrillJobData, DrillResult>(queue, entry.jobId);
-        const state = await job?.getState();
         if (!job || state === 'completed' || state === 'failed') {
           pending.splice(pending.indexOf(entry), 1);
           if (state === 'completed') console.log(`${entry.app}: drill passed: snapshot ${job!.returnvalue.snapshotId} restored and checked on ${job!.returnvalue.node}`);

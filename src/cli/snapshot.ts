@@ -55,13 +55,15 @@ async function follow(queue: Queue<SnapshotJobData, SnapshotResult>, followed: F
   while (followed.some((entry) => !entry.done)) {
     const live: string[] = [];
     for (const entry of followed.filter((candidate) => !candidate.done)) {
+      // The state first, then the job: read the other way round, a job that fails in between
+      // would show its old data (no reason, no attempt) under its new state.
+      const state = await queue.getJobState(entry.jobId);
       const job = await Job.fromId<SnapshotJobData, SnapshotResult>(queue, entry.jobId);
-      if (!job) {
+      if (!job || state === 'unknown') {
         entry.done = true;
         print(`${entry.app}: job ${entry.jobId} disappeared from the queue`);
         continue;
       }
-      const state = await job.getState();
       if (state === 'completed') {
         const result = job.returnvalue;
         entry.done = true;
