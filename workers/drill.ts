@@ -3,20 +3,17 @@
  * per-node slots as snapshots (a busy drill node delays the job without using
  * an attempt); a failed drill is announced once per change of state.
  */
-import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
-import { takeNodeSlot } from './node-job.ts';
-import { AbortedError, isRetryable, toError } from '../src/errors.ts';
+import { handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { isRetryable, toError } from '../src/errors.ts';
 import { throttledWarning, type Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
 import { NodeSlots } from '../src/queue/node-slots.ts';
 import { readIdentity } from '../src/ssh/session.ts';
-
-/** The worker is stopping: the drill goes back to the queue without using an attempt or writing a result. */
-class DrillShutdownError extends AbortedError {}
 
 export interface RunningDrillWorker {
   worker: Worker<DrillJobData, DrillResult>;
@@ -44,7 +41,7 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
       log,
     });
     const controller = new AbortController();
-    const onShutdown = () => controller.abort(new DrillShutdownError('worker is shutting down'));
+    const onShutdown = () => controller.abort(new WorkerShutdownError('worker is shutting down'));
     const onLost = () => controller.abort(slot.lost.reason);
     shutdown.signal.addEventListener('abort', onShutdown, { once: true });
     slot.lost.addEventListener('abort', onLost, { once: true });
@@ -64,10 +61,9 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
       return result;
     } catch (thrown) {
       const error = toError(thrown);
-      if (error instanceof DrillShutdownError) {
+      if (error instanceof WorkerShutdownError) {
         log.warn('drill interrupted by shutdown; handing the job back without using an attempt');
-        await job.moveToDelayed(Date.now(), token);
-        throw new DelayedError();
+        await handBack(job, token);
       }
       log.error({ err: error.message }, 'drill failed');
       if (!isRetryable(error)) throw new UnrecoverableError(error.message);

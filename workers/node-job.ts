@@ -6,9 +6,18 @@
  * aborting the job if the lease is lost.
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { ConnectionError, toError } from '../src/errors.ts';
+import { AbortedError, ConnectionError, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../src/queue/node-slots.ts';
+
+/** The worker is stopping: the job goes back to the queue without using an attempt. */
+export class WorkerShutdownError extends AbortedError {}
+
+/** Move the job back to the queue now, without using an attempt (moveToDelayed + DelayedError). */
+export async function handBack(job: Job, token: string | undefined): Promise<never> {
+  await job.moveToDelayed(Date.now(), token);
+  throw new DelayedError();
+}
 
 export interface NodeJobOptions<T> {
   /** Throws when the payload is malformed. */
@@ -41,10 +50,7 @@ export async function takeNodeSlot<T>(job: Job, token: string | undefined, optio
     options.log.error({ err: toError(error).message }, 'malformed job');
     throw new UnrecoverableError(toError(error).message);
   }
-  if (options.shutdown.aborted) {
-    await job.moveToDelayed(Date.now(), token);
-    throw new DelayedError();
-  }
+  if (options.shutdown.aborted) await handBack(job, token);
   const node = options.nodeOf(job.data as T);
   const slot = await options.slots.acquire(node.name, node.perNode, job.id ?? 'job');
   if (slot === null) {

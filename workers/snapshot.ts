@@ -6,7 +6,7 @@
  * finish within the grace period, then hands the rest back to the queue
  * without using an attempt.
  */
-import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { AbortedError, CommitConflictError, isRetryable, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
@@ -19,7 +19,7 @@ import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { ensureRepository } from '../src/repository/attempt.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
-import { takeNodeSlot } from './node-job.ts';
+import { handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 
 export interface SnapshotWorkerOptions {
   /** BullMQ job lock. @defaultValue config.concurrency.lockDuration */
@@ -36,8 +36,6 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-/** The worker is stopping: the job goes back to the queue without using an attempt. */
-class ShutdownError extends AbortedError {}
 
 /** Starts of one job (each busy-node delay is one) before BullMQ fails it. */
 export const MAX_STARTED_ATTEMPTS = 10_000;
@@ -79,7 +77,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
       log,
     });
     const controller = new AbortController();
-    const onShutdown = () => controller.abort(new ShutdownError('worker is shutting down'));
+    const onShutdown = () => controller.abort(new WorkerShutdownError('worker is shutting down'));
     const onCancel = () => controller.abort(new CancelledError(`job cancelled${cancel?.reason ? `: ${String(cancel.reason)}` : ''}`));
     const onLost = () => controller.abort(slot.lost.reason);
     shutdown.signal.addEventListener('abort', onShutdown, { once: true });
@@ -113,10 +111,9 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
       return result;
     } catch (thrown) {
       const error = toError(thrown);
-      if (error instanceof ShutdownError) {
+      if (error instanceof WorkerShutdownError) {
         log.warn('snapshot interrupted by shutdown; handing the job back without using an attempt');
-        await job.moveToDelayed(Date.now(), token);
-        throw new DelayedError();
+        await handBack(job, token);
       }
       log.error({ err: error.message, retryable: isRetryable(error) }, 'snapshot failed');
       if (!isRetryable(error) || error instanceof CancelledError) throw new UnrecoverableError(error.message);
