@@ -6,7 +6,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
-import { handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { isRetryable, toError } from '../src/errors.ts';
 import { throttledWarning, type Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
@@ -50,9 +50,7 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
       const result = await runDrill(data, {
         jobId: String(job.id),
         repository: config.repository,
-        identity,
-        connectTimeoutMs: config.ssh.connectTimeoutMs,
-        keepalive: { intervalMs: config.ssh.keepaliveIntervalMs, countMax: config.ssh.keepaliveCountMax },
+        ...connectSettings(config, identity),
         logger: log,
         signal: controller.signal,
       });

@@ -7,7 +7,9 @@
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
 import { AbortedError, ConnectionError, toError } from '../src/errors.ts';
+import type { Config } from '../src/config/load.ts';
 import type { Logger } from '../src/log.ts';
+import type { NodeConnectSettings, SshIdentity } from '../src/ssh/session.ts';
 import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../src/queue/node-slots.ts';
 
 /** The worker is stopping: the job goes back to the queue without using an attempt. */
@@ -70,5 +72,14 @@ export async function takeNodeSlot<T>(job: Job, token: string | undefined, optio
       clearInterval(renewal);
       await slot.release().catch((error: unknown) => options.log.warn({ err: toError(error).message }, 'cannot release the node slot; it expires by itself'));
     },
+  };
+}
+
+/** Given the worker's config and its identity, return how its jobs log in to nodes. */
+export function connectSettings(config: Config, identity: SshIdentity): NodeConnectSettings {
+  return {
+    identity,
+    connectTimeoutMs: config.ssh.connectTimeoutMs,
+    keepalive: { intervalMs: config.ssh.keepaliveIntervalMs, countMax: config.ssh.keepaliveCountMax },
   };
 }

@@ -19,7 +19,7 @@ import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { ensureRepository } from '../src/repository/attempt.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
-import { handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 
 export interface SnapshotWorkerOptions {
   /** BullMQ job lock. @defaultValue config.concurrency.lockDuration */
@@ -90,9 +90,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         jobId: String(job.id),
         attempt,
         repository: config.repository,
-        identity,
-        connectTimeoutMs: config.ssh.connectTimeoutMs,
-        keepalive: { intervalMs: config.ssh.keepaliveIntervalMs, countMax: config.ssh.keepaliveCountMax },
+        ...connectSettings(config, identity),
         logger: log,
         signal: controller.signal,
         fence: async () => {

@@ -174,17 +174,20 @@ export async function verifySnapshot(snapshot: SnapshotEntry): Promise<VerifyRes
   return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length };
 }
 
-/** Given the repository and an app, return its newest drill result (or newest passed one), or null. */
-export async function latestDrillResult(repository: string, app: string, options: { passedOnly?: boolean } = {}): Promise<DrillResult | null> {
+/** Given the repository and an app, return its newest drill result and its newest passed one (each null if none), in one pass. */
+export async function latestDrillResults(repository: string, app: string): Promise<{ latest: DrillResult | null; latestPassed: DrillResult | null }> {
   const dir = path.join(appDirectory(repository, app), DRILLS_DIR);
-  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.json') && !name.startsWith('.')).sort();
-  for (const name of names.reverse()) {
+  const names = (await readdir(dir).catch(() => [] as string[])).filter((name) => name.endsWith('.json') && !name.startsWith('.')).sort().reverse();
+  let latest: DrillResult | null = null;
+  for (const name of names) {
+    let result: DrillResult;
     try {
-      const result = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as DrillResult;
-      if (!options.passedOnly || result.passed) return result;
+      result = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as DrillResult;
     } catch {
-      // an unreadable result is skipped
+      continue; // an unreadable result is skipped
     }
+    latest ??= result;
+    if (result.passed) return { latest, latestPassed: result };
   }
-  return null;
+  return { latest, latestPassed: null };
 }

@@ -11,7 +11,7 @@ import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
 import { StorageError } from '../errors.ts';
 import { redisKeys, snapshotSchedulerId, type FailureRecord } from '../queue/jobs.ts';
-import { latestDrillResult, listAppDirectories, newestSnapshot } from '../repository/read.ts';
+import { latestDrillResults, listAppDirectories, newestSnapshot } from '../repository/read.ts';
 import { drillOverdue, staleThresholdMs } from './stale.ts';
 
 export type AppStateName = 'ok' | 'stale' | 'failing' | 'never' | 'orphaned';
@@ -107,8 +107,9 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
   });
   if (app !== null && nextRunAt === null) problems.push('no job scheduler: is a scheduler running with this config (reload it with SIGHUP)?');
   // Drill results count only while the app has a drill configured.
-  const drill = app?.drill ? await latestDrillResult(config.repository, name).catch(() => null) : null;
-  const drillPassed = drill && !drill.passed ? await latestDrillResult(config.repository, name, { passedOnly: true }).catch(() => null) : drill;
+  const drills = app?.drill ? await latestDrillResults(config.repository, name).catch(() => null) : null;
+  const drill = drills?.latest ?? null;
+  const drillPassed = drills?.latestPassed ?? null;
   if (drill && !drill.passed && app?.drill) problems.push(`drill FAILED ${drill.finishedAt}: ${(drill.error ?? '').split('\n')[0]}`);
   const firstSeen = known.firstSeen[name];
   if (app?.drill && (drill === null || drill.passed)
@@ -141,7 +142,7 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
     firstSeenAt,
     problems,
     lastDrill: drill ? { snapshotId: drill.snapshotId, passed: drill.passed, at: drill.finishedAt, node: drill.node, error: drill.error } : null,
-    lastDrillPassedAt: drillPassed?.passed ? drillPassed.finishedAt : null,
+    lastDrillPassedAt: drillPassed?.finishedAt ?? null,
   };
 }
 

@@ -11,15 +11,11 @@ import { appendFile, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { waitForLog, withCluster } from '../helpers/cluster.ts';
-import { run } from '../helpers/processes.ts';
+import { postgresUnavailable, PG, psql } from '../helpers/postgres.ts';
 
-const PG = '-h 127.0.0.1 -p 5432 -U postgres';
-
-async function psql(database: string, sql: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return run('psql', [...PG.split(' '), '-v', 'ON_ERROR_STOP=1', '-tAq', '-d', database, '-c', sql]);
-}
-
-const unavailable = await psql('postgres', 'select 1').then((result) => (result.code === 0 ? null : result.stderr.trim()), (error: Error) => error.message);
+/** The connection options as they go into a node-side command line. */
+const PG_ARGS = PG.join(' ');
+const unavailable = await postgresUnavailable();
 
 test('restore drills: pass, failed check, corrupted file, drill node down', { skip: unavailable ? `no PostgreSQL answers at 127.0.0.1:5432 as postgres (${unavailable})` : false }, async () => {
   const suffix = randomBytes(4).toString('hex');
@@ -29,11 +25,11 @@ test('restore drills: pass, failed check, corrupted file, drill node down', { sk
     assert.equal((await psql('postgres', `CREATE DATABASE ${source}`)).code, 0);
     assert.equal((await psql(source, "CREATE TABLE orders (id int primary key, customer text); INSERT INTO orders VALUES (1, 'ada'), (2, 'grace');")).code, 0);
     await withCluster(['db1', 'staging1'], async (cluster) => {
-      const dump = { file: 'shop.sql', run: `pg_dump ${PG} --no-owner ${source}` };
+      const dump = { file: 'shop.sql', run: `pg_dump ${PG_ARGS} --no-owner ${source}` };
       const steps = (check: string) => [
-        { run: `psql ${PG} -v ON_ERROR_STOP=1 -q -c 'DROP DATABASE IF EXISTS ${scratch}' -c 'CREATE DATABASE ${scratch}' postgres` },
-        { run: `psql ${PG} -v ON_ERROR_STOP=1 -q ${scratch}`, stdin: 'shop.sql' },
-        { run: `psql ${PG} -tAc 'select count(*) > 1 from orders' ${scratch}`, expect: check },
+        { run: `psql ${PG_ARGS} -v ON_ERROR_STOP=1 -q -c 'DROP DATABASE IF EXISTS ${scratch}' -c 'CREATE DATABASE ${scratch}' postgres` },
+        { run: `psql ${PG_ARGS} -v ON_ERROR_STOP=1 -q ${scratch}`, stdin: 'shop.sql' },
+        { run: `psql ${PG_ARGS} -tAc 'select count(*) > 1 from orders' ${scratch}`, expect: check },
       ];
       const base = { timeout: '2m', attempts: 1 };
       await cluster.writeConfig([

@@ -8,24 +8,10 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { test } from 'node:test';
 import { waitForLog, withCluster } from '../helpers/cluster.ts';
+import { postgresUnavailable, PG, psql } from '../helpers/postgres.ts';
 import { run } from '../helpers/processes.ts';
 
-const PG = ['-h', '127.0.0.1', '-p', '5432', '-U', 'postgres'];
-
-async function psql(database: string, sql: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return run('psql', [...PG, '-v', 'ON_ERROR_STOP=1', '-tAq', '-d', database, '-c', sql]);
-}
-
-async function postgresAnswers(): Promise<string | null> {
-  try {
-    const probe = await psql('postgres', 'select 1');
-    return probe.code === 0 ? null : probe.stderr.trim();
-  } catch (error) {
-    return (error as Error).message;
-  }
-}
-
-const unavailable = await postgresAnswers();
+const unavailable = await postgresUnavailable();
 
 test('pg_dump over SSH restores with psql into a scratch database', { skip: unavailable ? `no PostgreSQL answers at 127.0.0.1:5432 as postgres (${unavailable})` : false }, async () => {
   const suffix = randomBytes(4).toString('hex');
