@@ -7,8 +7,7 @@
  * snapshot, and a failed attempt removes its directory.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants, createWriteStream } from 'node:fs';
-import { once } from 'node:events';
+import { constants } from 'node:fs';
 import { lstat, mkdir, open, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -31,6 +30,7 @@ import {
 import { renderManifest, renderSums, type Manifest } from './manifest.ts';
 import type { DrillResult } from '../queue/jobs.ts';
 import { PartInspector, type Inspection } from './part-inspector.ts';
+import { createPartFile } from './part-writer.ts';
 import { listSnapshots } from './read.ts';
 
 /**
@@ -147,7 +147,7 @@ export class SnapshotAttempt {
    */
   async writePart(file: string, source: Readable, options: WritePartOptions): Promise<Inspection> {
     const target = path.join(this.directory, file);
-    const inspector = new PartInspector(file);
+    const inspector = new PartInspector(file, { hash: false });
     let stalled: NodeJS.Timeout | undefined;
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
@@ -169,12 +169,14 @@ export class SnapshotAttempt {
     stalled = setTimeout(() => {
       meter.destroy(new LimitExceededError(`no data received for ${options.stallTimeoutMs} ms (stallTimeout) while writing ${file}`));
     }, options.stallTimeoutMs);
-    // `flush: true` fsyncs the file before it is closed; the pipeline settles after the close.
-    const sink = createWriteStream(target, { flags: 'wx', mode: FILE_MODE, flush: true, highWaterMark: 1024 * 1024 });
+    // Hashed, written and fsynced on the part writer's thread; the pipeline settles after the file is closed.
+    const sink = createPartFile(target, FILE_MODE);
     try {
       await pipeline(source, meter, sink, options.signal ? { signal: options.signal } : {});
-      if (!sink.closed) await once(sink, 'close');
-      const inspection = await inspector.finish();
+      const checked = await inspector.finishArchive();
+      const written = sink.result!;
+      if (written.bytes !== checked.bytes) throw new StorageError(`${target}: ${written.bytes} bytes written, ${checked.bytes} received`);
+      const inspection: Inspection = { ...checked, sha256: written.sha256 };
       this.written.push({ file, sha256: inspection.sha256 });
       return inspection;
     } catch (error) {
@@ -189,7 +191,8 @@ export class SnapshotAttempt {
       throw error;
     } finally {
       clearTimeout(stalled);
-      sink.destroy();
+      // Before the caller removes the attempt: the thread must not still be creating or writing the file.
+      await sink.closeFile();
     }
   }
 

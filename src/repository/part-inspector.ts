@@ -21,6 +21,12 @@ export interface Inspection {
 
 export interface InspectorOptions {
   /**
+   * Hash the bytes. Off when writing a snapshot: the part writer's thread
+   * hashes them there, off the event loop (finishArchive() then, not finish()).
+   * @defaultValue true
+   */
+  hash?: boolean;
+  /**
    * Go on hashing after the archive is known to be invalid and report the
    * problem from finish() instead of throwing (verify wants both facts).
    * @defaultValue false
@@ -30,13 +36,14 @@ export interface InspectorOptions {
 
 export class PartInspector {
   bytes = 0;
-  private readonly hash: Hash = createHash('sha256');
+  private readonly hash: Hash | null;
   private readonly tar: TarValidator | null;
   private readonly gunzip: Gunzip | null = null;
   private gunzipDone: Promise<void> = Promise.resolve();
   private archiveError: Error | null = null;
 
   constructor(file: string, private readonly options: InspectorOptions = {}) {
+    this.hash = options.hash === false ? null : createHash('sha256');
     const kind = archiveKind(file);
     this.tar = kind ? new TarValidator() : null;
     if (kind === 'tar.gz') {
@@ -61,7 +68,7 @@ export class PartInspector {
    */
   update(chunk: Buffer): Promise<void> | void {
     this.bytes += chunk.length;
-    this.hash.update(chunk);
+    this.hash?.update(chunk);
     if (this.gunzip) {
       const gunzip = this.gunzip;
       return new Promise((resolve, reject) => {
@@ -91,6 +98,13 @@ export class PartInspector {
 
   /** Call at the end of the stream; throws InvalidArchiveError when a tar part is incomplete. */
   async finish(): Promise<Inspection> {
+    if (this.hash === null) throw new Error('PartInspector: finish() needs hashing on; use finishArchive()');
+    const sha256 = this.hash.digest('hex');
+    return { ...(await this.finishArchive()), sha256 };
+  }
+
+  /** finish() without the hash (for an inspector made with `hash: false`). */
+  async finishArchive(): Promise<Omit<Inspection, 'sha256'>> {
     if (this.gunzip) {
       if (!this.gunzip.destroyed && !this.archiveError) {
         this.gunzip.end();
@@ -98,7 +112,7 @@ export class PartInspector {
       }
       if (!this.gunzip.destroyed) this.gunzip.destroy();
     }
-    const result: Inspection = { bytes: this.bytes, sha256: this.hash.digest('hex') };
+    const result: Omit<Inspection, 'sha256'> = { bytes: this.bytes };
     if (this.tar && !this.archiveError) {
       try {
         result.tar = this.tar.finish();
