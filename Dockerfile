@@ -25,5 +25,6 @@ RUN mkdir -p /var/lib/bysu && chown node:node /var/lib/bysu && chmod 0700 /var/l
 USER node
 VOLUME ["/var/lib/bysu"]
 EXPOSE 3000
-ENTRYPOINT ["node", "/app/bin/bysu.js"]
+# bin/bysu.js runs itself (its #! line carries the V8 flag the snapshot worker wants).
+ENTRYPOINT ["/app/bin/bysu.js"]
 CMD ["up"]

@@ -61,7 +61,7 @@ async function main(): Promise<number> {
 
     const env = { ...process.env, BYSU_CONFIG: configFile, BYSU_LOG_LEVEL: 'warn' };
     say('bysu up (scheduler, snapshot and retention workers, dashboard)');
-    const up = spawnTracked(process.execPath, [BYSU_BIN, 'up'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
+    const up = spawnTracked(BYSU_BIN, ['up'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
     let upLog = '';
     up.stderr!.on('data', (chunk: Buffer) => {
       upLog += chunk.toString();
@@ -74,11 +74,11 @@ async function main(): Promise<number> {
         await new Promise((resolve) => setTimeout(resolve, 200));
       }
       say('bysu snapshot --all --wait');
-      const snapshot = await run(process.execPath, [BYSU_BIN, 'snapshot', '--all', '--wait'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
+      const snapshot = await run(BYSU_BIN, ['snapshot', '--all', '--wait'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
       const outcomeOk = snapshot.code === 1; // ledger is meant to fail
       let checksOk = true;
       for (const app of ['shop', 'uploads']) {
-        const latest = await run(process.execPath, [BYSU_BIN, 'latest', app], { env });
+        const latest = await run(BYSU_BIN, ['latest', app], { env });
         const snapshotDir = latest.stdout.trim();
         say(`${app}: cd ${snapshotDir} && sha256sum -c SHA256SUMS`);
         const sums = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: snapshotDir || dir });
@@ -90,7 +90,7 @@ async function main(): Promise<number> {
       process.stdout.write(listing.stdout + listing.stderr);
       checksOk &&= listing.code === 0;
       say('bysu status (exit 1: ledger is failing, as it should)');
-      const status = await run(process.execPath, [BYSU_BIN, 'status'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
+      const status = await run(BYSU_BIN, ['status'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
       checksOk &&= status.code === 1;
       const dashboardUrl = `http://127.0.0.1:${dashboardPort}/`;
       const dashboardOk = (await fetch(dashboardUrl, { headers: { authorization: `Basic ${Buffer.from(`admin:${password}`).toString('base64')}` } })).ok;

@@ -16,6 +16,7 @@ import { startRetentionWorker } from '../../workers/retention.ts';
 import { startSnapshotWorker } from '../../workers/snapshot.ts';
 import { EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
+import { warnAboutMissingFlags } from './runtime-flags.ts';
 
 export async function up(globals: GlobalOptions): Promise<number> {
   const config = loadCliConfig(globals);
@@ -23,6 +24,7 @@ export async function up(globals: GlobalOptions): Promise<number> {
   checkSshFiles(config);
   checkDashboardExposure(config.dashboard);
   const logger = createLogger(config.log.level, 'bysu');
+  warnAboutMissingFlags(logger);
   const started: { close(): Promise<void> }[] = [];
   const closeAll = async () => {
     await Promise.allSettled(started.map((component) => component.close()));

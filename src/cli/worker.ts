@@ -6,6 +6,7 @@ import { startRetentionWorker } from '../../workers/retention.ts';
 import { startSnapshotWorker } from '../../workers/snapshot.ts';
 import { EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
+import { warnAboutMissingFlags } from './runtime-flags.ts';
 
 export const WORKER_KINDS = ['snapshot', 'retention', 'drill'] as const;
 
@@ -17,6 +18,7 @@ export async function worker(globals: GlobalOptions, kind: string): Promise<numb
   const logger = createLogger(config.log.level, `bysu-worker-${kind}`);
   if (kind === 'snapshot') {
     checkSshFiles(config);
+    warnAboutMissingFlags(logger);
     const running = await startSnapshotWorker(config, logger);
     await runUntilSignal(logger, () => running.close());
   } else if (kind === 'drill') {

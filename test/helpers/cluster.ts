@@ -14,6 +14,7 @@ import { withRedis, type TestRedis } from './redis.ts';
 import { withSshNodes, type ClientKeys, type TestNode } from './sshd.ts';
 
 export const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The bysu executable; run directly (not `node BYSU_BIN`) so that its #! line's V8 flags apply, as deployed. */
 export const BYSU_BIN = path.join(PROJECT_ROOT, 'bin/bysu.js');
 
 export interface TestCluster {
@@ -63,13 +64,13 @@ export async function withCluster<T>(nodeNames: string[], fn: (cluster: TestClus
         await writeFile(configFile, stringify(config));
       },
       bysu(args, runOptions = {}) {
-        return run(process.execPath, [BYSU_BIN, ...args], { env: { ...baseEnv, ...runOptions.env }, cwd: dir, timeout: runOptions.timeoutMs ?? 120_000 });
+        return run(BYSU_BIN, args, { env: { ...baseEnv, ...runOptions.env }, cwd: dir, timeout: runOptions.timeoutMs ?? 120_000 });
       },
       startWorker(env = {}) {
         return cluster.startProcess(['worker', 'snapshot'], env);
       },
       startProcess(args, env = {}) {
-        const child = spawnTracked(process.execPath, [BYSU_BIN, ...args], { env: { ...baseEnv, ...env }, cwd: dir }) as ChildProcess & { output: () => string };
+        const child = spawnTracked(BYSU_BIN, args, { env: { ...baseEnv, ...env }, cwd: dir }) as ChildProcess & { output: () => string };
         let output = '';
         child.stdout!.on('data', (chunk: Buffer) => (output += chunk.toString()));
         child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));

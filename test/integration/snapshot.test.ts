@@ -10,7 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import tar from 'tar-stream';
 import { buffer } from 'node:stream/consumers';
 import { BYSU_BIN, openCluster, waitForLog, type TestCluster } from '../helpers/cluster.ts';
-import { run } from '../helpers/processes.ts';
+import { run, spawnTracked, stopProcess } from '../helpers/processes.ts';
+import { RUNTIME_V8_FLAGS } from '../../src/cli/runtime-flags.ts';
 
 const WRONG_PIN = `SHA256:${'A'.repeat(43)}`;
 
@@ -38,6 +39,7 @@ async function snapshotDirs(repository: string, app: string): Promise<string[]> 
 describe('snapshot pipeline against a real sshd node', () => {
   let cluster: TestCluster;
   let close: (() => Promise<void>) | undefined;
+  let worker: ReturnType<TestCluster['startWorker']>;
 
   before(async () => {
     ({ cluster, close } = await openCluster(['db1']));
@@ -79,12 +81,28 @@ describe('snapshot pipeline against a real sshd node', () => {
         concurrency: { global: 16, perNode: 4, perWorker: 4 },
       },
     );
-    const worker = cluster.startWorker();
+    worker = cluster.startWorker();
     await waitForLog(worker, 'snapshot worker started');
   });
 
   after(async () => {
     await close?.();
+  });
+
+  test('bin/bysu.js run as itself has its V8 flags; run as `node bin/bysu.js`, the worker says they are missing', async () => {
+    const warning = 'started without the V8 flags of bin/bysu.js';
+    assert.ok(!worker.output().includes(warning), worker.output());
+    const plain = spawnTracked(process.execPath, [BYSU_BIN, 'worker', 'snapshot'], { env: { ...process.env, BYSU_CONFIG: cluster.configFile, BYSU_LOG_FORMAT: 'json' } });
+    let output = '';
+    plain.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await waitForLog({ output: () => output }, 'snapshot worker started');
+      const line = JSON.parse(output.split('\n').find((candidate) => candidate.includes(warning))!) as { level: number; missing: string[] };
+      assert.equal(line.level, 40, 'a warning');
+      assert.deepEqual(line.missing, [...RUNTIME_V8_FLAGS]);
+    } finally {
+      await stopProcess(plain);
+    }
   });
 
   test('a multi-part snapshot commits and is readable with sha256sum and tar', async () => {

@@ -7,13 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { test } from 'node:test';
 import { parse } from 'yaml';
 import { buildProgram } from '../../src/cli/main.ts';
 import { WORKER_KINDS } from '../../src/cli/worker.ts';
+import { missingRuntimeFlags, RUNTIME_V8_FLAGS } from '../../src/cli/runtime-flags.ts';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -57,7 +58,8 @@ test('Dockerfile: multi-stage, non-root, bysu as the entrypoint', () => {
   assert.match(dockerfile, /^FROM node:20-/m, 'the Node.js the project runs on');
   const user = /^USER (\S+)$/m.exec(dockerfile)?.[1];
   assert.ok(user && user !== 'root' && user !== '0', `runs as a non-root user (${user})`);
-  assert.match(dockerfile, /^ENTRYPOINT \["node", "\/app\/bin\/bysu\.js"\]$/m);
+  // The script itself, so that its #! line's V8 flags apply (see the runtime-flags test below).
+  assert.match(dockerfile, /^ENTRYPOINT \["\/app\/bin\/bysu\.js"\]$/m);
   for (const copied of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) {
     assert.ok(existsSync(path.join(ROOT, copied[1]!)), `COPY ${copied[1]} exists`);
   }
@@ -70,7 +72,7 @@ test('systemd units start real subcommands', () => {
   assert.ok(units.length >= 5);
   for (const unit of units) {
     const text = readFileSync(path.join(ROOT, 'contrib/systemd', unit), 'utf8');
-    const exec = /^ExecStart=\/usr\/bin\/node \/opt\/bysu\/bin\/bysu\.js (.+)$/m.exec(text);
+    const exec = /^ExecStart=\/opt\/bysu\/bin\/bysu\.js (.+)$/m.exec(text);
     assert.ok(exec, `${unit} runs bysu`);
     assertRealCommand(exec[1]!.split(' '), unit);
     assert.match(text, /^User=bysu$/m, `${unit} runs as the bysu user`);
@@ -78,9 +80,19 @@ test('systemd units start real subcommands', () => {
   }
 });
 
+test('bin/bysu.js carries the V8 flags of runtime-flags.ts on its #! line, and is executable', async () => {
+  const script = path.join(ROOT, 'bin/bysu.js');
+  assert.equal(readFileSync(script, 'utf8').split('\n')[0], `#!/usr/bin/env -S node ${RUNTIME_V8_FLAGS.join(' ')}`);
+  assert.ok(statSync(script).mode & 0o111, 'executable, so that launchers can run it directly');
+  const version = spawnSync(script, ['--version'], { encoding: 'utf8' });
+  assert.equal(version.status, 0, version.stderr);
+  assert.deepEqual(missingRuntimeFlags([...RUNTIME_V8_FLAGS]), []);
+  assert.deepEqual(missingRuntimeFlags(['--import', 'tsx']), [...RUNTIME_V8_FLAGS]);
+});
+
 test('systemd units pass systemd-analyze verify', { skip: systemdAnalyze ? false : 'systemd-analyze is not installed on this machine' }, () => {
   const units = readdirSync(path.join(ROOT, 'contrib/systemd')).filter((name) => name.endsWith('.service')).map((name) => path.join(ROOT, 'contrib/systemd', name));
   const result = spawnSync('systemd-analyze', ['verify', ...units], { encoding: 'utf8' });
-  const problems = `${result.stdout}${result.stderr}`.split('\n').filter((line) => line.includes('bysu') && !/Failed to resolve (user|group)|No such file or directory.*\/opt\/bysu/.test(line));
+  const problems = `${result.stdout}${result.stderr}`.split('\n').filter((line) => line.includes('bysu') && !/Failed to resolve (user|group)|No such file or directory.*\/opt\/bysu|Command \/opt\/bysu\/bin\/bysu\.js is not executable: No such file/.test(line));
   assert.deepEqual(problems, []);
 });
