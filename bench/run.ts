@@ -5,9 +5,13 @@
  * alternating rounds, median reported. It starts its own redis-server and
  * sshd nodes on loopback with generated data.
  *
- * Scenarios: (a) one node, one 1 GiB part; (b) 8 nodes × 64 MiB in parallel;
- * (c) 40 nodes with tiny parts (control-plane overhead); (d) worker peak RSS
- * with 8 concurrent 64 MiB parts and with one 2 GiB part (one worker each).
+ * Scenarios: (a) one node, one 1 GiB part; (a2) the same against a baseline
+ * that also hashes (openssl sha256) and fsyncs, as BYSU does; (b) 8 nodes ×
+ * 64 MiB in parallel; (c) 40 nodes with tiny parts (control-plane overhead);
+ * (d) worker peak RSS with 8 concurrent 64 MiB parts, one 64 MiB part and one
+ * 2 GiB part (a fresh worker each, 3 rounds, medians). Before every timed run
+ * `sync` writes back what the previous one left dirty; each scenario has a
+ * warm-up round that is not counted.
  * BYSU runs two snapshot workers for (a)–(c), as compose.yaml deploys it;
  * CPU is the sum of both workers against the sum of the ssh clients.
  *
@@ -15,6 +19,7 @@
  *   npm run bench -- --smoke    tiny sizes, one round: keeps the benchmark working (CI)
  *   npm run bench -- --rounds 9   (default 5, after one warm-up round that is not counted)
  *   npm run bench -- --only a,b --workers 1   (some scenarios; snapshot worker processes, default 2)
+ *   npm run bench -- --plain-node   workers as `node bin/bysu.js`, without its #! line's V8 flags
  * Writes bench/results.json; prints a table.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
@@ -37,9 +42,13 @@ const roundsArgument = process.argv.indexOf('--rounds');
 const ROUNDS = smoke ? 1 : roundsArgument > 0 ? Number(process.argv[roundsArgument + 1]) : 5;
 const workersArgument = process.argv.indexOf('--workers');
 const WORKERS = workersArgument > 0 ? Number(process.argv[workersArgument + 1]) : 2;
+const PLAIN_NODE = process.argv.includes('--plain-node');
 const onlyArgument = process.argv.indexOf('--only');
-const ONLY = onlyArgument > 0 ? process.argv[onlyArgument + 1]!.split(',') : ['a', 'b', 'c', 'd'];
+const ALL_SCENARIOS = ['a', 'a2', 'b', 'c', 'd'];
+const ONLY = onlyArgument > 0 ? process.argv[onlyArgument + 1]!.split(',') : ALL_SCENARIOS;
 const MiB = 1024 * 1024;
+/** Fresh workers per memory case; the median is reported. */
+const MEMORY_ROUNDS = smoke ? 1 : 3;
 const SIZES = smoke
   ? { a: 4 * MiB, b: 1 * MiB, bNodes: 2, cNodes: 4, dParallel: 1 * MiB, dLarge: 8 * MiB }
   : { a: 1024 * MiB, b: 64 * MiB, bNodes: 8, cNodes: 40, dParallel: 64 * MiB, dLarge: 2048 * MiB };
@@ -92,7 +101,7 @@ async function main(): Promise<void> {
       ...nodes.slice(0, SIZES.bNodes).map((node) => ({ name: `b-${node.name}`, node: node.name, parts: [{ file: 'b.bin', run: 'cat "$NODE_DIR/b.bin"' }] })),
       ...nodes.slice(0, SIZES.cNodes).map((node) => ({ name: `c-${node.name}`, node: node.name, parts: [{ file: 'c.sql', run: 'cat "$NODE_DIR/c.sql"' }] })),
       { name: 'd-large', node: nodes[0]!.name, parts: [{ file: 'd.bin', run: `head -c ${SIZES.dLarge} /dev/zero` }] },
-      ...nodes.slice(0, 8).map((node) => ({ name: `d-${node.name}`, node: node.name, parts: [{ file: 'd.bin', run: `head -c ${SIZES.dParallel} /dev/zero` }] })),
+      ...nodes.slice(0, SIZES.bNodes).map((node) => ({ name: `d-${node.name}`, node: node.name, parts: [{ file: 'd.bin', run: `head -c ${SIZES.dParallel} /dev/zero` }] })),
     ];
     await writeFile(configFile, stringify({
       redis: { url: redis.url, prefix: 'bench' },
@@ -104,11 +113,16 @@ async function main(): Promise<void> {
       apps: apps.map((app) => ({ ...app, keep: 1, maxBytes: '10GiB' })),
     }));
     const config = loadConfig(configFile);
+    // Which cipher each side uses: the OpenSSH client's default order starts with chacha20-poly1305; ssh2's, on a CPU with AES-NI, with aes128-gcm.
+    const verbose = await run('ssh', ['-v', '-T', '-i', keys.identityFile, '-o', `UserKnownHostsFile=${keys.knownHostsFile}`, '-o', 'BatchMode=yes', '-p', String(nodes[0]!.port), `${nodes[0]!.user}@127.0.0.1`, 'true']);
+    (results.machine as Record<string, unknown>).opensshCipher = /server->client cipher: (\S+)/.exec(verbose.stderr)?.[1] ?? 'unknown';
     const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
     const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: 'bench' });
 
     const startWorker = async () => {
-      const child = spawnTracked(process.execPath, [BYSU_BIN, 'worker', 'snapshot'], { env: { ...process.env, BYSU_CONFIG: configFile, BYSU_LOG_FORMAT: 'json', BYSU_LOG_LEVEL: 'info' } });
+      // As deployed: the script itself, so that its #! line's V8 flags apply (--plain-node: without them).
+      const [command, args] = PLAIN_NODE ? [process.execPath, [BYSU_BIN, 'worker', 'snapshot']] : [BYSU_BIN, ['worker', 'snapshot']];
+      const child = spawnTracked(command, args, { env: { ...process.env, BYSU_CONFIG: configFile, BYSU_LOG_FORMAT: 'json', BYSU_LOG_LEVEL: 'info' } });
       let output = '';
       child.stderr!.on('data', (chunk: Buffer) => (output += chunk.toString()));
       while (!output.includes('worker started')) {
@@ -118,10 +132,20 @@ async function main(): Promise<void> {
       return child;
     };
 
+    /**
+     * Before each timed run, either side: write back what the previous run left
+     * dirty (the baseline does not fsync, so without this its gigabyte would be
+     * written out during BYSU's next run, and BYSU's fsync would wait behind it).
+     */
+    const settle = async () => {
+      await run('sync', []);
+    };
+
     /** Snapshot `names` at once through BYSU; seconds from enqueue to the last commit, and the worker's CPU. */
     const bysu = async (names: string[], workers: { pid?: number }[]): Promise<Sample> => {
       const cpuOf = async () => (await Promise.all(workers.map((worker) => cpuSecondsOf(worker.pid!)))).reduce((sum, value) => sum + value, 0);
       const sysOf = async () => (await Promise.all(workers.map(async (worker) => (await cpuSplitOf(worker.pid!))[1]))).reduce((sum, value) => sum + value, 0);
+      await settle();
       const cpuBefore = await cpuOf();
       const sysBefore = await sysOf();
       const started = Date.now();
@@ -146,10 +170,14 @@ async function main(): Promise<void> {
       return sample;
     };
 
-    /** The same transfers with the OpenSSH client, `parallel` at a time; client CPU from bash's `times`. */
-    const openssh = async (targets: { node: TestNode; command: string }[], parallel: number, keysUsed: ClientKeys): Promise<Sample> => {
+    /**
+     * The same transfers with the OpenSSH client, `parallel` at a time; client CPU from bash's `times`.
+     * `sink` is the shell that takes ssh's output: `> file` by default, or one that also hashes and fsyncs.
+     */
+    const openssh = async (targets: { node: TestNode; command: string }[], parallel: number, keysUsed: ClientKeys, sink = (file: string) => `> ${file}`): Promise<Sample> => {
       const out = path.join(dir, 'openssh');
       await mkdir(out, { recursive: true });
+      await settle();
       const started = Date.now();
       let cpuSeconds = 0;
       let next = 0;
@@ -157,7 +185,7 @@ async function main(): Promise<void> {
         while (next < targets.length) {
           const { node, command } = targets[next]!;
           const index = next++;
-          const script = `ssh -T -i ${keysUsed.identityFile} -o UserKnownHostsFile=${keysUsed.knownHostsFile} -o BatchMode=yes -p ${node.port} ${node.user}@127.0.0.1 '${command}' > ${out}/${index}.out; times`;
+          const script = `set -o pipefail; ssh -T -i ${keysUsed.identityFile} -o UserKnownHostsFile=${keysUsed.knownHostsFile} -o BatchMode=yes -p ${node.port} ${node.user}@127.0.0.1 '${command}' ${sink(`${out}/${index}.out`)}; times`;
           const result = await run('bash', ['-c', script]);
           if (result.code !== 0) throw new Error(`ssh failed: ${result.stderr}`);
           const child = result.stdout.trim().split('\n')[1]!.split(/\s+/).map((value) => {
@@ -173,8 +201,11 @@ async function main(): Promise<void> {
       return sample;
     };
 
-    const scenarios: { key: string; label: string; bytes: number; names: string[]; targets: { node: TestNode; command: string }[]; parallel: number; higherIsBetter: boolean }[] = [
+    // (a2): the baseline with BYSU's guarantees added the way an operator would: a sha256 (OpenSSL's, with SHA-NI) and an fsync.
+    const hashAndSync = (file: string) => `| tee ${file} | openssl dgst -sha256 > ${file}.sha256 && sync -d ${file}`;
+    const scenarios: { key: string; label: string; bytes: number; names: string[]; targets: { node: TestNode; command: string }[]; parallel: number; higherIsBetter: boolean; sink?: (file: string) => string }[] = [
       { key: 'a', label: `(a) 1 node, one ${SIZES.a / MiB} MiB part`, bytes: SIZES.a, names: ['a'], targets: [{ node: nodes[0]!, command: `cat ${nodes[0]!.dir}/a.bin` }], parallel: 1, higherIsBetter: true },
+      { key: 'a2', label: `(a2) as (a), the baseline also hashing and fsyncing`, bytes: SIZES.a, names: ['a'], targets: [{ node: nodes[0]!, command: `cat ${nodes[0]!.dir}/a.bin` }], parallel: 1, higherIsBetter: true, sink: hashAndSync },
       { key: 'b', label: `(b) ${SIZES.bNodes} nodes × ${SIZES.b / MiB} MiB in parallel`, bytes: SIZES.b * SIZES.bNodes, names: nodes.slice(0, SIZES.bNodes).map((node) => `b-${node.name}`), targets: nodes.slice(0, SIZES.bNodes).map((node) => ({ node, command: `cat ${node.dir}/b.bin` })), parallel: SIZES.bNodes, higherIsBetter: true },
       { key: 'c', label: `(c) ${SIZES.cNodes} nodes, tiny parts, 16 at once`, bytes: 10 * SIZES.cNodes, names: nodes.slice(0, SIZES.cNodes).map((node) => `c-${node.name}`), targets: nodes.slice(0, SIZES.cNodes).map((node) => ({ node, command: `cat ${node.dir}/c.sql` })), parallel: 16, higherIsBetter: false },
     ];
@@ -182,21 +213,22 @@ async function main(): Promise<void> {
     const workers = [];
     for (let index = 0; index < WORKERS; index += 1) workers.push(await startWorker());
     console.error(`bench: ${WORKERS} worker(s) started`);
-    // A warm-up round, not counted: both workers' JIT and both sides' page cache get warm.
-    await bysu(scenarios[1]!.names, workers);
-    await openssh(scenarios[1]!.targets, scenarios[1]!.parallel, keys);
     const table: string[][] = [['scenario', 'BYSU', 'OpenSSH', 'ratio', 'CPU s/GiB BYSU', 'CPU s/GiB ssh']];
     try {
       for (const scenario of scenarios.filter((candidate) => ONLY.includes(candidate.key))) {
+        // A warm-up round per scenario, not counted: the workers' JIT, and the memory both sides'
+        // page cache will use (the first gigabyte written into a fresh VM's memory costs 2–10× more).
+        await bysu(scenario.names, workers);
+        await openssh(scenario.targets, scenario.parallel, keys, scenario.sink);
         const ours: Sample[] = [];
         const theirs: Sample[] = [];
         for (let round = 0; round < ROUNDS; round += 1) {
           // Alternate which goes first, so neither always gets the warmer machine.
           if (round % 2 === 0) {
             ours.push(await bysu(scenario.names, workers));
-            theirs.push(await openssh(scenario.targets, scenario.parallel, keys));
+            theirs.push(await openssh(scenario.targets, scenario.parallel, keys, scenario.sink));
           } else {
-            theirs.push(await openssh(scenario.targets, scenario.parallel, keys));
+            theirs.push(await openssh(scenario.targets, scenario.parallel, keys, scenario.sink));
             ours.push(await bysu(scenario.names, workers));
           }
           console.error(`bench: ${scenario.label} round ${round + 1}: BYSU ${ours.at(-1)!.seconds.toFixed(2)} s, OpenSSH ${theirs.at(-1)!.seconds.toFixed(2)} s`);
@@ -223,26 +255,41 @@ async function main(): Promise<void> {
       await Promise.all(workers.map((worker) => stopProcess(worker)));
     }
 
-    // (d) memory: a fresh worker for each case, its peak RSS read at the end.
-    const memory: Record<string, number> = { '8 × parallel': 0, 'one large part': 0 };
-    for (const [key, names] of ONLY.includes('d') ? [['8 × parallel', nodes.slice(0, 8).map((node) => `d-${node.name}`)], ['one large part', ['d-large']]] as const : []) {
-      const fresh = await startWorker();
-      try {
-        await bysu([...names], [fresh]);
-        memory[key] = (peakRss(fresh.pid!) ?? 0) / MiB;
-      } finally {
-        await stopProcess(fresh);
+    // (d) memory: a fresh worker for each case and round, its peak RSS (VmHWM) read at the end; medians.
+    // One part of the parallel size alone as well: against the large part, it shows whether memory grows with size.
+    const memoryCases = [
+      { key: 'parallel', label: `${SIZES.bNodes} × ${SIZES.dParallel / MiB} MiB at once`, names: nodes.slice(0, SIZES.bNodes).map((node) => `d-${node.name}`) },
+      { key: 'small', label: `one ${SIZES.dParallel / MiB} MiB part`, names: [`d-${nodes[0]!.name}`] },
+      { key: 'large', label: `one ${SIZES.dLarge / MiB} MiB part`, names: ['d-large'] },
+    ];
+    const memory: Record<string, { peakMiB: number; idleMiB: number; samples: { peakMiB: number; idleMiB: number }[] }> = {};
+    for (const memoryCase of ONLY.includes('d') ? memoryCases : []) {
+      const samples = [];
+      for (let round = 0; round < MEMORY_ROUNDS; round += 1) {
+        const fresh = await startWorker();
+        try {
+          const idleMiB = (peakRss(fresh.pid!) ?? 0) / MiB;
+          await bysu(memoryCase.names, [fresh]);
+          samples.push({ peakMiB: (peakRss(fresh.pid!) ?? 0) / MiB, idleMiB });
+        } finally {
+          await stopProcess(fresh);
+        }
       }
+      memory[memoryCase.key] = { peakMiB: median(samples.map((sample) => sample.peakMiB)), idleMiB: median(samples.map((sample) => sample.idleMiB)), samples };
+      console.error(`bench: (d) ${memoryCase.label}: peak RSS ${samples.map((sample) => sample.peakMiB.toFixed(0)).join(', ')} MiB (idle ${samples.map((sample) => sample.idleMiB.toFixed(0)).join(', ')})`);
     }
-    const dLabel = `(d) worker peak RSS: 8 × ${SIZES.dParallel / MiB} MiB / one ${SIZES.dLarge / MiB} MiB`;
-    (results.scenarios as Record<string, unknown>).d = { label: dLabel, peakRssMiB: memory };
-    table.push([dLabel, `${memory['8 × parallel']!.toFixed(0)} / ${memory['one large part']!.toFixed(0)} MiB`, '-', `${(memory['one large part']! / memory['8 × parallel']!).toFixed(2)}× (large/parallel)`, '-', '-']);
+    if (ONLY.includes('d')) {
+      const { parallel, small, large } = memory as Record<'parallel' | 'small' | 'large', { peakMiB: number; idleMiB: number }>;
+      const dLabel = `(d) worker peak RSS: ${memoryCases.map((memoryCase) => memoryCase.label).join(' / ')}`;
+      (results.scenarios as Record<string, unknown>).d = { label: dLabel, cases: memoryCases.map(({ key, label }) => ({ key, label, ...memory[key] })), largeOverParallel: large.peakMiB / parallel.peakMiB, largeOverSmall: large.peakMiB / small.peakMiB };
+      table.push([dLabel, `${parallel.peakMiB.toFixed(0)} / ${small.peakMiB.toFixed(0)} / ${large.peakMiB.toFixed(0)} MiB`, '-', `large/parallel ${(large.peakMiB / parallel.peakMiB).toFixed(2)}×, large/small ${(large.peakMiB / small.peakMiB).toFixed(2)}×`, '-', '-']);
+    }
 
     await queue.close();
     connection.disconnect();
     const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));
     console.log(table.map((row) => row.map((cell, column) => cell.padEnd(widths[column]!)).join('  ')).join('\n'));
-    const partial = ONLY.length < 4 || WORKERS !== 2;
+    const partial = ONLY.length < ALL_SCENARIOS.length || WORKERS !== 2 || PLAIN_NODE;
     const output = path.join(path.dirname(new URL(import.meta.url).pathname), smoke ? 'results-smoke.json' : partial ? 'results-partial.json' : 'results.json');
     await writeFile(output, `${JSON.stringify(results, null, 2)}\n`);
     console.error(`bench: wrote ${output}`);

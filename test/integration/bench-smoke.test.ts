@@ -13,5 +13,6 @@ test('the benchmark runs in smoke mode', async () => {
   const results = JSON.parse(await readFile(path.join(PROJECT_ROOT, 'bench/results-smoke.json'), 'utf8'));
   assert.equal(results.smoke, true);
   for (const key of ['a', 'b', 'c']) assert.ok(results.scenarios[key].bysu > 0 && results.scenarios[key].openssh > 0, key);
-  assert.ok(results.scenarios.d.peakRssMiB['one large part'] > 0);
+  assert.deepEqual(results.scenarios.d.cases.map((memoryCase: { key: string }) => memoryCase.key), ['parallel', 'small', 'large']);
+  for (const memoryCase of results.scenarios.d.cases) assert.ok(memoryCase.peakMiB >= memoryCase.idleMiB && memoryCase.idleMiB > 0, memoryCase.key);
 });
