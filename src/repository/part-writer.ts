@@ -7,9 +7,10 @@
  * one thread), held one stream at 220–310 MiB/s while ssh2 alone reads 1 GiB/s.
  *
  * A PartFile is a Writable: chunks are copied into batches of BATCH_BYTES,
- * which travel to the thread and back (transferred, never copied), at most
- * BATCHES_PER_FILE of them per file, so memory per part is bounded whatever
- * its size. The stream finishes only once the thread has fsynced and closed
+ * which travel to the thread and back (transferred, never copied). The
+ * batches come from one pool per process (BATCHES_PER_PROCESS, 2 MiB), at most
+ * BATCHES_PER_FILE to a file, so memory is bounded whatever the size or number
+ * of parts. The stream finishes only once the thread has fsynced and closed
  * the file; `result` then holds its sha256 and size. One thread per process
  * serves every part being written.
  */
@@ -24,8 +25,10 @@ import { StorageError } from '../errors.ts';
  * here and the hash and write there).
  */
 export const BATCH_BYTES = 128 * 1024;
-/** Batches one file may have in use (filling, queued, being written): 1 MiB per part. */
+/** Batches one file may have in use (filling, queued, being written): 1 MiB, enough to keep one stream flowing. */
 export const BATCHES_PER_FILE = 8;
+/** Batches of the whole process, shared by the parts being written at once: 2 MiB. */
+export const BATCHES_PER_PROCESS = 16;
 
 const THREAD_URL = new URL('./part-writer-thread.js', import.meta.url);
 
@@ -52,6 +55,51 @@ function errorFromThread(error: ThreadError): NodeJS.ErrnoException {
   if (error.path !== undefined) rebuilt.path = error.path;
   return rebuilt;
 }
+
+/** The process's batches: allocated on demand up to BATCHES_PER_PROCESS, reused, handed to waiting files in turn. */
+class BatchPool {
+  private readonly free: ArrayBuffer[] = [];
+  private allocated = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  /** A batch, or null when all are in use (then wait()). */
+  take(): ArrayBuffer | null {
+    const buffer = this.free.pop();
+    if (buffer !== undefined) return buffer;
+    if (this.allocated >= BATCHES_PER_PROCESS) return null;
+    this.allocated += 1;
+    return new ArrayBuffer(BATCH_BYTES);
+  }
+
+  /** Return a batch; the file that has waited longest may take it. */
+  give(buffer: ArrayBuffer): void {
+    this.free.push(buffer);
+    this.waiting.shift()?.();
+  }
+
+  /** Call wake once when a batch has come back. */
+  wait(wake: () => void): void {
+    this.waiting.push(wake);
+  }
+
+  cancel(wake: () => void): void {
+    const index = this.waiting.indexOf(wake);
+    if (index >= 0) this.waiting.splice(index, 1);
+  }
+
+  /** Batches that will never come back (they were on a thread that died). */
+  lost(count: number): void {
+    this.allocated -= count;
+    for (let index = 0; index < count; index += 1) this.waiting.shift()?.();
+  }
+
+  /** For tests: batches allocated and free right now. */
+  get usage(): { allocated: number; free: number } {
+    return { allocated: this.allocated, free: this.free.length };
+  }
+}
+
+const pool = new BatchPool();
 
 /** The process's writer thread: started with the first file, kept (unreferenced) while idle, replaced if it dies. */
 class WriterThread {
@@ -85,7 +133,12 @@ class WriterThread {
     if (this.worker !== null) return this.worker;
     // Its heap holds a few hashes and messages; the batches are outside it.
     const worker = new Worker(THREAD_URL, { resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 } });
-    worker.on('message', (message: ThreadMessage) => this.files.get(message.id)?.receive(message));
+    worker.on('message', (message: ThreadMessage) => {
+      const file = this.files.get(message.id);
+      if (file !== undefined) file.receive(message);
+      // A batch of a file that failed (or was aborted) comes back after the file let go: it is the pool's again.
+      else if (message.type === 'written') pool.give(message.buffer);
+    });
     let failure: Error | null = null;
     worker.on('error', (error) => {
       failure = error;
@@ -110,6 +163,11 @@ export function terminatePartWriterThread(): Promise<void> {
   return thread.terminate();
 }
 
+/** For tests: the process's batches allocated (≤ BATCHES_PER_PROCESS) and free now. */
+export function batchPoolUsage(): { allocated: number; free: number } {
+  return pool.usage;
+}
+
 /** Given a path and a file mode, create the file exclusively (it must not exist) and return a stream that writes it. */
 export function createPartFile(target: string, mode: number): PartFile {
   return new PartFile(target, mode);
@@ -120,11 +178,12 @@ export class PartFile extends Writable {
   /** The file's sha256 (hex) and size, once the stream has finished: fsynced and closed. */
   result: { sha256: string; bytes: number } | null = null;
   private id = 0;
-  private readonly free: ArrayBuffer[] = [];
-  private batches = 0;
-  /** The most batches this file had in use at once (≤ BATCHES_PER_FILE: its memory bound). */
+  /** Batches this file holds: the one filling and those on the thread. */
+  private inUse = 0;
+  private mostInUse = 0;
+  /** The most batches this file held at once (≤ BATCHES_PER_FILE). */
   get batchesAllocated(): number {
-    return this.batches;
+    return this.mostInUse;
   }
   private current: Uint8Array | null = null;
   private filled = 0;
@@ -177,6 +236,7 @@ export class PartFile extends Writable {
       return;
     }
     // Whatever waited is superseded by the destroy; the thread closes the file and says so.
+    if (this.waitingForBatch !== null) pool.cancel(this.waitingForBatch);
     this.waitingForBatch = null;
     this.waitingForAnswer = () => {
       this.release();
@@ -192,10 +252,15 @@ export class PartFile extends Writable {
         this.answered();
         break;
       case 'written': {
-        this.free.push(message.buffer);
+        this.inUse -= 1;
+        // Our own write first, if it waits only for this file's limit; then whoever waits on the pool.
         const waiting = this.waitingForBatch;
-        this.waitingForBatch = null;
-        waiting?.();
+        if (waiting !== null) {
+          this.free = message.buffer;
+          waiting();
+        } else {
+          pool.give(message.buffer);
+        }
         break;
       }
       case 'finished':
@@ -214,19 +279,36 @@ export class PartFile extends Writable {
     }
   }
 
-  /** The thread is gone: nothing of this file can be trusted to be on disk. */
+  /** The thread is gone: nothing of this file can be trusted to be on disk, and its batches there are lost. */
   threadDied(error: Error): void {
+    const lost = this.inUse - (this.current === null ? 0 : 1);
     this.release();
     this.failWith(error);
+    // Last: this wakes files waiting for a batch, and this one must not be among those that go on.
+    pool.lost(lost);
   }
 
   /** Copy chunk[offset…] into batches, sending each one that fills; wait for a free batch when all are in use. */
   private copyIn(chunk: Buffer, offset: number, callback: (error?: Error | null) => void): void {
+    if (this.threadDone) {
+      callback(new StorageError(`${this.target}: written to after the part writer let go of it`));
+      return;
+    }
     while (offset < chunk.length) {
       if (this.current === null) {
-        const buffer = this.free.pop() ?? (this.batches < BATCHES_PER_FILE ? (this.batches++, new ArrayBuffer(BATCH_BYTES)) : null);
+        const buffer = this.takeBatch();
         if (buffer === null) {
-          this.waitingForBatch = (error) => (error ? callback(error) : this.copyIn(chunk, offset, callback));
+          const retry = (error?: Error | null) => {
+            // Woken once, by whichever comes first: a batch of its own, one from the pool, or a failure.
+            if (this.waitingForBatch !== retry) return;
+            this.waitingForBatch = null;
+            pool.cancel(retry);
+            if (error) callback(error);
+            else this.copyIn(chunk, offset, callback);
+          };
+          this.waitingForBatch = retry;
+          // At its own limit, only its own batches coming back can help; else any batch of the pool.
+          if (this.inUse < BATCHES_PER_FILE) pool.wait(retry);
           return;
         }
         this.current = new Uint8Array(buffer);
@@ -239,6 +321,22 @@ export class PartFile extends Writable {
       if (this.filled === BATCH_BYTES) this.sendCurrent();
     }
     callback();
+  }
+
+  /** A batch handed back directly by receive('written'), for the write that waited for it. */
+  private free: ArrayBuffer | null = null;
+
+  private takeBatch(): ArrayBuffer | null {
+    let buffer: ArrayBuffer | null = this.free;
+    this.free = null;
+    if (buffer === null) {
+      if (this.inUse >= BATCHES_PER_FILE) return null;
+      buffer = pool.take();
+      if (buffer === null) return null;
+    }
+    this.inUse += 1;
+    this.mostInUse = Math.max(this.mostInUse, this.inUse);
+    return buffer;
   }
 
   private sendCurrent(): void {
@@ -256,16 +354,25 @@ export class PartFile extends Writable {
 
   /** Fail whatever waits on the thread (which errors the stream), or else destroy the stream. */
   private failWith(error: Error): void {
-    const waiting = this.waitingForAnswer ?? this.waitingForBatch;
-    this.waitingForAnswer = null;
-    this.waitingForBatch = null;
-    if (waiting !== null) waiting(error);
+    if (this.waitingForAnswer !== null) this.answered(error);
+    // A write waiting for a batch clears itself when woken.
+    else if (this.waitingForBatch !== null) this.waitingForBatch(error);
     else this.destroy(error);
   }
 
+  /** The thread has let go of the file: detach, and give back the batch that was filling, and one handed back for a write. */
   private release(): void {
     if (this.threadDone) return;
     this.threadDone = true;
     thread.detach(this.id);
+    if (this.current !== null) {
+      pool.give(this.current.buffer as ArrayBuffer);
+      this.current = null;
+      this.inUse -= 1;
+    }
+    if (this.free !== null) {
+      pool.give(this.free);
+      this.free = null;
+    }
   }
 }

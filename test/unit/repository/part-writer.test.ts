@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, test } from 'node:test';
 import { StorageError } from '../../../src/errors.ts';
-import { BATCH_BYTES, BATCHES_PER_FILE, createPartFile, terminatePartWriterThread } from '../../../src/repository/part-writer.ts';
+import { BATCH_BYTES, BATCHES_PER_FILE, BATCHES_PER_PROCESS, batchPoolUsage, createPartFile, terminatePartWriterThread } from '../../../src/repository/part-writer.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -24,6 +24,9 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   await rm(dir, { recursive: true, force: true });
+  // Whatever a test did (failures, aborts, a dead thread), every batch is back in the pool once nothing is written.
+  const usage = batchPoolUsage();
+  assert.equal(usage.free, usage.allocated, `batches lost: ${JSON.stringify(usage)}`);
 });
 
 /** The given bytes as a stream of `chunkSize` pieces (the last one shorter). */
@@ -90,6 +93,21 @@ test('memory per file is bounded by its batches, however fast the source', async
   assert.equal(sink.result!.bytes, total);
   assert.ok(sink.batchesAllocated <= BATCHES_PER_FILE, `${sink.batchesAllocated} batches allocated, at most ${BATCHES_PER_FILE}`);
   assert.ok(sink.batchesAllocated >= 2, 'batches overlap: one fills while another is written');
+});
+
+test('twenty parts at once share the process pool: never more than BATCHES_PER_PROCESS batches', async () => {
+  const inputs = Array.from({ length: 20 }, (_, index) => randomBytes(BATCH_BYTES * 6 + index));
+  let most = 0;
+  const sampler = setInterval(() => (most = Math.max(most, batchPoolUsage().allocated)), 1);
+  try {
+    const sinks = inputs.map((_, index) => createPartFile(path.join(dir, `many${index}.bin`), 0o600));
+    await Promise.all(inputs.map((data, index) => pipeline(chunked(data, 64 * 1024), sinks[index]!)));
+    for (const [index, data] of inputs.entries()) assert.equal(sinks[index]!.result!.sha256, createHash('sha256').update(data).digest('hex'), `file ${index}`);
+  } finally {
+    clearInterval(sampler);
+  }
+  most = Math.max(most, batchPoolUsage().allocated);
+  assert.ok(most <= BATCHES_PER_PROCESS, `${most} batches allocated, at most ${BATCHES_PER_PROCESS}`);
 });
 
 test('files written at once keep their own bytes and hashes', async () => {
