@@ -71,7 +71,7 @@ export function storageError(error: unknown, doing: string): Error {
     : code === 'EDQUOT' ? 'the repository quota is exceeded (EDQUOT)'
       : code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})`
         : code === 'EROFS' ? 'the repository is read-only (EROFS)'
-          : `${code}: ${(error as Error).message}`;
+          : (error as Error).message.startsWith(`${code}:`) ? (error as Error).message : `${code}: ${(error as Error).message}`;
   return new StorageError(`cannot ${doing}: ${reason}`, { cause: error });
 }
 

@@ -12,8 +12,10 @@
  *               | { type: 'finish', id } | { type: 'abort', id }
  * Messages out: { type: 'opened' | 'aborted', id } | { type: 'written', id, buffer }
  *               | { type: 'finished', id, sha256, bytes } | { type: 'error', id, error }
- * A file that failed is closed here at once (once its fdatasync has settled);
- * later messages for it are answered (buffers go back) but do nothing.
+ * Every batch goes back ('written'), whatever became of its file. A file ends
+ * once, with 'finished' or 'error', and only after its descriptor is closed;
+ * 'aborted' too comes only once it is closed. So when the main thread hears of
+ * a file's end, nothing here will touch the file again.
  */
 import { createHash } from 'node:crypto';
 import { close, constants, fdatasync, fsync, open, writeSync } from 'node:fs';
@@ -34,7 +36,11 @@ const WRITEBACK_BYTES = 64 * 1024 * 1024;
  *   sinceWriteback: number,
  *   pending: number,
  *   whenIdle: (() => void)[],
- *   failed: boolean,
+ *   state: 'open' | 'finishing' | 'ended',
+ *   writebackError: NodeJS.ErrnoException | null,
+ *   closing: Promise<NodeJS.ErrnoException | null> | null,
+ *   ended: Promise<void>,
+ *   markEnded: () => void,
  * }} OpenFile
  */
 
@@ -53,8 +59,8 @@ function describe(error) {
 }
 
 /**
- * Resolve once no write or fdatasync of the file is running: closing the fd
- * under one could hand its number to another file first.
+ * Resolve once no fdatasync of the file is running: closing the fd under one
+ * could hand its number to another file first.
  * @param {OpenFile} file
  * @returns {Promise<void>}
  */
@@ -69,15 +75,27 @@ function settled(file) {
 }
 
 /**
- * Mark the file failed, tell the main thread why, close it when idle.
+ * Close the file's descriptor, once, when it is idle; resolves with close's error, if any.
+ * (Linux releases the fd even when close reports an error: it is never closed twice.)
+ * @param {OpenFile} file
+ */
+function closeOnce(file) {
+  file.closing ??= idle(file).then(() => new Promise((resolve) => close(file.fd, (error) => resolve(error))));
+  return file.closing;
+}
+
+/**
+ * End the file with an error: close it, then tell the main thread why.
  * @param {number} id @param {OpenFile} file @param {unknown} error
  */
 function fail(id, file, error) {
-  if (file.failed) return;
-  file.failed = true;
-  files.delete(id);
-  port.postMessage({ type: 'error', id, error: describe(error) });
-  idle(file).then(() => close(file.fd, () => undefined));
+  if (file.state === 'ended') return;
+  file.state = 'ended';
+  void closeOnce(file).then(() => {
+    files.delete(id);
+    port.postMessage({ type: 'error', id, error: describe(error) });
+    file.markEnded();
+  });
 }
 
 /** @param {number} id @param {string} target @param {number} mode */
@@ -88,7 +106,10 @@ function openFile(id, target, mode) {
       port.postMessage({ type: 'error', id, error: describe(error) });
       return;
     }
-    files.set(id, { fd, hash: createHash('sha256'), bytes: 0, sinceWriteback: 0, pending: 0, whenIdle: [], failed: false });
+    /** @type {() => void} */
+    let markEnded = () => undefined;
+    const ended = new Promise((resolve) => (markEnded = () => resolve(undefined)));
+    files.set(id, { fd, hash: createHash('sha256'), bytes: 0, sinceWriteback: 0, pending: 0, whenIdle: [], state: 'open', writebackError: null, closing: null, ended, markEnded });
     port.postMessage({ type: 'opened', id });
   });
 }
@@ -96,9 +117,10 @@ function openFile(id, target, mode) {
 /** @param {number} id @param {ArrayBuffer} buffer @param {number} length */
 function writeBatch(id, buffer, length) {
   const file = files.get(id);
-  if (file !== undefined && !file.failed) {
+  if (file !== undefined && file.state === 'open') {
     const data = new Uint8Array(buffer, 0, length);
     try {
+      if (file.writebackError !== null) throw file.writebackError;
       file.hash.update(data);
       for (let offset = 0; offset < length;) offset += writeSync(file.fd, data, offset, length - offset);
       file.bytes += length;
@@ -113,31 +135,37 @@ function writeBatch(id, buffer, length) {
 /** @param {OpenFile} file @param {number} length */
 function startWritebackIfDue(file, length) {
   file.sinceWriteback += length;
-  if (file.sinceWriteback < WRITEBACK_BYTES || file.failed) return;
+  if (file.sinceWriteback < WRITEBACK_BYTES) return;
   file.sinceWriteback = 0;
   file.pending += 1;
-  // Its errors (EIO, ENOSPC on writeback) are reported again by the closing fsync.
-  fdatasync(file.fd, () => settled(file));
+  fdatasync(file.fd, (error) => {
+    // Kept, and fatal: Linux reports a writeback error once per open file, so the closing fsync would not see it again.
+    if (error !== null) file.writebackError ??= error;
+    settled(file);
+  });
 }
 
 /** @param {number} id */
 async function finish(id) {
   const file = files.get(id);
-  if (file === undefined) return;
-  // From here on the file is finish's to close: an abort that comes now finds nothing to do.
-  files.delete(id);
+  if (file === undefined || file.state !== 'open') return; // it failed: its 'error' is on its way
+  file.state = 'finishing';
   await idle(file);
-  if (file.failed) return;
-  fsync(file.fd, (error) => {
+  if (file.writebackError !== null) {
+    fail(id, file, file.writebackError);
+    return;
+  }
+  fsync(file.fd, async (error) => {
     if (error !== null) {
       fail(id, file, error);
       return;
     }
-    // Linux releases the fd even when close reports an error: never close it twice.
-    close(file.fd, (closeError) => {
-      if (closeError !== null) port.postMessage({ type: 'error', id, error: describe(closeError) });
-      else port.postMessage({ type: 'finished', id, sha256: file.hash.digest('hex'), bytes: file.bytes });
-    });
+    const closeError = await closeOnce(file);
+    file.state = 'ended';
+    files.delete(id);
+    if (closeError) port.postMessage({ type: 'error', id, error: describe(closeError) });
+    else port.postMessage({ type: 'finished', id, sha256: file.hash.digest('hex'), bytes: file.bytes });
+    file.markEnded();
   });
 }
 
@@ -145,10 +173,16 @@ async function finish(id) {
 async function abort(id) {
   const file = files.get(id);
   if (file !== undefined) {
-    file.failed = true;
-    files.delete(id);
-    await idle(file);
-    await new Promise((resolve) => close(file.fd, resolve));
+    if (file.state === 'open') {
+      // Nothing more is written; it ends without a report of its own ('aborted' says it all).
+      file.state = 'ended';
+      await closeOnce(file);
+      files.delete(id);
+      file.markEnded();
+    } else {
+      // Finishing or failing: let that run to its close.
+      await file.ended;
+    }
   }
   port.postMessage({ type: 'aborted', id });
 }

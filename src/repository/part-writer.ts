@@ -8,11 +8,12 @@
  *
  * A PartFile is a Writable: chunks are copied into batches of BATCH_BYTES,
  * which travel to the thread and back (transferred, never copied). The
- * batches come from one pool per process (BATCHES_PER_PROCESS, 2 MiB), at most
- * BATCHES_PER_FILE to a file, so memory is bounded whatever the size or number
- * of parts. The stream finishes only once the thread has fsynced and closed
- * the file; `result` then holds its sha256 and size. One thread per process
- * serves every part being written.
+ * batches come from one pool per process, shared fairly: each part being
+ * written may hold its share of BATCHES_PER_PROCESS (between
+ * MIN_BATCHES_PER_FILE and BATCHES_PER_FILE), so memory is bounded whatever
+ * the size of the parts, and no part starves another. The stream finishes
+ * only once the thread has fsynced and closed the file; `result` then holds
+ * its sha256 and size. One thread per process serves every part.
  */
 import { Writable } from 'node:stream';
 import { Worker } from 'node:worker_threads';
@@ -25,9 +26,11 @@ import { StorageError } from '../errors.ts';
  * here and the hash and write there).
  */
 export const BATCH_BYTES = 128 * 1024;
-/** Batches one file may have in use (filling, queued, being written): 1 MiB, enough to keep one stream flowing. */
+/** The most batches one part may hold (filling, queued, being written): 1 MiB, enough to keep one stream flowing. */
 export const BATCHES_PER_FILE = 8;
-/** Batches of the whole process, shared by the parts being written at once: 2 MiB. */
+/** What every part may hold however many are written at once: one filling while one is written. */
+export const MIN_BATCHES_PER_FILE = 2;
+/** Batches of the whole process, shared by the parts written at once (more only with more than 8 parts: 2 each). */
 export const BATCHES_PER_PROCESS = 16;
 
 const THREAD_URL = new URL('./part-writer-thread.js', import.meta.url);
@@ -56,30 +59,54 @@ function errorFromThread(error: ThreadError): NodeJS.ErrnoException {
   return rebuilt;
 }
 
-/** The process's batches: allocated on demand up to BATCHES_PER_PROCESS, reused, handed to waiting files in turn. */
+/**
+ * The process's batches: allocated on demand, reused, and shared fairly among
+ * the parts being written. A part that has less than its share and finds no
+ * free batch queues; returned batches go to the longest-waiting part first.
+ */
 class BatchPool {
   private readonly free: ArrayBuffer[] = [];
   private allocated = 0;
   private readonly waiting: (() => void)[] = [];
+  /** Parts being written: the shares are counted from it. */
+  files = 0;
 
-  /** A batch, or null when all are in use (then wait()). */
+  /** How many batches one part may hold now. */
+  share(): number {
+    return Math.min(BATCHES_PER_FILE, Math.max(MIN_BATCHES_PER_FILE, Math.floor(BATCHES_PER_PROCESS / Math.max(1, this.files))));
+  }
+
+  /** How many batches there may be now. */
+  private size(): number {
+    return Math.max(BATCHES_PER_PROCESS, MIN_BATCHES_PER_FILE * this.files);
+  }
+
+  /** Whether take() would return a batch now. */
+  available(): boolean {
+    return this.free.length > 0 || this.allocated < this.size();
+  }
+
+  /** A batch, or null when none is free and the pool is at its size. */
   take(): ArrayBuffer | null {
     const buffer = this.free.pop();
     if (buffer !== undefined) return buffer;
-    if (this.allocated >= BATCHES_PER_PROCESS) return null;
+    if (this.allocated >= this.size()) return null;
     this.allocated += 1;
     return new ArrayBuffer(BATCH_BYTES);
   }
 
-  /** Return a batch; the file that has waited longest may take it. */
+  /** Return a batch; parts that wait are woken, longest first, while batches may be had. */
   give(buffer: ArrayBuffer): void {
-    this.free.push(buffer);
-    this.waiting.shift()?.();
+    // After a crowd of parts the pool shrinks back: a batch beyond its size now is dropped.
+    if (this.allocated > this.size()) this.allocated -= 1;
+    else this.free.push(buffer);
+    this.offer();
   }
 
-  /** Call wake once when a batch has come back. */
+  /** Call wake once when a batch may be had; at once if one may be had now. */
   wait(wake: () => void): void {
     this.waiting.push(wake);
+    this.offer();
   }
 
   cancel(wake: () => void): void {
@@ -87,10 +114,19 @@ class BatchPool {
     if (index >= 0) this.waiting.splice(index, 1);
   }
 
-  /** Batches that will never come back (they were on a thread that died). */
+  /** Batches that will never come back (they were on a thread that died); the room they leave is offered to waiters. */
   lost(count: number): void {
     this.allocated -= count;
-    for (let index = 0; index < count; index += 1) this.waiting.shift()?.();
+    this.offer();
+  }
+
+  /**
+   * Wake waiters, longest first, while a batch may be had. A woken part that
+   * cannot take one (its share shrank) queues again at the end; each waiter
+   * present now is woken at most once per call, so this always ends.
+   */
+  private offer(): void {
+    for (let turns = this.waiting.length; turns > 0 && this.available() && this.waiting.length > 0; turns -= 1) this.waiting.shift()!();
   }
 
   /** For tests: batches allocated and free right now. */
@@ -106,22 +142,31 @@ class WriterThread {
   private worker: Worker | null = null;
   private readonly files = new Map<number, PartFile>();
   private nextId = 1;
+  /** Batches on the current thread, whoever's they are: written off if it dies. */
+  private batchesOut = 0;
 
   /** Register a file and return its id; the thread keeps the process alive while any file is open. */
   attach(file: PartFile): number {
     const id = this.nextId++;
     this.files.set(id, file);
+    pool.files = this.files.size;
     this.start().ref();
     return id;
   }
 
   detach(id: number): void {
-    this.files.delete(id);
+    if (!this.files.delete(id)) return;
+    pool.files = this.files.size;
     if (this.files.size === 0) this.worker?.unref();
   }
 
-  send(message: object, transfer: ArrayBuffer[] = []): void {
-    this.start().postMessage(message, transfer);
+  send(message: object): void {
+    this.start().postMessage(message);
+  }
+
+  sendBatch(id: number, buffer: ArrayBuffer, length: number): void {
+    this.start().postMessage({ type: 'write', id, buffer, length }, [buffer]);
+    this.batchesOut += 1;
   }
 
   /** Stop the thread; files open on it fail with StorageError, the next file starts a new one. */
@@ -134,9 +179,10 @@ class WriterThread {
     // Its heap holds a few hashes and messages; the batches are outside it.
     const worker = new Worker(THREAD_URL, { resourceLimits: { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 } });
     worker.on('message', (message: ThreadMessage) => {
+      if (message.type === 'written') this.batchesOut -= 1;
       const file = this.files.get(message.id);
       if (file !== undefined) file.receive(message);
-      // A batch of a file that failed (or was aborted) comes back after the file let go: it is the pool's again.
+      // A batch of a file that has ended (failed, aborted) comes back after the file let go: the pool's again.
       else if (message.type === 'written') pool.give(message.buffer);
     });
     let failure: Error | null = null;
@@ -144,9 +190,18 @@ class WriterThread {
       failure = error;
     });
     worker.on('exit', (code) => {
-      if (this.worker === worker) this.worker = null;
+      if (this.worker !== worker) return;
+      this.worker = null;
       const error = new StorageError(`the part writer thread stopped (${failure ? failure.message : `exit code ${code}`})`, { cause: failure });
-      for (const file of [...this.files.values()]) file.threadDied(error);
+      const orphans = [...this.files.values()];
+      this.files.clear();
+      pool.files = 0;
+      // First every file is dead, so that none woken below writes on; then the lost batches; then each fails.
+      for (const file of orphans) file.markDead(error);
+      const lost = this.batchesOut;
+      this.batchesOut = 0;
+      pool.lost(lost);
+      for (const file of orphans) file.threadDied(error);
     });
     this.worker = worker;
     return worker;
@@ -163,7 +218,7 @@ export function terminatePartWriterThread(): Promise<void> {
   return thread.terminate();
 }
 
-/** For tests: the process's batches allocated (≤ BATCHES_PER_PROCESS) and free now. */
+/** For tests: the process's batches allocated and free now. */
 export function batchPoolUsage(): { allocated: number; free: number } {
   return pool.usage;
 }
@@ -181,21 +236,22 @@ export class PartFile extends Writable {
   /** Batches this file holds: the one filling and those on the thread. */
   private inUse = 0;
   private mostInUse = 0;
-  /** The most batches this file held at once (≤ BATCHES_PER_FILE). */
-  get batchesAllocated(): number {
-    return this.mostInUse;
-  }
   private current: Uint8Array | null = null;
   private filled = 0;
   /** The callback waiting for the thread's answer to open, finish or abort. */
   private waitingForAnswer: ((error?: Error | null) => void) | null = null;
-  /** A write waiting for a batch to come back. */
+  /** A write waiting for a batch (of its own coming back, or from the pool). */
   private waitingForBatch: ((error?: Error | null) => void) | null = null;
-  /** Set once the thread has no state for this file any more (finished, failed, aborted or dead). */
+  /** Set once the thread holds nothing of this file any more (finished, failed, aborted or dead). */
   private threadDone = false;
 
   constructor(readonly target: string, private readonly mode: number) {
     super({ highWaterMark: BATCH_BYTES });
+  }
+
+  /** The most batches this file held at once (its share: at most BATCHES_PER_FILE). */
+  get batchesAllocated(): number {
+    return this.mostInUse;
   }
 
   /**
@@ -207,11 +263,13 @@ export class PartFile extends Writable {
     if (this.closed) return;
     if (!this.destroyed) this.destroy();
     let timer: NodeJS.Timeout | undefined;
+    let onClose: (() => void) | undefined;
     await Promise.race([
-      new Promise((resolve) => this.once('close', resolve)),
-      new Promise((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+      new Promise<void>((resolve) => this.once('close', (onClose = resolve))),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
     ]);
     clearTimeout(timer);
+    if (onClose) this.off('close', onClose);
   }
 
   override _construct(callback: (error?: Error | null) => void): void {
@@ -238,10 +296,7 @@ export class PartFile extends Writable {
     // Whatever waited is superseded by the destroy; the thread closes the file and says so.
     if (this.waitingForBatch !== null) pool.cancel(this.waitingForBatch);
     this.waitingForBatch = null;
-    this.waitingForAnswer = () => {
-      this.release();
-      callback(error);
-    };
+    this.waitingForAnswer = () => callback(error);
     thread.send({ type: 'abort', id: this.id });
   }
 
@@ -251,18 +306,13 @@ export class PartFile extends Writable {
       case 'opened':
         this.answered();
         break;
-      case 'written': {
+      case 'written':
         this.inUse -= 1;
-        // Our own write first, if it waits only for this file's limit; then whoever waits on the pool.
-        const waiting = this.waitingForBatch;
-        if (waiting !== null) {
-          this.free = message.buffer;
-          waiting();
-        } else {
-          pool.give(message.buffer);
-        }
+        // Back to the pool, which wakes the longest waiter: this file's own write, or another part's.
+        pool.give(message.buffer);
+        // A write of ours that waited at its share may now queue for a batch like the others.
+        if (this.waitingForBatch !== null && this.inUse < pool.share()) this.queueForBatch(this.waitingForBatch);
         break;
-      }
       case 'finished':
         this.result = { sha256: message.sha256, bytes: message.bytes };
         this.release();
@@ -279,19 +329,25 @@ export class PartFile extends Writable {
     }
   }
 
-  /** The thread is gone: nothing of this file can be trusted to be on disk, and its batches there are lost. */
-  threadDied(error: Error): void {
-    const lost = this.inUse - (this.current === null ? 0 : 1);
-    this.release();
-    this.failWith(error);
-    // Last: this wakes files waiting for a batch, and this one must not be among those that go on.
-    pool.lost(lost);
+  /** The thread is gone (first of two steps): from now on nothing of this file is sent, and a woken write fails with `error`. */
+  markDead(error: Error): void {
+    this.threadDone = true;
+    this.deadWith = error;
   }
 
-  /** Copy chunk[offset…] into batches, sending each one that fills; wait for a free batch when all are in use. */
+  /** The thread is gone: nothing of this file can be trusted to be on disk. */
+  threadDied(error: Error): void {
+    this.threadDone = false;
+    this.release();
+    this.failWith(error);
+  }
+
+  private deadWith: Error | null = null;
+
+  /** Copy chunk[offset…] into batches, sending each one that fills; wait for a batch when none may be had. */
   private copyIn(chunk: Buffer, offset: number, callback: (error?: Error | null) => void): void {
     if (this.threadDone) {
-      callback(new StorageError(`${this.target}: written to after the part writer let go of it`));
+      callback(this.deadWith ?? new StorageError(`${this.target}: the part writer has let go of this file`));
       return;
     }
     while (offset < chunk.length) {
@@ -299,7 +355,7 @@ export class PartFile extends Writable {
         const buffer = this.takeBatch();
         if (buffer === null) {
           const retry = (error?: Error | null) => {
-            // Woken once, by whichever comes first: a batch of its own, one from the pool, or a failure.
+            // Woken once, by whichever comes first: a batch that may be had, or a failure.
             if (this.waitingForBatch !== retry) return;
             this.waitingForBatch = null;
             pool.cancel(retry);
@@ -307,8 +363,8 @@ export class PartFile extends Writable {
             else this.copyIn(chunk, offset, callback);
           };
           this.waitingForBatch = retry;
-          // At its own limit, only its own batches coming back can help; else any batch of the pool.
-          if (this.inUse < BATCHES_PER_FILE) pool.wait(retry);
+          // Below its share it queues at the pool; at its share, only a batch of its own coming back lets it queue.
+          if (this.inUse < pool.share()) this.queueForBatch(retry);
           return;
         }
         this.current = new Uint8Array(buffer);
@@ -323,25 +379,24 @@ export class PartFile extends Writable {
     callback();
   }
 
-  /** A batch handed back directly by receive('written'), for the write that waited for it. */
-  private free: ArrayBuffer | null = null;
+  private queueForBatch(retry: () => void): void {
+    pool.cancel(retry);
+    pool.wait(retry);
+  }
 
+
+  /** A batch if this file is below its share and one is free (or may be allocated), else null. */
   private takeBatch(): ArrayBuffer | null {
-    let buffer: ArrayBuffer | null = this.free;
-    this.free = null;
-    if (buffer === null) {
-      if (this.inUse >= BATCHES_PER_FILE) return null;
-      buffer = pool.take();
-      if (buffer === null) return null;
-    }
+    if (this.inUse >= pool.share()) return null;
+    const buffer = pool.take();
+    if (buffer === null) return null;
     this.inUse += 1;
     this.mostInUse = Math.max(this.mostInUse, this.inUse);
     return buffer;
   }
 
   private sendCurrent(): void {
-    const buffer = this.current!.buffer as ArrayBuffer;
-    thread.send({ type: 'write', id: this.id, buffer, length: this.filled }, [buffer]);
+    thread.sendBatch(this.id, this.current!.buffer as ArrayBuffer, this.filled);
     this.current = null;
     this.filled = 0;
   }
@@ -360,19 +415,16 @@ export class PartFile extends Writable {
     else this.destroy(error);
   }
 
-  /** The thread has let go of the file: detach, and give back the batch that was filling, and one handed back for a write. */
+  /** The thread has let go of the file: detach, and give back the batch that was filling. */
   private release(): void {
     if (this.threadDone) return;
     this.threadDone = true;
     thread.detach(this.id);
     if (this.current !== null) {
-      pool.give(this.current.buffer as ArrayBuffer);
+      const buffer = this.current.buffer as ArrayBuffer;
       this.current = null;
       this.inUse -= 1;
-    }
-    if (this.free !== null) {
-      pool.give(this.free);
-      this.free = null;
+      pool.give(buffer);
     }
   }
 }

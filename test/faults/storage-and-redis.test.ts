@@ -169,3 +169,93 @@ test('retention and commits racing on one app: never the new snapshot or the lat
     });
   });
 });
+
+/**
+ * Whether this machine can give us a disk whose writeback fails: an ext2 on a
+ * loop device whose backing file lives on a nearly full tmpfs; else why not.
+ */
+function loopDiskUnavailable(): string | false {
+  if (noTmpfs) return noTmpfs;
+  for (const tool of ['losetup', 'mkfs.ext2']) {
+    try {
+      execFileSync('which', [tool], { stdio: 'pipe' });
+    } catch {
+      return `${tool} is not installed (util-linux, e2fsprogs)`;
+    }
+  }
+  try {
+    execFileSync('losetup', ['-f'], { stdio: 'pipe' });
+    return false;
+  } catch (error) {
+    return `no free loop device here (${(error as Error).message.split('\n')[0]})`;
+  }
+}
+const noLoopDisk = loopDiskUnavailable();
+
+test('a writeback error after the first 64 MiB fails the part: it is never reported as written', { skip: noLoopDisk }, async () => {
+  const base = mkdtempSync(path.join(os.tmpdir(), 'bysu-writeback-'));
+  const backing = path.join(base, 'backing');
+  const disk = path.join(base, 'disk');
+  await mkdir(backing);
+  await mkdir(disk);
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=200m', 'tmpfs', backing]);
+  let loop = '';
+  try {
+    execFileSync('truncate', ['-s', '256M', path.join(backing, 'disk.img')]);
+    execFileSync('mkfs.ext2', ['-q', '-F', path.join(backing, 'disk.img')]);
+    loop = execFileSync('losetup', ['-f', '--show', path.join(backing, 'disk.img')], { encoding: 'utf8' }).trim();
+    execFileSync('mount', [loop, disk]);
+    // Leave 12 MiB on the backing store: the loop device cannot write back the first 64 MiB.
+    const free = Number(execFileSync('df', ['--output=avail', '-k', backing], { encoding: 'utf8' }).trim().split('\n').at(-1));
+    const filler = path.join(backing, 'filler');
+    execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=1k', `count=${free - 12 * 1024}`, 'status=none']);
+
+    const { createPartFile } = await import('../../src/repository/part-writer.ts');
+    const { Readable } = await import('node:stream');
+    const { pipeline } = await import('node:stream/promises');
+    const batch = 128 * 1024;
+    const first = 64 * 1024 * 1024;
+    const total = first + 4 * 1024 * 1024;
+    let sent = 0;
+    let roomMade = false;
+    const source = new Readable({
+      read() {
+        if (sent >= total) {
+          this.push(null);
+          return;
+        }
+        if (sent === first && !roomMade) {
+          // 64 MiB are on the thread, whose fdatasync now fails; then room is made, so that the rest (and the closing fsync) could succeed.
+          setTimeout(() => {
+            rmSync(filler);
+            roomMade = true;
+            sent += batch;
+            this.push(Buffer.alloc(batch, 2));
+          }, 3000);
+          return;
+        }
+        sent += batch;
+        this.push(Buffer.alloc(batch, 1));
+      },
+    });
+    const sink = createPartFile(path.join(disk, 'part.bin'), 0o600);
+    const outcome = await pipeline(source, sink).then(() => 'written', (error: NodeJS.ErrnoException) => error);
+    assert.ok(outcome instanceof Error, `the part was reported as written (${JSON.stringify(sink.result)}) though its first 64 MiB never reached the disk`);
+    assert.ok(['EIO', 'ENOSPC'].includes(outcome.code ?? ''), `${outcome.code}: ${outcome.message}`);
+    assert.equal(sink.result, null);
+    await sink.closeFile();
+    recordFault({
+      kind: 'fault', fault: 'writeback fails under the part writer (ext2 on a loop device, backing store full)',
+      expected: 'the part fails with the I/O error; not reported as written', observed: `failed with ${outcome.code} (${outcome.syscall})`, pass: true, lost: 0, partialVisible: 0,
+    });
+  } finally {
+    try {
+      execFileSync('umount', ['-l', disk]);
+    } catch {
+      // not mounted
+    }
+    if (loop) execFileSync('losetup', ['-d', loop]);
+    execFileSync('umount', ['-l', backing]);
+    rmSync(base, { recursive: true, force: true });
+  }
+});

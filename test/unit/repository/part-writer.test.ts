@@ -9,14 +9,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, test } from 'node:test';
 import { StorageError } from '../../../src/errors.ts';
-import { BATCH_BYTES, BATCHES_PER_FILE, BATCHES_PER_PROCESS, batchPoolUsage, createPartFile, terminatePartWriterThread } from '../../../src/repository/part-writer.ts';
+import { BATCH_BYTES, BATCHES_PER_FILE, BATCHES_PER_PROCESS, batchPoolUsage, createPartFile, MIN_BATCHES_PER_FILE, terminatePartWriterThread, type PartFile } from '../../../src/repository/part-writer.ts';
 
 let dir: string;
 beforeEach(async () => {
@@ -95,19 +95,91 @@ test('memory per file is bounded by its batches, however fast the source', async
   assert.ok(sink.batchesAllocated >= 2, 'batches overlap: one fills while another is written');
 });
 
-test('twenty parts at once share the process pool: never more than BATCHES_PER_PROCESS batches', async () => {
-  const inputs = Array.from({ length: 20 }, (_, index) => randomBytes(BATCH_BYTES * 6 + index));
-  let most = 0;
-  const sampler = setInterval(() => (most = Math.max(most, batchPoolUsage().allocated)), 1);
+/** A source that never waits and never ends (until destroyed). */
+function endless(): Readable {
+  const chunk = randomBytes(64 * 1024);
+  return new Readable({
+    read() {
+      this.push(chunk);
+    },
+  });
+}
+
+/** Descriptors of this process open on files under dir. */
+async function openUnder(where: string): Promise<string[]> {
+  const targets = await Promise.all((await readdir('/proc/self/fd')).map((fd) => readlink(`/proc/self/fd/${fd}`).catch(() => '')));
+  return targets.filter((target) => target.startsWith(where));
+}
+
+for (const parts of [8, 20]) {
+  test(`${parts} parts at once share the process pool: at most max(${BATCHES_PER_PROCESS}, ${MIN_BATCHES_PER_FILE} per part) batches`, async () => {
+    const inputs = Array.from({ length: parts }, (_, index) => randomBytes(BATCH_BYTES * 6 + index));
+    let most = 0;
+    const sampler = setInterval(() => (most = Math.max(most, batchPoolUsage().allocated)), 1);
+    try {
+      const sinks = inputs.map((_, index) => createPartFile(path.join(dir, `many${index}.bin`), 0o600));
+      await Promise.all(inputs.map((data, index) => pipeline(chunked(data, 64 * 1024), sinks[index]!)));
+      for (const [index, data] of inputs.entries()) assert.equal(sinks[index]!.result!.sha256, createHash('sha256').update(data).digest('hex'), `file ${index}`);
+    } finally {
+      clearInterval(sampler);
+    }
+    most = Math.max(most, batchPoolUsage().allocated);
+    const bound = Math.max(BATCHES_PER_PROCESS, MIN_BATCHES_PER_FILE * parts);
+    assert.ok(most <= bound, `${most} batches allocated, at most ${bound}`);
+  });
+}
+
+test('a part that starts next to two fast ones gets its share at once instead of waiting for them to end', async () => {
+  const fast = [createPartFile(path.join(dir, 'fast1.bin'), 0o600), createPartFile(path.join(dir, 'fast2.bin'), 0o600)];
+  const running = fast.map((sink) => pipeline(endless(), sink).catch(() => 'stopped'));
   try {
-    const sinks = inputs.map((_, index) => createPartFile(path.join(dir, `many${index}.bin`), 0o600));
-    await Promise.all(inputs.map((data, index) => pipeline(chunked(data, 64 * 1024), sinks[index]!)));
-    for (const [index, data] of inputs.entries()) assert.equal(sinks[index]!.result!.sha256, createHash('sha256').update(data).digest('hex'), `file ${index}`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    const data = randomBytes(4 * 1024 * 1024);
+    const late = createPartFile(path.join(dir, 'late.bin'), 0o600);
+    let timer: NodeJS.Timeout | undefined;
+    const verdict = await Promise.race([
+      pipeline(chunked(data, 64 * 1024), late).then(() => 'done'),
+      new Promise((resolve) => (timer = setTimeout(() => resolve('starved'), 20_000))),
+    ]);
+    clearTimeout(timer);
+    assert.equal(verdict, 'done', 'the late part finished while the fast ones were still writing');
+    assert.equal(late.result!.sha256, createHash('sha256').update(data).digest('hex'));
+    assert.ok(fast.every((sink) => !sink.writableFinished), 'the fast parts were still running');
   } finally {
-    clearInterval(sampler);
+    for (const sink of fast) sink.destroy();
+    await Promise.all(running);
+    await Promise.all(fast.map((sink) => sink.closeFile()));
   }
-  most = Math.max(most, batchPoolUsage().allocated);
-  assert.ok(most <= BATCHES_PER_PROCESS, `${most} batches allocated, at most ${BATCHES_PER_PROCESS}`);
+});
+
+test('destroyed while its closing fsync runs, a part is closed by the time closeFile() returns', async () => {
+  const sink = createPartFile(path.join(dir, 'closing.bin'), 0o600);
+  // As a stall timer or a shutdown would, right after the stream ended.
+  const final = sink._final.bind(sink);
+  sink._final = (callback) => {
+    final(callback);
+    setImmediate(() => sink.destroy(new Error('aborted during the closing fsync')));
+  };
+  const data = Buffer.alloc(32 * 1024 * 1024, 1);
+  await pipeline(chunked(data, 1 << 20), sink).catch(() => undefined);
+  await sink.closeFile();
+  assert.deepEqual(await openUnder(dir), [], 'no descriptor open on the part');
+});
+
+test('the thread dies while several parts write and wait for batches: all fail, the pool is whole again, new parts work', async () => {
+  const sinks: PartFile[] = [0, 1, 2, 3].map((index) => createPartFile(path.join(dir, `dying${index}.bin`), 0o600));
+  const runs = sinks.map((sink) => pipeline(endless(), sink).then(() => null, (error: Error) => error));
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  await terminatePartWriterThread();
+  for (const error of await Promise.all(runs)) assert.ok(error instanceof StorageError, `${error?.name}: ${error?.message}`);
+  await Promise.all(sinks.map((sink) => sink.closeFile()));
+  const usage = batchPoolUsage();
+  assert.equal(usage.free, usage.allocated, `no batch counted twice or lost: ${JSON.stringify(usage)}`);
+  const inputs = [0, 1, 2].map(() => randomBytes(3 * 1024 * 1024));
+  const next = inputs.map((_, index) => createPartFile(path.join(dir, `after-death${index}.bin`), 0o600));
+  await Promise.all(inputs.map((data, index) => pipeline(chunked(data, 64 * 1024), next[index]!)));
+  for (const [index, data] of inputs.entries()) assert.equal(next[index]!.result!.sha256, createHash('sha256').update(data).digest('hex'));
+  assert.ok(batchPoolUsage().allocated <= BATCHES_PER_PROCESS, JSON.stringify(batchPoolUsage()));
 });
 
 test('files written at once keep their own bytes and hashes', async () => {
