@@ -249,13 +249,18 @@ test('a writeback error after the first 64 MiB fails the part: it is never repor
       expected: 'the part fails with the I/O error; not reported as written', observed: `failed with ${outcome.code} (${outcome.syscall})`, pass: true, lost: 0, partialVisible: 0,
     });
   } finally {
-    try {
-      execFileSync('umount', ['-l', disk]);
-    } catch {
-      // not mounted
-    }
-    if (loop) execFileSync('losetup', ['-d', loop]);
-    execFileSync('umount', ['-l', backing]);
+    // Each step may already be undone (a loop device detaches itself when its last user goes): none may hide the test's own outcome.
+    const quietly = (command: string, args: string[]) => {
+      try {
+        execFileSync(command, args, { stdio: 'pipe' });
+      } catch {
+        // already undone
+      }
+    };
+    quietly('umount', [disk]);
+    quietly('umount', ['-l', disk]);
+    if (loop) quietly('losetup', ['-d', loop]);
+    quietly('umount', ['-l', backing]);
     rmSync(base, { recursive: true, force: true });
   }
 });
