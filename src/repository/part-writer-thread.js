@@ -18,7 +18,7 @@
  * a file's end, nothing here will touch the file again.
  */
 import { createHash } from 'node:crypto';
-import { close, constants, fdatasync, fsync, open, writeSync } from 'node:fs';
+import { closeSync, constants, fdatasync, fsync, openSync, writeSync } from 'node:fs';
 import { parentPort } from 'node:worker_threads';
 
 /**
@@ -77,10 +77,20 @@ function settled(file) {
 /**
  * Close the file's descriptor, once, when it is idle; resolves with close's error, if any.
  * (Linux releases the fd even when close reports an error: it is never closed twice.)
+ * closeSync, like openSync, because a thread that dies closes the descriptors it
+ * holds, but not one whose asynchronous close was still queued: that one leaked.
  * @param {OpenFile} file
+ * @returns {Promise<NodeJS.ErrnoException | null>}
  */
 function closeOnce(file) {
-  file.closing ??= idle(file).then(() => new Promise((resolve) => close(file.fd, (error) => resolve(error))));
+  file.closing ??= idle(file).then(() => {
+    try {
+      closeSync(file.fd);
+      return null;
+    } catch (error) {
+      return /** @type {NodeJS.ErrnoException} */ (error);
+    }
+  });
   return file.closing;
 }
 
@@ -100,18 +110,19 @@ function fail(id, file, error) {
 
 /** @param {number} id @param {string} target @param {number} mode */
 function openFile(id, target, mode) {
-  // O_EXCL: a part file never replaces anything (and with O_CREAT it follows no symlink).
-  open(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode, (error, fd) => {
-    if (error !== null) {
-      port.postMessage({ type: 'error', id, error: describe(error) });
-      return;
-    }
-    /** @type {() => void} */
-    let markEnded = () => undefined;
-    const ended = new Promise((resolve) => (markEnded = () => resolve(undefined)));
-    files.set(id, { fd, hash: createHash('sha256'), bytes: 0, sinceWriteback: 0, pending: 0, whenIdle: [], state: 'open', writebackError: null, closing: null, ended, markEnded });
-    port.postMessage({ type: 'opened', id });
-  });
+  let fd;
+  try {
+    // O_EXCL: a part file never replaces anything (and with O_CREAT it follows no symlink).
+    fd = openSync(target, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, mode);
+  } catch (error) {
+    port.postMessage({ type: 'error', id, error: describe(error) });
+    return;
+  }
+  /** @type {() => void} */
+  let markEnded = () => undefined;
+  const ended = new Promise((resolve) => (markEnded = () => resolve(undefined)));
+  files.set(id, { fd, hash: createHash('sha256'), bytes: 0, sinceWriteback: 0, pending: 0, whenIdle: [], state: 'open', writebackError: null, closing: null, ended, markEnded });
+  port.postMessage({ type: 'opened', id });
 }
 
 /** @param {number} id @param {ArrayBuffer} buffer @param {number} length */

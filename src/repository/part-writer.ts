@@ -114,6 +114,18 @@ class BatchPool {
     if (index >= 0) this.waiting.splice(index, 1);
   }
 
+  isWaiting(wake: () => void): boolean {
+    return this.waiting.includes(wake);
+  }
+
+  /** Fewer parts now: drop free batches beyond the pool's size. */
+  trim(): void {
+    while (this.allocated > this.size() && this.free.length > 0) {
+      this.free.pop();
+      this.allocated -= 1;
+    }
+  }
+
   /** Batches that will never come back (they were on a thread that died); the room they leave is offered to waiters. */
   lost(count: number): void {
     this.allocated -= count;
@@ -122,8 +134,9 @@ class BatchPool {
 
   /**
    * Wake waiters, longest first, while a batch may be had. A woken part that
-   * cannot take one (its share shrank) queues again at the end; each waiter
-   * present now is woken at most once per call, so this always ends.
+   * cannot take one (its share shrank meanwhile) waits for one of its own to
+   * come back; each waiter present now is woken at most once per call, so
+   * this always ends.
    */
   private offer(): void {
     for (let turns = this.waiting.length; turns > 0 && this.available() && this.waiting.length > 0; turns -= 1) this.waiting.shift()!();
@@ -157,6 +170,7 @@ class WriterThread {
   detach(id: number): void {
     if (!this.files.delete(id)) return;
     pool.files = this.files.size;
+    pool.trim();
     if (this.files.size === 0) this.worker?.unref();
   }
 
@@ -379,9 +393,9 @@ export class PartFile extends Writable {
     callback();
   }
 
+  /** Queue the waiting write at the pool, keeping its place if it is queued already. */
   private queueForBatch(retry: () => void): void {
-    pool.cancel(retry);
-    pool.wait(retry);
+    if (!pool.isWaiting(retry)) pool.wait(retry);
   }
 
 

@@ -232,3 +232,18 @@ test('a writer thread that dies fails the open files with StorageError; the next
   await pipeline(Readable.from([data]), next);
   assert.equal(next.result!.sha256, createHash('sha256').update(data).digest('hex'));
 });
+
+test('the thread dies while many parts open and close: afterwards no descriptor of theirs is open', async () => {
+  for (let round = 0; round < 20; round += 1) {
+    await pipeline(Readable.from([Buffer.from('x')]), createPartFile(path.join(dir, `warm${round}.bin`), 0o600));
+    const sinks = Array.from({ length: 200 }, (_, index) => createPartFile(path.join(dir, `r${round}-${index}.sql`), 0o600));
+    const runs = sinks.map((sink) => pipeline(Readable.from([Buffer.alloc(10)]), sink).catch(() => undefined));
+    // Let the thread get some way into the opens and closes: a different way each round.
+    for (const started = Date.now(); Date.now() - started < round % 5;);
+    await new Promise((resolve) => setImmediate(resolve));
+    await terminatePartWriterThread();
+    await Promise.all(runs);
+    await Promise.all(sinks.map((sink) => sink.closeFile()));
+    assert.deepEqual(await openUnder(dir), [], `round ${round}: descriptors left open`);
+  }
+});
