@@ -7,7 +7,20 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 
-# Stage 2: the runtime image, without npm's caches, running as a non-root user.
+# Stage 2: compile the TypeScript to dist/ (needs the dev dependencies: TypeScript).
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund --ignore-scripts
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY scripts/build.mjs ./scripts/build.mjs
+COPY src ./src
+COPY workers ./workers
+COPY scheduler ./scheduler
+RUN node scripts/build.mjs
+
+# Stage 3: the runtime image, without npm's caches, running as a non-root user.
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production \
     BYSU_CONFIG=/etc/bysu/bysu.yaml \
@@ -20,11 +33,13 @@ COPY src ./src
 COPY workers ./workers
 COPY scheduler ./scheduler
 COPY contrib ./contrib
+# The compiled form; bin/bysu.js runs it because it was built from the sources copied above.
+COPY --from=build /app/dist ./dist
 # The repository volume is created owned by the runtime user; the image's `node` user is uid 1000.
 RUN mkdir -p /var/lib/bysu && chown node:node /var/lib/bysu && chmod 0700 /var/lib/bysu
 USER node
 VOLUME ["/var/lib/bysu"]
 EXPOSE 3000
-# bin/bysu.js runs itself (its #! line carries the V8 flag the snapshot worker wants).
+# bin/bysu.js runs itself (its #! line carries the V8 flags the snapshot worker wants).
 ENTRYPOINT ["/app/bin/bysu.js"]
 CMD ["up"]

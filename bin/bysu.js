@@ -1,12 +1,22 @@
 #!/usr/bin/env -S node --no-concurrent-array-buffer-sweeping --max-semi-space-size=2
-// Runs the TypeScript sources directly through tsx: no build step between `npm ci` and `bysu`.
 // The flags on the line above are V8 flags that cut a snapshot worker's CPU and memory
 // (src/cli/runtime-flags.ts says how much); run this file itself, not `node bin/bysu.js`, to get them.
-import { register } from 'tsx/esm/api';
+// It runs dist/ when `npm run build` compiled it from the sources as they are now (bin/compiled.js),
+// else the TypeScript sources through tsx: no build step is needed between `npm ci` and `bysu`.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { compiledMain } from './compiled.js';
 
-register();
-const { main } = await import('../src/cli/main.ts');
-const status = await main(process.argv.slice(2));
+const compiled = compiledMain(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'));
+let cli;
+if (compiled !== null) {
+  cli = await import(compiled.href);
+} else {
+  const { register } = await import('tsx/esm/api');
+  register();
+  cli = await import('../src/cli/main.ts');
+}
+const status = await cli.main(process.argv.slice(2));
 process.exitCode = status;
 // Commands that keep handles open (a Redis connection in its last reconnect, a timer) must not keep the CLI alive.
 setTimeout(() => process.exit(status), 1000).unref();

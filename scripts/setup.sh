@@ -41,3 +41,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   echo "setup: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+
+# Compile to dist/ when the sources changed (a no-op otherwise; bin/bysu.js runs the sources through tsx when dist/ is stale).
+node scripts/build.mjs

@@ -15,6 +15,7 @@ import { parse } from 'yaml';
 import { buildProgram } from '../../src/cli/main.ts';
 import { WORKER_KINDS } from '../../src/cli/worker.ts';
 import { missingRuntimeFlags, RUNTIME_V8_FLAGS } from '../../src/cli/runtime-flags.ts';
+import { SOURCE_DIRS } from '../../bin/compiled.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -60,6 +61,11 @@ test('Dockerfile: multi-stage, non-root, bysu as the entrypoint', () => {
   assert.ok(user && user !== 'root' && user !== '0', `runs as a non-root user (${user})`);
   // The script itself, so that its #! line's V8 flags apply (see the runtime-flags test below).
   assert.match(dockerfile, /^ENTRYPOINT \["\/app\/bin\/bysu\.js"\]$/m);
+  // The compiled form is built in its own stage and run because the runtime copies the very sources it was built from.
+  assert.match(dockerfile, /^RUN node scripts\/build\.mjs$/m, 'a stage compiles to dist/');
+  assert.match(dockerfile, /^COPY --from=build \/app\/dist \.\/dist$/m, 'the runtime image has dist/');
+  const runtime = dockerfile.slice(dockerfile.lastIndexOf('\nFROM '));
+  for (const dir of SOURCE_DIRS) assert.match(runtime, new RegExp(`^COPY ${dir} \\./${dir}$`, 'm'), `the runtime image has ${dir}/, as the build had`);
   for (const copied of dockerfile.matchAll(/^COPY (?!--from)(\S+)/gm)) {
     assert.ok(existsSync(path.join(ROOT, copied[1]!)), `COPY ${copied[1]} exists`);
   }
