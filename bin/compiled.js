@@ -3,7 +3,7 @@
  * Which form of BYSU runs: `dist/`, compiled by `npm run build`
  * (scripts/build.mjs), when it was compiled from exactly the sources that are
  * here now; otherwise the TypeScript sources through tsx. Compiled, a process
- * starts in 0.13 s instead of 0.33 s and holds about 20 MiB less
+ * starts in 0.15 s instead of 0.33 s and holds about 20 MiB less
  * (BENCHMARKS.md); an edited source makes the build stale, so what runs is
  * never older than what is on disk.
  */
