@@ -12,20 +12,12 @@ import { existsSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BUILD_RECORD, sourcesDigest } from '../bin/compiled.js';
+import { BUILD_RECORD, compiledMain, sourcesDigest } from '../bin/compiled.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+if (compiledMain(root) !== null) process.exit(0);
 const digest = sourcesDigest(root);
 const dist = path.join(root, 'dist');
-const recordFile = path.join(dist, BUILD_RECORD);
-if (existsSync(recordFile)) {
-  try {
-    const { readFileSync } = await import('node:fs');
-    if (JSON.parse(readFileSync(recordFile, 'utf8')).digest === digest) process.exit(0);
-  } catch {
-    // rebuild
-  }
-}
 let tsc;
 try {
   tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');

@@ -256,8 +256,12 @@ export class PartFile extends Writable {
   private waitingForAnswer: ((error?: Error | null) => void) | null = null;
   /** A write waiting for a batch (of its own coming back, or from the pool). */
   private waitingForBatch: ((error?: Error | null) => void) | null = null;
-  /** Set once the thread holds nothing of this file any more (finished, failed, aborted or dead). */
+  /** Set once nothing more of this file goes to the thread (it let go of it, or died). */
   private threadDone = false;
+  /** Set once release() has run: detached, batch given back. */
+  private released = false;
+  /** Why a write woken after the thread died fails. */
+  private deadWith: Error | null = null;
 
   constructor(readonly target: string, private readonly mode: number) {
     super({ highWaterMark: BATCH_BYTES });
@@ -351,12 +355,9 @@ export class PartFile extends Writable {
 
   /** The thread is gone: nothing of this file can be trusted to be on disk. */
   threadDied(error: Error): void {
-    this.threadDone = false;
     this.release();
     this.failWith(error);
   }
-
-  private deadWith: Error | null = null;
 
   /** Copy chunk[offset…] into batches, sending each one that fills; wait for a batch when none may be had. */
   private copyIn(chunk: Buffer, offset: number, callback: (error?: Error | null) => void): void {
@@ -398,7 +399,6 @@ export class PartFile extends Writable {
     if (!pool.isWaiting(retry)) pool.wait(retry);
   }
 
-
   /** A batch if this file is below its share and one is free (or may be allocated), else null. */
   private takeBatch(): ArrayBuffer | null {
     if (this.inUse >= pool.share()) return null;
@@ -431,7 +431,8 @@ export class PartFile extends Writable {
 
   /** The thread has let go of the file: detach, and give back the batch that was filling. */
   private release(): void {
-    if (this.threadDone) return;
+    if (this.released) return;
+    this.released = true;
     this.threadDone = true;
     thread.detach(this.id);
     if (this.current !== null) {
