@@ -57,7 +57,8 @@ export interface RetentionJobData {
 
 /** What a retention job did, per app. */
 export interface RetentionResult {
-  apps: { app: string; deleted: string[]; kept: string[]; removedIncoming: string[]; error?: string }[];
+  /** deletedDrillResults counts the old drill results deleted from `.drills`. */
+  apps: { app: string; deleted: string[]; kept: string[]; removedIncoming: string[]; deletedDrillResults: number; error?: string }[];
 }
 
 /** Reported with job.updateProgress while a snapshot runs. */
