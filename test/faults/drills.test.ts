@@ -122,10 +122,11 @@ test('prune keeps the newest 20 drill results and the newest pass, lists the res
     let result: Awaited<ReturnType<TestCluster['bysu']>>;
     try {
       const lockKey = redisKeys.appLock(cluster.prefix, 'shop');
-      assert.equal(await redis.set(lockKey, 'test-holds-it', 'PX', 60_000, 'NX'), 'OK');
+      assert.equal(await redis.set(lockKey, 'test-holds-it', 'PX', 120_000, 'NX'), 'OK');
       let ended = false;
       const pruning = cluster.bysu(['prune', 'wiki', 'shop']).finally(() => (ended = true));
-      await waitUntil('prune to reach wiki or end', async () => ended || (await drills('wiki')).length < 30);
+      // Before the fix this timed out: wiki kept its 30 results and the prune sat waiting for shop's lock.
+      await waitUntil('prune to delete old results of wiki (or end)', async () => ended || (await drills('wiki')).length < 30, 50_000);
       assert.equal((await drills('wiki')).length, 21, `wiki pruned first (the prune ${ended ? 'ended' : 'runs'})`);
       // Deleting 10 files takes milliseconds: a prune that ignored the lock would have done shop's by now.
       await new Promise((resolve) => setTimeout(resolve, 1500));
