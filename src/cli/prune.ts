@@ -4,10 +4,10 @@ import { findApp } from '../config/load.ts';
 import { toError } from '../errors.ts';
 import { withAppLock } from '../queue/app-lock.ts';
 import { connectProducer } from '../queue/connection.ts';
-import { DRILLS_DIR } from '../repository/layout.ts';
 import { retentionTargetFor } from '../queue/enqueue.ts';
 import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
 import { runningSnapshotJobs } from '../queue/running-jobs.ts';
+import { DRILLS_DIR } from '../repository/layout.ts';
 import { applyRetention } from '../retention/apply.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 

@@ -51,15 +51,18 @@ export async function applyRetention(
         }
       }
       // Only names read under this lock go: a result a drill writes meanwhile is not among them.
-      for (const name of [...planned.deleteDrillResults, ...planned.deleteDrillTemporaries]) {
+      const removeDrillFile = async (name: string): Promise<boolean> => {
         try {
           await removeDrillResult(repository, target.app, name);
-          if (planned.deleteDrillResults.includes(name)) drillResults.push(name);
+          return true;
         } catch (error) {
           firstError ??= error;
           options.logger?.error({ app: target.app, drillResult: name, err: (error as Error).message }, 'cannot delete drill result');
+          return false;
         }
-      }
+      };
+      for (const name of planned.deleteDrillResults) if (await removeDrillFile(name)) drillResults.push(name);
+      for (const name of planned.deleteDrillTemporaries) await removeDrillFile(name);
     }
     return { plan: planned, hidden: renamed, deletedDrillResults: drillResults };
   });
