@@ -20,6 +20,7 @@ import {
   DRILL_QUEUE,
   DRILL_SCHEDULER_PREFIX,
   drillSchedulerId,
+  parseDrillSince,
   redisKeys,
   RETENTION_QUEUE,
   RETENTION_SWEEP_JOB,
@@ -29,6 +30,7 @@ import {
   SNAPSHOT_SCHEDULER_PREFIX,
   snapshotSchedulerId,
   type DrillJobData,
+  type DrillSinceRecord,
   type RetentionJobData,
   type SnapshotJobData,
 } from '../src/queue/jobs.ts';
@@ -104,6 +106,7 @@ export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>,
       }
     }
   }
+  if (redis) await recordDrillSince(redis, config, new Date());
   const sweep = {
     name: RETENTION_SWEEP_JOB,
     data: { targets: config.apps.map((app) => retentionTargetFor(config, app)), reason: 'sweep' as const },
@@ -113,6 +116,29 @@ export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>,
     await retentionQueue.upsertJobScheduler(RETENTION_SWEEP_SCHEDULER, { pattern: config.retention.sweepSchedule, tz: config.defaults.timezone }, sweep);
   }
   return { upserted, unchanged, removed };
+}
+
+/**
+ * Given Redis, the config and the time now, record when each app's drill was
+ * first seen with its current schedule and time zone (kept while they stay the
+ * same, reset when either changes), and forget the record of every app that
+ * has no drill now, so a drill removed and added again starts afresh. Status
+ * counts an overdue drill from here, not from when the app was first seen: a
+ * drill added to an app that has existed for months is due one drill interval
+ * (times 1.5) after it was added.
+ */
+export async function recordDrillSince(redis: Redis, config: Config, now: Date): Promise<void> {
+  const key = redisKeys.drillSince(config.redis.prefix);
+  const recorded = await redis.hgetall(key);
+  for (const app of config.apps) {
+    if (!app.drill) continue;
+    const current = parseDrillSince(recorded[app.name]);
+    if (current && current.schedule === app.drill.schedule && current.timezone === app.timezone) continue;
+    const record: DrillSinceRecord = { since: now.toISOString(), schedule: app.drill.schedule, timezone: app.timezone };
+    await redis.hset(key, app.name, JSON.stringify(record));
+  }
+  const gone = Object.keys(recorded).filter((name) => !config.apps.some((app) => app.name === name && app.drill));
+  if (gone.length > 0) await redis.hdel(key, ...gone);
 }
 
 /** Whether an existing job scheduler already has this pattern, time zone and template. */

@@ -56,12 +56,12 @@ export async function startRetentionWorker(config: Config, logger: Logger): Prom
           logger: log,
           lock: (fn) => withAppLock(connection, config.redis.prefix, target.app, fn),
         });
-        result.apps.push({ app: target.app, deleted: outcome.deleted, kept: outcome.plan.keep, removedIncoming: outcome.removedIncoming });
-        log.info({ kept: outcome.plan.keep.length, deleted: outcome.deleted.length, removedIncoming: outcome.removedIncoming.length }, 'retention applied');
+        result.apps.push({ app: target.app, deleted: outcome.deleted, kept: outcome.plan.keep, removedIncoming: outcome.removedIncoming, deletedDrillResults: outcome.deletedDrillResults.length });
+        log.info({ kept: outcome.plan.keep.length, deleted: outcome.deleted.length, removedIncoming: outcome.removedIncoming.length, deletedDrillResults: outcome.deletedDrillResults.length }, 'retention applied');
       } catch (thrown) {
         const error = toError(thrown);
         failures.push(`${target.app}: ${error.message}`);
-        result.apps.push({ app: target.app, deleted: [], kept: [], removedIncoming: [], error: error.message });
+        result.apps.push({ app: target.app, deleted: [], kept: [], removedIncoming: [], deletedDrillResults: 0, error: error.message });
         log.error({ err: error.message }, 'retention failed');
       }
     }

@@ -7,6 +7,7 @@ import { connectProducer } from '../queue/connection.ts';
 import { retentionTargetFor } from '../queue/enqueue.ts';
 import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
 import { runningSnapshotJobs } from '../queue/running-jobs.ts';
+import { DRILLS_DIR } from '../repository/layout.ts';
 import { applyRetention } from '../retention/apply.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
@@ -26,8 +27,12 @@ export async function prune(globals: GlobalOptions, names: string[], options: { 
           lock: (fn) => withAppLock(connection, config.redis.prefix, app.name, fn),
         });
         const verb = options.dryRun ? 'would delete' : 'deleted';
+        const drills = options.dryRun ? outcome.plan.deleteDrillResults : outcome.deletedDrillResults;
         console.log(`${app.name}: keep ${outcome.plan.keep.length} (${outcome.plan.keep.join(', ') || 'none'}), ${verb} ${outcome.plan.delete.length}${outcome.plan.delete.length ? ` (${outcome.plan.delete.join(', ')})` : ''}` +
-          (outcome.plan.deleteIncoming.length ? `, ${options.dryRun ? 'would remove' : 'removed'} ${outcome.plan.deleteIncoming.length} stale attempt(s) from .incoming` : ''));
+          (outcome.plan.deleteIncoming.length ? `, ${options.dryRun ? 'would remove' : 'removed'} ${outcome.plan.deleteIncoming.length} stale attempt(s) from .incoming` : '') +
+          (drills.length ? `; drill results: keep ${outcome.plan.keepDrillResults.length}, ${verb} ${drills.length}` : ''));
+        // A dry run names each drill result it would delete, one per line, as `<app>/.drills/<file>`.
+        if (options.dryRun) for (const name of drills) console.log(`  ${app.name}/${DRILLS_DIR}/${name}`);
       } catch (error) {
         failures += 1;
         console.log(`${app.name}: FAILED: ${toError(error).message}`);

@@ -57,7 +57,8 @@ export interface RetentionJobData {
 
 /** What a retention job did, per app. */
 export interface RetentionResult {
-  apps: { app: string; deleted: string[]; kept: string[]; removedIncoming: string[]; error?: string }[];
+  /** deletedDrillResults counts the old drill results deleted from `.drills`. */
+  apps: { app: string; deleted: string[]; kept: string[]; removedIncoming: string[]; deletedDrillResults: number; error?: string }[];
 }
 
 /** Reported with job.updateProgress while a snapshot runs. */
@@ -93,6 +94,12 @@ export const redisKeys = {
   alertState: (prefix: string) => `${prefix}:bysu:alert-state`,
   /** Hash app → ISO time the scheduler first had the app in its config. */
   appFirstSeen: (prefix: string) => `${prefix}:bysu:app-first-seen`,
+  /**
+   * Hash app → JSON DrillSinceRecord: when the scheduler first had the app's
+   * drill, with its schedule as it is now, in its config. Reset when the
+   * schedule changes; removed when the drill (or the app) leaves the config.
+   */
+  drillSince: (prefix: string) => `${prefix}:bysu:drill-since`,
   /** Hash app → number of final failures (for /metrics). */
   failuresTotal: (prefix: string) => `${prefix}:bysu:failures-total`,
   /** Hash app → JSON { at, reason, jobId, attempts } of its last final failure. */
@@ -102,6 +109,27 @@ export const redisKeys = {
 /** Given a manual snapshot request, return its job id (BullMQ forbids ':' in custom ids). */
 export function manualJobId(app: string, now: Date): string {
   return `manual-${app}-${now.getTime()}`;
+}
+
+/** When the scheduler first saw an app's drill as configured now, as it records it under redisKeys.drillSince. */
+export interface DrillSinceRecord {
+  /** ISO time. */
+  since: string;
+  /** The drill's schedule and time zone then: a change of either starts the clock again. */
+  schedule: string;
+  timezone: string;
+}
+
+/** Given a stored DrillSinceRecord (JSON) or nothing, return it, or null when absent or malformed. */
+export function parseDrillSince(text: string | undefined): DrillSinceRecord | null {
+  if (text === undefined) return null;
+  try {
+    const record = JSON.parse(text) as Partial<DrillSinceRecord>;
+    if (typeof record.since !== 'string' || Number.isNaN(Date.parse(record.since)) || typeof record.schedule !== 'string' || typeof record.timezone !== 'string') return null;
+    return { since: record.since, schedule: record.schedule, timezone: record.timezone };
+  } catch {
+    return null;
+  }
 }
 
 /** An app's last final failure, as the snapshot worker records it. */

@@ -15,6 +15,10 @@ export const INCOMING_DIR = '.incoming';
 export const COMMITS_DIR = '.commits';
 /** Results of restore drills, one JSON file each. */
 export const DRILLS_DIR = '.drills';
+/** A drill result's file name: `<finishedAt to the second, UTC>-<job>.json`, so names sort by time. */
+export const DRILL_RESULT_PATTERN = /^\d{8}T\d{6}Z-[A-Za-z0-9._-]*\.json$/;
+/** A drill result being written: `.<result name>.<8 hex>`, renamed into place when complete. */
+export const DRILL_TEMPORARY_PATTERN = /^\.\d{8}T\d{6}Z-[A-Za-z0-9._-]*\.json\.[0-9a-f]{8}$/;
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 

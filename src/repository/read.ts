@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { appDirectory, COMMITS_DIR, compareSnapshotIds, DRILLS_DIR, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
+import { appDirectory, COMMITS_DIR, compareSnapshotIds, DRILL_RESULT_PATTERN, DRILL_TEMPORARY_PATTERN, DRILLS_DIR, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
 import type { DrillResult } from '../queue/jobs.ts';
 import { parseSums, type Manifest } from './manifest.ts';
 import { inspectingSink, PartInspector } from './part-inspector.ts';
@@ -77,12 +77,23 @@ export interface AppState {
   incoming: { name: string; mtimeMs: number }[];
   /** Entries of `.commits/`. */
   commitMarkers: { name: string; mtimeMs: number }[];
+  /** Drill results in `.drills/` (regular files named like one), in no particular order. */
+  drillResults: DrillResultEntry[];
+  /** Drill results left half-written in `.drills/` by a crash. */
+  drillTemporaries: { name: string; mtimeMs: number }[];
+}
+
+/** A drill result as retention sees it: its file name, and what it says (null when it cannot be read as a result). */
+export interface DrillResultEntry {
+  name: string;
+  result: { passed: boolean; snapshotId: string | null } | null;
 }
 
 /**
  * Given the repository and an app, return what retention plans with: the
- * snapshot-id directories (complete or not), the target of `latest`, and the
- * entries of `.incoming` and `.commits` with their modification times.
+ * snapshot-id directories (complete or not), the target of `latest`, the
+ * entries of `.incoming` and `.commits` with their modification times, and
+ * the drill results in `.drills` with whether each passed and what it restored.
  */
 export async function readAppState(repository: string, app: string): Promise<AppState> {
   const appDir = appDirectory(repository, app);
@@ -102,7 +113,27 @@ export async function readAppState(repository: string, app: string): Promise<App
     latest,
     incoming: await entriesWithTimes(path.join(appDir, INCOMING_DIR)),
     commitMarkers: await entriesWithTimes(path.join(appDir, COMMITS_DIR)),
+    drillResults: await readDrillResultEntries(path.join(appDir, DRILLS_DIR)),
+    drillTemporaries: (await entriesWithTimes(path.join(appDir, DRILLS_DIR))).filter(({ name }) => DRILL_TEMPORARY_PATTERN.test(name)),
   };
+}
+
+/** Given a `.drills` directory, return its results, each read as latestDrillResults reads it (an unreadable one has a null result). */
+async function readDrillResultEntries(dir: string): Promise<DrillResultEntry[]> {
+  const entries: DrillResultEntry[] = [];
+  for (const name of (await readdir(dir).catch(() => [] as string[])).filter((candidate) => DRILL_RESULT_PATTERN.test(candidate))) {
+    const info = await lstat(path.join(dir, name)).catch(() => null);
+    if (!info?.isFile()) continue; // not a file BYSU wrote: left alone
+    let result: DrillResultEntry['result'] = null;
+    try {
+      const parsed = JSON.parse(await readFile(path.join(dir, name), 'utf8')) as Partial<DrillResult> | null;
+      if (typeof parsed === 'object' && parsed !== null) result = { passed: Boolean(parsed.passed), snapshotId: typeof parsed.snapshotId === 'string' ? parsed.snapshotId : null };
+    } catch {
+      result = null;
+    }
+    entries.push({ name, result });
+  }
+  return entries;
 }
 
 async function entriesWithTimes(dir: string): Promise<{ name: string; mtimeMs: number }[]> {

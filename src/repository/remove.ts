@@ -2,15 +2,15 @@
  * Removing things from the repository, for retention: a complete snapshot
  * (renamed out of sight first, so it never appears half-deleted, and then
  * deleted like any `.incoming` entry), an
- * `.incoming` leftover, a commit marker. Each re-checks on disk that the
- * thing is what retention planned to remove; none follows a symlink.
+ * `.incoming` leftover, a commit marker, a drill result. Each re-checks on
+ * disk that the thing is what retention planned to remove; none follows a symlink.
  */
 import { randomBytes } from 'node:crypto';
-import { lstat, mkdir, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { StorageError } from '../errors.ts';
 import { storageError } from './attempt.ts';
-import { appDirectory, COMMITS_DIR, DIR_MODE, INCOMING_DIR, isSnapshotId, MANIFEST_FILE } from './layout.ts';
+import { appDirectory, COMMITS_DIR, DIR_MODE, DRILL_RESULT_PATTERN, DRILL_TEMPORARY_PATTERN, DRILLS_DIR, INCOMING_DIR, isSnapshotId, MANIFEST_FILE } from './layout.ts';
 import { latestTarget } from './read.ts';
 
 /**
@@ -49,6 +49,24 @@ export async function removeIncoming(repository: string, app: string, name: stri
 /** Given an app and the name of a `.commits` marker, remove it. */
 export async function removeCommitMarker(repository: string, app: string, name: string): Promise<void> {
   await removePlainEntry(path.join(appDirectory(repository, app), COMMITS_DIR), name);
+}
+
+/**
+ * Given an app and the name of a drill result (or a half-written one) in
+ * `.drills`, delete that file; one already gone is no error. Throw
+ * StorageError when the name is not a drill result's or it is not a regular file.
+ */
+export async function removeDrillResult(repository: string, app: string, name: string): Promise<void> {
+  const target = path.join(appDirectory(repository, app), DRILLS_DIR, name);
+  if (!DRILL_RESULT_PATTERN.test(name) && !DRILL_TEMPORARY_PATTERN.test(name)) throw new StorageError(`refusing to delete ${target}: not a drill result`);
+  const info = await lstat(target).catch(() => null);
+  if (info === null) return;
+  if (!info.isFile()) throw new StorageError(`refusing to delete ${target}: not a regular file`);
+  try {
+    await unlink(target);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw storageError(error, `delete ${target}`);
+  }
 }
 
 async function removePlainEntry(dir: string, name: string): Promise<void> {

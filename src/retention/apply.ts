@@ -1,12 +1,12 @@
 /**
  * Retention of one app: read its state, plan, and (unless dry-run) delete
  * what the plan says, each deletion re-checked on disk, under the app's lock
- * so that no commit of the same app runs meanwhile.
+ * so that no commit of the same app (and no other retention) runs meanwhile.
  */
 import type { Logger } from '../log.ts';
 import type { RetentionTarget } from '../queue/jobs.ts';
 import { readAppState } from '../repository/read.ts';
-import { hideSnapshot, removeCommitMarker, removeIncoming } from '../repository/remove.ts';
+import { hideSnapshot, removeCommitMarker, removeDrillResult, removeIncoming } from '../repository/remove.ts';
 import { planRetention, type RetentionPlan } from './plan.ts';
 
 export interface RetentionOutcome {
@@ -15,15 +15,18 @@ export interface RetentionOutcome {
   /** Snapshots actually deleted (all of plan.delete unless one failed). */
   deleted: string[];
   removedIncoming: string[];
+  /** Drill results actually deleted from `.drills` (all of plan.deleteDrillResults unless one failed). */
+  deletedDrillResults: string[];
 }
 
 /**
  * Given the repository, an app's retention target and the job names of
  * running snapshot jobs, apply retention (or only plan it, with dryRun).
  * `lock` wraps the part that must not interleave with a commit of the same
- * app: reading, planning and renaming doomed snapshots out of sight. The slow
- * part, deleting their files, runs after it. Every deletion is tried; the
- * first StorageError is thrown at the end.
+ * app: reading, planning, renaming doomed snapshots out of sight and deleting
+ * old drill results (one unlink each). The slow part, deleting the snapshots'
+ * files, runs after it. Every deletion is tried; the first StorageError is
+ * thrown at the end.
  */
 export async function applyRetention(
   repository: string,
@@ -33,10 +36,11 @@ export async function applyRetention(
 ): Promise<RetentionOutcome> {
   const lock = options.lock ?? (<T>(fn: () => Promise<T>) => fn());
   let firstError: unknown = null;
-  const { plan, hidden } = await lock(async () => {
+  const { plan, hidden, deletedDrillResults } = await lock(async () => {
     const state = await readAppState(repository, target.app);
     const planned = planRetention(state, { keep: target.keep, incomingMaxAgeMs: target.incomingMaxAgeMs, now: options.now ?? Date.now(), runningJobs });
     const renamed: { id: string; entry: string }[] = [];
+    const drillResults: string[] = [];
     if (!options.dryRun) {
       for (const id of planned.delete) {
         try {
@@ -46,10 +50,24 @@ export async function applyRetention(
           options.logger?.error({ app: target.app, id, err: (error as Error).message }, 'cannot delete snapshot');
         }
       }
+      // Only names read under this lock go: a result a drill writes meanwhile is not among them.
+      const removeDrillFile = async (name: string): Promise<boolean> => {
+        try {
+          await removeDrillResult(repository, target.app, name);
+          return true;
+        } catch (error) {
+          firstError ??= error;
+          options.logger?.error({ app: target.app, drillResult: name, err: (error as Error).message }, 'cannot delete drill result');
+          return false;
+        }
+      };
+      for (const name of planned.deleteDrillResults) if (await removeDrillFile(name)) drillResults.push(name);
+      for (const name of planned.deleteDrillTemporaries) await removeDrillFile(name);
     }
-    return { plan: planned, hidden: renamed };
+    return { plan: planned, hidden: renamed, deletedDrillResults: drillResults };
   });
-  const outcome: RetentionOutcome = { app: target.app, plan, deleted: [], removedIncoming: [] };
+  const outcome: RetentionOutcome = { app: target.app, plan, deleted: [], removedIncoming: [], deletedDrillResults };
+  if (deletedDrillResults.length > 0) options.logger?.info({ app: target.app, deleted: deletedDrillResults.length, kept: plan.keepDrillResults.length }, 'old drill results deleted by retention');
   if (options.dryRun) return outcome;
   for (const { id, entry } of hidden) {
     outcome.deleted.push(id);

@@ -10,9 +10,9 @@ import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
 import { StorageError } from '../errors.ts';
-import { redisKeys, snapshotSchedulerId, type FailureRecord } from '../queue/jobs.ts';
+import { parseDrillSince, redisKeys, snapshotSchedulerId, type DrillSinceRecord, type FailureRecord } from '../queue/jobs.ts';
 import { latestDrillResults, listAppDirectories, newestSnapshot } from '../repository/read.ts';
-import { drillOverdue, staleThresholdMs } from './stale.ts';
+import { drillOverdue, drillOverdueSince, staleThresholdMs } from './stale.ts';
 
 export type AppStateName = 'ok' | 'stale' | 'failing' | 'never' | 'orphaned';
 
@@ -35,6 +35,8 @@ export interface AppStatus {
   lastDrill: { snapshotId: string | null; passed: boolean; at: string; node: string; error: string | null } | null;
   /** When the newest passed drill finished. */
   lastDrillPassedAt: string | null;
+  /** When the scheduler first saw the app's drill with its current schedule (ISO): an overdue drill counts from here or the newest pass. */
+  drillSince: string | null;
 }
 
 export interface SchedulerHeartbeat {
@@ -99,7 +101,24 @@ export async function readSchedulerHeartbeat(redis: Redis, prefix: string): Prom
   }
 }
 
-async function statusOf(config: Config, app: AppConfig | null, name: string, known: { failures: Map<string, FailureRecord>; firstSeen: Record<string, string> }, nextRunAt: number | null, now: Date): Promise<AppStatus> {
+/** What Redis knows of every app, read once per status. */
+interface KnownState {
+  failures: Map<string, FailureRecord>;
+  firstSeen: Record<string, string>;
+  drillSince: Map<string, DrillSinceRecord>;
+}
+
+/** Given Redis and the prefix, return when the scheduler first saw each app's drill as configured now. */
+export async function readDrillSince(redis: Redis, prefix: string): Promise<Map<string, DrillSinceRecord>> {
+  const records = new Map<string, DrillSinceRecord>();
+  for (const [app, text] of Object.entries(await redis.hgetall(redisKeys.drillSince(prefix)))) {
+    const record = parseDrillSince(text); // a malformed record counts as none rather than breaking status
+    if (record) records.set(app, record);
+  }
+  return records;
+}
+
+async function statusOf(config: Config, app: AppConfig | null, name: string, known: KnownState, nextRunAt: number | null, now: Date): Promise<AppStatus> {
   const problems: string[] = [];
   const newest = await newestSnapshot(config.repository, name).catch((error: NodeJS.ErrnoException) => {
     problems.push(`cannot read ${config.repository}/${name}: ${error.code ?? error.message}`);
@@ -111,10 +130,16 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
   const drill = drills?.latest ?? null;
   const drillPassed = drills?.latestPassed ?? null;
   if (drill && !drill.passed && app?.drill) problems.push(`drill FAILED ${drill.finishedAt}: ${(drill.error ?? '').split('\n')[0]}`);
-  const firstSeen = known.firstSeen[name];
-  if (app?.drill && (drill === null || drill.passed)
-    && drillOverdue({ schedule: app.drill.schedule, timezone: app.timezone }, drill ? Date.parse(drill.finishedAt) : null, firstSeen ? Date.parse(firstSeen) : null, now)) {
-    problems.push(drill ? `no passed drill since ${drill.finishedAt}: is a drill worker running?` : `no drill has run since the app was configured (${firstSeen}): is a drill worker running?`);
+  // An overdue drill counts from its newest pass or from when the scheduler first saw the drill, whichever is later.
+  const drillSince = app?.drill ? known.drillSince.get(name)?.since ?? null : null;
+  if (app?.drill && (drill === null || drill.passed)) {
+    const passedAt = drill ? Date.parse(drill.finishedAt) : null;
+    const configuredAt = drillSince ? Date.parse(drillSince) : null;
+    if (drillOverdue({ schedule: app.drill.schedule, timezone: app.timezone }, passedAt, configuredAt, now)) {
+      problems.push(drill && passedAt === drillOverdueSince(passedAt, configuredAt)
+        ? `no passed drill since ${drill.finishedAt}: is a drill worker running?`
+        : `no drill has passed since the drill was configured (${drillSince}): is a drill worker running?`);
+    }
   }
   const manifest = newest?.manifest ?? null;
   const finishedAt = manifest ? Date.parse(manifest.finishedAt) : null;
@@ -143,6 +168,7 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
     problems,
     lastDrill: drill ? { snapshotId: drill.snapshotId, passed: drill.passed, at: drill.finishedAt, node: drill.node, error: drill.error } : null,
     lastDrillPassedAt: drillPassed?.finishedAt ?? null,
+    drillSince,
   };
 }
 
@@ -157,6 +183,7 @@ export async function collectStatus(config: Config, redis: Redis, snapshotQueue:
   const known = {
     failures: await readFailures(redis, config.redis.prefix),
     firstSeen: await redis.hgetall(redisKeys.appFirstSeen(config.redis.prefix)),
+    drillSince: await readDrillSince(redis, config.redis.prefix),
   };
   const apps: AppStatus[] = [];
   for (const app of config.apps) {

@@ -34,12 +34,20 @@ export function nextRunMs(schedule: string, timezone: string, now = new Date()):
 
 /**
  * Given an app's drill schedule, when its newest passed drill finished (or
- * null) and when BYSU first saw the app (or null), say whether a passed drill
- * is overdue: none within 1.5 × the drill schedule's longest gap, counting
- * from when the app was first seen if no drill ever passed.
+ * null) and since when the drill has been configured with that schedule (or
+ * null when no scheduler has recorded it), say whether a passed drill is
+ * overdue: none within 1.5 × the drill schedule's longest gap, counting from
+ * the later of the two. Not from when the app was first seen: a drill added
+ * to an old app, or one removed and added again after its last pass, gets a
+ * whole interval to run first. Unknown on both counts: not overdue.
  */
-export function drillOverdue(drill: { schedule: string; timezone: string }, lastPassedAt: number | null, firstSeenAt: number | null, now = new Date()): boolean {
-  const limit = Math.round(1.5 * scheduleIntervalMs(drill.schedule, drill.timezone, now));
-  const since = lastPassedAt ?? firstSeenAt;
-  return since !== null && now.getTime() - since > limit;
+export function drillOverdue(drill: { schedule: string; timezone: string }, lastPassedAt: number | null, drillSince: number | null, now = new Date()): boolean {
+  const since = drillOverdueSince(lastPassedAt, drillSince);
+  return since !== null && now.getTime() - since > Math.round(1.5 * scheduleIntervalMs(drill.schedule, drill.timezone, now));
+}
+
+/** The time an overdue drill counts from: the later of the newest pass and the drill's configuration; null when neither is known. */
+export function drillOverdueSince(lastPassedAt: number | null, drillSince: number | null): number | null {
+  if (lastPassedAt === null) return drillSince;
+  return drillSince === null ? lastPassedAt : Math.max(lastPassedAt, drillSince);
 }

@@ -2,7 +2,7 @@
  * Reconciling job schedulers against a real Redis: unchanged apps are left
  * alone (upserting would drop a run that is due but not started), a changed
  * schedule or payload is applied, a removed app loses its scheduler, and the
- * first time BYSU saw each app is recorded.
+ * first time BYSU saw each app, and each app's drill as configured, is recorded.
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -10,7 +10,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.ts';
 import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type SnapshotJobData } from '../../src/queue/jobs.ts';
-import { reconcileSchedulers } from '../../scheduler/index.ts';
+import { reconcileSchedulers, recordDrillSince } from '../../scheduler/index.ts';
 import { withRedis } from '../helpers/redis.ts';
 
 function config(url: string, apps: string) {
@@ -57,6 +57,36 @@ test('reconcile leaves unchanged schedulers alone, applies changes, removes what
     } finally {
       await snapshots.close();
       await retention.close();
+      connection.disconnect();
+    }
+  });
+});
+
+test('the time a drill was first seen stays while its schedule does, restarts when it changes, and goes with the drill', async () => {
+  await withRedis(async (redis) => {
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    try {
+      const app = (drill: string) => `
+  - { name: shop, node: db1, parts: [{ file: a.sql, run: "echo a" }]${drill} }
+  - { name: wiki, node: db1, parts: [{ file: w.sql, run: "echo w" }] }`;
+      const weekly = ', drill: { node: db1, schedule: "0 6 * * 0", steps: [{ run: "cat", stdin: a.sql }] }';
+      const daily = ', drill: { node: db1, schedule: "0 6 * * *", steps: [{ run: "cat", stdin: a.sql }] }';
+      const since = async () => (JSON.parse((await connection.hget(redisKeys.drillSince('rc'), 'shop')) ?? 'null') as { since: string; schedule: string } | null);
+      const t = (day: number) => new Date(Date.UTC(2026, 10, day));
+
+      await recordDrillSince(connection, config(redis.url, app(weekly)), t(1));
+      assert.deepEqual(await since(), { since: t(1).toISOString(), schedule: '0 6 * * 0', timezone: 'UTC' });
+      assert.deepEqual(await connection.hkeys(redisKeys.drillSince('rc')), ['shop'], 'wiki has no drill: no record');
+      await recordDrillSince(connection, config(redis.url, app(weekly)), t(5));
+      assert.equal((await since())?.since, t(1).toISOString(), 'a reload with the same drill keeps the time');
+      await recordDrillSince(connection, config(redis.url, app(daily)), t(6));
+      assert.deepEqual(await since(), { since: t(6).toISOString(), schedule: '0 6 * * *', timezone: 'UTC' }, 'a new schedule starts the clock again');
+      await recordDrillSince(connection, config(redis.url, app('')), t(7));
+      assert.equal(await since(), null, 'the drill removed: its record goes');
+      await connection.hset(redisKeys.drillSince('rc'), 'shop', 'not json');
+      await recordDrillSince(connection, config(redis.url, app(daily)), t(8));
+      assert.equal((await since())?.since, t(8).toISOString(), 'a malformed record is replaced');
+    } finally {
       connection.disconnect();
     }
   });

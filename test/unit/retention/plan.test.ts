@@ -2,12 +2,13 @@
  * The retention plan (pure): keeps the newest `keep` complete snapshots and
  * the target of `latest`, deletes only complete snapshots beyond those,
  * never counts failed attempts, and removes only BYSU's own old leftovers in
- * `.incoming` (and old commit markers).
+ * `.incoming` (and old commit markers). Drill results: the newest 20, the
+ * newest of each kept snapshot, and never the results status reads.
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { COMMIT_MARKER_MAX_AGE_MS, planRetention, type AppState, type RetentionPolicy } from '../../../src/retention/plan.ts';
+import { COMMIT_MARKER_MAX_AGE_MS, DRILL_RESULTS_KEPT, DRILL_TEMPORARY_MAX_AGE_MS, planDrillResults, planRetention, type AppState, type DrillResultEntry, type RetentionPolicy } from '../../../src/retention/plan.ts';
 import { compareSnapshotIds, snapshotIdCandidate, snapshotIdFor } from '../../../src/repository/layout.ts';
 
 const HOUR = 3_600_000;
@@ -23,7 +24,7 @@ function night(n: number): string {
 }
 
 function state(partial: Partial<AppState>): AppState {
-  return { snapshots: [], latest: null, incoming: [], commitMarkers: [], ...partial };
+  return { snapshots: [], latest: null, incoming: [], commitMarkers: [], drillResults: [], drillTemporaries: [], ...partial };
 }
 
 function policy(partial: Partial<RetentionPolicy> = {}): RetentionPolicy {
@@ -284,6 +285,8 @@ const scenarioArb: fc.Arbitrary<Scenario> = fc
         latest,
         incoming: r.incoming.map(({ name, age }) => ({ name, mtimeMs: r.now - age })),
         commitMarkers: r.commitMarkers.map(({ name, age }) => ({ name, mtimeMs: r.now - age })),
+        drillResults: [],
+        drillTemporaries: [],
       },
       policy: { keep: r.keep, incomingMaxAgeMs: r.incomingMaxAgeMs, now: r.now, runningJobs: new Set(r.running) },
     };
@@ -474,5 +477,97 @@ describe('planRetention: properties', () => {
       }),
       { numRuns: 200 },
     );
+  });
+});
+
+/** The name writeDrillResult gives a result that finished at night n of November 2026 plus `minute` minutes. */
+function drillName(n: number, minute = 0): string {
+  return `${snapshotIdFor(new Date(Date.UTC(2026, 10, n, 6, minute, 0)))}-repeat_bysu-drill_shop_${n}_${minute}.json`;
+}
+
+/** What latestDrillResults reads from these results: the names of the newest readable one and of the newest passed one. */
+function statusReads(results: readonly DrillResultEntry[]): { latest: string | null; latestPassed: string | null } {
+  const newestFirst = [...results].sort((a, b) => (a.name < b.name ? 1 : -1));
+  return {
+    latest: newestFirst.find((entry) => entry.result !== null)?.name ?? null,
+    latestPassed: newestFirst.find((entry) => entry.result?.passed === true)?.name ?? null,
+  };
+}
+
+describe('planRetention: drill results', () => {
+  test(`keeps the newest ${DRILL_RESULTS_KEPT} of 30, deletes the 10 oldest (newest first)`, () => {
+    const results = Array.from({ length: 30 }, (_, index) => ({ name: drillName(index + 1), result: { passed: true, snapshotId: night(index + 1) } }));
+    const plan = planRetention(state({ drillResults: [...results].reverse() }), policy({ keep: 1 }));
+    assert.deepEqual(plan.keepDrillResults, results.slice(10).map(({ name }) => name).reverse());
+    assert.deepEqual(plan.deleteDrillResults, results.slice(0, 10).map(({ name }) => name).reverse());
+  });
+
+  test('the newest passed result stays when the 20 newer ones all failed: status still sees the last pass', () => {
+    const results: DrillResultEntry[] = Array.from({ length: 30 }, (_, index) => ({ name: drillName(index + 1), result: { passed: index === 4, snapshotId: null } }));
+    const plan = planRetention(state({ drillResults: results }), policy());
+    assert.equal(plan.keepDrillResults.length, DRILL_RESULTS_KEPT + 1);
+    assert.ok(plan.keepDrillResults.includes(drillName(5)));
+    assert.ok(!plan.deleteDrillResults.includes(drillName(5)));
+    assert.equal(plan.deleteDrillResults.length, 9);
+  });
+
+  test('the newest result of each snapshot that stays is kept; older results of it are not', () => {
+    const results: DrillResultEntry[] = [
+      ...Array.from({ length: 25 }, (_, index) => ({ name: drillName(25, index), result: { passed: true, snapshotId: night(25) } })),
+      { name: drillName(2, 0), result: { passed: false, snapshotId: night(2) } },
+      { name: drillName(2, 1), result: { passed: true, snapshotId: night(2) } },
+      { name: drillName(1, 0), result: { passed: true, snapshotId: night(1) } },
+    ];
+    const plan = planRetention(state({ snapshots: complete(night(2), night(25)), latest: night(25), drillResults: results }), policy({ keep: 2 }));
+    assert.ok(plan.keepDrillResults.includes(drillName(2, 1)), 'the newest drill of a kept snapshot');
+    assert.ok(plan.deleteDrillResults.includes(drillName(2, 0)), 'an older drill of the same snapshot goes');
+    assert.ok(plan.deleteDrillResults.includes(drillName(1, 0)), 'the drill of a snapshot already gone goes');
+    assert.equal(plan.keepDrillResults.length, DRILL_RESULTS_KEPT + 1);
+  });
+
+  test('an unreadable result counts among the newest; the newest readable one stays', () => {
+    const results: DrillResultEntry[] = [
+      ...Array.from({ length: 25 }, (_, index) => ({ name: drillName(10, index), result: null })),
+      { name: drillName(3), result: { passed: false, snapshotId: null } },
+      { name: drillName(2), result: { passed: true, snapshotId: null } },
+      { name: drillName(1), result: { passed: true, snapshotId: null } },
+    ];
+    const plan = planRetention(state({ drillResults: results }), policy());
+    assert.deepEqual(plan.deleteDrillResults, [...Array.from({ length: 5 }, (_, index) => drillName(10, 4 - index)), drillName(1)]);
+    assert.deepEqual(statusReads(results.filter(({ name }) => plan.keepDrillResults.includes(name))), { latest: drillName(3), latestPassed: drillName(2) });
+  });
+
+  test('half-written results go once they are an hour old', () => {
+    const plan = planRetention(state({ drillTemporaries: [
+      { name: `.${drillName(1)}.deadbeef`, mtimeMs: NOW - DRILL_TEMPORARY_MAX_AGE_MS - 1 },
+      { name: `.${drillName(2)}.cafebabe`, mtimeMs: NOW - 60_000 },
+    ] }), policy());
+    assert.deepEqual(plan.deleteDrillTemporaries, [`.${drillName(1)}.deadbeef`]);
+  });
+
+  test('property: pruning never changes what status reads, keeps the newest, and stays bounded', () => {
+    const entryArb = fc.record({
+      night: fc.integer({ min: 1, max: 28 }),
+      minute: fc.integer({ min: 0, max: 59 }),
+      result: fc.option(fc.record({ passed: fc.boolean(), snapshotId: fc.option(fc.integer({ min: 1, max: 28 }).map(night)) }), { freq: 5 }),
+    });
+    fc.assert(fc.property(
+      fc.uniqueArray(entryArb, { selector: (entry) => `${entry.night}.${entry.minute}`, maxLength: 80 }),
+      fc.uniqueArray(fc.integer({ min: 1, max: 28 }).map(night), { maxLength: 10 }),
+      (raw, keptSnapshots) => {
+        const results: DrillResultEntry[] = raw.map((entry) => ({ name: drillName(entry.night, entry.minute), result: entry.result }));
+        const plan = planDrillResults(results, keptSnapshots);
+        const kept = results.filter(({ name }) => plan.keep.includes(name));
+        assert.deepEqual(statusReads(kept), statusReads(results));
+        assert.deepEqual([...plan.keep, ...plan.delete].sort(), results.map(({ name }) => name).sort());
+        const newest = results.map(({ name }) => name).sort().reverse().slice(0, DRILL_RESULTS_KEPT);
+        for (const name of newest) assert.ok(plan.keep.includes(name));
+        assert.ok(plan.keep.length <= DRILL_RESULTS_KEPT + keptSnapshots.length + 2);
+        for (const id of keptSnapshots) {
+          const newestOfSnapshot = results.filter((entry) => entry.result?.snapshotId === id).map(({ name }) => name).sort().pop();
+          if (newestOfSnapshot) assert.ok(plan.keep.includes(newestOfSnapshot));
+        }
+      },
+    ), { numRuns: 300 });
   });
 });

@@ -213,9 +213,25 @@ describe('drillOverdue', () => {
     assert.equal(drillOverdue(weekly, now.getTime() - 7 * day, null, now), false);
     assert.equal(drillOverdue(weekly, now.getTime() - 11 * day, null, now), true);
   });
-  test('no drill yet: overdue only once the app has been configured longer than that', () => {
+  test('no drill yet: overdue only once the drill has been configured longer than that', () => {
     assert.equal(drillOverdue(weekly, null, now.getTime() - 2 * day, now), false);
     assert.equal(drillOverdue(weekly, null, now.getTime() - 11 * day, now), true);
     assert.equal(drillOverdue(weekly, null, null, now), false, 'unknown since when: not overdue');
+  });
+  // The app was first seen 30 days ago (status no longer passes that in); its weekly drill was added an hour ago.
+  test('a weekly drill just added to an old app is due 1.5 weeks after it was added, not at once', () => {
+    const added = now.getTime() - 3_600_000;
+    assert.equal(drillOverdue(weekly, null, added, now), false, 'just added');
+    const at = (ms: number) => new Date(added + ms);
+    assert.equal(drillOverdue(weekly, null, added, at(10 * day)), false, 'within 1.5 weeks of being added');
+    assert.equal(drillOverdue(weekly, null, added, at(10.5 * day + 60_000)), true, 'past 1.5 weeks of being added');
+  });
+  // Fails before the fix: the old rule counted from the newest pass alone (20 days ago) and said overdue at once.
+  test('a drill removed and added again counts from when it was added again, not from its pass before', () => {
+    const added = now.getTime() - day;
+    assert.equal(drillOverdue(weekly, now.getTime() - 20 * day, added, now), false);
+    assert.equal(drillOverdue(weekly, now.getTime() - 20 * day, added, new Date(added + 11 * day)), true);
+    assert.equal(drillOverdue(weekly, now.getTime() - 2 * day, now.getTime() - 20 * day, now), false, 'a pass after it was added counts from the pass');
+    assert.equal(drillOverdue(weekly, now.getTime() - 12 * day, now.getTime() - 20 * day, now), true);
   });
 });
