@@ -37,6 +37,17 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# busybox sh is the other shell the node wrapper (contrib/node/bysu-allow) is tested under. Optional: without it those tests are skipped, saying so.
+if [ ! -x /usr/bin/busybox ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing busybox with apt-get (to test the node wrapper under busybox sh)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq busybox >/dev/null || { apt-get update -qq && apt-get install -y -qq busybox >/dev/null; }
+  else
+    echo "setup: busybox is missing, so the node wrapper is tested under dash only. To add busybox sh: sudo apt-get install -y busybox" >&2
+  fi
+fi
+
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: npm ci"
   npm ci --no-audit --no-fund --loglevel=error
