@@ -348,7 +348,11 @@ export class SnapshotAttempt {
       await writeFileDurably(temporary, `${JSON.stringify(record)}\n`);
       await link(temporary, path.join(commits, claim.name));
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'EEXIST') return null;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return null;
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+        throw new StorageError(`cannot claim the commit in ${commits}: the repository's filesystem refused a hard link (${code}); the commit fence needs hard links (use a POSIX filesystem such as ext4, XFS or NFS)`, { cause: error });
+      }
       throw error;
     } finally {
       await rm(temporary, { force: true }).catch(() => undefined);
