@@ -300,7 +300,8 @@ export class SnapshotAttempt {
       if (newest !== null && !newest.record.released && Date.now() - newest.mtimeMs < STALE_COMMIT_MARKER_MS) {
         throw new CommitConflictError(`job ${this.jobId} of ${this.app} is being committed by another worker (marker ${path.join(commits, newest.name)})`);
       }
-      if (newest?.record.attempt !== undefined) await this.retireAttempt(newest.record.attempt);
+      // A released claim's run has given up and publishes nothing; a stale one's may only be paused.
+      if (newest?.record.attempt !== undefined && !newest.record.released) await this.retireAttempt(newest.record.attempt);
       const claim = await this.createClaim(commits, (newest?.generation ?? 0) + 1);
       if (claim === null) continue;
       // Every run holding an older claim has now either published already or can no longer do so.
