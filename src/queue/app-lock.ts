@@ -18,12 +18,23 @@ export interface AppLockOptions {
   waitMs?: number;
 }
 
+/** Given to the function run under the lock. */
+export interface AppLockLease {
+  /**
+   * Extend the lease now if this holder still has the lock; throw
+   * CommitConflictError when it lost it (a pause longer than the lease, and
+   * another process took the lock). Call it right before an irreversible step.
+   */
+  confirm(): Promise<void>;
+}
+
 /**
  * Given Redis, the key prefix, an app and a function, run the function while
- * holding the app's lock. Throw CommitConflictError (retryable) when the lock
+ * holding the app's lock, passing it the lease so that it can confirm that it
+ * still holds the lock. Throw CommitConflictError (retryable) when the lock
  * stays busy for waitMs.
  */
-export async function withAppLock<T>(redis: Redis, prefix: string, app: string, fn: () => Promise<T>, options: AppLockOptions = {}): Promise<T> {
+export async function withAppLock<T>(redis: Redis, prefix: string, app: string, fn: (lease: AppLockLease) => Promise<T>, options: AppLockOptions = {}): Promise<T> {
   const key = redisKeys.appLock(prefix, app);
   const token = randomBytes(8).toString('hex');
   const leaseMs = options.leaseMs ?? 120_000;
@@ -36,8 +47,16 @@ export async function withAppLock<T>(redis: Redis, prefix: string, app: string, 
   const renewal = setInterval(() => {
     redis.eval(RENEW, 1, key, token, leaseMs).catch(() => undefined);
   }, Math.max(1000, Math.floor(leaseMs / 3)));
+  const lease: AppLockLease = {
+    async confirm() {
+      // Compare-and-extend in one script: checking and then extending could extend another holder's lock.
+      if (Number(await redis.eval(RENEW, 1, key, token, leaseMs)) !== 1) {
+        throw new CommitConflictError(`lost the lock of app ${app}: its lease (${leaseMs} ms) ran out and another process may hold it`);
+      }
+    },
+  };
   try {
-    return await fn();
+    return await fn(lease);
   } finally {
     clearInterval(renewal);
     await redis.eval(RELEASE, 1, key, token).catch(() => undefined);

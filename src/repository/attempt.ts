@@ -8,7 +8,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -198,28 +198,32 @@ export class SnapshotAttempt {
 
   /**
    * Given the manifest (without id) and a fence that throws when this worker
-   * no longer owns the job, commit: claim the job's commit marker, choose the
-   * id, write manifest.json and SHA256SUMS, fsync, rename into place, repoint
-   * `latest`. When this job id was already committed, return that snapshot
-   * and discard this attempt. Throw CommitConflictError when another run of
-   * the job is committing right now, StorageError on I/O failure.
+   * no longer owns the job, commit: claim the job's commit (claimCommit),
+   * choose the id, write manifest.json and SHA256SUMS, fsync, run the fence
+   * again and check that the claim is still this run's, rename into place,
+   * repoint `latest`. When this job id was already committed, return that
+   * snapshot and discard this attempt. Throw CommitConflictError when another
+   * run of the job is committing right now, or took this run's commit over
+   * while it was paused (nothing of this run is then committed), StorageError
+   * on I/O failure.
    */
   async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>): Promise<CommitResult> {
     const appDir = appDirectory(this.repository, this.app);
-    const marker = path.join(appDir, COMMITS_DIR, safeJobName(this.jobId));
+    const commits = path.join(appDir, COMMITS_DIR);
     await fence();
-    let claimedMarker = false;
+    let claim: CommitClaim | null = null;
     let id: string | null = null;
     let full: Manifest | null = null;
     try {
-      const earlier = await this.claimCommit(marker);
-      if (earlier !== null) {
+      const claimed = await this.claimCommit(commits);
+      if ('earlier' in claimed) {
+        const earlier = claimed.earlier;
         await this.discard();
         // The earlier run may have died between its rename and `latest`.
         const problem = await repointLatest(appDir).then(() => undefined, (error: unknown) => describe(error));
         return { id: earlier.id, path: earlier.path, alreadyCommitted: true, manifest: earlier.manifest, ...(problem ? { problem } : {}) };
       }
-      claimedMarker = true;
+      claim = claimed.claim;
       const baseId = snapshotIdFor(new Date(manifest.startedAt));
       for (let n = 1; n < 1000 && id === null; n += 1) {
         const candidate = snapshotIdCandidate(baseId, n);
@@ -231,7 +235,12 @@ export class SnapshotAttempt {
         const manifestSum = createHash('sha256').update(manifestText).digest('hex');
         await writeFileDurably(path.join(this.directory, SUMS_FILE), renderSums([...this.written, { file: MANIFEST_FILE, sha256: manifestSum }]));
         await fsyncPath(this.directory);
+        // Ownership checked once, long before, is no fence: this process may have been paused since.
+        await fence();
+        await this.confirmClaim(commits, claim);
         try {
+          // The publishing step. A run that took the commit over has renamed this directory away
+          // first, so after a pause here (even past every check above) this rename finds nothing.
           await rename(this.directory, target);
           id = candidate;
         } catch (error) {
@@ -241,15 +250,19 @@ export class SnapshotAttempt {
       }
       if (id === null || full === null) throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
     } catch (error) {
-      if (claimedMarker) await rm(marker, { force: true }).catch(() => undefined);
-      throw error instanceof CommitConflictError ? error : storageError(error, `commit the snapshot of ${this.app}`);
+      if (claim !== null) await this.recordClaim(commits, claim, { released: true }).catch(() => undefined);
+      if (error instanceof CommitConflictError) throw error;
+      if (claim !== null && (error as NodeJS.ErrnoException).code === 'ENOENT' && !(await exists(this.directory))) {
+        throw new CommitConflictError(`${this.takenOver()}: its attempt directory ${this.directory} was removed by the run that took over`, { cause: error });
+      }
+      throw storageError(error, `commit the snapshot of ${this.app}`);
     }
     this.finished = true;
     // The snapshot is committed and visible: what follows must not turn it into a failure.
     const problems: string[] = [];
     await fsyncPath(appDir).catch((error: unknown) => problems.push(`fsync ${appDir}: ${describe(error)}`));
-    await writeFile(marker, `${JSON.stringify({ jobId: this.jobId, id })}\n`, { mode: FILE_MODE })
-      .catch((error: unknown) => problems.push(`update ${marker}: ${describe(error)}`));
+    await this.recordClaim(commits, claim, { id })
+      .catch((error: unknown) => problems.push(`update ${path.join(commits, claim.name)}: ${describe(error)}`));
     await repointLatest(appDir).catch((error: unknown) => problems.push(`repoint latest: ${describe(error)}`));
     const result: CommitResult = { id, path: path.join(appDir, id), alreadyCommitted: false, manifest: full };
     if (problems.length > 0) result.problem = problems.join('; ');
@@ -264,43 +277,185 @@ export class SnapshotAttempt {
   }
 
   /**
-   * Create the job's commit marker exclusively (and fsync its directory).
-   * Return null when we now own the commit; the existing snapshot when the job
-   * was committed before (found by the job id in its manifest, marker or not:
-   * a power loss may have kept the snapshot and lost the marker); throw
-   * CommitConflictError when another run of the job holds a fresh marker.
+   * Given the app's `.commits` directory, claim this job's commit, or find it
+   * done. Claims form a chain per job: `<job>` is generation 1, `<job>~2`,
+   * `<job>~3`… follow, each created exclusively with its content complete (a
+   * hard link of a written, fsynced file) and naming the claiming run's token
+   * and attempt directory. Only the newest claim counts. Return the earlier
+   * snapshot when one has this job id (found by the id in its manifest, claim
+   * or not: a power loss may have kept the snapshot and lost the claim),
+   * looked for before claiming and again after, since a run that published
+   * before the claim was taken over must be seen. Throw CommitConflictError
+   * when another run holds a fresh claim. A claim older than
+   * STALE_COMMIT_MARKER_MS, or released by its run, is taken over: its
+   * attempt directory is first renamed away (so that its run, if it is only
+   * paused, can never publish it), then the next generation is claimed.
    */
-  private async claimCommit(marker: string): Promise<{ id: string; path: string; manifest: Manifest } | null> {
-    const commits = path.dirname(marker);
+  private async claimCommit(commits: string): Promise<{ earlier: CommittedSnapshot } | { claim: CommitClaim }> {
     await ensureDirectory(commits);
-    for (let round = 0; round < 2; round += 1) {
-      const committed = (await listSnapshots(this.repository, this.app)).find((snapshot) => snapshot.manifest?.jobId === this.jobId);
-      if (committed?.manifest) return { id: committed.id, path: committed.path, manifest: committed.manifest };
-      let handle;
-      try {
-        handle = await open(marker, 'wx', FILE_MODE);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-        const age = Date.now() - (await stat(marker).catch(() => ({ mtimeMs: 0 }))).mtimeMs;
-        if (age < STALE_COMMIT_MARKER_MS) {
-          throw new CommitConflictError(`job ${this.jobId} of ${this.app} is being committed by another worker (marker ${marker})`);
-        }
-        await rm(marker, { force: true });
-        continue;
+    for (let round = 0; round < 5; round += 1) {
+      const before = await this.findCommitted();
+      if (before !== null) return { earlier: before };
+      const newest = await this.newestClaim(commits);
+      if (newest !== null && !newest.record.released && Date.now() - newest.mtimeMs < STALE_COMMIT_MARKER_MS) {
+        throw new CommitConflictError(`job ${this.jobId} of ${this.app} is being committed by another worker (marker ${path.join(commits, newest.name)})`);
       }
-      try {
-        await handle.writeFile(`${JSON.stringify({ jobId: this.jobId, attempt: path.basename(this.directory) })}\n`);
-        await handle.sync();
-      } catch (error) {
-        await rm(marker, { force: true }).catch(() => undefined);
-        throw error;
-      } finally {
-        await handle.close();
+      // A released claim's run has given up and publishes nothing; a stale one's may only be paused.
+      if (newest?.record.attempt !== undefined && !newest.record.released) await this.retireAttempt(newest.record.attempt);
+      const claim = await this.createClaim(commits, (newest?.generation ?? 0) + 1);
+      if (claim === null) continue;
+      // Every run holding an older claim has now either published already or can no longer do so.
+      const after = await this.findCommitted();
+      if (after !== null) {
+        await this.recordClaim(commits, claim, { id: after.id }).catch(() => undefined);
+        return { earlier: after };
       }
-      await fsyncPath(commits);
-      return null;
+      return { claim };
     }
-    throw new CommitConflictError(`cannot claim the commit marker ${marker}`);
+    throw new CommitConflictError(`cannot claim the commit of job ${this.jobId} in ${commits}: other runs kept claiming it`);
+  }
+
+  /** Return the snapshot of the app whose manifest has this job id, or null. */
+  private async findCommitted(): Promise<CommittedSnapshot | null> {
+    const committed = (await listSnapshots(this.repository, this.app)).find((snapshot) => snapshot.manifest?.jobId === this.jobId);
+    return committed?.manifest ? { id: committed.id, path: committed.path, manifest: committed.manifest } : null;
+  }
+
+  /** Given `.commits`, return this job's newest claim with its record and age, or null when it has none. */
+  private async newestClaim(commits: string): Promise<ClaimOnDisk | null> {
+    const job = safeJobName(this.jobId);
+    let newest: { name: string; generation: number } | null = null;
+    for (const name of await readdir(commits)) {
+      const generation = name === job ? 1 : name.startsWith(`${job}~`) && /^[1-9]\d*$/.test(name.slice(job.length + 1)) ? Number(name.slice(job.length + 1)) : 0;
+      if (generation > (newest?.generation ?? 0)) newest = { name, generation };
+    }
+    if (newest === null) return null;
+    const file = path.join(commits, newest.name);
+    const [text, info] = await Promise.all([readFile(file, 'utf8').catch(() => ''), stat(file).catch(() => ({ mtimeMs: 0 }))]);
+    return { ...newest, record: parseClaimRecord(text), mtimeMs: info.mtimeMs };
+  }
+
+  /**
+   * Given `.commits` and a generation, create that claim for this run with a
+   * fresh token. Return null when another run created it first.
+   */
+  private async createClaim(commits: string, generation: number): Promise<CommitClaim | null> {
+    const job = safeJobName(this.jobId);
+    const claim: CommitClaim = { name: generation === 1 ? job : `${job}~${generation}`, generation, token: randomBytes(8).toString('hex') };
+    const record: ClaimRecord = { jobId: this.jobId, attempt: path.basename(this.directory), token: claim.token, generation };
+    // link(2) creates the claim exclusively with its content already complete: no reader sees it half-written.
+    const temporary = path.join(commits, `.${claim.name}.${claim.token}`);
+    try {
+      await writeFileDurably(temporary, `${JSON.stringify(record)}\n`);
+      await link(temporary, path.join(commits, claim.name));
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') return null;
+      if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') {
+        throw new StorageError(`cannot claim the commit in ${commits}: the repository's filesystem refused a hard link (${code}); the commit fence needs hard links (use a POSIX filesystem such as ext4, XFS or NFS)`, { cause: error });
+      }
+      throw error;
+    } finally {
+      await rm(temporary, { force: true }).catch(() => undefined);
+    }
+    await fsyncPath(commits);
+    return claim;
+  }
+
+  /**
+   * Given `.commits` and this run's claim, throw CommitConflictError unless it
+   * is still the newest claim of the job and still carries this run's token.
+   */
+  private async confirmClaim(commits: string, claim: CommitClaim): Promise<void> {
+    const newest = await this.newestClaim(commits);
+    if (newest?.generation !== claim.generation || newest.record.token !== claim.token) {
+      throw new CommitConflictError(`${this.takenOver()} (its claim ${claim.name} was superseded by ${newest?.name ?? 'nothing'})`);
+    }
+  }
+
+  /** Given `.commits`, this run's claim and what to add (released, or the committed id), rewrite the claim atomically. */
+  private async recordClaim(commits: string, claim: CommitClaim, update: { released: true } | { id: string }): Promise<void> {
+    const record: ClaimRecord = { jobId: this.jobId, attempt: path.basename(this.directory), token: claim.token, generation: claim.generation, ...update };
+    const temporary = path.join(commits, `.${claim.name}.${claim.token}`);
+    await writeFileDurably(temporary, `${JSON.stringify(record)}\n`);
+    await rename(temporary, path.join(commits, claim.name));
+  }
+
+  /**
+   * Given the name of another run's attempt directory, take it out of reach:
+   * rename it (atomically, so that it races the other run's publishing rename
+   * and exactly one of the two wins) to a new attempt name, then remove it.
+   * A directory that is gone already was published or discarded by its run.
+   */
+  private async retireAttempt(name: string): Promise<void> {
+    const shape = /^(.+)\.(\d+)\.[0-9a-f]{8}$/.exec(name);
+    if (shape === null || name !== path.basename(name)) return; // not an attempt directory BYSU made: nothing could publish it
+    const incoming = path.join(appDirectory(this.repository, this.app), INCOMING_DIR);
+    const retired = path.join(incoming, `${shape[1]}.${shape[2]}.${randomBytes(4).toString('hex')}`);
+    try {
+      await rename(path.join(incoming, name), retired);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw error;
+    }
+    // Left behind if this fails: retention removes attempt directories once they are old.
+    await rm(retired, { recursive: true, force: true }).catch(() => undefined);
+  }
+
+  private takenOver(): string {
+    return `the commit of job ${this.jobId} of ${this.app} was taken over by another run while this one was paused; nothing of this run is committed`;
+  }
+}
+
+interface CommittedSnapshot {
+  id: string;
+  path: string;
+  manifest: Manifest;
+}
+
+/** This run's claim on its job's commit: the file `.commits/<name>` carrying its token. */
+interface CommitClaim {
+  name: string;
+  generation: number;
+  token: string;
+}
+
+/** The content of a claim file (claims written before the chain existed hold only jobId and attempt, or jobId and id). */
+interface ClaimRecord {
+  jobId?: string;
+  /** The claiming run's attempt directory in `.incoming/`. */
+  attempt?: string;
+  token?: string;
+  generation?: number;
+  /** Set by the run when it failed: the claim may be taken over at once. */
+  released?: true;
+  /** Set by the run after it published: the snapshot's id. */
+  id?: string;
+}
+
+interface ClaimOnDisk {
+  name: string;
+  generation: number;
+  record: ClaimRecord;
+  mtimeMs: number;
+}
+
+/** Given a claim file's text, return its record; an unreadable one (an empty legacy marker) reads as `{}`. */
+function parseClaimRecord(text: string): ClaimRecord {
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (parsed === null || typeof parsed !== 'object') return {};
+    const record = parsed as Record<string, unknown>;
+    return {
+      ...(typeof record.jobId === 'string' ? { jobId: record.jobId } : {}),
+      ...(typeof record.attempt === 'string' ? { attempt: record.attempt } : {}),
+      ...(typeof record.token === 'string' ? { token: record.token } : {}),
+      ...(typeof record.generation === 'number' ? { generation: record.generation } : {}),
+      ...(record.released === true ? { released: true as const } : {}),
+      ...(typeof record.id === 'string' ? { id: record.id } : {}),
+    };
+  } catch {
+    return {};
   }
 }
 

@@ -24,10 +24,13 @@ export interface SnapshotContext extends NodeConnectSettings {
   logger: Logger;
   /** Aborts the snapshot (shutdown, cancellation); its reason becomes the error. */
   signal?: AbortSignal;
-  /** Throws when this worker no longer owns the job; called right before the commit. */
+  /** Throws when this worker no longer owns the job; called before the commit claims the job and again right before it publishes. */
   fence: () => Promise<void>;
-  /** Runs the commit while holding the app's lock (shared with retention). */
-  lockApp?: <T>(fn: () => Promise<T>) => Promise<T>;
+  /**
+   * Runs the commit while holding the app's lock (shared with retention);
+   * `confirm` extends the lock or throws when it was lost, and runs with every fence.
+   */
+  lockApp?: <T>(fn: (lease: { confirm(): Promise<void> }) => Promise<T>) => Promise<T>;
   onProgress?: (progress: SnapshotProgress) => void;
   /** @defaultValue 1000 */
   progressIntervalMs?: number;
@@ -198,7 +201,7 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
       log.warn({ bytes: total }, shrink);
     }
     const commitAttempt = attempt;
-    const commit = () => commitAttempt.commit(
+    const commit = (lease?: { confirm(): Promise<void> }) => commitAttempt.commit(
       {
         format: MANIFEST_FORMAT,
         app: data.app,
@@ -214,7 +217,10 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
         warnings,
         parts,
       },
-      context.fence,
+      async () => {
+        await context.fence();
+        await lease?.confirm();
+      },
     );
     const committed = context.lockApp ? await context.lockApp(commit) : await commit();
     if (committed.problem) log.error({ id: committed.id, problem: committed.problem }, 'snapshot committed, but finishing touches failed');

@@ -1,7 +1,8 @@
 /**
  * Faults of workers and nodes, with real processes: a worker killed with -9
- * mid-transfer, a worker frozen past its lock while another takes the job,
- * a node's sshd killed mid-stream, and a node cut off without a FIN (sshd
+ * mid-transfer, a worker frozen past its lock while another takes the job
+ * (during the transfer, and right before its commit's rename), a node's sshd
+ * killed mid-stream, and a node cut off without a FIN (sshd
  * stopped). In each case exactly one complete snapshot must result, `latest`
  * must never point at a partial one, and nothing may hang.
  */
@@ -9,10 +10,17 @@ import assert from 'node:assert/strict';
 import { readdir, readlink, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
+import { pathToFileURL } from 'node:url';
+import { Redis } from 'ioredis';
+import { PROJECT_ROOT, waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
 import { run, waitUntil } from '../helpers/processes.ts';
-import { signalTree } from '../helpers/signals.ts';
+import { processState, signalTree } from '../helpers/signals.ts';
+import { redisKeys } from '../../src/queue/jobs.ts';
+import { STALE_COMMIT_MARKER_MS } from '../../src/repository/attempt.ts';
+import { listSnapshots } from '../../src/repository/read.ts';
+
+const STOP_BEFORE_PUBLISH = path.join(PROJECT_ROOT, 'test/helpers/stop-before-publish.mjs');
 
 /** A part that streams ~12 MB over about 3 seconds. */
 const SLOW_PART = 'for i in $(seq 1 30); do head -c 400000 /dev/urandom; sleep 0.1; done';
@@ -92,6 +100,58 @@ test('a worker frozen past its lock: the job runs twice, exactly one commit', as
       kind: 'fault', fault: 'two workers run one job (lock lost)', expected: 'exactly one commit',
       observed: `1 snapshot (${id}); the frozen worker's run was fenced off`, pass: true, lost: 0, partialVisible: 0,
     });
+  });
+});
+
+/**
+ * The fault above freezes the worker during the transfer: when it wakes up its first step is the
+ * fence (job.extendLock), which fails, so it never reaches the commit. That is why it never saw
+ * this one: a worker paused after every check of its commit, right before the rename(2) that
+ * publishes the snapshot, while another worker takes the job and its commit over. The pause is
+ * made by test/helpers/stop-before-publish.mjs (the worker SIGSTOPs itself at that rename); the
+ * minutes it would last are stood in for by running out the app lock's lease in Redis and ageing
+ * the commit claim past STALE_COMMIT_MARKER_MS, as the clock would have.
+ * Fails before the fix: 2 snapshots with the job's id (the paused worker's rename publishes its own).
+ */
+test('a worker paused right before its commit\'s rename, the job taken over meanwhile: exactly one snapshot', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    await cluster.writeConfig([{ name: 'paused', node: 'db1', attempts: 3, parts: [{ file: 'db.sql', run: "printf 'SELECT 1;\\n'" }] }], { concurrency: FAST_FAILOVER });
+    const paused = cluster.startWorker({ NODE_OPTIONS: `--import ${pathToFileURL(STOP_BEFORE_PUBLISH).href}`, BYSU_TEST_STOP_BEFORE_PUBLISH: '1' });
+    await waitForLog(paused, 'worker started');
+    await cluster.bysu(['snapshot', 'paused']);
+    await waitForLog(paused, 'test: stopping before publishing', 60_000);
+    await waitUntil('the worker to be stopped', async () => processState(paused.pid!) === 'T');
+    const redis = new Redis(cluster.redis.url);
+    try {
+      await redis.pexpire(redisKeys.appLock(cluster.prefix, 'paused'), 1);
+    } finally {
+      redis.disconnect();
+    }
+    const commits = path.join(cluster.repository, 'paused', '.commits');
+    const old = (Date.now() - STALE_COMMIT_MARKER_MS - 60_000) / 1000;
+    for (const name of await readdir(commits)) await utimes(path.join(commits, name), old, old);
+
+    const other = cluster.startWorker();
+    try {
+      await waitForLog(other, '"msg":"snapshot committed"', 60_000);
+    } finally {
+      paused.kill('SIGCONT');
+    }
+    await waitUntil('the paused worker to finish its commit', async () => /snapshot committed|snapshot failed/.test(paused.output().split('test: stopping before publishing')[1] ?? ''), 30_000);
+    const ofJob = (await listSnapshots(cluster.repository, 'paused')).filter((snapshot) => snapshot.manifest !== null);
+    const jobIds = new Set(ofJob.map((snapshot) => snapshot.manifest!.jobId));
+    const pausedCommitted = /"msg":"snapshot committed".*"alreadyCommitted":false/.test(paused.output());
+    const reason = /"err":"([^"]*)"[^\n]*"msg":"snapshot failed"/.exec(paused.output())?.[1] ?? '';
+    const pass = ofJob.length === 1 && jobIds.size === 1 && !pausedCommitted;
+    recordFault({
+      kind: 'fault', fault: 'worker paused between commit checks and rename, job taken over', expected: 'exactly one snapshot per job id; the paused worker publishes nothing',
+      observed: `${ofJob.length} snapshot(s) of ${jobIds.size} job id(s) (${ofJob.map((snapshot) => snapshot.id).join(', ')}); paused worker: ${pausedCommitted ? 'committed a second one' : reason.slice(0, 70)}`,
+      pass, lost: 0, partialVisible: 0,
+    });
+    assert.equal(ofJob.length, 1, `exactly one snapshot of the job: ${ofJob.map((snapshot) => snapshot.id).join(', ')}`);
+    assert.equal(pausedCommitted, false, 'the paused worker did not publish its snapshot');
+    assert.match(reason, /taken over/);
+    await oneVerifiedSnapshot(cluster, 'paused');
   });
 });
 

@@ -45,3 +45,13 @@ export function peakRss(pid: number): number | null {
     return null;
   }
 }
+
+/** Given a pid, return its state letter from /proc (`T` when stopped, `S` sleeping, `R` running), or null when it is gone. */
+export function processState(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+  } catch {
+    return null;
+  }
+}

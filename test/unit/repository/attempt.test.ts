@@ -104,3 +104,68 @@ test('ids taken in the same second get -2, -3; latest follows the newest, not th
   assert.deepEqual(listed.map((snapshot) => snapshot.id), ['20261126T021500Z-3', '20261126T021500Z-2', '20261126T021500Z', '20261125T021500Z']);
   assert.equal(listed[0]!.manifest!.id, '20261126T021500Z-3', 'the manifest carries the final id');
 });
+
+/** Set every commit claim of the app past STALE_COMMIT_MARKER_MS, as a long pause would have. */
+async function ageClaims(): Promise<void> {
+  const commits = path.join(repository, 'shop', '.commits');
+  const old = (Date.now() - STALE_COMMIT_MARKER_MS - 60_000) / 1000;
+  for (const name of await readdir(commits)) await utimes(path.join(commits, name), old, old);
+}
+
+// Fails before the fix: the fence ran only once, before the claim, and the paused run committed a second snapshot.
+test('a run paused after its claim, whose commit was taken over meanwhile, commits nothing', async () => {
+  const paused = await attemptWithPart('job-p');
+  let resume!: () => void;
+  const resumed = new Promise<void>((resolve) => (resume = resolve));
+  let pausedAt!: () => void;
+  const atSecondFence = new Promise<void>((resolve) => (pausedAt = resolve));
+  let fenceCalls = 0;
+  const committing = paused.commit(manifestFor('job-p', '2026-11-26T02:15:00.000Z'), async () => {
+    fenceCalls += 1;
+    if (fenceCalls === 2) {
+      pausedAt();
+      await resumed;
+    }
+  });
+  await Promise.race([atSecondFence, committing.then(() => assert.fail('the commit never ran its fence again before publishing'))]);
+  await ageClaims();
+  const taker = await (await attemptWithPart('job-p')).commit(manifestFor('job-p', '2026-11-26T02:17:00.000Z'), open);
+  assert.equal(taker.alreadyCommitted, false);
+  resume();
+  await assert.rejects(committing, (error: Error) => error instanceof CommitConflictError && /taken over.*superseded by job-p~2/.test(error.message));
+  assert.deepEqual(await snapshotDirs(), ['20261126T021700Z']);
+  await paused.discard();
+  assert.deepEqual(await readdir(path.join(repository, 'shop', '.incoming')), [], 'the paused run\'s attempt was removed');
+});
+
+// Guards the release that replaced removing the marker on failure (the claims now stay, as a chain);
+// fails before the fix only because the fence was not run again before the rename.
+test('a run that failed after its claim releases it: a retry commits at once, not after STALE_COMMIT_MARKER_MS', async () => {
+  const failing = await attemptWithPart('job-f');
+  let fenceCalls = 0;
+  await assert.rejects(failing.commit(manifestFor('job-f', '2026-11-26T02:15:00.000Z'), async () => {
+    fenceCalls += 1;
+    if (fenceCalls === 2) throw new CommitConflictError('lost the lock of job job-f');
+  }), /lost the lock/);
+  await failing.discard();
+  const retry = await (await attemptWithPart('job-f')).commit(manifestFor('job-f', '2026-11-26T02:16:00.000Z'), open);
+  assert.equal(retry.alreadyCommitted, false);
+  assert.deepEqual(await snapshotDirs(), ['20261126T021600Z']);
+});
+
+// Fails before the fix on the last check: the stale run's attempt stayed where its rename would publish it.
+test('runs taking over one stale claim at once: exactly one snapshot, and the stale run\'s attempt is out of reach', async () => {
+  const stale = await attemptWithPart('job-s');
+  await mkdir(path.join(repository, 'shop', '.commits'), { recursive: true });
+  // The claim a paused run would have left (the form claims had before the chain, too).
+  await writeFile(path.join(repository, 'shop', '.commits', 'job-s'), `${JSON.stringify({ jobId: 'job-s', attempt: path.basename(stale.directory) })}\n`);
+  await ageClaims();
+  const takers = await Promise.all([1, 2, 3, 4].map(() => attemptWithPart('job-s')));
+  const results = await Promise.allSettled(takers.map((taker, index) => taker.commit(manifestFor('job-s', `2026-11-26T02:2${index}:00.000Z`), open)));
+  for (const result of results) {
+    if (result.status === 'rejected') assert.ok(result.reason instanceof CommitConflictError, String(result.reason));
+  }
+  assert.equal((await snapshotDirs()).length, 1, (await snapshotDirs()).join(', '));
+  assert.equal(results.filter((result) => result.status === 'fulfilled' && !result.value.alreadyCommitted).length, 1);
+  await assert.rejects(readdir(stale.directory), { code: 'ENOENT' }, 'the stale run can no longer publish its attempt');
+});
