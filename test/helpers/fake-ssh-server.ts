@@ -14,9 +14,10 @@ import ssh2 from 'ssh2';
  * Where the fake node goes silent:
  * - `auth`: never answers the userauth request (a login stuck in keyboard-interactive or a hung PAM);
  * - `session`: accepts the login, never answers the request to open a session channel;
- * - `exec`: opens the session, never answers the exec request on it.
+ * - `exec`: opens the session, never answers the exec request on it;
+ * - `output`: grants the command, which then never writes a byte nor exits.
  */
-export type SilentAt = 'auth' | 'session' | 'exec';
+export type SilentAt = 'auth' | 'session' | 'exec' | 'output';
 
 export interface FakeSshServer {
   port: number;
@@ -24,7 +25,7 @@ export interface FakeSshServer {
   hostKey: string;
   /** Connections accepted so far, and those of them now closed. */
   connections(): { opened: number; closed: number };
-  /** Session channels and exec requests the fake node was asked for (and never answered). */
+  /** Session channels and exec requests the fake node was asked for. */
   requests(): { sessions: number; execs: number };
   /** Resolve once every accepted connection is closed; reject after timeoutMs. */
   allClosed(timeoutMs: number): Promise<void>;
@@ -58,8 +59,9 @@ export async function startFakeSshServer(silentAt: SilentAt): Promise<FakeSshSer
       client.on('session', (accept) => {
         requests.sessions += 1;
         if (silentAt === 'session') return;
-        accept().on('exec', () => {
+        accept().on('exec', (acceptExec) => {
           requests.execs += 1;
+          if (silentAt === 'output') acceptExec();
         });
       });
     });
