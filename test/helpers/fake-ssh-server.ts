@@ -27,16 +27,30 @@ export interface FakeSshServer {
   connections(): { opened: number; closed: number };
   /** Session channels and exec requests the fake node was asked for. */
   requests(): { sessions: number; execs: number };
+  /** Resolve once the node has been asked for what it leaves unanswered (the session or the exec); reject after timeoutMs. */
+  silentRequestSeen(timeoutMs: number): Promise<void>;
   /** Resolve once every accepted connection is closed; reject after timeoutMs. */
   allClosed(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
+/**
+ * A fresh ed25519 key pair. ssh2 1.17's generateKeyPairSync makes about one
+ * ed25519 key in 250 that its own parseKey rejects ("Malformed OpenSSH public
+ * key"): draw again until both halves parse.
+ */
+function ed25519Keys(): { private: string; public: ssh2.ParsedKey } {
+  for (;;) {
+    const keys = ssh2.utils.generateKeyPairSync('ed25519');
+    const parsed = ssh2.utils.parseKey(keys.public);
+    if (!(parsed instanceof Error) && !(ssh2.utils.parseKey(keys.private) instanceof Error)) return { private: keys.private, public: parsed };
+  }
+}
+
 /** Given where to go silent, start a fake node on a random loopback port. */
 export async function startFakeSshServer(silentAt: SilentAt): Promise<FakeSshServer> {
-  const keys = ssh2.utils.generateKeyPairSync('ed25519');
-  const parsed = ssh2.utils.parseKey(keys.public);
-  if (parsed instanceof Error) throw parsed;
+  const keys = ed25519Keys();
+  const parsed = keys.public;
   const hostKey = `SHA256:${createHash('sha256').update(parsed.getPublicSSH()).digest('base64').replace(/=+$/, '')}`;
   let opened = 0;
   let closed = 0;
@@ -74,6 +88,14 @@ export async function startFakeSshServer(silentAt: SilentAt): Promise<FakeSshSer
     hostKey,
     connections: () => ({ opened, closed }),
     requests: () => ({ ...requests }),
+    async silentRequestSeen(timeoutMs) {
+      const deadline = Date.now() + timeoutMs;
+      const seen = () => (silentAt === 'session' ? requests.sessions > 0 : silentAt === 'exec' ? requests.execs > 0 : opened > 0);
+      while (!seen()) {
+        if (Date.now() > deadline) throw new Error(`the fake node saw no ${silentAt} request within ${timeoutMs} ms`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
     async allClosed(timeoutMs) {
       const deadline = Date.now() + timeoutMs;
       while (opened === 0 || closed < opened) {
@@ -90,7 +112,7 @@ export async function startFakeSshServer(silentAt: SilentAt): Promise<FakeSshSer
 
 /** A fresh client identity for logging in to a fake node (which accepts any key). */
 export function fakeNodeIdentity(): { privateKey: Buffer; knownHosts: []; knownHostsFile: string } {
-  return { privateKey: Buffer.from(ssh2.utils.generateKeyPairSync('ed25519').private), knownHosts: [], knownHostsFile: '/nonexistent/known_hosts' };
+  return { privateKey: Buffer.from(ed25519Keys().private), knownHosts: [], knownHostsFile: '/nonexistent/known_hosts' };
 }
 
 /** Given a promise, settle as it does, or reject after ms: a hang becomes a clean test failure. */
