@@ -135,3 +135,41 @@ test('exec with a signal already aborted starts nothing on the node', async () =
     await node.close();
   }
 });
+
+// Fails before the fix: close() only sent the disconnect and a FIN, and the socket stayed half-open for as long
+// as the node kept its side open ("the node's side saw 0 of 1 connections closed").
+test('a node that ignores the disconnect: close() destroys the socket after its grace', async () => {
+  const node = await startFakeSshServer('exec');
+  // Between BYSU and the fake node: passes bytes both ways, but never passes on or answers an end of stream.
+  // Once BYSU has sent its end, it keeps writing a byte now and then: only a socket that BYSU really closed
+  // answers that with a reset, which is how this side can tell a closed socket from a half-closed one.
+  const clientSides = new Set<net.Socket>();
+  const nodeSides = new Set<net.Socket>();
+  let clientSidesClosed = 0;
+  const proxy = net.createServer({ allowHalfOpen: true }, (socket) => {
+    clientSides.add(socket);
+    socket.on('close', () => (clientSidesClosed += 1));
+    socket.on('error', () => undefined);
+    socket.on('end', () => {
+      const poke = setInterval(() => (socket.destroyed ? clearInterval(poke) : socket.write('x')), 200);
+      socket.on('close', () => clearInterval(poke));
+    });
+    const upstream = net.connect({ host: '127.0.0.1', port: node.port, allowHalfOpen: true });
+    upstream.on('error', () => undefined);
+    nodeSides.add(upstream);
+    socket.pipe(upstream, { end: false });
+    upstream.pipe(socket, { end: false });
+  });
+  const port = await listen(proxy);
+  try {
+    const session = await within(8000, openSession({ name: 'n', host: '127.0.0.1', port, user: 'u', hostKey: node.hostKey }, fakeNodeIdentity(), { readyTimeoutMs: 5000 }));
+    session.close();
+    const deadline = Date.now() + 6000;
+    while (clientSidesClosed < clientSides.size && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(clientSidesClosed, 1, `the node's side saw ${clientSidesClosed} of ${clientSides.size} connections closed`);
+  } finally {
+    for (const socket of [...clientSides, ...nodeSides]) socket.destroy();
+    proxy.close();
+    await node.close();
+  }
+});
