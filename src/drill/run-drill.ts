@@ -166,7 +166,7 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
     for (const [index, step] of data.steps.entries()) {
       const label = `step ${index + 1} (${step.run})`;
       const stepStarted = Date.now();
-      const command = await session.exec(step.run, { stdin: step.stdin !== undefined });
+      const command = await session.exec(step.run, { signal, stdin: step.stdin !== undefined });
       current = command;
       let stdout = Buffer.alloc(0);
       command.stdout.on('data', (chunk: Buffer) => {

@@ -149,7 +149,7 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
         context.onProgress?.({ part: part.file, partIndex: index + 1, parts: data.parts.length, partBytes, bytes: total + partBytes });
       };
       report(0, true);
-      current = await session.exec(part.run);
+      current = await session.exec(part.run, { signal });
       const command = current;
       let inspection;
       try {

@@ -6,6 +6,7 @@
  * (code or signal) is reported, or its absence as a failure.
  */
 import { readFileSync } from 'node:fs';
+import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import ssh2 from 'ssh2';
 import { AbortedError, AuthenticationError, ConfigError, ConnectionError, HostKeyError } from '../errors.ts';
@@ -131,6 +132,8 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
   };
 
   const client = new Client();
+  // Our own socket, so that it can be destroyed even after client.end(), which makes ssh2's destroy() a no-op.
+  let socket: net.Socket | null = null;
   const algorithms = target.hostKey === undefined && trusted.length > 0
     ? { serverHostKey: hostKeyAlgorithmsFor(trusted.map((key) => key.type)) as ssh2.ServerHostKeyAlgorithm[] }
     : undefined;
@@ -155,6 +158,7 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
       settle();
       client.removeAllListeners('ready');
       client.destroy();
+      socket?.destroy();
       if (aborted) reject(error);
       else if (hostKeyProblem !== null) reject(new HostKeyError(hostKeyProblem));
       else if (error.level === 'client-authentication') reject(new AuthenticationError(`${where} refused our key: ${error.message}`));
@@ -173,7 +177,10 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
       return;
     }
     options.signal?.addEventListener('abort', onAbort, { once: true });
+    // ssh2 starts its readyTimeout before waiting for a socket that is still connecting, as for its own.
+    socket = net.connect({ host: target.host, port: target.port });
     client.connect({
+      sock: socket,
       host: target.host,
       port: target.port,
       username: target.user,
@@ -185,7 +192,7 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
       ...(algorithms ? { algorithms } : {}),
     });
   });
-  return new SshSession(client, where);
+  return new SshSession(client, socket!, where);
 }
 
 /** How a worker logs in to nodes: its identity, the login timeout and the keepalive. */
@@ -213,15 +220,31 @@ export async function openNodeSession(
   );
 }
 
+export interface ExecOptions {
+  /**
+   * Aborts the wait for the node to grant the command (the job's timeout,
+   * shutdown, cancellation); exec then rejects with the signal's reason.
+   * Required: ssh2 puts no deadline of its own on a channel open or an exec request.
+   */
+  signal: AbortSignal;
+  /** Leave the command's stdin open for the caller to write and end. @defaultValue false */
+  stdin?: boolean;
+}
+
+/** How long close() lets the node answer the disconnect before the socket is destroyed. */
+const CLOSE_GRACE_MS = 2000;
+
 /** An open SSH connection to one node. */
 export class SshSession {
   private closedReason: string | null = null;
+  private closed = false;
 
-  constructor(private readonly client: ssh2.Client, readonly where: string) {
+  constructor(private readonly client: ssh2.Client, private readonly socket: net.Socket, readonly where: string) {
     client.on('error', (error) => {
       this.closedReason = error.message;
     });
     client.on('close', () => {
+      this.closed = true;
       this.closedReason ??= 'connection closed';
     });
   }
@@ -229,15 +252,40 @@ export class SshSession {
   /**
    * Given a shell command, run it on the node without a pty, with stdin closed
    * unless `stdin` is asked for (the caller then writes and ends it). Throw
-   * ConnectionError when the channel cannot be opened.
+   * ConnectionError when the channel cannot be opened, and the signal's reason
+   * when it aborts before the node granted the command: the connection is then
+   * dropped (ssh2 hands out no channel before the grant, so dropping the
+   * connection is the only way to end it on the node), and a channel granted
+   * in the same breath is killed at once, so nothing is left running.
    */
-  async exec(command: string, options: { stdin?: boolean } = {}): Promise<RemoteCommand> {
+  async exec(command: string, options: ExecOptions): Promise<RemoteCommand> {
+    const { signal } = options;
+    const reasonOf = () => (signal.reason instanceof Error ? signal.reason : new AbortedError(`starting a command on ${this.where} was aborted`));
+    if (signal.aborted) throw reasonOf();
     if (this.closedReason !== null) throw new ConnectionError(`${this.where}: ${this.closedReason}`);
     const channel = await new Promise<ssh2.ClientChannel>((resolve, reject) => {
-      this.client.exec(command, (error, opened) => {
-        if (error) reject(new ConnectionError(`${this.where}: cannot start a command: ${error.message}`, { cause: error }));
-        else resolve(opened);
-      });
+      let abandoned = false;
+      const onAbort = () => {
+        abandoned = true;
+        reject(reasonOf());
+        this.destroy();
+      };
+      signal.addEventListener('abort', onAbort, { once: true });
+      try {
+        this.client.exec(command, (error, opened) => {
+          signal.removeEventListener('abort', onAbort);
+          if (abandoned) {
+            if (!error) endChannel(opened);
+            return;
+          }
+          if (error) reject(new ConnectionError(`${this.where}: cannot start a command: ${error.message}`, { cause: error }));
+          else resolve(opened);
+        });
+      } catch (error) {
+        // ssh2 throws "Not connected" at once when the socket is gone.
+        signal.removeEventListener('abort', onAbort);
+        reject(new ConnectionError(`${this.where}: cannot start a command: ${(error as Error).message}`, { cause: error }));
+      }
     });
     // Dumps get an empty stdin so nothing waits on it; a drill step may be given one to write to.
     if (!options.stdin) channel.end();
@@ -276,21 +324,37 @@ export class SshSession {
         return tail.subarray(start).toString('utf8');
       },
       close: () => channel.close(),
-      kill: () => {
-        try {
-          channel.signal('KILL');
-        } catch {
-          // the channel is gone already
-        }
-        channel.close();
-      },
+      kill: () => endChannel(channel),
     };
   }
 
-  /** Close the connection. */
+  /**
+   * Close the connection: say goodbye, and destroy the socket if the node has
+   * not closed its side within CLOSE_GRACE_MS (a node that stopped answering
+   * must not keep a socket of ours open).
+   */
   close(): void {
+    if (this.closed) return;
     this.client.end();
+    const timer = setTimeout(() => this.destroy(), CLOSE_GRACE_MS);
+    timer.unref();
+    this.client.once('close', () => clearTimeout(timer));
   }
+
+  /** Drop the connection at once, ending every channel on it. */
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** Kill a channel's command (SIGKILL through SSH, which OpenSSH honours), then close the channel without an EOF. */
+function endChannel(channel: ssh2.ClientChannel): void {
+  try {
+    channel.signal('KILL');
+  } catch {
+    // the channel is gone already
+  }
+  channel.close();
 }
 
 /** Host key algorithms keyscan asks for, one connection each. */

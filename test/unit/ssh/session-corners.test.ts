@@ -2,7 +2,10 @@
  * Protocol corners of the SSH client that a real sshd will not show on
  * demand, against a fake TCP server: a server that closes right after its
  * banner, and one that sends its banner and then says nothing. Neither may
- * leave a login (or a keyscan) pending for ever.
+ * leave a login (or a keyscan) pending for ever. Then, against a fake SSH
+ * server, a node that accepts the connection and never answers the login,
+ * the channel open or the exec request: each wait must end with the timeout
+ * or the abort, and close the socket.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,6 +16,7 @@ import net from 'node:net';
 import { after, before, test } from 'node:test';
 import { ConnectionError, LimitExceededError } from '../../../src/errors.ts';
 import { openSession, scanHostKeys, type SshIdentity } from '../../../src/ssh/session.ts';
+import { fakeNodeIdentity, startFakeSshServer, within } from '../../helpers/fake-ssh-server.ts';
 
 let closing: net.Server;
 let silent: net.Server;
@@ -48,15 +52,6 @@ function identity(): SshIdentity {
   }
 }
 
-async function within<T>(ms: number, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([promise, new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(`still pending after ${ms} ms`)), ms)))]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
 test('a server that closes after its banner fails the login at once', async () => {
   const port = await listen(closing);
   const target = { name: 'n', host: '127.0.0.1', port, user: 'u', hostKey: `SHA256:${'A'.repeat(43)}` };
@@ -82,4 +77,99 @@ test('a silent server: the ready timeout ends the login', async () => {
   const port = await listen(silent);
   const target = { name: 'n', host: '127.0.0.1', port, user: 'u', hostKey: `SHA256:${'A'.repeat(43)}` };
   await assert.rejects(within(8000, openSession(target, identity(), { readyTimeoutMs: 1000 })), /no SSH login within 1000 ms/);
+});
+
+// The corners below need a node that logs in and then goes silent: a fake ssh2 Server (test/helpers/fake-ssh-server.ts).
+
+test('a node that never answers the userauth request: the ready timeout and the abort both end the login, and the socket', async () => {
+  const node = await startFakeSshServer('auth');
+  try {
+    const target = { name: 'n', host: '127.0.0.1', port: node.port, user: 'u', hostKey: node.hostKey };
+    await assert.rejects(within(8000, openSession(target, fakeNodeIdentity(), { readyTimeoutMs: 1000 })), /no SSH login within 1000 ms/);
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new LimitExceededError('snapshot exceeded its timeout')), 300);
+    const started = Date.now();
+    await assert.rejects(within(5000, openSession(target, fakeNodeIdentity(), { readyTimeoutMs: 60_000, signal: controller.signal })), LimitExceededError);
+    assert.ok(Date.now() - started < 3000, 'aborted promptly, not after the ready timeout');
+    await node.allClosed(3000);
+    assert.equal(node.connections().opened, 2);
+  } finally {
+    await node.close();
+  }
+});
+
+for (const silentAt of ['session', 'exec'] as const) {
+  // Fails before the fix: exec took no signal and waited for the node's answer for ever ("still pending after 5000 ms").
+  test(`a node that never answers the ${silentAt === 'session' ? 'channel open' : 'exec request'}: exec rejects with the abort's reason and drops the connection`, async () => {
+    const node = await startFakeSshServer(silentAt);
+    try {
+      const session = await openSession({ name: 'n', host: '127.0.0.1', port: node.port, user: 'u', hostKey: node.hostKey }, fakeNodeIdentity(), { readyTimeoutMs: 5000 });
+      const controller = new AbortController();
+      setTimeout(() => controller.abort(new LimitExceededError('snapshot exceeded its timeout')), 300);
+      const started = Date.now();
+      await assert.rejects(within(5000, session.exec('sleep 1000', { signal: controller.signal })), (error: unknown) => {
+        assert.ok(error instanceof LimitExceededError, String(error));
+        return true;
+      });
+      assert.ok(Date.now() - started < 2000, `rejected ${Date.now() - started} ms after the start, the abort came at 300 ms`);
+      assert.deepEqual(node.requests(), silentAt === 'session' ? { sessions: 1, execs: 0 } : { sessions: 1, execs: 1 });
+      await node.allClosed(3000);
+      // The session is unusable now, and says so instead of hanging again.
+      await assert.rejects(within(2000, session.exec('true', { signal: new AbortController().signal })), ConnectionError);
+      session.close();
+    } finally {
+      await node.close();
+    }
+  });
+}
+
+test('exec with a signal already aborted starts nothing on the node', async () => {
+  const node = await startFakeSshServer('exec');
+  try {
+    const session = await openSession({ name: 'n', host: '127.0.0.1', port: node.port, user: 'u', hostKey: node.hostKey }, fakeNodeIdentity(), { readyTimeoutMs: 5000 });
+    await assert.rejects(within(3000, session.exec('true', { signal: AbortSignal.abort(new LimitExceededError('too late')) })), /too late/);
+    session.close();
+    await node.allClosed(3000);
+    assert.deepEqual(node.requests(), { sessions: 0, execs: 0 });
+  } finally {
+    await node.close();
+  }
+});
+
+// Fails before the fix: close() only sent the disconnect and a FIN, and the socket stayed half-open for as long
+// as the node kept its side open ("the node's side saw 0 of 1 connections closed").
+test('a node that ignores the disconnect: close() destroys the socket after its grace', async () => {
+  const node = await startFakeSshServer('exec');
+  // Between BYSU and the fake node: passes bytes both ways, but never passes on or answers an end of stream.
+  // Once BYSU has sent its end, it keeps writing a byte now and then: only a socket that BYSU really closed
+  // answers that with a reset, which is how this side can tell a closed socket from a half-closed one.
+  const clientSides = new Set<net.Socket>();
+  const nodeSides = new Set<net.Socket>();
+  let clientSidesClosed = 0;
+  const proxy = net.createServer({ allowHalfOpen: true }, (socket) => {
+    clientSides.add(socket);
+    socket.on('close', () => (clientSidesClosed += 1));
+    socket.on('error', () => undefined);
+    socket.on('end', () => {
+      const poke = setInterval(() => (socket.destroyed ? clearInterval(poke) : socket.write('x')), 200);
+      socket.on('close', () => clearInterval(poke));
+    });
+    const upstream = net.connect({ host: '127.0.0.1', port: node.port, allowHalfOpen: true });
+    upstream.on('error', () => undefined);
+    nodeSides.add(upstream);
+    socket.pipe(upstream, { end: false });
+    upstream.pipe(socket, { end: false });
+  });
+  const port = await listen(proxy);
+  try {
+    const session = await within(8000, openSession({ name: 'n', host: '127.0.0.1', port, user: 'u', hostKey: node.hostKey }, fakeNodeIdentity(), { readyTimeoutMs: 5000 }));
+    session.close();
+    const deadline = Date.now() + 6000;
+    while (clientSidesClosed < clientSides.size && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(clientSidesClosed, 1, `the node's side saw ${clientSidesClosed} of ${clientSides.size} connections closed`);
+  } finally {
+    for (const socket of [...clientSides, ...nodeSides]) socket.destroy();
+    proxy.close();
+    await node.close();
+  }
 });
