@@ -195,3 +195,58 @@ test('a job failed because it was started maxStartedAttempts times is recorded, 
     await recorder.close();
   }
 });
+
+// Fails before the fix: both were retried as if a retry could help ("FAILED after 3 attempt(s)").
+test('a command the node refuses (126) or cannot find (127) is tried once, with a reason that says so', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const node = cluster.nodes[0]!;
+    const allowed = path.join(node.dir, 'allowed-commands');
+    await writeFile(allowed, "echo dump\nbysu-no-such-dump --all\n");
+    const wrapper = path.join(PROJECT_ROOT, 'contrib/node/bysu-allow');
+    await writeFile(path.join(node.dir, 'authorized_keys'), `restrict,command="${wrapper} ${allowed}" ${cluster.keys.publicKey}\n`);
+    await cluster.writeConfig([
+      { name: 'refused', node: 'db1', attempts: 3, backoff: '1s', parts: [{ file: 'a.sql', run: 'pg_dump shop' }] },
+      { name: 'missing', node: 'db1', attempts: 3, backoff: '1s', parts: [{ file: 'a.sql', run: 'bysu-no-such-dump --all' }] },
+    ]);
+    const worker = cluster.startWorker();
+    await waitForLog(worker, 'worker started');
+    const result = await cluster.bysu(['snapshot', 'refused', 'missing', '--wait']);
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    assert.match(result.stdout, /refused: FAILED after 1 attempt\(s\): part a\.sql: the node refused the command \(exit 126 from the forced-command wrapper: .*allowed-commands on db1\?.*\); not retried\nstderr .*\nbysu-allow: command not in/);
+    assert.match(result.stdout, /missing: FAILED after 1 attempt\(s\): part a\.sql: command not found on the node db1 \(exit 127\); not retried\nstderr .*\n.*bysu-no-such-dump: (command )?not found/);
+    const attempts = await withQueue(cluster, async (queue) => Promise.all((await queue.getJobs(['failed'])).map((job) => `${job.data.app} ${job.attemptsMade}/${job.opts.attempts}`)));
+    assert.deepEqual(attempts.sort(), ['missing 1/3', 'refused 1/3']);
+    recordFault({
+      kind: 'fault', fault: 'command refused by the node (126) or not found (127)', expected: 'one attempt of 3, reason names the refusal',
+      observed: `attempts used: ${attempts.sort().join(', ')}`, pass: true, lost: 0, partialVisible: 0,
+    });
+  });
+});
+
+// Fails before the fix: the reason was only "command exited with code 1 (accepted: 0)".
+test('a command failing with an empty stderr: the reason carries the start of its stdout, bounded and on one line', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const nologin = "echo 'This account is currently not available.'; exit 1";
+    await cluster.writeConfig([
+      { name: 'nologin', node: 'db1', attempts: 1, parts: [{ file: 'db.sql', run: nologin }] },
+      { name: 'nologintar', node: 'db1', attempts: 1, parts: [{ file: 'etc.tar', run: nologin }] },
+      { name: 'chatty', node: 'db1', attempts: 1, parts: [{ file: 'db.sql', run: `printf 'ERROR:\\t"bad"\\033[31m\\n'; yes 'more lines' | head -c 100000; exit 2` }] },
+    ]);
+    const worker = cluster.startWorker();
+    await waitForLog(worker, 'worker started');
+    const result = await cluster.bysu(['snapshot', 'nologin', 'nologintar', 'chatty', '--wait']);
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    const reasons = await withQueue(cluster, async (queue) => new Map((await queue.getJobs(['failed'])).map((job) => [job.data.app as string, job.failedReason])));
+    assert.equal(reasons.get('nologin'), 'part db.sql: command exited with code 1 (accepted: 0); stderr was empty; the start of stdout (41 bytes): "This account is currently not available.\\n"');
+    assert.match(reasons.get('nologintar')!, /; stderr was empty; the start of stdout \(41 bytes\): "This account is currently not available\.\\n"$/);
+    const chatty = reasons.get('chatty')!;
+    assert.match(chatty, /^part db\.sql: command exited with code 2 \(accepted: 0\); stderr was empty; the start of stdout \(first 512 of 100018 bytes\): "ERROR:\\t\\"bad\\"\\u001b\[31m\\nmore lines\\nmore/);
+    assert.ok(!chatty.includes('\n') && chatty.length < 1000, `one bounded line: ${chatty.length} characters`);
+    const table = (await cluster.bysu(['status'])).stdout;
+    assert.match(table, /^nologin\s+FAILING\s.*This account is currently not available\./m);
+    recordFault({
+      kind: 'fault', fault: 'command fails with an empty stderr (nologin shell)', expected: 'reason carries the start of stdout, bounded (512 bytes), escaped, on one line',
+      observed: `nologin: ${JSON.stringify(reasons.get('nologin')!.slice(44))}; 100 KB of stdout -> a ${chatty.length}-character reason`, pass: true, lost: 0, partialVisible: 0,
+    });
+  });
+});
