@@ -41,9 +41,27 @@ export class AuthenticationError extends BysuError {
   readonly retryable = false;
 }
 
-/** A part's command exited with a code that is not accepted, or was killed. Retried. */
+/**
+ * Exit codes with which the node says it will not run the command at all:
+ * 126 (refused by the forced-command wrapper, or not executable) and 127
+ * (not found). The same command gets the same answer next time.
+ */
+export const REFUSED_EXIT_CODES: readonly number[] = [126, 127];
+
+/**
+ * A part's command exited with a code that is not accepted, or was killed.
+ * Retried, except when the node refused the command (REFUSED_EXIT_CODES).
+ */
 export class RemoteCommandError extends BysuError {
-  readonly retryable = true;
+  /** The command's exit code; null when it was killed or the connection dropped. */
+  readonly exitCode: number | null;
+  readonly retryable: boolean;
+
+  constructor(message: string, options: { exitCode?: number | null; cause?: unknown } = {}) {
+    super(message, options);
+    this.exitCode = options.exitCode ?? null;
+    this.retryable = this.exitCode === null || !REFUSED_EXIT_CODES.includes(this.exitCode);
+  }
 }
 
 /** A part failed validation: a truncated or malformed tar archive. Retried. */

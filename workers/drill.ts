@@ -6,7 +6,7 @@
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
-import { connectSettings, handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, finalFailureReason, handBack, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { isRetryable, toError } from '../src/errors.ts';
 import { throttledWarning, type Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
@@ -79,14 +79,16 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
     concurrency: config.concurrency.perWorker,
     lockDuration: config.concurrency.lockDurationMs,
     stalledInterval: config.concurrency.stalledIntervalMs,
-    maxStalledCount: 2,
-    maxStartedAttempts: 10_000,
+    maxStalledCount: MAX_STALLED_COUNT,
+    maxStartedAttempts: MAX_STARTED_ATTEMPTS,
   });
   worker.on('error', (error) => logger.error({ err: error.message }, 'drill worker error'));
+  // As for snapshots: every final failure (stalled out, started out included) has finishedOn.
   worker.on('failed', (job, error) => {
-    if (!job || (error.name !== 'UnrecoverableError' && job.attemptsMade < (job.opts.attempts ?? 1))) return;
-    logger.error({ app: job.data.app, jobId: job.id, reason: error.message }, 'drill failed for good');
-    void notifier.report({ event: 'drill-failed', app: job.data.app, node: job.data.node?.name, at: new Date().toISOString(), reason: error.message }).catch(() => undefined);
+    const reason = job === undefined ? null : finalFailureReason(job, error);
+    if (!job || reason === null) return;
+    logger.error({ app: job.data.app, jobId: job.id, reason }, 'drill failed for good');
+    void notifier.report({ event: 'drill-failed', app: job.data.app, node: job.data.node?.name, at: new Date().toISOString(), reason }).catch(() => undefined);
     notifier.ping(job.data.app, job.data.ping, false);
   });
   await worker.waitUntilReady();

@@ -12,6 +12,18 @@ import type { Logger } from '../src/log.ts';
 import type { NodeConnectSettings, SshIdentity } from '../src/ssh/session.ts';
 import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../src/queue/node-slots.ts';
 
+/**
+ * Deaths of the worker running a job (stalls: a worker killed, out of memory,
+ * frozen past its lock) before the job fails for good. Passed to BullMQ as
+ * maxStalledCount and enforced by refuseStalledOut for the jobs BullMQ exempts.
+ */
+export const MAX_STALLED_COUNT = 2;
+/** Starts of one job (each busy-node delay is one) before BullMQ fails it: about a day at the default busyNodeDelay. */
+export const MAX_STARTED_ATTEMPTS = 10_000;
+/** BullMQ's own failure reasons for a job that stalled, or started, too often. */
+const BULLMQ_STALLED_OUT = 'job stalled more than allowable limit';
+const BULLMQ_STARTED_OUT = 'job started more than allowable limit';
+
 /** The worker is stopping: the job goes back to the queue without using an attempt. */
 export class WorkerShutdownError extends AbortedError {}
 
@@ -46,6 +58,7 @@ export interface NodeJobSlot {
  * the job back) when the worker is stopping or the node is at its limit.
  */
 export async function takeNodeSlot<T>(job: Job, token: string | undefined, options: NodeJobOptions<T>): Promise<NodeJobSlot> {
+  refuseStalledOut(job);
   try {
     options.check(job.data);
   } catch (error) {
@@ -73,6 +86,42 @@ export async function takeNodeSlot<T>(job: Job, token: string | undefined, optio
       await slot.release().catch((error: unknown) => options.log.warn({ err: toError(error).message }, 'cannot release the node slot; it expires by itself'));
     },
   };
+}
+
+/**
+ * Given a job about to run, throw UnrecoverableError when its workers died
+ * more than MAX_STALLED_COUNT times. BullMQ fails such a job itself before it
+ * runs, except a job made by a job scheduler: that one it puts back in the
+ * queue after every stall, for ever (moveStalledJobsToWait skips jobs whose
+ * scheduler exists), so a part that kills its worker would kill every worker
+ * in turn and never be reported. This check gives those jobs the same bound.
+ */
+export function refuseStalledOut(job: Job): void {
+  if (job.stalledCounter > MAX_STALLED_COUNT) throw new UnrecoverableError(stalledOutReason(job));
+}
+
+function stalledOutReason(job: Job): string {
+  return `${BULLMQ_STALLED_OUT}: the worker running it died or froze past its lock ${job.stalledCounter} times (maxStalledCount ${MAX_STALLED_COUNT});`
+    + ' look for workers killed (out of memory?) or stopped while running it';
+}
+
+/**
+ * Given a job that BullMQ has just reported failed and its error, return the
+ * reason to record and alert when the failure is final, or null when the job
+ * will be retried. Final is whatever moved the job to the failed set (BullMQ
+ * then sets finishedOn): attempts used up, a non-retryable error, stalled out,
+ * or started more than maxStartedAttempts times; not only the first two.
+ */
+export function finalFailureReason(job: Job, error: Error): string | null {
+  if (job.finishedOn === undefined) return null;
+  if (error.message === BULLMQ_STALLED_OUT) return stalledOutReason(job);
+  if (error.message === BULLMQ_STARTED_OUT) {
+    return `${BULLMQ_STARTED_OUT}: started ${job.attemptsStarted} times (maxStartedAttempts ${MAX_STARTED_ATTEMPTS}); its node was busy every time`;
+  }
+  if (job.attemptsStarted >= MAX_STARTED_ATTEMPTS && job.attemptsMade < (job.opts.attempts ?? 1)) {
+    return `${error.message}\n(not retried: the job was started ${job.attemptsStarted} times, maxStartedAttempts ${MAX_STARTED_ATTEMPTS})`;
+  }
+  return error.message;
 }
 
 /** Given the worker's config and its identity, return how its jobs log in to nodes. */

@@ -19,7 +19,7 @@ import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { ensureRepository } from '../src/repository/attempt.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
-import { connectSettings, handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, finalFailureReason, handBack, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 
 export interface SnapshotWorkerOptions {
   /** BullMQ job lock. @defaultValue config.concurrency.lockDuration */
@@ -36,9 +36,6 @@ export interface RunningWorker {
   close(): Promise<void>;
 }
 
-
-/** Starts of one job (each busy-node delay is one) before BullMQ fails it. */
-export const MAX_STARTED_ATTEMPTS = 10_000;
 /** Someone cancelled the job (BullMQ's cancelJob): it is not retried. */
 class CancelledError extends AbortedError {}
 
@@ -153,17 +150,20 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     concurrency: config.concurrency.perWorker,
     lockDuration,
     stalledInterval: options.stalledIntervalMs ?? config.concurrency.stalledIntervalMs,
-    maxStalledCount: 2,
+    // BullMQ fails an ad-hoc job at the third stall; takeNodeSlot bounds the scheduler's jobs, which BullMQ exempts.
+    maxStalledCount: MAX_STALLED_COUNT,
     // A job that finds its node busy is started again and again; this bounds the loop (≈ a day at the default delay).
     maxStartedAttempts: MAX_STARTED_ATTEMPTS,
     autorun: true,
   });
   worker.on('error', (error) => logger.error({ err: error.message }, 'worker error'));
+  // Every final failure passes here, whatever its cause (BullMQ moves a job to failed only in a worker's
+  // handleFailed), and only final ones have finishedOn. The notifier alerts once per change of state.
   worker.on('failed', (job, error) => {
-    const final = error.name === 'UnrecoverableError' || (job !== undefined && job.attemptsMade >= (job.opts.attempts ?? 1));
-    if (job && final) {
-      logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason: error.message }, 'snapshot failed for good');
-      void afterFinalFailure(job, error.message);
+    const reason = job === undefined ? null : finalFailureReason(job, error);
+    if (job && reason !== null) {
+      logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason }, 'snapshot failed for good');
+      void afterFinalFailure(job, reason);
     }
   });
   await worker.waitUntilReady();

@@ -29,7 +29,7 @@ import {
 } from './layout.ts';
 import { renderManifest, renderSums, type Manifest } from './manifest.ts';
 import type { DrillResult } from '../queue/jobs.ts';
-import { PartInspector, type Inspection } from './part-inspector.ts';
+import { PartInspector, type Inspection, type StreamHead } from './part-inspector.ts';
 import { createPartFile } from './part-writer.ts';
 import { listSnapshots } from './read.ts';
 
@@ -51,6 +51,8 @@ export interface WritePartOptions {
   signal?: AbortSignal;
   /** Called with the part's byte count as it grows (throttle it yourself). */
   onBytes?: (bytes: number) => void;
+  /** Keeps the first bytes of the stream (for the reason when the command then fails). */
+  head?: StreamHead;
 }
 
 export interface CommitResult {
@@ -152,6 +154,7 @@ export class SnapshotAttempt {
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         stalled?.refresh();
+        options.head?.add(chunk);
         if (inspector.bytes + chunk.length > options.maxBytes) {
           callback(new LimitExceededError(`snapshot exceeds maxBytes (${options.snapshotMaxBytes} bytes) while writing ${file}`));
           return;

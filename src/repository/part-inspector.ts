@@ -143,6 +143,34 @@ export class PartInspector {
   }
 }
 
+/**
+ * The first bytes of a stream, kept for error messages: a command that fails
+ * with an empty stderr often said why on stdout (`This account is currently
+ * not available.`). Copies at most `limit` bytes, whatever the stream's size.
+ */
+export class StreamHead {
+  /** Every byte seen, kept or not. */
+  total = 0;
+  private readonly chunks: Buffer[] = [];
+  private kept = 0;
+
+  constructor(readonly limit: number) {}
+
+  add(chunk: Buffer): void {
+    this.total += chunk.length;
+    if (this.kept >= this.limit) return;
+    // A copy: a slice would keep the whole (possibly large) chunk alive.
+    const piece = Buffer.from(chunk.subarray(0, this.limit - this.kept));
+    this.chunks.push(piece);
+    this.kept += piece.length;
+  }
+
+  /** The kept bytes (at most `limit`). */
+  bytes(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
 /** A Writable that inspects everything written to it (for verify). */
 export function inspectingSink(inspector: PartInspector): Writable {
   return new Writable({

@@ -9,11 +9,12 @@ import { NAME_PATTERN, PART_FILE_PATTERN, RESERVED_FILE_NAMES } from '../config/
 import type { Logger } from '../log.ts';
 import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue/jobs.ts';
 import { SnapshotAttempt } from '../repository/attempt.ts';
+import { StreamHead } from '../repository/part-inspector.ts';
 import { listSnapshots } from '../repository/read.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
 import type { ManifestPart } from '../repository/manifest.ts';
 import { openNodeSession, type ExitStatus, type NodeConnectSettings, type RemoteCommand, type SshSession } from '../ssh/session.ts';
-import { AbortedError, ConfigError, LimitExceededError, RemoteCommandError } from '../errors.ts';
+import { AbortedError, ConfigError, InvalidArchiveError, LimitExceededError, RemoteCommandError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
 
 export interface SnapshotContext extends NodeConnectSettings {
@@ -99,12 +100,39 @@ export async function shrinkWarning(repository: string, app: string, bytes: numb
   return `snapshot shrank to ${percent}% of the usual size (${bytes} bytes; the median of the ${sizes.length} kept snapshots is ${median}): a partial dump? (shrinkWarn ${fraction})`;
 }
 
-/** Given a failed command's status and stderr, describe it for the job's failure reason. */
-function describeExit(file: string, status: { code: number | null; signal: string | null }, okExitCodes: number[], stderr: string): string {
-  const how = status.signal !== null ? `was killed by signal ${status.signal}`
-    : status.code !== null ? `exited with code ${status.code} (accepted: ${okExitCodes.join(', ')})`
-      : 'ended without an exit status (the connection dropped)';
-  return `part ${file}: command ${how}${stderr.trim() ? `\nstderr (last ${Buffer.byteLength(stderr)} bytes):\n${stderr.trimEnd()}` : ''}`;
+/** Bytes of stdout quoted in a failure reason when the command's stderr was empty. */
+export const STDOUT_HEAD_BYTES = 512;
+
+const ESCAPES: Record<string, string> = { '\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** Given text a node sent, return it on one line: control characters, quotes and backslashes escaped. */
+function escapeControls(text: string): string {
+  return text.replace(/["\\\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (char) => ESCAPES[char] ?? `\\u${char.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
+/**
+ * Given a failed command's stderr tail and the head of its stdout, say what it
+ * printed: the stderr tail, else (a login shell of /usr/sbin/nologin, a tool
+ * that reports on stdout) the start of stdout, bounded and on the same line.
+ */
+function describeOutput(stderr: string, stdout: StreamHead): string {
+  if (stderr.trim()) return `\nstderr (last ${Buffer.byteLength(stderr)} bytes):\n${stderr.trimEnd()}`;
+  if (stdout.total === 0) return '';
+  const head = stdout.bytes();
+  // A dump (tar, pg_dump -Fc) has NULs within its first bytes; a message has none.
+  if (head.includes(0)) return `; stderr was empty; stdout (${stdout.total} bytes) is binary, not shown`;
+  const size = stdout.total > head.length ? `first ${head.length} of ${stdout.total} bytes` : `${head.length} bytes`;
+  return `; stderr was empty; the start of stdout (${size}): "${escapeControls(head.toString('utf8'))}"`;
+}
+
+/** Given a failed command's status and output, describe it for the job's failure reason. */
+function describeExit(file: string, node: string, status: { code: number | null; signal: string | null }, okExitCodes: number[], stderr: string, stdout: StreamHead): string {
+  const how = status.signal !== null ? `command was killed by signal ${status.signal}`
+    : status.code === 126 ? `the node refused the command (exit 126 from the forced-command wrapper: is it, byte for byte, a line of /etc/bysu/allowed-commands on ${node}? or it is not executable); not retried`
+      : status.code === 127 ? `command not found on the node ${node} (exit 127); not retried`
+        : status.code !== null ? `command exited with code ${status.code} (accepted: ${okExitCodes.join(', ')})`
+          : 'command ended without an exit status (the connection dropped)';
+  return `part ${file}: ${how}${describeOutput(stderr, stdout)}`;
 }
 
 /**
@@ -151,6 +179,7 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
       report(0, true);
       current = await session.exec(part.run, { signal });
       const command = current;
+      const stdoutHead = new StreamHead(STDOUT_HEAD_BYTES);
       let inspection;
       try {
         inspection = await attempt.writePart(part.file, command.stdout, {
@@ -159,19 +188,23 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
           stallTimeoutMs: limits.stallTimeoutMs,
           signal,
           onBytes: (bytes) => report(bytes),
+          head: stdoutHead,
         });
       } catch (error) {
         command.close();
         const stderr = command.stderrTail().trim();
         if (stderr && error instanceof Error && !(error instanceof AbortedError)) {
           error.message += `\nstderr (last ${Buffer.byteLength(stderr)} bytes):\n${stderr}`;
+        } else if (error instanceof InvalidArchiveError) {
+          // Not a tar at all is often a message instead of the dump (nologin): show its start.
+          error.message += describeOutput('', stdoutHead);
         }
         throw error;
       }
       // stdout has ended; the exit status follows at once, unless the command closed its output and went on running.
       const status = await waitForExit(command, signal, limits.stallTimeoutMs, part.file);
       if (status.code === null || !part.okExitCodes.includes(status.code)) {
-        throw new RemoteCommandError(describeExit(part.file, status, part.okExitCodes, command.stderrTail()));
+        throw new RemoteCommandError(describeExit(part.file, data.node.name, status, part.okExitCodes, command.stderrTail(), stdoutHead), { exitCode: status.code });
       }
       total += inspection.bytes;
       report(inspection.bytes, true);

@@ -31,7 +31,7 @@ test('a key restricted to bysu-allow runs the listed dump commands and nothing e
     assert.equal(ok.code, 0, ok.stdout + ok.stderr);
     const refused = await cluster.bysu(['snapshot', 'sneaky', '--wait']);
     assert.equal(refused.code, 1);
-    assert.match(refused.stdout, /sneaky: FAILED after 1 attempt\(s\): part x\.sql: command exited with code 126 .*\nstderr .*\nbysu-allow: command not in .*allowed-commands: cat \/etc\/shadow/);
+    assert.match(refused.stdout, /sneaky: FAILED after 1 attempt\(s\): part x\.sql: the node refused the command \(exit 126 .*\nstderr .*\nbysu-allow: command not in .*allowed-commands: cat \/etc\/shadow/);
 
     // The same key with the OpenSSH client: no shell, no other command.
     const ssh = ['-i', cluster.keys.identityFile, '-o', `UserKnownHostsFile=${cluster.keys.knownHostsFile}`, '-o', 'BatchMode=yes', '-p', String(node.port), `${node.user}@127.0.0.1`];
