@@ -54,7 +54,8 @@ async function startAll(cluster: TestCluster): Promise<Process[]> {
     { name: 'dashboard', child: cluster.startProcess(['dashboard']), started: 'dashboard started' },
     { name: 'up', child: cluster.startProcess(['up'], { BYSU_CONFIG: upConfig }), started: 'bysu up: scheduler, workers and dashboard running' },
   ];
-  for (const process of processes) await waitForLog(process.child, process.started, 60_000);
+  // Six Node processes starting at once on a busy machine: allow them time.
+  for (const process of processes) await waitForLog(process.child, process.started, 180_000);
   return processes;
 }
 
@@ -121,7 +122,7 @@ test('Redis down: every process logs the loss once, stays quiet, says once it is
       const tail = stop.process.child.output().slice(-3000);
       assert.notEqual(stop.ms, null, `${stop.process.name} had not exited ${STOP_BOUND_MS} ms after SIGTERM:\n${tail}`);
       assert.equal(stop.code, 0, `${stop.process.name} exit code:\n${tail}`);
-      assert.ok(stop.ms! < 5000, `${stop.process.name} took ${stop.ms} ms`);
+      assert.ok(stop.ms! < 5000, `${stop.process.name} took ${stop.ms} ms:\n${tail}`);
       assert.doesNotMatch(tail, /did not stop/);
     }
     for (const stop of stops.filter((each) => each.process.name.startsWith('worker') || each.process.name === 'up')) {
