@@ -91,7 +91,7 @@ export async function startRetentionWorker(config: Config, logger: Logger, optio
     async close() {
       const started = Date.now();
       logger.info({ graceMs: config.shutdownGraceMs, running: jobs.ids() }, 'retention worker stopping');
-      // A retention run is not interrupted: deleting is quick, and each app's deletion is whole or not at all.
+      // A retention run has no abort: as before, it is given the grace period and then left to stall recovery.
       const waitedFor = await stopWorker({ worker, jobs, logger, kind: 'retention', graceMs: config.shutdownGraceMs, redisReady: () => connection.status === 'ready' });
       await settlesWithin(snapshotQueue.close(), CLOSE_BOUND_MS);
       const redis = await closeConnection(connection);

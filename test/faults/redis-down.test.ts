@@ -6,9 +6,12 @@
  * it waited for.
  *
  * Fails before the fix: during 20 s without Redis the processes logged
- * 88 (snapshot worker) to 247 (`bysu up`) lines, none said Redis was back,
- * and SIGTERM took ~90 s (60 s grace, then 30 s more) ending in "running
- * snapshots did not stop" although none ran; this test gives up at 10 s.
+ * 65 (snapshot worker), 52 (retention), 28 (drill), 91 (scheduler), 2
+ * (dashboard) and 238 (`bysu up`) lines, none said Redis was back, and SIGTERM
+ * took 81 s for the snapshot and drill workers (60 s grace, then
+ * connectTimeout + 10 s) and 61 s for retention, the snapshot worker ending in
+ * "running snapshots did not stop" although none ran; this test gives up at
+ * 10 s. After: 1 line each, "reachable again" once, every stop 1 to 3 s.
  */
 import assert from 'node:assert/strict';
 import { readFile, writeFile } from 'node:fs/promises';
