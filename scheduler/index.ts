@@ -13,7 +13,8 @@ import type { Redis } from 'ioredis';
 import { loadConfig, type Config } from '../src/config/load.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
-import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
+import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
+import { RedisHealth } from '../src/queue/redis-health.ts';
 import { buildDrillJob, buildSnapshotJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../src/queue/enqueue.ts';
 import {
   DRILL_JOB,
@@ -149,15 +150,20 @@ function sameScheduler(existing: JobSchedulerJson | undefined, pattern: string, 
   return Object.entries(template.opts).every(([key, value]) => isDeepStrictEqual(opts[key], value));
 }
 
-/** Given the config file, its loaded config and a logger, start the scheduler. */
-export async function startScheduler(configFile: string, initial: Config, logger: Logger): Promise<RunningScheduler> {
+/**
+ * Given the config file, its loaded config and a logger, start the scheduler.
+ * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
+ * process); by default the scheduler has its own.
+ */
+export async function startScheduler(configFile: string, initial: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningScheduler> {
   let config = initial;
   const connection = createWorkerConnection(config.redis.url);
-  connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+  redisHealth.watch(connection, 'scheduler connection');
   const snapshotQueue = new Queue<SnapshotJobData>(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
   const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
   const drillQueue = new Queue<DrillJobData>(DRILL_QUEUE, { connection, prefix: config.redis.prefix });
-  for (const queue of [snapshotQueue, retentionQueue, drillQueue]) queue.on('error', (error) => logger.warn({ err: error.message }, 'queue error'));
+  for (const queue of [snapshotQueue, retentionQueue, drillQueue]) redisHealth.watch(queue, `${queue.name} queue`);
   let notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
 
   const reconcile = async () => {
@@ -226,14 +232,14 @@ export async function startScheduler(configFile: string, initial: Config, logger
     },
     checkStale,
     async close() {
+      const started = Date.now();
       clearInterval(heartbeatTimer);
       clearInterval(staleTimer);
-      await notifier.flush();
-      await snapshotQueue.close();
-      await retentionQueue.close();
-      await drillQueue.close();
-      await connection.quit().catch(() => connection.disconnect());
-      logger.info('scheduler stopped');
+      // Nothing the scheduler does needs finishing: a heartbeat or stale check cut short is redone by the next replica or start.
+      const undelivered = await notifier.flushBeforeExit();
+      await settlesWithin(Promise.all([snapshotQueue.close(), retentionQueue.close(), drillQueue.close()]), CLOSE_BOUND_MS);
+      const redis = await closeConnection(connection);
+      logger.info({ stoppedInMs: Date.now() - started, waitedFor: undelivered > 0 ? 'alerts in delivery' : 'nothing', redis }, 'scheduler stopped');
     },
   };
 }

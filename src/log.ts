@@ -19,23 +19,3 @@ export function createLogger(level = 'info', name = 'bysu'): Logger {
   }
   return pino(options, pino.destination({ dest: 2, sync: true }));
 }
-
-/**
- * Given a logger and a message, return an error listener that logs at most
- * one warning per interval (with how many were suppressed): a Redis outage
- * must not flood the log with one line per reconnect.
- */
-export function throttledWarning(logger: Logger, message: string, intervalMs = 10_000): (error: Error) => void {
-  let last = 0;
-  let suppressed = 0;
-  return (error: Error) => {
-    const now = Date.now();
-    if (now - last < intervalMs) {
-      suppressed += 1;
-      return;
-    }
-    logger.warn({ err: error.message, ...(suppressed > 0 ? { suppressed } : {}) }, message);
-    last = now;
-    suppressed = 0;
-  };
-}

@@ -8,23 +8,30 @@ import type { Config } from '../src/config/load.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
 import { connectSettings, finalFailureReason, handBack, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { isRetryable, toError } from '../src/errors.ts';
-import { throttledWarning, type Logger } from '../src/log.ts';
+import type { Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
-import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
+import { closeConnection, createWorkerConnection } from '../src/queue/connection.ts';
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
 import { NodeSlots } from '../src/queue/node-slots.ts';
+import { RedisHealth } from '../src/queue/redis-health.ts';
 import { readIdentity } from '../src/ssh/session.ts';
+import { ActiveJobs, stopWorker } from './stop-worker.ts';
 
 export interface RunningDrillWorker {
   worker: Worker<DrillJobData, DrillResult>;
   close(): Promise<void>;
 }
 
-/** Given the config and a logger, start a drill worker and return it. */
-export async function startDrillWorker(config: Config, logger: Logger): Promise<RunningDrillWorker> {
+/**
+ * Given the config and a logger, start a drill worker and return it.
+ * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
+ * process); by default the worker has its own.
+ */
+export async function startDrillWorker(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningDrillWorker> {
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
   const connection = createWorkerConnection(config.redis.url);
-  connection.on('error', throttledWarning(logger, `redis error (${redactRedisUrl(config.redis.url)})`));
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+  redisHealth.watch(connection, 'drill worker connection');
   const slots = new NodeSlots(connection, config.redis.prefix);
   const notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
   const shutdown = new AbortController();
@@ -73,7 +80,8 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
     }
   };
 
-  const worker = new Worker<DrillJobData, DrillResult>(DRILL_QUEUE, processor, {
+  const jobs = new ActiveJobs();
+  const worker = new Worker<DrillJobData, DrillResult>(DRILL_QUEUE, jobs.track(processor), {
     connection,
     prefix: config.redis.prefix,
     concurrency: config.concurrency.perWorker,
@@ -82,7 +90,7 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
     maxStalledCount: MAX_STALLED_COUNT,
     maxStartedAttempts: MAX_STARTED_ATTEMPTS,
   });
-  worker.on('error', (error) => logger.error({ err: error.message }, 'drill worker error'));
+  redisHealth.watch(worker, 'drill worker');
   // As for snapshots: every final failure (stalled out, started out included) has finishedOn.
   worker.on('failed', (job, error) => {
     const reason = job === undefined ? null : finalFailureReason(job, error);
@@ -96,15 +104,21 @@ export async function startDrillWorker(config: Config, logger: Logger): Promise<
   return {
     worker,
     async close() {
-      const closing = worker.close();
-      const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownGraceMs).unref());
-      if ((await Promise.race([closing.then(() => 'closed' as const), grace])) === 'timeout') {
-        shutdown.abort();
-        await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, config.ssh.connectTimeoutMs + 10_000).unref())]);
-      }
-      await notifier.flush();
-      await connection.quit().catch(() => connection.disconnect());
-      logger.info('drill worker stopped');
+      const started = Date.now();
+      logger.info({ graceMs: config.shutdownGraceMs, running: jobs.ids() }, 'drill worker stopping');
+      const waitedFor = await stopWorker({
+        worker,
+        jobs,
+        logger,
+        kind: 'drill',
+        graceMs: config.shutdownGraceMs,
+        interrupt: () => shutdown.abort(),
+        interruptBoundMs: config.ssh.connectTimeoutMs + 10_000,
+        redisReady: () => connection.status === 'ready',
+      });
+      await notifier.flushBeforeExit();
+      const redis = await closeConnection(connection);
+      logger.info({ stoppedInMs: Date.now() - started, waitedFor, redis }, 'drill worker stopped');
     },
   };
 }

@@ -9,11 +9,13 @@ import type { Config } from '../src/config/load.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { withAppLock } from '../src/queue/app-lock.ts';
-import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
+import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
+import { RedisHealth } from '../src/queue/redis-health.ts';
 import { retentionTargetFor } from '../src/queue/enqueue.ts';
 import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionResult, type RetentionTarget } from '../src/queue/jobs.ts';
 import { runningSnapshotJobs } from '../src/queue/running-jobs.ts';
 import { applyRetention } from '../src/retention/apply.ts';
+import { ActiveJobs, stopWorker } from './stop-worker.ts';
 
 export interface RunningRetentionWorker {
   worker: Worker<RetentionJobData, RetentionResult>;
@@ -33,12 +35,17 @@ export function effectiveTarget(config: Config, requested: RetentionTarget): Ret
   return { app: app.name, keep: Math.max(requested.keep, current.keep), incomingMaxAgeMs: Math.max(requested.incomingMaxAgeMs, current.incomingMaxAgeMs) };
 }
 
-/** Given the config and a logger, start a retention worker and return it. */
-export async function startRetentionWorker(config: Config, logger: Logger): Promise<RunningRetentionWorker> {
+/**
+ * Given the config and a logger, start a retention worker and return it.
+ * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
+ * process); by default the worker has its own.
+ */
+export async function startRetentionWorker(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningRetentionWorker> {
   const connection = createWorkerConnection(config.redis.url);
-  connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+  redisHealth.watch(connection, 'retention worker connection');
   const snapshotQueue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
-  snapshotQueue.on('error', (error) => logger.warn({ err: error.message }, 'snapshot queue error'));
+  redisHealth.watch(snapshotQueue, 'snapshot queue');
 
   const processor = async (job: Job<RetentionJobData, RetentionResult>): Promise<RetentionResult> => {
     const running = await runningSnapshotJobs(snapshotQueue);
@@ -69,23 +76,26 @@ export async function startRetentionWorker(config: Config, logger: Logger): Prom
     return result;
   };
 
-  const worker = new Worker<RetentionJobData, RetentionResult>(RETENTION_QUEUE, processor, {
+  const jobs = new ActiveJobs();
+  const worker = new Worker<RetentionJobData, RetentionResult>(RETENTION_QUEUE, jobs.track(processor), {
     connection,
     prefix: config.redis.prefix,
     concurrency: 1,
     autorun: true,
   });
-  worker.on('error', (error) => logger.error({ err: error.message }, 'retention worker error'));
+  redisHealth.watch(worker, 'retention worker');
   await worker.waitUntilReady();
   logger.info({ repository: config.repository }, 'retention worker started');
   return {
     worker,
     async close() {
-      logger.info('retention worker stopping');
-      await Promise.race([worker.close(), new Promise((resolve) => setTimeout(resolve, config.shutdownGraceMs).unref())]);
-      await snapshotQueue.close();
-      await connection.quit().catch(() => connection.disconnect());
-      logger.info('retention worker stopped');
+      const started = Date.now();
+      logger.info({ graceMs: config.shutdownGraceMs, running: jobs.ids() }, 'retention worker stopping');
+      // A retention run has no abort: as before, it is given the grace period and then left to stall recovery.
+      const waitedFor = await stopWorker({ worker, jobs, logger, kind: 'retention', graceMs: config.shutdownGraceMs, redisReady: () => connection.status === 'ready' });
+      await settlesWithin(snapshotQueue.close(), CLOSE_BOUND_MS);
+      const redis = await closeConnection(connection);
+      logger.info({ stoppedInMs: Date.now() - started, waitedFor, redis }, 'retention worker stopped');
     },
   };
 }

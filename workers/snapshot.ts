@@ -10,16 +10,18 @@ import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { AbortedError, CommitConflictError, isRetryable, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
-import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.ts';
+import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
 import { withAppLock } from '../src/queue/app-lock.ts';
 import { enqueueRetention, retentionTargetFor } from '../src/queue/enqueue.ts';
 import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type RetentionJobData, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
+import { RedisHealth } from '../src/queue/redis-health.ts';
 import { ensureRepository } from '../src/repository/attempt.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
 import { connectSettings, finalFailureReason, handBack, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { ActiveJobs, stopWorker } from './stop-worker.ts';
 
 export interface SnapshotWorkerOptions {
   /** BullMQ job lock. @defaultValue config.concurrency.lockDuration */
@@ -28,6 +30,8 @@ export interface SnapshotWorkerOptions {
   stalledIntervalMs?: number;
   /** Node slot lease. @defaultValue NODE_SLOT_LEASE_MS */
   slotLeaseMs?: number;
+  /** Where Redis errors are reported (`bysu up` shares one per process). @defaultValue a RedisHealth of this worker's own */
+  redisHealth?: RedisHealth;
 }
 
 export interface RunningWorker {
@@ -47,17 +51,18 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
   await ensureRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
-  connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+  redisHealth.watch(connection, 'snapshot worker connection');
   const slots = new NodeSlots(connection, config.redis.prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);
   const lockDuration = options.lockDurationMs ?? config.concurrency.lockDurationMs;
   const busyDelay = config.concurrency.busyNodeDelayMs;
   const shutdown = new AbortController();
 
   const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
-  queue.on('error', (error) => logger.warn({ err: error.message }, 'snapshot queue error'));
+  redisHealth.watch(queue, 'snapshot queue');
   await queue.setGlobalConcurrency(config.concurrency.global);
   const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
-  retentionQueue.on('error', (error) => logger.warn({ err: error.message }, 'retention queue error'));
+  redisHealth.watch(retentionQueue, 'retention queue');
   const notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
 
   const processor = async (job: Job<SnapshotJobData, SnapshotResult>, token?: string, cancel?: AbortSignal): Promise<SnapshotResult> => {
@@ -144,7 +149,8 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     notifier.ping(data.app, data.ping, false);
   };
 
-  const worker = new Worker<SnapshotJobData, SnapshotResult>(SNAPSHOT_QUEUE, processor, {
+  const jobs = new ActiveJobs();
+  const worker = new Worker<SnapshotJobData, SnapshotResult>(SNAPSHOT_QUEUE, jobs.track(processor), {
     connection,
     prefix: config.redis.prefix,
     concurrency: config.concurrency.perWorker,
@@ -156,7 +162,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     maxStartedAttempts: MAX_STARTED_ATTEMPTS,
     autorun: true,
   });
-  worker.on('error', (error) => logger.error({ err: error.message }, 'worker error'));
+  redisHealth.watch(worker, 'snapshot worker');
   // Every final failure passes here, whatever its cause (BullMQ moves a job to failed only in a worker's
   // handleFailed), and only final ones have finishedOn. The notifier alerts once per change of state.
   worker.on('failed', (job, error) => {
@@ -172,22 +178,23 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   return {
     worker,
     async close() {
-      logger.info({ graceMs: config.shutdownGraceMs }, 'snapshot worker stopping');
-      const closing = worker.close();
-      const grace = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), config.shutdownGraceMs).unref());
-      if ((await Promise.race([closing.then(() => 'closed' as const), grace])) === 'timeout') {
-        logger.warn('grace period over; handing running snapshots back to the queue');
-        shutdown.abort();
+      const started = Date.now();
+      logger.info({ graceMs: config.shutdownGraceMs, running: jobs.ids() }, 'snapshot worker stopping');
+      const waitedFor = await stopWorker({
+        worker,
+        jobs,
+        logger,
+        kind: 'snapshot',
+        graceMs: config.shutdownGraceMs,
+        interrupt: () => shutdown.abort(),
         // Every phase of a snapshot is abortable; a login in progress may take up to connectTimeout.
-        const bound = config.ssh.connectTimeoutMs + 10_000;
-        const settled = await Promise.race([closing.then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), bound).unref())]);
-        if (!settled) logger.error({ waitedMs: bound }, 'running snapshots did not stop; their jobs will be recovered as stalled');
-      }
-      await notifier.flush();
-      await retentionQueue.close();
-      await queue.close();
-      await connection.quit().catch(() => connection.disconnect());
-      logger.info('snapshot worker stopped');
+        interruptBoundMs: config.ssh.connectTimeoutMs + 10_000,
+        redisReady: () => connection.status === 'ready',
+      });
+      await notifier.flushBeforeExit();
+      await settlesWithin(Promise.all([retentionQueue.close(), queue.close()]), CLOSE_BOUND_MS);
+      const redis = await closeConnection(connection);
+      logger.info({ stoppedInMs: Date.now() - started, waitedFor, redis }, 'snapshot worker stopped');
     },
   };
 }

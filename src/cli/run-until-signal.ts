@@ -17,17 +17,23 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
   };
   process.on('SIGHUP', hup);
   await new Promise<void>((resolve) => {
-    let stopping = false;
+    let stoppingSince: number | null = null;
     const stop = (signal: NodeJS.Signals) => {
-      if (stopping) {
-        logger.warn({ signal }, 'second signal: exiting now');
+      if (stoppingSince !== null) {
+        // Running jobs are abandoned here: BullMQ recovers them as stalled.
+        logger.warn({ signal, stoppingForMs: Date.now() - stoppingSince }, 'second signal: exiting now');
         process.exit(1);
       }
-      stopping = true;
+      const since = Date.now();
+      stoppingSince = since;
       logger.info({ signal }, 'stopping');
-      close().then(resolve, (error: unknown) => {
-        logger.error({ err: error }, 'error while stopping');
+      const stopped = () => {
+        logger.info({ signal, stoppedInMs: Date.now() - since }, 'stopped');
         resolve();
+      };
+      close().then(stopped, (error: unknown) => {
+        logger.error({ err: error }, 'error while stopping');
+        stopped();
       });
     };
     process.on('SIGTERM', stop);

@@ -4,12 +4,15 @@
  * use fails before any job is taken); a component that fails to start stops
  * those already started. SIGHUP reloads the schedules; SIGTERM/SIGINT stop
  * everything at once, so the snapshot worker stops taking jobs immediately
- * and running snapshots get their grace period.
+ * and running snapshots get their grace period. All components report Redis
+ * errors to one RedisHealth: an outage is one line for the whole process,
+ * not one per component.
  */
 import { checkSshFiles, resolveConfigPath } from '../config/load.ts';
 import { checkDashboardExposure } from '../dashboard/auth.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
+import { RedisHealth } from '../queue/redis-health.ts';
 import { startScheduler } from '../../scheduler/index.ts';
 import { startDrillWorker } from '../../workers/drill.ts';
 import { startRetentionWorker } from '../../workers/retention.ts';
@@ -25,19 +28,20 @@ export async function up(globals: GlobalOptions): Promise<number> {
   checkDashboardExposure(config.dashboard);
   const logger = createLogger(config.log.level, 'bysu');
   warnAboutMissingFlags(logger);
+  const redisHealth = new RedisHealth(logger, config.redis.url);
   const started: { close(): Promise<void> }[] = [];
   const closeAll = async () => {
     await Promise.allSettled(started.map((component) => component.close()));
   };
   let scheduler;
   try {
-    const dashboard = await startDashboard(config, logger.child({ component: 'dashboard' }));
+    const dashboard = await startDashboard(config, logger.child({ component: 'dashboard' }), { redisHealth });
     started.push(dashboard);
-    started.push(await startSnapshotWorker(config, logger.child({ component: 'worker-snapshot' })));
-    started.push(await startRetentionWorker(config, logger.child({ component: 'worker-retention' })));
+    started.push(await startSnapshotWorker(config, logger.child({ component: 'worker-snapshot' }), { redisHealth }));
+    started.push(await startRetentionWorker(config, logger.child({ component: 'worker-retention' }), { redisHealth }));
     // Always: a drill added later by SIGHUP must find a worker.
-    started.push(await startDrillWorker(config, logger.child({ component: 'worker-drill' })));
-    scheduler = await startScheduler(resolveConfigPath(globals.config), config, logger.child({ component: 'scheduler' }));
+    started.push(await startDrillWorker(config, logger.child({ component: 'worker-drill' }), { redisHealth }));
+    scheduler = await startScheduler(resolveConfigPath(globals.config), config, logger.child({ component: 'scheduler' }), { redisHealth });
     started.push(scheduler);
     logger.info({ dashboard: dashboard.url }, 'bysu up: scheduler, workers and dashboard running');
   } catch (error) {

@@ -14,9 +14,10 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Redis } from 'ioredis';
 import type { Config } from '../config/load.ts';
 import { toError } from '../errors.ts';
-import { throttledWarning, type Logger } from '../log.ts';
-import { createDashboardConnection, redactRedisUrl } from '../queue/connection.ts';
+import type { Logger } from '../log.ts';
+import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, settlesWithin } from '../queue/connection.ts';
 import { DRILL_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { RedisHealth } from '../queue/redis-health.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { apiRouter } from './api.ts';
 import { basicAuth, bearerAuth, checkDashboardExposure, loopbackHostOnly } from './auth.ts';
@@ -84,17 +85,19 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
 /**
  * Given the config and a logger, start the dashboard and return it. Throw
  * ConfigError when it would listen beyond loopback without a password.
+ * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
+ * process); by default the dashboard has its own.
  */
-export async function startDashboard(config: Config, logger: Logger): Promise<RunningDashboard> {
+export async function startDashboard(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningDashboard> {
   checkDashboardExposure(config.dashboard);
   if (config.dashboard.password === '') logger.warn('dashboard.password is empty: Bull Board is open to anyone on this machine');
   const redis = createDashboardConnection(config.redis.url);
-  const warn = throttledWarning(logger, `redis error (${redactRedisUrl(config.redis.url)})`);
-  redis.on('error', warn);
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+  redisHealth.watch(redis, 'dashboard connection');
   const snapshot = new Queue(SNAPSHOT_QUEUE, { connection: redis, prefix: config.redis.prefix });
   const retention = new Queue(RETENTION_QUEUE, { connection: redis, prefix: config.redis.prefix });
   const drill = new Queue(DRILL_QUEUE, { connection: redis, prefix: config.redis.prefix });
-  for (const queue of [snapshot, retention, drill]) queue.on('error', warn);
+  for (const queue of [snapshot, retention, drill]) redisHealth.watch(queue, `${queue.name} queue`);
   const app = createDashboardApp(config, redis, { snapshot, retention, drill }, logger);
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(config.dashboard.port, config.dashboard.host, (error?: Error) => (error ? reject(error) : resolve(listening)));
@@ -107,15 +110,14 @@ export async function startDashboard(config: Config, logger: Logger): Promise<Ru
   return {
     url,
     async close() {
+      const started = Date.now();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await snapshot.close();
-      await retention.close();
-      await drill.close();
-      await redis.quit().catch(() => redis.disconnect());
-      logger.info('dashboard stopped');
+      await settlesWithin(Promise.all([snapshot.close(), retention.close(), drill.close()]), CLOSE_BOUND_MS);
+      const closed = await closeConnection(redis);
+      logger.info({ stoppedInMs: Date.now() - started, waitedFor: 'open HTTP connections (closed at once)', redis: closed }, 'dashboard stopped');
     },
   };
 }

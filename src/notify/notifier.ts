@@ -85,6 +85,24 @@ export class Notifier {
     await Promise.allSettled([...this.pending]);
   }
 
+  /**
+   * Before exit: wait for deliveries in flight, but no longer than every try
+   * of one delivery can take (an undelivered alert resets its state in Redis,
+   * which waits forever while Redis is unreachable). Returns how many were
+   * left undelivered, each logged.
+   */
+  async flushBeforeExit(): Promise<number> {
+    const delays = this.options.retryDelaysMs ?? RETRY_DELAYS_MS;
+    const boundMs = this.options.timeoutMs * (delays.length + 1) + delays.reduce((sum, delay) => sum + delay, 0) + 1000;
+    const pending = [...this.pending];
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([Promise.allSettled(pending), new Promise((resolve) => (timer = setTimeout(resolve, boundMs)))]);
+    clearTimeout(timer);
+    const left = this.pending.size;
+    if (left > 0) this.logger.warn({ left, waitedMs: boundMs }, `${left} alert(s) still undelivered at exit: given up`);
+    return left;
+  }
+
   private deliver(what: string, send: () => Promise<Response>, undelivered?: () => Promise<void>): void {
     const task = (async () => {
       for (let attempt = 0; ; attempt += 1) {

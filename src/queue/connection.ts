@@ -73,3 +73,30 @@ export async function connectProducer(url: string, timeoutMs = 5000): Promise<Re
   }
   return client;
 }
+
+/** How long a process waits for Redis to answer while it closes before it drops the connection. */
+export const CLOSE_BOUND_MS = 2000;
+
+/** Given a promise and a time, resolve true when it settles within ms, else false (it is left running). */
+export async function settlesWithin(promise: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), ms);
+  });
+  try {
+    return await Promise.race([promise.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * Given a long-lived connection, close it: QUIT when Redis answers within
+ * boundMs, else drop the socket. A QUIT sent while Redis is unreachable waits
+ * in the offline queue for a reconnect that may never come. Returns which.
+ */
+export async function closeConnection(connection: Redis, boundMs = CLOSE_BOUND_MS): Promise<'quit' | 'dropped'> {
+  if (connection.status === 'ready' && await settlesWithin(connection.quit(), boundMs)) return 'quit';
+  connection.disconnect();
+  return 'dropped';
+}

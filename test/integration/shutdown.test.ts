@@ -43,6 +43,9 @@ test('SIGTERM lets a running snapshot finish within the grace period', async () 
     const [code] = await exited;
     assert.equal(code, 0, worker.output());
     assert.match(worker.output(), /"msg":"snapshot committed"/);
+    // It says which job it waited for and what became of it (before the fix it said neither).
+    assert.ok(worker.output().includes(`"msg":"waiting for 1 running snapshot job(s) to finish: ${jobId}"`), worker.output());
+    assert.ok(worker.output().includes(`"msg":"snapshot job ${jobId}: finished"`), worker.output());
     await withQueue(cluster, async (queue) => {
       assert.equal(await (await queue.getJob(jobId))!.getState(), 'completed');
     });
@@ -69,6 +72,9 @@ test('past the grace period a running snapshot is handed back without using an a
     assert.equal(code, 0, first.output());
     assert.ok(Date.now() - started < 15_000, 'the worker did not wait for the 60 s command');
     assert.match(first.output(), /handing the job back without using an attempt/);
+    assert.ok(first.output().includes(`"msg":"grace period over; interrupting snapshot job(s) ${jobId} to hand them back to the queue"`), first.output());
+    assert.ok(first.output().includes(`"msg":"snapshot job ${jobId}: handed back to the queue"`), first.output());
+    assert.doesNotMatch(first.output(), /did not stop/);
 
     await withQueue(cluster, async (queue) => {
       const job = (await queue.getJob(jobId))!;
