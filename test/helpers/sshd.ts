@@ -87,7 +87,10 @@ export async function startSshNode(name: string, dir: string, keys: ClientKeys, 
     'MaxSessions 50',
     'LogLevel ERROR',
     'PrintMotd no',
-    `SetEnv NODE_DIR=${nodeDir}`,
+    // SHLVL=1: bash, started by sshd, sources ~/.bashrc only at shell level 1. The test user's
+    // .bashrc is the machine's, not a node's (root's runs `pyenv init`, 5 s a login, and waits
+    // 60 s on a lock left by a rehash that a killed sshd tree interrupted), so keep it out.
+    `SetEnv NODE_DIR=${nodeDir} SHLVL=1`,
   ].join('\n');
   const configFile = path.join(nodeDir, 'sshd_config');
   await writeFile(configFile, `${config}\n`, { mode: 0o600 });
