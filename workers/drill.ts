@@ -14,6 +14,7 @@ import { createWorkerConnection, redactRedisUrl } from '../src/queue/connection.
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
 import { NodeSlots } from '../src/queue/node-slots.ts';
 import { readIdentity } from '../src/ssh/session.ts';
+import { requireRepository } from '../src/repository/marker.ts';
 
 export interface RunningDrillWorker {
   worker: Worker<DrillJobData, DrillResult>;
@@ -23,6 +24,7 @@ export interface RunningDrillWorker {
 /** Given the config and a logger, start a drill worker and return it. */
 export async function startDrillWorker(config: Config, logger: Logger): Promise<RunningDrillWorker> {
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  await requireRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
   connection.on('error', throttledWarning(logger, `redis error (${redactRedisUrl(config.redis.url)})`));
   const slots = new NodeSlots(connection, config.redis.prefix);

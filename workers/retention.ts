@@ -14,6 +14,7 @@ import { retentionTargetFor } from '../src/queue/enqueue.ts';
 import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionResult, type RetentionTarget } from '../src/queue/jobs.ts';
 import { runningSnapshotJobs } from '../src/queue/running-jobs.ts';
 import { applyRetention } from '../src/retention/apply.ts';
+import { requireRepository } from '../src/repository/marker.ts';
 
 export interface RunningRetentionWorker {
   worker: Worker<RetentionJobData, RetentionResult>;
@@ -35,6 +36,7 @@ export function effectiveTarget(config: Config, requested: RetentionTarget): Ret
 
 /** Given the config and a logger, start a retention worker and return it. */
 export async function startRetentionWorker(config: Config, logger: Logger): Promise<RunningRetentionWorker> {
+  await requireRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
   connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
   const snapshotQueue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });

@@ -16,7 +16,7 @@ import { enqueueRetention, retentionTargetFor } from '../src/queue/enqueue.ts';
 import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type RetentionJobData, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
-import { ensureRepository } from '../src/repository/attempt.ts';
+import { requireRepository } from '../src/repository/marker.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
 import { connectSettings, handBack, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
@@ -44,11 +44,12 @@ class CancelledError extends AbortedError {}
 
 /**
  * Given the config and a logger, start a snapshot worker and return it.
- * Throws ConfigError when the SSH identity cannot be read.
+ * Throws ConfigError when the SSH identity cannot be read, RepositoryUnavailableError
+ * when the repository is missing or has no marker (the worker refuses to start).
  */
 export async function startSnapshotWorker(config: Config, logger: Logger, options: SnapshotWorkerOptions = {}): Promise<RunningWorker> {
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
-  await ensureRepository(config.repository);
+  await requireRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
   connection.on('error', (error) => logger.warn({ err: error.message, redis: redactRedisUrl(config.redis.url) }, 'redis connection error'));
   const slots = new NodeSlots(connection, config.redis.prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);

@@ -12,7 +12,7 @@ import { lstat, mkdir, open, readlink, rename, rm, stat, symlink, writeFile } fr
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortedError, CommitConflictError, LimitExceededError, StorageError } from '../errors.ts';
+import { AbortedError, BysuError, CommitConflictError, LimitExceededError, StorageError } from '../errors.ts';
 import {
   appDirectory,
   COMMITS_DIR,
@@ -31,6 +31,7 @@ import { renderManifest, renderSums, type Manifest } from './manifest.ts';
 import type { DrillResult } from '../queue/jobs.ts';
 import { PartInspector, type Inspection } from './part-inspector.ts';
 import { createPartFile } from './part-writer.ts';
+import { requireRepository } from './marker.ts';
 import { listSnapshots } from './read.ts';
 
 /**
@@ -85,21 +86,16 @@ async function fsyncPath(target: string): Promise<void> {
 }
 
 /**
- * Given the repository root, create it (0700) if it does not exist yet, so
- * that a new install reads as "no snapshots yet" rather than "not mounted".
- * Throw StorageError when it cannot.
+ * Create dir (mode 0700) unless it exists. Never with `recursive`: its parent
+ * must already exist, so that no path of the repository writer can create
+ * the repository root (or an app directory on an unmounted mount point).
  */
-export async function ensureRepository(repository: string): Promise<void> {
+async function makeDirectory(dir: string): Promise<void> {
   try {
-    await mkdir(repository, { recursive: true, mode: DIR_MODE });
+    await mkdir(dir, { mode: DIR_MODE });
   } catch (error) {
-    throw storageError(error, `create the repository ${repository}`);
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-}
-
-/** Create dir (and parents) with mode 0700; returns when it exists. */
-async function ensureDirectory(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: DIR_MODE });
 }
 
 async function writeFileDurably(file: string, text: string): Promise<void> {
@@ -125,13 +121,18 @@ export class SnapshotAttempt {
 
   /**
    * Given the repository, app and job, create the attempt's private directory
-   * `<app>/.incoming/<job>.<attempt>.<random>`. Throw StorageError when it cannot.
+   * `<app>/.incoming/<job>.<attempt>.<random>` (and the app's directory the
+   * first time). Throw RepositoryUnavailableError when the root is missing or
+   * unmarked (nothing is created), StorageError when it cannot write.
    */
   static async open(repository: string, app: string, jobId: string, attempt: number): Promise<SnapshotAttempt> {
-    const incoming = path.join(appDirectory(repository, app), INCOMING_DIR);
+    const appDir = appDirectory(repository, app);
+    const incoming = path.join(appDir, INCOMING_DIR);
     const directory = path.join(incoming, `${safeJobName(jobId)}.${attempt}.${randomBytes(4).toString('hex')}`);
+    await requireRepository(repository);
     try {
-      await ensureDirectory(incoming);
+      await makeDirectory(appDir);
+      await makeDirectory(incoming);
       await mkdir(directory, { mode: DIR_MODE });
     } catch (error) {
       throw storageError(error, `create ${directory}`);
@@ -202,11 +203,14 @@ export class SnapshotAttempt {
    * id, write manifest.json and SHA256SUMS, fsync, rename into place, repoint
    * `latest`. When this job id was already committed, return that snapshot
    * and discard this attempt. Throw CommitConflictError when another run of
-   * the job is committing right now, StorageError on I/O failure.
+   * the job is committing right now, RepositoryUnavailableError when the
+   * root lost its marker (a disk unmounted mid-job), StorageError on I/O
+   * failure.
    */
   async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>): Promise<CommitResult> {
     const appDir = appDirectory(this.repository, this.app);
     const marker = path.join(appDir, COMMITS_DIR, safeJobName(this.jobId));
+    await requireRepository(this.repository);
     await fence();
     let claimedMarker = false;
     let id: string | null = null;
@@ -231,6 +235,9 @@ export class SnapshotAttempt {
         const manifestSum = createHash('sha256').update(manifestText).digest('hex');
         await writeFileDurably(path.join(this.directory, SUMS_FILE), renderSums([...this.written, { file: MANIFEST_FILE, sha256: manifestSum }]));
         await fsyncPath(this.directory);
+        // Again right before the irreversible step: a disk unmounted since the last check must not
+        // receive this snapshot on the filesystem underneath.
+        await requireRepository(this.repository);
         try {
           await rename(this.directory, target);
           id = candidate;
@@ -242,7 +249,7 @@ export class SnapshotAttempt {
       if (id === null || full === null) throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
     } catch (error) {
       if (claimedMarker) await rm(marker, { force: true }).catch(() => undefined);
-      throw error instanceof CommitConflictError ? error : storageError(error, `commit the snapshot of ${this.app}`);
+      throw error instanceof BysuError ? error : storageError(error, `commit the snapshot of ${this.app}`);
     }
     this.finished = true;
     // The snapshot is committed and visible: what follows must not turn it into a failure.
@@ -272,7 +279,7 @@ export class SnapshotAttempt {
    */
   private async claimCommit(marker: string): Promise<{ id: string; path: string; manifest: Manifest } | null> {
     const commits = path.dirname(marker);
-    await ensureDirectory(commits);
+    await makeDirectory(commits);
     for (let round = 0; round < 2; round += 1) {
       const committed = (await listSnapshots(this.repository, this.app)).find((snapshot) => snapshot.manifest?.jobId === this.jobId);
       if (committed?.manifest) return { id: committed.id, path: committed.path, manifest: committed.manifest };
@@ -346,14 +353,19 @@ export async function repointLatest(appDir: string): Promise<string | null> {
 /**
  * Given the repository, an app and a drill result, write it as
  * `<app>/.drills/<finishedAt>-<jobId>.json` (pretty JSON, 0600), atomically.
+ * Throw RepositoryUnavailableError when the root is missing or unmarked
+ * (nothing is created), StorageError when it cannot write.
  */
 export async function writeDrillResult(repository: string, app: string, result: DrillResult): Promise<string> {
-  const dir = path.join(appDirectory(repository, app), DRILLS_DIR);
+  const appDir = appDirectory(repository, app);
+  const dir = path.join(appDir, DRILLS_DIR);
   const name = `${result.finishedAt.replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}-${safeJobName(result.jobId)}.json`;
   const target = path.join(dir, name);
   const temporary = path.join(dir, `.${name}.${randomBytes(4).toString('hex')}`);
+  await requireRepository(repository);
   try {
-    await ensureDirectory(dir);
+    await makeDirectory(appDir);
+    await makeDirectory(dir);
     await writeFileDurably(temporary, `${JSON.stringify(result, null, 2)}\n`);
     await rename(temporary, target);
   } catch (error) {

@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../log.ts';
 import type { RetentionTarget } from '../queue/jobs.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { readAppState } from '../repository/read.ts';
 import { hideSnapshot, removeCommitMarker, removeIncoming } from '../repository/remove.ts';
 import { planRetention, type RetentionPlan } from './plan.ts';
@@ -23,7 +24,8 @@ export interface RetentionOutcome {
  * `lock` wraps the part that must not interleave with a commit of the same
  * app: reading, planning and renaming doomed snapshots out of sight. The slow
  * part, deleting their files, runs after it. Every deletion is tried; the
- * first StorageError is thrown at the end.
+ * first StorageError is thrown at the end. Throw RepositoryUnavailableError
+ * before anything when the root is missing or unmarked.
  */
 export async function applyRetention(
   repository: string,
@@ -31,6 +33,7 @@ export async function applyRetention(
   runningJobs: ReadonlySet<string>,
   options: { dryRun?: boolean; logger?: Logger; now?: number; lock?: <T>(fn: () => Promise<T>) => Promise<T> } = {},
 ): Promise<RetentionOutcome> {
+  await requireRepository(repository);
   const lock = options.lock ?? (<T>(fn: () => Promise<T>) => fn());
   let firstError: unknown = null;
   const { plan, hidden } = await lock(async () => {
