@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import { initRepository } from '../../src/repository/marker.ts';
 import { waitForLog, withCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
-import { waitUntil } from '../helpers/processes.ts';
+import { exitWithin, waitUntil } from '../helpers/processes.ts';
 
 /** Whether this machine lets us mount a small tmpfs (root, and a kernel/container that allows it); else why not. */
 function tmpfsUnavailable(): string | false {
@@ -34,6 +34,7 @@ function tmpfsUnavailable(): string | false {
 }
 
 const exists = (target: string) => access(target).then(() => true, () => false);
+
 
 // Fails before the fix: the retry re-created <mount point>/shop and committed a snapshot on the root filesystem.
 test('the repository disk is unmounted mid-snapshot, then not mounted at start: refused in one line, nothing written underneath', { skip: tmpfsUnavailable() }, async () => {
@@ -73,7 +74,7 @@ test('the repository disk is unmounted mid-snapshot, then not mounted at start: 
 
       await rm(path.join(node.dir, 'hold'));
       const restarted = cluster.startWorker();
-      const workerCode = await new Promise<number | null>((resolve) => restarted.once('exit', (code) => resolve(code)));
+      const workerCode = await exitWithin(restarted);
       const status = await cluster.bysu(['status']);
       const afterStart = await readdir(disk);
       const startPass = workerCode === 2 && /repository \S+ has no BYSU marker: not mounted\?/.test(restarted.output())

@@ -15,9 +15,10 @@ import { loadConfig } from '../../src/config/load.ts';
 import { enqueueManualSnapshot } from '../../src/queue/enqueue.ts';
 import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
-import { freePort, waitUntil } from '../helpers/processes.ts';
+import { exitWithin, freePort, waitUntil } from '../helpers/processes.ts';
 
 const exists = (target: string) => access(target).then(() => true, () => false);
+
 const NOT_MOUNTED = /^bysu: repository \S+ (has no BYSU marker: not mounted\? run bysu init only for a new repository|does not exist: not mounted\? run bysu init only to create a new repository)$/;
 
 /** An app whose dump, while `$NODE_DIR/hold` exists, says it started and waits for `$NODE_DIR/go`. */
@@ -116,7 +117,7 @@ test('workers and bysu up refuse to start on a missing or unmarked repository: e
       try {
         for (const args of [['worker', 'snapshot'], ['worker', 'retention'], ['worker', 'drill'], ['up']]) {
           const child = cluster.startProcess(args);
-          const code = await new Promise<number | null>((resolve) => child.once('exit', (exitCode) => resolve(exitCode)));
+          const code = await exitWithin(child);
           assert.equal(code, 2, `${args.join(' ')} (${leave}): ${child.output()}`);
           assert.ok(child.output().split('\n').some((line) => NOT_MOUNTED.test(line)), `${args.join(' ')} (${leave}) says why:\n${child.output()}`);
         }
