@@ -56,7 +56,7 @@ test('the repository disk is unmounted mid-snapshot, then not mounted at start: 
 
       await writeFile(path.join(node.dir, 'hold'), '');
       const waiting = cluster.bysu(['snapshot', 'shop', '--wait']);
-      await waitUntil('the dump to start', () => exists(path.join(node.dir, 'started')));
+      await waitUntil('the dump to start', () => exists(path.join(node.dir, 'started')), 120_000); // a CLI start, a job pickup and a login: slow on a loaded machine
       execFileSync('umount', ['-l', disk]); // the attempt's open file keeps the detached tmpfs alive, as a yanked disk's would
       mounted = false;
       await writeFile(path.join(node.dir, 'go'), '');

@@ -56,7 +56,7 @@ test('the repository goes away mid-snapshot: the job fails once with one line, i
       await rm(path.join(node.dir, 'go'), { force: true });
       await rm(path.join(node.dir, 'started'), { force: true });
       const waiting = cluster.bysu(['snapshot', 'shop', '--wait']);
-      await waitUntil('the dump to start', () => exists(path.join(node.dir, 'started')));
+      await waitUntil('the dump to start', () => exists(path.join(node.dir, 'started')), 120_000); // a CLI start, a job pickup and a login: slow on a loaded machine
       const remount = await unmount(cluster, leave);
       await writeFile(path.join(node.dir, 'go'), '');
       const result = await waiting;
