@@ -36,6 +36,8 @@ COPY contrib ./contrib
 # The compiled form; bin/bysu.js runs it because it was built from the sources copied above.
 COPY --from=build /app/dist ./dist
 # The repository volume is created owned by the runtime user; the image's `node` user is uid 1000.
+# It starts empty and unmarked: `bysu init` (compose's one-shot init service) makes it a repository,
+# and every other command refuses it until then.
 RUN mkdir -p /var/lib/bysu && chown node:node /var/lib/bysu && chmod 0700 /var/lib/bysu
 USER node
 VOLUME ["/var/lib/bysu"]

@@ -22,7 +22,7 @@
  *   npm run bench -- --plain-node   workers as `node bin/bysu.js`, without its #! line's V8 flags
  * Writes bench/results.json; prints a table.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Job, Queue } from 'bullmq';
@@ -31,6 +31,8 @@ import { stringify } from 'yaml';
 import { loadConfig } from '../src/config/load.ts';
 import { enqueueManualSnapshot } from '../src/queue/enqueue.ts';
 import { SNAPSHOT_QUEUE } from '../src/queue/jobs.ts';
+import { REPOSITORY_MARKER_FILE } from '../src/repository/layout.ts';
+import { initRepository } from '../src/repository/marker.ts';
 import { BYSU_BIN } from '../test/helpers/cluster.ts';
 import { run, spawnTracked, stopProcess, withTempDir } from '../test/helpers/processes.ts';
 import { withRedis } from '../test/helpers/redis.ts';
@@ -113,6 +115,7 @@ async function main(): Promise<void> {
       apps: apps.map((app) => ({ ...app, keep: 1, maxBytes: '10GiB' })),
     }));
     const config = loadConfig(configFile);
+    await initRepository(repository);
     // Which cipher each side uses: the OpenSSH client's default order starts with chacha20-poly1305; ssh2's, on a CPU with AES-NI, with aes128-gcm.
     const verbose = await run('ssh', ['-v', '-T', '-i', keys.identityFile, '-o', `UserKnownHostsFile=${keys.knownHostsFile}`, '-o', 'BatchMode=yes', '-p', String(nodes[0]!.port), `${nodes[0]!.user}@127.0.0.1`, 'true']);
     (results.machine as Record<string, unknown>).opensshCipher = /server->client cipher: (\S+)/.exec(verbose.stderr)?.[1] ?? 'unknown';
@@ -165,8 +168,8 @@ async function main(): Promise<void> {
         }
       }
       const sample = { seconds: (finishedAt - started) / 1000, cpuSeconds: (await cpuOf()) - cpuBefore, systemSeconds: (await sysOf()) - sysBefore };
-      await rm(repository, { recursive: true, force: true }); // keep the disk and the page cache small
-      await mkdir(repository, { recursive: true });
+      // Keep the disk and the page cache small; the marker stays, or the worker would refuse the repository.
+      for (const name of await readdir(repository)) if (name !== REPOSITORY_MARKER_FILE) await rm(path.join(repository, name), { recursive: true, force: true });
       return sample;
     };
 

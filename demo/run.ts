@@ -3,8 +3,8 @@
  * a private redis-server, three real OpenSSH sshd "nodes" on loopback with
  * sample apps (a PostgreSQL dump where a server answers at 127.0.0.1:5432,
  * a tar of a directory, and an app that fails so the failure path is
- * visible), `bysu up` (scheduler, workers, dashboard with generated
- * credentials), and snapshots everything with `bysu snapshot --all --wait`;
+ * visible), `bysu init` on a new repository, `bysu up` (scheduler, workers,
+ * dashboard with generated credentials), and snapshots everything with `bysu snapshot --all --wait`;
  * then checks the result with sha256sum and tar, the way an operator would,
  * and prints the status table and the dashboard URL. It keeps running until
  * Ctrl-C; `--once` exits after the first round: 0 only when the expected
@@ -60,6 +60,10 @@ async function main(): Promise<number> {
     say(`config ${configFile}`);
 
     const env = { ...process.env, BYSU_CONFIG: configFile, BYSU_LOG_LEVEL: 'warn' };
+    // Once, as an operator does: the demo made this directory's parent itself, so there is no disk to miss.
+    say('bysu init (creates the repository and its marker)');
+    const init = await run(BYSU_BIN, ['init'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
+    if (init.code !== 0) throw new Error(`bysu init failed (exit ${init.code})`);
     say('bysu up (scheduler, snapshot and retention workers, dashboard)');
     const up = spawnTracked(BYSU_BIN, ['up'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
     let upLog = '';

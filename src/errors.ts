@@ -80,6 +80,17 @@ export class StorageError extends BysuError {
 }
 
 /**
+ * The repository root is missing or carries no BYSU marker: most likely its
+ * disk is not mounted. Never retried, and nothing is created: a retry would
+ * only find the same empty mount point, and writing there would put the
+ * snapshots on the wrong filesystem. The message is one line that says what
+ * is wrong and what to do.
+ */
+export class RepositoryUnavailableError extends BysuError {
+  readonly retryable = false;
+}
+
+/**
  * The commit was refused because this job already has, or is getting, a
  * snapshot from another worker (at-least-once delivery). Retried: a retry
  * finds the other commit and returns it.

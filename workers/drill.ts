@@ -16,6 +16,7 @@ import { NodeSlots } from '../src/queue/node-slots.ts';
 import { RedisHealth } from '../src/queue/redis-health.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
+import { requireRepository } from '../src/repository/marker.ts';
 
 export interface RunningDrillWorker {
   worker: Worker<DrillJobData, DrillResult>;
@@ -29,6 +30,7 @@ export interface RunningDrillWorker {
  */
 export async function startDrillWorker(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningDrillWorker> {
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  await requireRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(connection, 'drill worker connection');

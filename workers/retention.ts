@@ -16,6 +16,7 @@ import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionR
 import { runningSnapshotJobs } from '../src/queue/running-jobs.ts';
 import { applyRetention } from '../src/retention/apply.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
+import { requireRepository } from '../src/repository/marker.ts';
 
 export interface RunningRetentionWorker {
   worker: Worker<RetentionJobData, RetentionResult>;
@@ -41,6 +42,7 @@ export function effectiveTarget(config: Config, requested: RetentionTarget): Ret
  * process); by default the worker has its own.
  */
 export async function startRetentionWorker(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningRetentionWorker> {
+  await requireRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(connection, 'retention worker connection');

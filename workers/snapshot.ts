@@ -17,7 +17,7 @@ import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type Re
 import { Notifier } from '../src/notify/notifier.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { RedisHealth } from '../src/queue/redis-health.ts';
-import { ensureRepository } from '../src/repository/attempt.ts';
+import { requireRepository } from '../src/repository/marker.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
 import { connectSettings, finalFailureReason, handBack, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
@@ -45,11 +45,12 @@ class CancelledError extends AbortedError {}
 
 /**
  * Given the config and a logger, start a snapshot worker and return it.
- * Throws ConfigError when the SSH identity cannot be read.
+ * Throws ConfigError when the SSH identity cannot be read, RepositoryUnavailableError
+ * when the repository is missing or has no marker (the worker refuses to start).
  */
 export async function startSnapshotWorker(config: Config, logger: Logger, options: SnapshotWorkerOptions = {}): Promise<RunningWorker> {
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
-  await ensureRepository(config.repository);
+  await requireRepository(config.repository);
   const connection = createWorkerConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(connection, 'snapshot worker connection');

@@ -8,12 +8,14 @@ import { findApp } from '../config/load.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualDrill } from '../queue/enqueue.ts';
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../queue/jobs.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
 export async function drill(globals: GlobalOptions, names: string[], options: { all?: boolean; wait?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   const apps = requireAppNames(config, names, options.all).map((name) => findApp(config, name)).filter((app) => app.drill || !options.all);
   for (const app of apps) if (!app.drill) throw new ExitError(EXIT_USAGE, `app "${app.name}" has no drill configured`);
+  await requireRepository(config.repository);
   const connection = await connectProducer(config.redis.url);
   const queue = new Queue<DrillJobData, DrillResult>(DRILL_QUEUE, { connection, prefix: config.redis.prefix });
   try {

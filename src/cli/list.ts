@@ -1,11 +1,13 @@
 /** `bysu list <app> [--json]`: the complete snapshots of an app, newest first. */
 import { formatBytes } from '../config/formats.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { listSnapshots } from '../repository/read.ts';
 import { EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
 export async function list(globals: GlobalOptions, app: string, options: { json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   requireAppNames(config, [app], false);
+  await requireRepository(config.repository);
   const snapshots = await listSnapshots(config.repository, app);
   if (options.json) {
     console.log(JSON.stringify(snapshots.map((snapshot) => ({

@@ -1,10 +1,11 @@
 /**
  * The `bysu` command line: parses arguments, runs one subcommand, and turns
  * what it returns or throws into an exit status (0 ok, 1 failed, 2 usage or
- * configuration error) with a one-line message instead of a stack trace.
+ * configuration error, or a repository that is missing or not marked) with a
+ * one-line message instead of a stack trace.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { BysuError, ConfigError } from '../errors.ts';
+import { BysuError, ConfigError, RepositoryUnavailableError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { EXIT_FAILED, EXIT_USAGE, ExitError, type GlobalOptions } from './context.ts';
 
@@ -33,6 +34,27 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .description('validate the config file; with --connect also log in to every node and check its host key')
     .option('--connect', 'log in to every node')
     .action((options: { connect?: boolean }) => run(import('./config-check.ts').then((command) => command.configCheck(globals(), options))));
+
+  program.command('init')
+    .description('make the configured repository a BYSU repository (run once, by hand; idempotent)')
+    .option('--adopt', 'also mark a directory that already holds BYSU app directories (a repository from before markers)')
+    .addHelpText('after', `
+Creates the repository directory (mode 0700; its parent must exist) and writes
+<repository>/.bysu-repository, the marker every worker, command and the dashboard
+requires. An empty directory (or one holding only lost+found) is marked; a root
+that already has a marker is left alone. A non-empty directory without a marker
+is refused (with --adopt: accepted when it holds only BYSU app directories).
+
+Never run it automatically at boot: on a mount point whose disk is not mounted
+it would make the empty directory a repository, which is what the marker guards
+against. Mount the disk first, then run it once.
+
+Example:
+  sudo -u bysu bysu init          # after mounting the backup disk at /var/lib/bysu
+
+Exit status: 0 initialised or already a repository, 1 refused (the message says
+why and what to do), 2 configuration error.`)
+    .action((options: { adopt?: boolean }) => run(import('./init.ts').then((command) => command.init(globals(), options))));
 
   program.command('keyscan')
     .description('print the host key fingerprints (SHA256:…) of an SSH server, to pin')
@@ -109,6 +131,11 @@ export function reportError(error: unknown): number {
   if (error instanceof ExitError) {
     console.error(`bysu: ${error.message}`);
     return error.status;
+  }
+  if (error instanceof RepositoryUnavailableError) {
+    // Nothing was tried: like a configuration error, the setup has to change (mount the disk, run bysu init).
+    console.error(`bysu: ${error.message}`);
+    return EXIT_USAGE;
   }
   if (error instanceof ConfigError) {
     for (const problem of error.problems) console.error(`bysu: config: ${problem}`);

@@ -8,12 +8,14 @@ import { retentionTargetFor } from '../queue/enqueue.ts';
 import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
 import { runningSnapshotJobs } from '../queue/running-jobs.ts';
 import { DRILLS_DIR } from '../repository/layout.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { applyRetention } from '../retention/apply.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
 export async function prune(globals: GlobalOptions, names: string[], options: { all?: boolean; dryRun?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   const apps = requireAppNames(config, names, options.all).map((name) => findApp(config, name));
+  await requireRepository(config.repository);
   const connection = await connectProducer(config.redis.url);
   const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
   let failures = 0;

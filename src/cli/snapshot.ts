@@ -9,6 +9,7 @@ import { findApp } from '../config/load.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualSnapshot } from '../queue/enqueue.ts';
 import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotProgress, type SnapshotResult } from '../queue/jobs.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
 const POLL_MS = 500;
@@ -25,6 +26,8 @@ interface Followed {
 export async function snapshot(globals: GlobalOptions, names: string[], options: { all?: boolean; wait?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   const apps = requireAppNames(config, names, options.all).map((name) => findApp(config, name));
+  // Refused here, before anything is enqueued, on the machine that holds the repository (the worker checks again).
+  await requireRepository(config.repository);
   const connection = await connectProducer(config.redis.url);
   const queue = new Queue<SnapshotJobData, SnapshotResult>(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
   try {

@@ -1,9 +1,11 @@
 /** `bysu verify <app>...|--all`: re-hash every snapshot against SHA256SUMS and re-validate tars. */
+import { requireRepository } from '../repository/marker.ts';
 import { listSnapshots, verifySnapshot } from '../repository/read.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
 export async function verify(globals: GlobalOptions, names: string[], options: { all?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
+  await requireRepository(config.repository);
   let failures = 0;
   let checked = 0;
   for (const app of requireAppNames(config, names, options.all)) {

@@ -17,6 +17,7 @@ import type { Redis } from 'ioredis';
 import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
 import type { Config } from '../config/load.ts';
 import { isSnapshotId, MANIFEST_FILE, SUMS_FILE } from '../repository/layout.ts';
+import { repositoryProblem } from '../repository/marker.ts';
 import { listAppDirectories, listSnapshots, newestSnapshot, type SnapshotEntry } from '../repository/read.ts';
 import { collectStatus } from '../status/app-status.ts';
 
@@ -54,6 +55,12 @@ function knownApp(config: Config, name: string, onDisk: string[]): boolean {
 export function apiRouter(config: Config, redis: Redis, snapshotQueue: Queue): Router {
   const router = Router();
   const notFound = (response: Response, what: string) => response.status(404).json({ error: `${what} not found` });
+  // Every route reads the repository: a missing or unmarked root answers 503 with the reason, never "no snapshots".
+  router.use(async (_request, response, next) => {
+    const problem = await repositoryProblem(config.repository);
+    if (problem === null) next();
+    else response.status(503).json({ error: problem });
+  });
 
   router.get('/apps', async (_request, response) => {
     const report = await collectStatus(config, redis, snapshotQueue);

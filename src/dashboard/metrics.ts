@@ -5,14 +5,17 @@
  * failures and state; queue counts by state; the scheduler's heartbeat age;
  * whether Redis answered. While Redis is down it still exports what the
  * repository knows (last success, size, duration) and bysu_redis_up 0.
+ * While the repository is missing or unmarked it exports bysu_repository_ok 0
+ * and no per-app figures.
  */
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { Config } from '../config/load.ts';
 import { redisKeys } from '../queue/jobs.ts';
+import { repositoryProblem } from '../repository/marker.ts';
 import { newestSnapshot } from '../repository/read.ts';
-import { collectStatus, type AppStateName } from '../status/app-status.ts';
+import { collectStatus, readSchedulerHeartbeat, type AppStateName } from '../status/app-status.ts';
 
 const STATES: AppStateName[] = ['ok', 'stale', 'failing', 'never', 'orphaned'];
 const JOB_STATES = ['waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized'] as const;
@@ -39,12 +42,27 @@ export async function renderMetrics(config: Config, redis: Redis, queues: Queue[
     new Promise<false>((resolve) => setTimeout(() => resolve(false), 2000).unref()),
   ]);
   redisUp.set(answered ? 1 : 0);
+  const repositoryOk = gauge('bysu_repository_ok', '1 when the repository root exists and carries its BYSU marker; 0 means not mounted (no snapshot can be committed).');
+  const repositoryDown = (await repositoryProblem(config.repository)) !== null;
+  repositoryOk.set(repositoryDown ? 0 : 1);
+  const exportQueues = async () => {
+    for (const queue of queues) {
+      const counts = await queue.getJobCounts(...JOB_STATES);
+      for (const name of JOB_STATES) jobs.set({ queue: queue.name, state: name }, counts[name] ?? 0);
+    }
+  };
   const setNewest = (app: string, newest: { finishedAt: string; bytes: number; durationMs: number } | null) => {
     if (!newest) return;
     lastSuccess.set({ app }, Date.parse(newest.finishedAt) / 1000);
     lastBytes.set({ app }, newest.bytes);
     lastDuration.set({ app }, newest.durationMs / 1000);
   };
+  if (repositoryDown) {
+    // Nothing the repository says can be trusted (an empty mount point reads as "no snapshots"): export no app figures.
+    if (answered) await exportQueues();
+    up.set(answered && (await readSchedulerHeartbeat(redis, config.redis.prefix)) !== null ? 1 : 0);
+    return { contentType: registry.contentType, text: await registry.metrics() };
+  }
   if (!answered) {
     // Redis is down: still say what the repository knows, so "last success" alerts keep working.
     for (const app of config.apps) {
@@ -66,10 +84,7 @@ export async function renderMetrics(config: Config, redis: Redis, queues: Queue[
     // The last success stays exported while drills fail, so "no passed drill for 8 days" can fire.
     if (app.lastDrillPassedAt) drillSuccess.set({ app: app.app }, Date.parse(app.lastDrillPassedAt) / 1000);
   }
-  for (const queue of queues) {
-    const counts = await queue.getJobCounts(...JOB_STATES);
-    for (const name of JOB_STATES) jobs.set({ queue: queue.name, state: name }, counts[name] ?? 0);
-  }
+  await exportQueues();
   up.set(report.scheduler ? 1 : 0);
   if (report.scheduler) heartbeatAge.set((Date.parse(report.at) - Date.parse(report.scheduler.at)) / 1000);
   return { contentType: registry.contentType, text: await registry.metrics() };

@@ -18,6 +18,7 @@ import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, settlesWithin } from '../queue/connection.ts';
 import { DRILL_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE } from '../queue/jobs.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
+import { repositoryProblem } from '../repository/marker.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { apiRouter } from './api.ts';
 import { basicAuth, bearerAuth, checkDashboardExposure, loopbackHostOnly } from './auth.ts';
@@ -44,11 +45,16 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
   if (config.dashboard.password === '') app.use(loopbackHostOnly);
 
   app.get('/healthz', async (_request, response) => {
-    const answered = await Promise.race([
-      redis.ping().then(() => true, () => false),
-      new Promise<false>((resolve) => setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS).unref()),
+    const [answered, repository] = await Promise.all([
+      Promise.race([
+        redis.ping().then(() => true, () => false),
+        new Promise<false>((resolve) => setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS).unref()),
+      ]),
+      // An unmounted repository is as fatal as a dead Redis: no snapshot can be committed or read.
+      repositoryProblem(config.repository).catch((error: unknown) => toError(error).message),
     ]);
-    response.status(answered ? 200 : 503).json({ status: answered ? 'ok' : 'unavailable', redis: answered ? 'up' : 'down', version: BYSU_VERSION });
+    const ok = answered && repository === null;
+    response.status(ok ? 200 : 503).json({ status: ok ? 'ok' : 'unavailable', redis: answered ? 'up' : 'down', repository: repository ?? 'ok', version: BYSU_VERSION });
   });
 
   app.get('/metrics', async (_request, response) => {
@@ -107,6 +113,9 @@ export async function startDashboard(config: Config, logger: Logger, options: { 
   const host = config.dashboard.host.includes(':') ? `[${config.dashboard.host}]` : config.dashboard.host;
   const url = `http://${host}:${port}/`;
   logger.info({ url, auth: config.dashboard.password ? 'basic' : 'none', api: config.dashboard.apiToken ? 'on' : 'off' }, 'dashboard started');
+  // The dashboard stays up to report it (/healthz 503, bysu_repository_ok 0), but says it at once too.
+  const problem = await repositoryProblem(config.repository).catch((error: unknown) => toError(error).message);
+  if (problem !== null) logger.error({ repository: config.repository }, problem);
   return {
     url,
     async close() {

@@ -20,6 +20,7 @@ import type { DrillJobData, DrillResult } from '../queue/jobs.ts';
 import { writeDrillResult } from '../repository/attempt.ts';
 import { SUMS_FILE } from '../repository/layout.ts';
 import { parseSums } from '../repository/manifest.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { newestSnapshot } from '../repository/read.ts';
 import { openNodeSession, type ExitStatus, type NodeConnectSettings, type RemoteCommand, type SshSession } from '../ssh/session.ts';
 
@@ -149,6 +150,8 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
   const killCurrent = () => current?.kill();
   signal.addEventListener('abort', killCurrent);
   try {
+    // A missing or unmarked root must not read as "no snapshot to drill".
+    await requireRepository(context.repository);
     const snapshot = await newestSnapshot(context.repository, data.app);
     if (!snapshot?.manifest) throw new DrillFailedError(`no complete snapshot of ${data.app} to drill`);
     result.snapshotId = snapshot.id;

@@ -12,7 +12,7 @@ import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, stat
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortedError, CommitConflictError, LimitExceededError, StorageError } from '../errors.ts';
+import { AbortedError, BysuError, CommitConflictError, LimitExceededError, StorageError } from '../errors.ts';
 import {
   appDirectory,
   COMMITS_DIR,
@@ -31,6 +31,7 @@ import { renderManifest, renderSums, type Manifest } from './manifest.ts';
 import type { DrillResult } from '../queue/jobs.ts';
 import { PartInspector, type Inspection, type StreamHead } from './part-inspector.ts';
 import { createPartFile } from './part-writer.ts';
+import { requireRepository } from './marker.ts';
 import { listSnapshots } from './read.ts';
 
 /**
@@ -87,21 +88,16 @@ async function fsyncPath(target: string): Promise<void> {
 }
 
 /**
- * Given the repository root, create it (0700) if it does not exist yet, so
- * that a new install reads as "no snapshots yet" rather than "not mounted".
- * Throw StorageError when it cannot.
+ * Create dir (mode 0700) unless it exists. Never with `recursive`: its parent
+ * must already exist, so that no path of the repository writer can create
+ * the repository root (or an app directory on an unmounted mount point).
  */
-export async function ensureRepository(repository: string): Promise<void> {
+async function makeDirectory(dir: string): Promise<void> {
   try {
-    await mkdir(repository, { recursive: true, mode: DIR_MODE });
+    await mkdir(dir, { mode: DIR_MODE });
   } catch (error) {
-    throw storageError(error, `create the repository ${repository}`);
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
   }
-}
-
-/** Create dir (and parents) with mode 0700; returns when it exists. */
-async function ensureDirectory(dir: string): Promise<void> {
-  await mkdir(dir, { recursive: true, mode: DIR_MODE });
 }
 
 async function writeFileDurably(file: string, text: string): Promise<void> {
@@ -127,13 +123,18 @@ export class SnapshotAttempt {
 
   /**
    * Given the repository, app and job, create the attempt's private directory
-   * `<app>/.incoming/<job>.<attempt>.<random>`. Throw StorageError when it cannot.
+   * `<app>/.incoming/<job>.<attempt>.<random>` (and the app's directory the
+   * first time). Throw RepositoryUnavailableError when the root is missing or
+   * unmarked (nothing is created), StorageError when it cannot write.
    */
   static async open(repository: string, app: string, jobId: string, attempt: number): Promise<SnapshotAttempt> {
-    const incoming = path.join(appDirectory(repository, app), INCOMING_DIR);
+    const appDir = appDirectory(repository, app);
+    const incoming = path.join(appDir, INCOMING_DIR);
     const directory = path.join(incoming, `${safeJobName(jobId)}.${attempt}.${randomBytes(4).toString('hex')}`);
+    await requireRepository(repository);
     try {
-      await ensureDirectory(incoming);
+      await makeDirectory(appDir);
+      await makeDirectory(incoming);
       await mkdir(directory, { mode: DIR_MODE });
     } catch (error) {
       throw storageError(error, `create ${directory}`);
@@ -207,12 +208,14 @@ export class SnapshotAttempt {
    * repoint `latest`. When this job id was already committed, return that
    * snapshot and discard this attempt. Throw CommitConflictError when another
    * run of the job is committing right now, or took this run's commit over
-   * while it was paused (nothing of this run is then committed), StorageError
-   * on I/O failure.
+   * while it was paused (nothing of this run is then committed),
+   * RepositoryUnavailableError when the root lost its marker (a disk unmounted
+   * mid-job), StorageError on I/O failure.
    */
   async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>): Promise<CommitResult> {
     const appDir = appDirectory(this.repository, this.app);
     const commits = path.join(appDir, COMMITS_DIR);
+    await requireRepository(this.repository);
     await fence();
     let claim: CommitClaim | null = null;
     let id: string | null = null;
@@ -241,6 +244,9 @@ export class SnapshotAttempt {
         // Ownership checked once, long before, is no fence: this process may have been paused since.
         await fence();
         await this.confirmClaim(commits, claim);
+        // Again right before the irreversible step: a disk unmounted since the last check must not
+        // receive this snapshot on the filesystem underneath.
+        await requireRepository(this.repository);
         try {
           // The publishing step. A run that took the commit over has renamed this directory away
           // first, so after a pause here (even past every check above) this rename finds nothing.
@@ -254,7 +260,7 @@ export class SnapshotAttempt {
       if (id === null || full === null) throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
     } catch (error) {
       if (claim !== null) await this.recordClaim(commits, claim, { released: true }).catch(() => undefined);
-      if (error instanceof CommitConflictError) throw error;
+      if (error instanceof BysuError) throw error;
       if (claim !== null && (error as NodeJS.ErrnoException).code === 'ENOENT' && !(await exists(this.directory))) {
         throw new CommitConflictError(`${this.takenOver()}: its attempt directory ${this.directory} was removed by the run that took over`, { cause: error });
       }
@@ -295,7 +301,7 @@ export class SnapshotAttempt {
    * paused, can never publish it), then the next generation is claimed.
    */
   private async claimCommit(commits: string): Promise<{ earlier: CommittedSnapshot } | { claim: CommitClaim }> {
-    await ensureDirectory(commits);
+    await makeDirectory(commits);
     for (let round = 0; round < 5; round += 1) {
       const before = await this.findCommitted();
       if (before !== null) return { earlier: before };
@@ -504,14 +510,19 @@ export async function repointLatest(appDir: string): Promise<string | null> {
 /**
  * Given the repository, an app and a drill result, write it as
  * `<app>/.drills/<finishedAt>-<jobId>.json` (pretty JSON, 0600), atomically.
+ * Throw RepositoryUnavailableError when the root is missing or unmarked
+ * (nothing is created), StorageError when it cannot write.
  */
 export async function writeDrillResult(repository: string, app: string, result: DrillResult): Promise<string> {
-  const dir = path.join(appDirectory(repository, app), DRILLS_DIR);
+  const appDir = appDirectory(repository, app);
+  const dir = path.join(appDir, DRILLS_DIR);
   const name = `${result.finishedAt.replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}-${safeJobName(result.jobId)}.json`;
   const target = path.join(dir, name);
   const temporary = path.join(dir, `.${name}.${randomBytes(4).toString('hex')}`);
+  await requireRepository(repository);
   try {
-    await ensureDirectory(dir);
+    await makeDirectory(appDir);
+    await makeDirectory(dir);
     await writeFileDurably(temporary, `${JSON.stringify(result, null, 2)}\n`);
     await rename(temporary, target);
   } catch (error) {

@@ -6,6 +6,10 @@
 import path from 'node:path';
 
 export const MANIFEST_FORMAT = 'bysu-snapshot/1';
+/** The file at the repository root that makes a directory a BYSU repository (written by `bysu init` only). */
+export const REPOSITORY_MARKER_FILE = '.bysu-repository';
+/** The `format` the marker names; a root whose marker names another format is refused. */
+export const REPOSITORY_FORMAT = 'bysu-repository/1';
 export const MANIFEST_FILE = 'manifest.json';
 export const SUMS_FILE = 'SHA256SUMS';
 export const LATEST_LINK = 'latest';

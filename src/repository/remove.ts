@@ -33,7 +33,10 @@ export async function hideSnapshot(repository: string, app: string, id: string):
   const incoming = path.join(appDir, INCOMING_DIR);
   const name = `deleting.${id}.${randomBytes(4).toString('hex')}`;
   try {
-    await mkdir(incoming, { recursive: true, mode: DIR_MODE });
+    // Not recursive: the app directory holds the snapshot, so it exists; nothing above it may be created.
+    await mkdir(incoming, { mode: DIR_MODE }).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EEXIST') throw error;
+    });
     await rename(target, path.join(incoming, name));
   } catch (error) {
     throw storageError(error, `delete ${target}`);

@@ -5,6 +5,7 @@
  */
 import type { Logger } from '../log.ts';
 import type { RetentionTarget } from '../queue/jobs.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { readAppState } from '../repository/read.ts';
 import { hideSnapshot, removeCommitMarker, removeDrillResult, removeIncoming } from '../repository/remove.ts';
 import { planRetention, type RetentionPlan } from './plan.ts';
@@ -26,7 +27,8 @@ export interface RetentionOutcome {
  * app: reading, planning, renaming doomed snapshots out of sight and deleting
  * old drill results (one unlink each). The slow part, deleting the snapshots'
  * files, runs after it. Every deletion is tried; the first StorageError is
- * thrown at the end.
+ * thrown at the end. Throw RepositoryUnavailableError before anything when
+ * the root is missing or unmarked.
  */
 export async function applyRetention(
   repository: string,
@@ -34,6 +36,7 @@ export async function applyRetention(
   runningJobs: ReadonlySet<string>,
   options: { dryRun?: boolean; logger?: Logger; now?: number; lock?: <T>(fn: () => Promise<T>) => Promise<T> } = {},
 ): Promise<RetentionOutcome> {
+  await requireRepository(repository);
   const lock = options.lock ?? (<T>(fn: () => Promise<T>) => fn());
   let firstError: unknown = null;
   const { plan, hidden, deletedDrillResults } = await lock(async () => {

@@ -4,13 +4,13 @@
  * failure and the next run from Redis, classified as ok, stale, failing,
  * never or orphaned.
  */
-import { stat } from 'node:fs/promises';
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
 import { StorageError } from '../errors.ts';
 import { parseDrillSince, redisKeys, snapshotSchedulerId, type DrillSinceRecord, type FailureRecord } from '../queue/jobs.ts';
+import { requireRepository } from '../repository/marker.ts';
 import { latestDrillResults, listAppDirectories, newestSnapshot } from '../repository/read.ts';
 import { drillOverdue, drillOverdueSince, staleThresholdMs } from './stale.ts';
 
@@ -175,11 +175,11 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
 /**
  * Given the config, Redis and the snapshot queue, return the state of every
  * configured app and of every app directory no longer configured (orphaned).
+ * Throw RepositoryUnavailableError when the root is missing or unmarked.
  */
 export async function collectStatus(config: Config, redis: Redis, snapshotQueue: Queue, now = new Date()): Promise<StatusReport> {
-  // A repository that is not there (not mounted) must not read as "no snapshots yet".
-  const root = await stat(config.repository).catch(() => null);
-  if (root === null || !root.isDirectory()) throw new StorageError(`the repository ${config.repository} does not exist or is not a directory (not mounted?)`);
+  // A repository that is not there or not marked (not mounted) must not read as "no snapshots yet".
+  await requireRepository(config.repository);
   const known = {
     failures: await readFailures(redis, config.redis.prefix),
     firstSeen: await redis.hgetall(redisKeys.appFirstSeen(config.redis.prefix)),

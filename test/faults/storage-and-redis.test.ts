@@ -14,6 +14,7 @@ import { test } from 'node:test';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
+import { initRepository } from '../../src/repository/marker.ts';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
 import { run } from '../helpers/processes.ts';
@@ -50,6 +51,7 @@ test('the repository disk fills up: the attempt fails saying so, leaves nothing,
     await mkdir(repository);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0700', 'tmpfs', repository]);
     try {
+      await initRepository(repository);
       await cluster.writeConfig([
         { name: 'small', node: 'db1', parts: [{ file: 'a.bin', run: 'head -c 1000000 /dev/urandom' }] },
         { name: 'medium', node: 'db1', attempts: 6, backoff: '2s', parts: [{ file: 'b.bin', run: 'head -c 1500000 /dev/urandom' }] },

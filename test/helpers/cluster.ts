@@ -1,14 +1,15 @@
 /**
  * A whole test cluster in one call: a temporary directory, a private
  * redis-server, real sshd nodes, a client key and known_hosts, a bysu.yaml
- * written from the test's apps, and ways to run the real `bysu` CLI and
- * worker processes against it. Everything is stopped and removed afterwards.
+ * written from the test's apps, a repository made by `bysu init`'s own code,
+ * and ways to run the real `bysu` CLI and worker processes against it. Everything is stopped and removed afterwards.
  */
 import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { initRepository } from '../../src/repository/marker.ts';
 import { run, spawnTracked, stopProcess, withTempDir } from './processes.ts';
 import { withRedis, type TestRedis } from './redis.ts';
 import { withSshNodes, type ClientKeys, type TestNode } from './sshd.ts';
@@ -40,6 +41,8 @@ export interface TestCluster {
 export async function withCluster<T>(nodeNames: string[], fn: (cluster: TestCluster) => Promise<T>, options: { appendonly?: boolean } = {}): Promise<T> {
   return withTempDir((dir) => withRedis((redis) => withSshNodes(dir, nodeNames, async (nodes, keys) => {
     const repository = path.join(dir, 'repo');
+    // As an operator does once with `bysu init`: workers and commands refuse a root without its marker.
+    await initRepository(repository);
     const configFile = path.join(dir, 'bysu.yaml');
     const prefix = `t${process.pid}`;
     const workers: ChildProcess[] = [];

@@ -100,3 +100,16 @@ export async function waitUntil<T>(what: string, probe: () => Promise<T | null |
     await new Promise((resolve) => setTimeout(resolve, 200));
   }
 }
+
+/**
+ * Given a child, resolve with its exit code once it exits, or 'still running'
+ * after timeoutMs: for a process that should refuse to start, so that a
+ * regression fails the test instead of hanging it.
+ */
+export async function exitWithin(child: ChildProcess, timeoutMs = 90_000): Promise<number | null | 'still running'> {
+  if (child.exitCode !== null) return child.exitCode;
+  return Promise.race([
+    new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code))),
+    new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), timeoutMs).unref()),
+  ]);
+}

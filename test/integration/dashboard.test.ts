@@ -120,6 +120,7 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     assert.ok(value('bysu_queue_jobs', { queue: 'snapshot', state: 'completed' }) >= 1);
     assert.equal(value('bysu_queue_jobs', { queue: 'snapshot', state: 'failed' }), 1);
     assert.equal(value('bysu_scheduler_up'), 1);
+    assert.equal(value('bysu_repository_ok'), 1, 'the repository carries its marker');
     assert.ok(value('bysu_scheduler_heartbeat_age_seconds') < 60);
   });
 

@@ -31,10 +31,17 @@ function assertRealCommand(args: string[], where: string): void {
 
 test('compose.yaml: services, Redis settings, replicas, volumes, real commands', () => {
   const compose = parse(readFileSync(path.join(ROOT, 'compose.yaml'), 'utf8'), { merge: true }) as {
-    services: Record<string, { command: string[]; image?: string; build?: string; volumes?: string[]; deploy?: { replicas?: number }; environment?: Record<string, string> }>;
+    services: Record<string, { command: string[]; image?: string; build?: string; volumes?: string[]; deploy?: { replicas?: number }; environment?: Record<string, string>; restart?: string; depends_on?: Record<string, { condition: string }> }>;
     volumes: Record<string, unknown>;
   };
-  assert.deepEqual(Object.keys(compose.services).sort(), ['dashboard', 'drill-worker', 'redis', 'retention-worker', 'scheduler', 'snapshot-worker']);
+  assert.deepEqual(Object.keys(compose.services).sort(), ['dashboard', 'drill-worker', 'init', 'redis', 'retention-worker', 'scheduler', 'snapshot-worker']);
+  // The repository volume is made a repository once, before anything that requires its marker starts.
+  assert.deepEqual(compose.services.init!.command, ['init']);
+  assert.equal(compose.services.init!.restart, 'no', 'init runs once per start, never in a loop');
+  for (const [name, service] of Object.entries(compose.services)) {
+    if (name === 'redis' || name === 'init') continue;
+    assert.equal(service.depends_on?.init?.condition, 'service_completed_successfully', `${name} waits for bysu init`);
+  }
   const redis = compose.services.redis!.command.join(' ');
   assert.match(redis, /--appendonly yes/);
   assert.match(redis, /--appendfsync everysec/);
@@ -83,6 +90,9 @@ test('systemd units start real subcommands', () => {
     assertRealCommand(exec[1]!.split(' '), unit);
     assert.match(text, /^User=bysu$/m, `${unit} runs as the bysu user`);
     assert.match(text, /^TimeoutStopSec=120$/m, `${unit} gives running snapshots their grace period`);
+    // `bysu init` at every start would mark the empty mount point of a disk that failed to mount.
+    assert.doesNotMatch(text, /^Exec\w*=.*\binit\b/m, `${unit} never runs bysu init`);
+    if (/ (up|worker \w+)$/.test(exec[1]!)) assert.match(text, /^RequiresMountsFor=\/var\/lib\/bysu$/m, `${unit} waits for the repository's mount`);
   }
 });
 

@@ -13,14 +13,16 @@ import { afterEach, beforeEach, test } from 'node:test';
 import { CommitConflictError } from '../../../src/errors.ts';
 import { SnapshotAttempt, STALE_COMMIT_MARKER_MS } from '../../../src/repository/attempt.ts';
 import type { Manifest } from '../../../src/repository/manifest.ts';
+import { initRepository } from '../../../src/repository/marker.ts';
 import { listSnapshots } from '../../../src/repository/read.ts';
 
 let repository: string;
 beforeEach(async () => {
-  repository = await mkdtemp(path.join(os.tmpdir(), 'bysu-attempt-'));
+  repository = path.join(await mkdtemp(path.join(os.tmpdir(), 'bysu-attempt-')), 'repo');
+  await initRepository(repository);
 });
 afterEach(async () => {
-  await rm(repository, { recursive: true, force: true });
+  await rm(path.dirname(repository), { recursive: true, force: true });
 });
 
 const LIMITS = { maxBytes: 1e9, snapshotMaxBytes: 1e9, stallTimeoutMs: 5000 };

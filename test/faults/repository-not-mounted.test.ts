@@ -1,0 +1,94 @@
+/**
+ * Fault: the repository's disk is not mounted. A real tmpfs is the disk: it
+ * is unmounted while a snapshot is being written (lazily, as a yanked disk
+ * leaves open files behind), and a worker is then started on the bare mount
+ * point. BYSU must fail that snapshot once with the reason, create nothing on
+ * the filesystem underneath, refuse to start the worker and have `status`
+ * say why, instead of filling the mount point with fresh "snapshots".
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { initRepository } from '../../src/repository/marker.ts';
+import { waitForLog, withCluster } from '../helpers/cluster.ts';
+import { recordFault } from '../helpers/fault-report.ts';
+import { exitWithin, waitUntil } from '../helpers/processes.ts';
+
+/** Whether this machine lets us mount a small tmpfs (root, and a kernel/container that allows it); else why not. */
+function tmpfsUnavailable(): string | false {
+  if (process.getuid?.() !== 0) return 'mounting a tmpfs as the repository needs root (CI runs as root)';
+  const probe = mkdtempSync(path.join(os.tmpdir(), 'bysu-tmpfs-probe-'));
+  try {
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'pipe' });
+    execFileSync('umount', [probe]);
+    return false;
+  } catch (error) {
+    return `this machine does not allow mounting a tmpfs (${(error as Error).message.split('\n')[0]})`;
+  } finally {
+    rmSync(probe, { recursive: true, force: true });
+  }
+}
+
+const exists = (target: string) => access(target).then(() => true, () => false);
+
+
+// Fails before the fix: the retry re-created <mount point>/shop and committed a snapshot on the root filesystem.
+test('the repository disk is unmounted mid-snapshot, then not mounted at start: refused in one line, nothing written underneath', { skip: tmpfsUnavailable() }, async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const node = cluster.nodes[0]!;
+    const disk = path.join(cluster.dir, 'backup-disk');
+    await mkdir(disk);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', disk]);
+    let mounted = true;
+    try {
+      await initRepository(disk);
+      await cluster.writeConfig([{
+        name: 'shop', node: 'db1', attempts: 3, backoff: '1s',
+        parts: [{ file: 'shop.sql', run: 'if [ -f "$NODE_DIR/hold" ]; then touch "$NODE_DIR/started"; while [ ! -f "$NODE_DIR/go" ]; do sleep 0.1; done; fi; echo "-- dump"' }],
+      }], { repository: disk });
+      const worker = cluster.startWorker();
+      await waitForLog(worker, 'worker started');
+      assert.equal((await cluster.bysu(['snapshot', 'shop', '--wait'])).code, 0, 'a snapshot on the mounted disk');
+
+      await writeFile(path.join(node.dir, 'hold'), '');
+      const waiting = cluster.bysu(['snapshot', 'shop', '--wait']);
+      await waitUntil('the dump to start', () => exists(path.join(node.dir, 'started')), 120_000); // a CLI start, a job pickup and a login: slow on a loaded machine
+      execFileSync('umount', ['-l', disk]); // the attempt's open file keeps the detached tmpfs alive, as a yanked disk's would
+      mounted = false;
+      await writeFile(path.join(node.dir, 'go'), '');
+      const midJob = await waiting;
+      const underneath = await readdir(disk);
+      const reason = /shop: FAILED after (\d+) attempt\(s\): (.*)/.exec(midJob.stdout);
+      const attempts = Number(reason?.[1] ?? 0);
+      const midJobPass = midJob.code === 1 && attempts === 1 && /has no BYSU marker: not mounted\?/.test(reason?.[2] ?? '') && underneath.length === 0;
+      recordFault({
+        kind: 'fault', fault: 'repository disk unmounted mid-snapshot (tmpfs, umount -l)',
+        expected: 'the job fails once ("has no BYSU marker: not mounted?"), not retried; nothing written on the mount point',
+        observed: `exit ${midJob.code}, failed after ${attempts} attempt(s): ${reason?.[2] ?? midJob.stdout.trim()}; ${underneath.length} entries under the mount point`,
+        pass: midJobPass,
+      });
+
+      await rm(path.join(node.dir, 'hold'));
+      const restarted = cluster.startWorker();
+      const workerCode = await exitWithin(restarted);
+      const status = await cluster.bysu(['status']);
+      const afterStart = await readdir(disk);
+      const startPass = workerCode === 2 && /repository \S+ has no BYSU marker: not mounted\?/.test(restarted.output())
+        && status.code === 2 && /has no BYSU marker/.test(status.stderr) && afterStart.length === 0;
+      recordFault({
+        kind: 'fault', fault: 'repository disk not mounted when a worker starts (bare mount point)',
+        expected: 'the worker refuses to start (exit 2) with the line; status exits 2 saying why; nothing created',
+        observed: `worker exit ${workerCode}, status exit ${status.code}: ${status.stderr.trim()}; ${afterStart.length} entries under the mount point`,
+        pass: startPass,
+      });
+      assert.ok(midJobPass, `mid-job: exit ${midJob.code}\n${midJob.stdout}\nunder the mount point: ${underneath.join(', ')}`);
+      assert.ok(startPass, `at start: worker exit ${workerCode}\n${restarted.output()}\nstatus ${status.code}: ${status.stderr}`);
+    } finally {
+      if (mounted) execFileSync('umount', ['-l', disk]);
+    }
+  });
+});
