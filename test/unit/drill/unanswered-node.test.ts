@@ -6,13 +6,14 @@
  * connection closed.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { runDrill } from '../../../src/drill/run-drill.ts';
 import { AbortedError, LimitExceededError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log.ts';
+import { initRepository } from '../../../src/repository/marker.ts';
 import type { DrillJobData } from '../../../src/queue/jobs.ts';
 import { SnapshotAttempt } from '../../../src/repository/attempt.ts';
 import { MANIFEST_FORMAT } from '../../../src/repository/layout.ts';
@@ -61,7 +62,7 @@ for (const silentAt of ['session', 'exec'] as const) {
   test(`a drill node that never answers ${what}: the drill fails at its timeout, says so in its result, and closes the connection`, async () => {
     await withTempDir(async (dir) => {
       const repository = path.join(dir, 'repo');
-      await mkdir(repository, { mode: 0o700 });
+      await initRepository(repository);
       await commitSnapshot(repository);
       const node = await startFakeSshServer(silentAt);
       try {
@@ -89,7 +90,7 @@ for (const silentAt of ['session', 'exec'] as const) {
   test(`a drill node that never answers ${what}: a shutdown ends the drill at once with its reason, and writes no result`, async () => {
     await withTempDir(async (dir) => {
       const repository = path.join(dir, 'repo');
-      await mkdir(repository, { mode: 0o700 });
+      await initRepository(repository);
       await commitSnapshot(repository);
       const node = await startFakeSshServer(silentAt);
       try {

@@ -8,11 +8,12 @@
  * settles, so settling is what frees the slot.
  */
 import assert from 'node:assert/strict';
-import { mkdir, readdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { AbortedError, LimitExceededError } from '../../../src/errors.ts';
 import { createLogger } from '../../../src/log.ts';
+import { initRepository } from '../../../src/repository/marker.ts';
 import type { SnapshotJobData } from '../../../src/queue/jobs.ts';
 import { takeSnapshot } from '../../../src/snapshot/take-snapshot.ts';
 import { fakeNodeIdentity, startFakeSshServer, within, type FakeSshServer, type SilentAt } from '../../helpers/fake-ssh-server.ts';
@@ -37,7 +38,7 @@ function job(node: FakeSshServer, limits: Partial<SnapshotJobData['limits']> = {
 async function withSilentNode(silentAt: SilentAt, fn: (node: FakeSshServer, repository: string) => Promise<void>): Promise<void> {
   await withTempDir(async (dir) => {
     const repository = path.join(dir, 'repo');
-    await mkdir(repository, { mode: 0o700 });
+    await initRepository(repository);
     const node = await startFakeSshServer(silentAt);
     try {
       await fn(node, repository);
