@@ -1,5 +1,6 @@
 /** `bysu list <app> [--json]`: the complete snapshots of an app, newest first. */
 import { formatBytes } from '../config/formats.ts';
+import { escapeControls } from '../printable.ts';
 import { listSnapshots } from '../repository/read.ts';
 import { EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
@@ -8,7 +9,8 @@ export async function list(globals: GlobalOptions, app: string, options: { json?
   requireAppNames(config, [app], false);
   const snapshots = await listSnapshots(config.repository, app);
   if (options.json) {
-    console.log(JSON.stringify(snapshots.map((snapshot) => ({
+    // escapeControls keeps it valid JSON (C0 is escaped by JSON.stringify already) with no C1 control reaching the terminal.
+    console.log(escapeControls(JSON.stringify(snapshots.map((snapshot) => ({
       id: snapshot.id,
       path: snapshot.path,
       finishedAt: snapshot.manifest?.finishedAt ?? null,
@@ -16,7 +18,7 @@ export async function list(globals: GlobalOptions, app: string, options: { json?
       trigger: snapshot.manifest?.trigger ?? null,
       parts: snapshot.manifest?.parts.map((part) => part.file) ?? [],
       warnings: snapshot.manifest?.warnings ?? [],
-    })), null, 2));
+    })), null, 2), { keepLineBreaks: true }));
     return EXIT_OK;
   }
   if (snapshots.length === 0) {

@@ -12,19 +12,22 @@
  * sparse entries) and pax.
  */
 import { InvalidArchiveError } from '../errors.ts';
+import { quoteName } from '../printable.ts';
+import { MAX_WARNING_NAME_BYTES, MAX_WARNINGS_PER_PART } from './manifest.ts';
 
 const BLOCK = 512;
 /** Largest pax or GNU long-name header data accepted. */
 export const MAX_META_BYTES = 1024 * 1024;
-/** Warnings kept per archive; more are counted in one closing warning. */
-const MAX_WARNINGS = 50;
 /** Type flags whose size field is not followed by data. */
 const NO_DATA_TYPES = new Set(['1', '2', '3', '4', '5', '6']);
 
 export interface TarSummary {
   /** Files, directories, links… (pax and long-name headers not counted). */
   entries: number;
+  /** At most MAX_WARNINGS_PER_PART, each naming its entry cut to MAX_WARNING_NAME_BYTES with control characters escaped. */
   warnings: string[];
+  /** Present when more warnings were found than kept: how many were left out. */
+  omittedWarnings?: number;
 }
 
 type State = 'header' | 'data' | 'meta' | 'sparse' | 'end';
@@ -108,8 +111,7 @@ export class TarValidator {
       this.fail(`archive is truncated ${where} (${this.offset} bytes read)`);
     }
     const warnings = [...this.warnings];
-    if (this.suppressedWarnings > 0) warnings.push(`${this.suppressedWarnings} more entries with unsafe names`);
-    return { entries: this.entries, warnings };
+    return this.suppressedWarnings > 0 ? { entries: this.entries, warnings, omittedWarnings: this.suppressedWarnings } : { entries: this.entries, warnings };
   }
 
   private fail(reason: string): never {
@@ -187,7 +189,7 @@ export class TarValidator {
       if (records.path !== undefined) target.path = records.path;
       if (records.size !== undefined) {
         const parsed = /^\d+$/.test(records.size) ? Number(records.size) : NaN;
-        if (!Number.isSafeInteger(parsed)) this.fail(`bad pax size ${JSON.stringify(records.size)}`);
+        if (!Number.isSafeInteger(parsed)) this.fail(`bad pax size ${quoteName(records.size, 64)}`);
         target.size = parsed;
       }
     }
@@ -196,7 +198,8 @@ export class TarValidator {
   private checkName(name: string): void {
     const unsafe = name.startsWith('/') ? 'absolute path' : name.split('/').includes('..') ? '".." in path' : null;
     if (unsafe === null) return;
-    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(`entry ${JSON.stringify(name)}: ${unsafe}`);
+    // Past the cap only counted: a node sending a million unsafe names costs no memory and no manifest space.
+    if (this.warnings.length < MAX_WARNINGS_PER_PART) this.warnings.push(`entry ${quoteName(name, MAX_WARNING_NAME_BYTES)}: ${unsafe}`);
     else this.suppressedWarnings += 1;
   }
 }

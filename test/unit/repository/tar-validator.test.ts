@@ -8,6 +8,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { InvalidArchiveError } from '../../../src/errors.ts';
+import { MAX_WARNING_NAME_BYTES, MAX_WARNINGS_PER_PART } from '../../../src/repository/manifest.ts';
 import { MAX_META_BYTES, TarValidator, type TarSummary } from '../../../src/repository/tar-validator.ts';
 import { PartInspector } from '../../../src/repository/part-inspector.ts';
 
@@ -432,13 +433,36 @@ describe('TarValidator: unsafe names are warnings, not errors', () => {
     }
   });
 
-  test('warnings are capped at 50, the rest counted in one closing warning', async () => {
-    const entries = Array.from({ length: 60 }, (_, index) => ({ name: `/abs/${index}`, content: `${index}` }));
-    const summary = validateAllChunkings(await packWithTarStream(entries));
-    assert.equal(summary.entries, 60);
-    assert.equal(summary.warnings.length, 51);
-    assert.ok(summary.warnings[0]!.includes('"/abs/0"'));
-    assert.equal(summary.warnings[50], '10 more entries with unsafe names');
+  test(`warnings at the bound: ${MAX_WARNINGS_PER_PART} unsafe names are all kept, one more is only counted`, async () => {
+    // Fails before the fix: the old cap was 50 and the 21st name was kept whole.
+    const unsafeNames = (count: number) => Array.from({ length: count }, (_, index) => ({ name: `/abs/${index}`, content: `${index}` }));
+    const atBound = validateAllChunkings(await packWithTarStream(unsafeNames(MAX_WARNINGS_PER_PART)));
+    assert.equal(atBound.warnings.length, MAX_WARNINGS_PER_PART);
+    assert.equal(atBound.omittedWarnings, undefined);
+    const overBound = validateAllChunkings(await packWithTarStream(unsafeNames(MAX_WARNINGS_PER_PART + 1)));
+    assert.equal(overBound.entries, MAX_WARNINGS_PER_PART + 1);
+    assert.deepEqual(overBound.warnings, atBound.warnings);
+    assert.equal(overBound.omittedWarnings, 1);
+    // A hundred thousand more cost a counter, not memory.
+    const many = validateAllChunkings(await packWithTarStream(unsafeNames(20_000)));
+    assert.equal(many.warnings.length, MAX_WARNINGS_PER_PART);
+    assert.equal(many.omittedWarnings, 20_000 - MAX_WARNINGS_PER_PART);
+  });
+
+  test(`a 256 KiB name is cut to ${MAX_WARNING_NAME_BYTES} bytes in its warning, with its length; control characters are escaped`, async () => {
+    // Fails before the fix: the warning held the whole name, JSON-escaped to about 1.5 M characters.
+    const head = '/\u001b[2J\u009b31m\u202e';
+    const name = head + '\u0001'.repeat(256 * 1024 - Buffer.byteLength(head));
+    const summary = validateAllChunkings(await packWithTarStream([{ name, content: 'x' }]));
+    assert.equal(summary.warnings.length, 1);
+    const warning = summary.warnings[0]!;
+    assert.ok(Buffer.byteLength(warning) <= MAX_WARNING_NAME_BYTES + 50, `a warning of ${Buffer.byteLength(warning)} bytes`);
+    assert.ok(warning.startsWith('entry "/\\u001b[2J\\u009b31m\\u202e\\u0001'), warning);
+    assert.ok(warning.endsWith(`"… (${256 * 1024}-byte name): absolute path`), warning);
+    assert.doesNotMatch(warning, /[\u0000-\u001f\u007f-\u009f\u202e]/);
+    // A short name with an escape sequence is kept whole, escaped.
+    const short = validateAllChunkings(await packWithTarStream([{ name: '../\u001b]0;title\u0007', content: 'x' }]));
+    assert.deepEqual(short.warnings, ['entry "../\\u001b]0;title\\u0007": ".." in path']);
   });
 });
 
@@ -590,3 +614,4 @@ describe('old-GNU sparse archives (tar -S)', () => {
     }
   });
 });
+
