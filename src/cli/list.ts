@@ -1,6 +1,7 @@
 /** `bysu list <app> [--json]`: the complete snapshots of an app, newest first. */
 import { formatBytes } from '../config/formats.ts';
 import { requireRepository } from '../repository/marker.ts';
+import { escapeControls } from '../printable.ts';
 import { listSnapshots } from '../repository/read.ts';
 import { EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
@@ -10,7 +11,8 @@ export async function list(globals: GlobalOptions, app: string, options: { json?
   await requireRepository(config.repository);
   const snapshots = await listSnapshots(config.repository, app);
   if (options.json) {
-    console.log(JSON.stringify(snapshots.map((snapshot) => ({
+    // escapeControls keeps it valid JSON (C0 is escaped by JSON.stringify already) with no C1 control reaching the terminal.
+    console.log(escapeControls(JSON.stringify(snapshots.map((snapshot) => ({
       id: snapshot.id,
       path: snapshot.path,
       finishedAt: snapshot.manifest?.finishedAt ?? null,
@@ -18,7 +20,7 @@ export async function list(globals: GlobalOptions, app: string, options: { json?
       trigger: snapshot.manifest?.trigger ?? null,
       parts: snapshot.manifest?.parts.map((part) => part.file) ?? [],
       warnings: snapshot.manifest?.warnings ?? [],
-    })), null, 2));
+    })), null, 2), { keepLineBreaks: true }));
     return EXIT_OK;
   }
   if (snapshots.length === 0) {

@@ -6,6 +6,7 @@
 import { Job, Queue } from 'bullmq';
 import { formatBytes } from '../config/formats.ts';
 import { findApp } from '../config/load.ts';
+import { escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualSnapshot } from '../queue/enqueue.ts';
 import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotProgress, type SnapshotResult } from '../queue/jobs.ts';
@@ -75,7 +76,8 @@ async function follow(queue: Queue<SnapshotJobData, SnapshotResult>, followed: F
         print(`${entry.app}: committed ${result.id} (${formatBytes(result.bytes)}${warnings}) at ${result.path}`);
       } else if (state === 'failed') {
         entry.done = true;
-        print(`${entry.app}: FAILED after ${job.attemptsMade} attempt(s): ${job.failedReason ?? 'unknown reason'}`);
+        // The reason carries the node's stderr: printed with its control characters escaped, never raw to the terminal.
+        print(`${entry.app}: FAILED after ${job.attemptsMade} attempt(s): ${escapeControls(job.failedReason ?? 'unknown reason', { keepLineBreaks: true })}`);
       } else {
         if (job.attemptsMade > entry.attemptsSeen) {
           entry.attemptsSeen = job.attemptsMade;
@@ -102,5 +104,5 @@ async function follow(queue: Queue<SnapshotJobData, SnapshotResult>, followed: F
 }
 
 function firstLine(text: string | undefined): string {
-  return (text ?? 'unknown reason').split('\n')[0]!;
+  return escapeControls((text ?? 'unknown reason').split('\n')[0]!);
 }

@@ -5,8 +5,10 @@
  */
 import { Queue } from 'bullmq';
 import { formatBytes, formatDuration } from '../config/formats.ts';
+import { cutToBytes, escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
 import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
 
@@ -26,9 +28,15 @@ function drillNote(app: AppStatus): string {
   return `drill passed ${app.lastDrill.at} (${app.lastDrill.snapshotId} restored on ${app.lastDrill.node})`;
 }
 
+function printableLine(text: string): string {
+  return cutToBytes(escapeControls(text), MAX_WARNING_BYTES);
+}
+
 function row(app: AppStatus, now: number): string[] {
-  const warnings = app.newest?.warnings.length ? `${app.newest.warnings.length} warning(s): ${app.newest.warnings[0]}` : '';
-  const failure = app.lastFailure && app.state === 'failing' ? `${app.lastFailure.at} ${app.lastFailure.reason.split('\n')[0]}` : '';
+  // Warnings and failure reasons carry what a node sent (entry names, stderr): cut and escaped, also when an
+  // older manifest holds them whole, so that one line stays one short line and no escape sequence reaches the terminal.
+  const warnings = app.newest?.warnings.length ? `${app.newest.warnings.length} warning(s): ${printableLine(app.newest.warnings[0]!)}` : '';
+  const failure = app.lastFailure && app.state === 'failing' ? `${app.lastFailure.at} ${printableLine(app.lastFailure.reason.split('\n')[0]!)}` : '';
   const never = app.state === 'stale' && app.newest === null ? `no snapshot since ${app.firstSeenAt}` : '';
   return [
     app.app,
@@ -49,7 +57,8 @@ export async function status(globals: GlobalOptions, options: { json?: boolean }
     const report = await collectStatus(config, connection, queue);
     const healthy = isHealthy(report);
     if (options.json) {
-      console.log(JSON.stringify({ ...report, healthy }, null, 2));
+      // Still valid JSON: C0 controls are escaped by JSON.stringify, the C1 and bidi ones by escapeControls.
+      console.log(escapeControls(JSON.stringify({ ...report, healthy }, null, 2), { keepLineBreaks: true }));
       return healthy ? EXIT_OK : EXIT_FAILED;
     }
     const now = Date.parse(report.at);

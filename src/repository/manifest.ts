@@ -2,6 +2,20 @@
  * manifest.json and SHA256SUMS: what a snapshot holds, in forms a person and
  * coreutils can read.
  */
+import { cutToBytes } from '../printable.ts';
+
+/**
+ * Most warnings one part adds to a manifest (and to the job's return value in
+ * Redis); the rest are counted in one closing line, `… and N more warnings`.
+ * With MAX_WARNING_BYTES this bounds what a node can make BYSU store: about
+ * 21 × 512 bytes of warnings per part (twice that at worst once JSON-escaped),
+ * whatever the archive holds.
+ */
+export const MAX_WARNINGS_PER_PART = 20;
+/** Longest warning kept, in UTF-8 bytes; a longer one is cut and ends `… (N bytes)`. */
+export const MAX_WARNING_BYTES = 512;
+/** Longest entry name quoted in a warning, in UTF-8 bytes (escaped); a longer one is cut and its length given. */
+export const MAX_WARNING_NAME_BYTES = 256;
 export interface ManifestPart {
   file: string;
   run: string;
@@ -28,6 +42,19 @@ export interface Manifest {
   bysuVersion: string;
   warnings: string[];
   parts: ManifestPart[];
+}
+
+/**
+ * Given a part's file name, its warnings and how many more were found but not
+ * kept, return the lines for the manifest: each `<file>: <warning>` cut to
+ * MAX_WARNING_BYTES, at most MAX_WARNINGS_PER_PART of them, then one
+ * `<file>: … and N more warnings` when any were left out.
+ */
+export function boundPartWarnings(file: string, warnings: readonly string[], omitted = 0): string[] {
+  const kept = warnings.slice(0, MAX_WARNINGS_PER_PART).map((warning) => cutToBytes(`${file}: ${warning}`, MAX_WARNING_BYTES));
+  const more = warnings.length - kept.length + omitted;
+  if (more > 0) kept.push(`${file}: … and ${more} more warning${more === 1 ? '' : 's'}`);
+  return kept;
 }
 
 /** Given a manifest, return its file text (pretty JSON, final newline). */

@@ -6,25 +6,39 @@
  * It fails an archive that is truncated anywhere (mid-header, mid-entry, or
  * exactly at an entry boundary: the two zero blocks that end an archive are
  * required), that has a bad header checksum or size field, that has data after
- * its end, or whose pax / long-name headers exceed the cap. Entry names that
- * are absolute or contain `..` are recorded as warnings, not errors: BYSU never
+ * its end, whose pax / long-name headers exceed the cap, whose pax header has
+ * a malformed record, or whose pax / long-name header is followed by the end
+ * of the archive instead of the entry it describes. Entry names that are
+ * absolute or contain `..` are recorded as warnings, not errors: BYSU never
  * extracts. It understands ustar, GNU (long names, base-256 sizes, old-GNU
  * sparse entries) and pax.
+ *
+ * Where GNU tar and bsdtar agree on an archive, so does this validator, except
+ * for three deliberate strictnesses (README, "Archive validation"): the end
+ * marker is required, a lone zero block at the end is not enough, and nothing
+ * but zeros may follow the end marker. Where the two tools disagree it reads
+ * as GNU tar does, but refuses what only GNU tar tolerates: a pax or long-name
+ * header with no entry after it (GNU tar drops it without a word), a numeric
+ * field with a tab or with text after its terminator. The unit tests put each
+ * case beside the verdicts of both tools.
  */
 import { InvalidArchiveError } from '../errors.ts';
+import { quoteName } from '../printable.ts';
+import { MAX_WARNING_NAME_BYTES, MAX_WARNINGS_PER_PART } from './manifest.ts';
 
 const BLOCK = 512;
 /** Largest pax or GNU long-name header data accepted. */
 export const MAX_META_BYTES = 1024 * 1024;
-/** Warnings kept per archive; more are counted in one closing warning. */
-const MAX_WARNINGS = 50;
 /** Type flags whose size field is not followed by data. */
 const NO_DATA_TYPES = new Set(['1', '2', '3', '4', '5', '6']);
 
 export interface TarSummary {
   /** Files, directories, links… (pax and long-name headers not counted). */
   entries: number;
+  /** At most MAX_WARNINGS_PER_PART, each naming its entry cut to MAX_WARNING_NAME_BYTES with control characters escaped. */
   warnings: string[];
+  /** Present when more warnings were found than kept: how many were left out. */
+  omittedWarnings?: number;
 }
 
 type State = 'header' | 'data' | 'meta' | 'sparse' | 'end';
@@ -36,8 +50,10 @@ export class TarValidator {
   private headerFill = 0;
   /** Bytes of entry data (plus padding) still to skip. */
   private skip = 0;
-  private meta: { type: string; size: number; padded: number; chunks: Buffer[]; received: number } | null = null;
+  private meta: { type: string; size: number; padded: number; chunks: Buffer[]; received: number; offset: number } | null = null;
   private pending: { path?: string; size?: number; longName?: string } = {};
+  /** The pax or long-name header read since the last entry, which that entry must follow. */
+  private pendingMeta: { type: string; offset: number } | null = null;
   private globalPax: { path?: string; size?: number } = {};
   private zeroBlocks = 0;
   /** Data bytes of an old-GNU sparse entry, skipped after its extension headers. */
@@ -108,8 +124,7 @@ export class TarValidator {
       this.fail(`archive is truncated ${where} (${this.offset} bytes read)`);
     }
     const warnings = [...this.warnings];
-    if (this.suppressedWarnings > 0) warnings.push(`${this.suppressedWarnings} more entries with unsafe names`);
-    return { entries: this.entries, warnings };
+    return this.suppressedWarnings > 0 ? { entries: this.entries, warnings, omittedWarnings: this.suppressedWarnings } : { entries: this.entries, warnings };
   }
 
   private fail(reason: string): never {
@@ -120,6 +135,11 @@ export class TarValidator {
     const block = this.header;
     const headerOffset = this.offset - BLOCK;
     if (block.every((byte) => byte === 0)) {
+      if (this.pendingMeta) {
+        // GNU tar drops such a header without a word; bsdtar calls the archive damaged. An entry is missing: refuse.
+        const { type, offset } = this.pendingMeta;
+        this.fail(`the ${metaKind(type)} header at byte ${offset} is followed by the end-of-archive marker, not by the entry it describes`);
+      }
       this.zeroBlocks += 1;
       if (this.zeroBlocks === 2) this.state = 'end';
       return;
@@ -135,7 +155,9 @@ export class TarValidator {
       if (size > MAX_META_BYTES) {
         this.fail(`a ${typeflag === 'L' || typeflag === 'K' ? 'GNU long-name' : 'pax'} header of ${size} bytes at byte ${headerOffset} exceeds ${MAX_META_BYTES}`);
       }
-      this.meta = { type: typeflag, size, padded: roundUp(size), chunks: [], received: 0 };
+      // A global header ('g') stands alone (both tools accept one right before the end); the others describe the next entry.
+      if (typeflag !== 'g') this.pendingMeta ??= { type: typeflag, offset: headerOffset };
+      this.meta = { type: typeflag, size, padded: roundUp(size), chunks: [], received: 0, offset: headerOffset };
       this.state = size === 0 ? 'header' : 'meta';
       if (size === 0) this.finishMeta();
       return;
@@ -143,6 +165,7 @@ export class TarValidator {
 
     const pending = this.pending;
     this.pending = {};
+    this.pendingMeta = null;
     size = pending.size ?? this.globalPax.size ?? size;
     const name = pending.longName ?? pending.path ?? this.globalPax.path ?? ustarName(block);
     this.entries += 1;
@@ -182,12 +205,12 @@ export class TarValidator {
       // Long link target: not needed for validation.
     } else {
       const records = parsePax(data);
-      if (records === null) this.fail(`malformed pax header before byte ${this.offset}`);
+      if (typeof records === 'string') this.fail(`malformed pax header at byte ${meta.offset}: ${records}`);
       const target = meta.type === 'g' ? this.globalPax : this.pending;
       if (records.path !== undefined) target.path = records.path;
       if (records.size !== undefined) {
         const parsed = /^\d+$/.test(records.size) ? Number(records.size) : NaN;
-        if (!Number.isSafeInteger(parsed)) this.fail(`bad pax size ${JSON.stringify(records.size)}`);
+        if (!Number.isSafeInteger(parsed)) this.fail(`bad pax size ${quoteName(records.size, 64)} in the header at byte ${meta.offset}`);
         target.size = parsed;
       }
     }
@@ -196,7 +219,8 @@ export class TarValidator {
   private checkName(name: string): void {
     const unsafe = name.startsWith('/') ? 'absolute path' : name.split('/').includes('..') ? '".." in path' : null;
     if (unsafe === null) return;
-    if (this.warnings.length < MAX_WARNINGS) this.warnings.push(`entry ${JSON.stringify(name)}: ${unsafe}`);
+    // Past the cap only counted: a node sending a million unsafe names costs no memory and no manifest space.
+    if (this.warnings.length < MAX_WARNINGS_PER_PART) this.warnings.push(`entry ${quoteName(name, MAX_WARNING_NAME_BYTES)}: ${unsafe}`);
     else this.suppressedWarnings += 1;
   }
 }
@@ -207,7 +231,7 @@ function roundUp(size: number): number {
 
 /** The header checksum: sum of all bytes with the checksum field as spaces (unsigned, or signed as some old tars did). */
 function checksumMatches(block: Buffer): boolean {
-  const stored = parseNumeric(block.subarray(148, 156));
+  const stored = parseNumeric(block.subarray(148, 156), { octalOnly: true });
   if (stored === null) return false;
   let unsigned = 0;
   let signed = 0;
@@ -219,18 +243,28 @@ function checksumMatches(block: Buffer): boolean {
   return stored === unsigned || stored === signed;
 }
 
-/** Parse an octal numeric field (NUL/space terminated) or GNU base-256; null when malformed. */
-function parseNumeric(field: Buffer): number | null {
+/**
+ * Given a numeric header field, return its value as GNU tar reads it, or null
+ * when malformed. GNU base-256: first byte 0x80 (0xff is negative; never for
+ * the checksum, `octalOnly`). Octal: at most one leading NUL (old tars left
+ * one when the field before overflowed; bsdtar reads such a field as 0),
+ * leading spaces, octal digits (none: 0), then only NULs and spaces (GNU tar
+ * ignores text after the terminator, bsdtar refuses it: refused). A field of
+ * blanks only is refused, as GNU tar does.
+ */
+function parseNumeric(field: Buffer, options: { octalOnly?: boolean } = {}): number | null {
   if (field[0]! & 0x80) {
-    if (field[0] === 0xff) return null; // negative
-    let value = field[0]! & 0x7f;
+    if (field[0] !== 0x80 || options.octalOnly) return null; // 0xff is a negative number, the rest no number at all
+    let value = 0;
     for (let index = 1; index < field.length; index += 1) value = value * 256 + field[index]!;
     return Number.isSafeInteger(value) ? value : null;
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').replace(/^ +/, '');
-  if (text === '') return 0;
-  if (!/^[0-7]+$/.test(text)) return null;
-  return parseInt(text, 8);
+  const text = field.toString('latin1');
+  const rest = text.startsWith('\0') ? text.slice(1) : text;
+  if (/^ +$/.test(rest)) return null; // "blanks in header where numeric value expected"
+  const digits = /^ *([0-7]*)[\0 ]*$/.exec(rest)?.[1];
+  if (digits === undefined) return null;
+  return digits === '' ? 0 : parseInt(digits, 8);
 }
 
 function cString(buffer: Buffer): string {
@@ -246,21 +280,37 @@ function ustarName(block: Buffer): string {
   return prefix ? `${prefix}/${name}` : name;
 }
 
-/** Parse pax records `<len> <key>=<value>\n`; null when a record is malformed. */
-function parsePax(data: Buffer): Record<string, string> | null {
+/**
+ * Parse pax records `<length> <keyword>=<value>\n`, where the decimal length
+ * counts the whole record. Return the records, or what is wrong with the
+ * first malformed one, by the rules both GNU tar and bsdtar enforce: a length
+ * of digits then a space, a record that fits in the header and ends in a
+ * newline exactly where its length says, and an `=` after a keyword with no
+ * NUL in it. A NUL where a record would start ends the records (GNU tar's
+ * reading; bsdtar refuses it).
+ */
+function parsePax(data: Buffer): Record<string, string> | string {
   const records: Record<string, string> = {};
   let position = 0;
-  while (position < data.length) {
-    if (data[position] === 0) break;
-    const space = data.indexOf(0x20, position);
-    if (space === -1) return null;
-    const length = Number(data.subarray(position, space).toString('latin1'));
-    if (!Number.isSafeInteger(length) || length <= space - position || position + length > data.length) return null;
-    const record = data.subarray(space + 1, position + length - 1).toString('utf8');
-    const equals = record.indexOf('=');
-    if (equals === -1) return null;
-    records[record.slice(0, equals)] = record.slice(equals + 1);
-    position += length;
+  while (position < data.length && data[position] !== 0) {
+    const where = `the record at offset ${position}`;
+    let cursor = position;
+    while (cursor < data.length && data[cursor]! >= 0x30 && data[cursor]! <= 0x39) cursor += 1;
+    if (cursor === position || data[cursor] !== 0x20) return `${where} does not start with a decimal length and a space`;
+    const length = Number(data.subarray(position, cursor).toString('latin1'));
+    const end = position + length;
+    if (!Number.isSafeInteger(end) || end > data.length) return `${where} claims ${length} bytes, past the header's ${data.length}`;
+    if (end <= cursor + 1 || data[end - 1] !== 0x0a) return `${where} does not end in a newline where its length (${length}) says it ends`;
+    const equals = data.indexOf(0x3d, cursor + 1);
+    if (equals === -1 || equals >= end - 1) return `${where} has no "=" after its keyword`;
+    const nul = data.indexOf(0, cursor + 1);
+    if (nul !== -1 && nul < equals) return `${where} has a NUL byte in its keyword`;
+    records[data.subarray(cursor + 1, equals).toString('utf8')] = data.subarray(equals + 1, end - 1).toString('utf8');
+    position = end;
   }
   return records;
+}
+
+function metaKind(type: string): string {
+  return type === 'L' ? 'GNU long-name' : type === 'K' ? 'GNU long-link' : 'pax extended';
 }

@@ -12,7 +12,7 @@ import { SnapshotAttempt } from '../repository/attempt.ts';
 import { StreamHead } from '../repository/part-inspector.ts';
 import { listSnapshots } from '../repository/read.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
-import type { ManifestPart } from '../repository/manifest.ts';
+import { boundPartWarnings, type ManifestPart } from '../repository/manifest.ts';
 import { openNodeSession, type ExitStatus, type NodeConnectSettings, type RemoteCommand, type SshSession } from '../ssh/session.ts';
 import { AbortedError, ConfigError, InvalidArchiveError, LimitExceededError, RemoteCommandError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
@@ -216,11 +216,10 @@ export async function takeSnapshot(data: SnapshotJobData, context: SnapshotConte
         exitCode: status.code,
         durationMs: Date.now() - partStarted,
       };
-      if (inspection.tar) {
-        entry.tarEntries = inspection.tar.entries;
-        warnings.push(...inspection.tar.warnings.map((warning) => `${part.file}: ${warning}`));
-      }
-      if (status.code !== 0) warnings.push(`${part.file}: command exited with accepted code ${status.code}`);
+      if (inspection.tar) entry.tarEntries = inspection.tar.entries;
+      // Bounded per part: a node cannot make the manifest or the job's return value in Redis grow with what it sends.
+      const partWarnings = [...(status.code !== 0 ? [`command exited with accepted code ${status.code}`] : []), ...(inspection.tar?.warnings ?? [])];
+      warnings.push(...boundPartWarnings(part.file, partWarnings, inspection.tar?.omittedWarnings));
       parts.push(entry);
       log.info({ part: part.file, bytes: inspection.bytes, exitCode: status.code, durationMs: entry.durationMs }, 'part done');
     }

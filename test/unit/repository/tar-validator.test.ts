@@ -8,10 +8,11 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
 import { InvalidArchiveError } from '../../../src/errors.ts';
+import { MAX_WARNING_NAME_BYTES, MAX_WARNINGS_PER_PART } from '../../../src/repository/manifest.ts';
 import { MAX_META_BYTES, TarValidator, type TarSummary } from '../../../src/repository/tar-validator.ts';
 import { PartInspector } from '../../../src/repository/part-inspector.ts';
+import { BLOCK, craftedTarClasses, END, endOfEntries, haveBsdtar, headerBlock, padToBlock, toolAccepts, verdictAsExpected } from '../../helpers/crafted-tars.ts';
 
-const BLOCK = 512;
 /** 0 = the whole buffer in one write; the others are deliberately not multiples of 512. */
 const CHUNKINGS = [0, 1, 511, 513, 7777];
 
@@ -85,39 +86,6 @@ function gnuTarCount(archive: Buffer): number {
   return gnuTar(['-tf', '-'], archive).toString('utf8').split('\n').filter((line) => line !== '').length;
 }
 
-/** Offset just after the last entry's padded data (i.e. where the end-of-archive marker starts). */
-function endOfEntries(archive: Buffer): number {
-  let last = archive.length - 1;
-  while (last >= 0 && archive[last] === 0) last -= 1;
-  return Math.ceil((last + 1) / BLOCK) * BLOCK;
-}
-
-/** A ustar header block built by hand, with a correct checksum. */
-function headerBlock(options: { name: string; size: number; type: string; sizeField?: Buffer; magic?: 'ustar' | 'gnu' }): Buffer {
-  const block = Buffer.alloc(BLOCK);
-  block.write(options.name, 0, 100, 'utf8');
-  block.write('0000644\0', 100, 'latin1');
-  block.write('0000000\0', 108, 'latin1');
-  block.write('0000000\0', 116, 'latin1');
-  if (options.sizeField) options.sizeField.copy(block, 124);
-  else block.write(`${options.size.toString(8).padStart(11, '0')}\0`, 124, 'latin1');
-  block.write(`${Math.floor(Date.UTC(2026, 10, 26) / 1000).toString(8).padStart(11, '0')}\0`, 136, 'latin1');
-  block.write(options.type, 156, 'latin1');
-  if (options.magic === 'gnu') block.write('ustar  \0', 257, 'latin1');
-  else block.write('ustar\x0000', 257, 'latin1');
-  block.fill(0x20, 148, 156);
-  let sum = 0;
-  for (const byte of block) sum += byte;
-  block.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1');
-  return block;
-}
-
-function padToBlock(data: Buffer): Buffer {
-  const padded = Buffer.alloc(Math.ceil(data.length / BLOCK) * BLOCK);
-  data.copy(padded);
-  return padded;
-}
-
 /** One pax record `<len> key=value\n`, where len counts the whole record. */
 function paxRecord(key: string, value: string): string {
   const body = ` ${key}=${value}\n`;
@@ -125,8 +93,6 @@ function paxRecord(key: string, value: string): string {
   while (`${length}${body}`.length !== length) length += 1;
   return `${length}${body}`;
 }
-
-const END = Buffer.alloc(2 * BLOCK);
 
 describe('TarValidator: good archives', () => {
   let dir: string;
@@ -432,13 +398,36 @@ describe('TarValidator: unsafe names are warnings, not errors', () => {
     }
   });
 
-  test('warnings are capped at 50, the rest counted in one closing warning', async () => {
-    const entries = Array.from({ length: 60 }, (_, index) => ({ name: `/abs/${index}`, content: `${index}` }));
-    const summary = validateAllChunkings(await packWithTarStream(entries));
-    assert.equal(summary.entries, 60);
-    assert.equal(summary.warnings.length, 51);
-    assert.ok(summary.warnings[0]!.includes('"/abs/0"'));
-    assert.equal(summary.warnings[50], '10 more entries with unsafe names');
+  test(`warnings at the bound: ${MAX_WARNINGS_PER_PART} unsafe names are all kept, one more is only counted`, async () => {
+    // Fails before the fix: the old cap was 50 and the 21st name was kept whole.
+    const unsafeNames = (count: number) => Array.from({ length: count }, (_, index) => ({ name: `/abs/${index}`, content: `${index}` }));
+    const atBound = validateAllChunkings(await packWithTarStream(unsafeNames(MAX_WARNINGS_PER_PART)));
+    assert.equal(atBound.warnings.length, MAX_WARNINGS_PER_PART);
+    assert.equal(atBound.omittedWarnings, undefined);
+    const overBound = validateAllChunkings(await packWithTarStream(unsafeNames(MAX_WARNINGS_PER_PART + 1)));
+    assert.equal(overBound.entries, MAX_WARNINGS_PER_PART + 1);
+    assert.deepEqual(overBound.warnings, atBound.warnings);
+    assert.equal(overBound.omittedWarnings, 1);
+    // A hundred thousand more cost a counter, not memory.
+    const many = validateAllChunkings(await packWithTarStream(unsafeNames(20_000)));
+    assert.equal(many.warnings.length, MAX_WARNINGS_PER_PART);
+    assert.equal(many.omittedWarnings, 20_000 - MAX_WARNINGS_PER_PART);
+  });
+
+  test(`a 256 KiB name is cut to ${MAX_WARNING_NAME_BYTES} bytes in its warning, with its length; control characters are escaped`, async () => {
+    // Fails before the fix: the warning held the whole name, JSON-escaped to about 1.5 M characters.
+    const head = '/\u001b[2J\u009b31m\u202e';
+    const name = head + '\u0001'.repeat(256 * 1024 - Buffer.byteLength(head));
+    const summary = validateAllChunkings(await packWithTarStream([{ name, content: 'x' }]));
+    assert.equal(summary.warnings.length, 1);
+    const warning = summary.warnings[0]!;
+    assert.ok(Buffer.byteLength(warning) <= MAX_WARNING_NAME_BYTES + 50, `a warning of ${Buffer.byteLength(warning)} bytes`);
+    assert.ok(warning.startsWith('entry "/\\u001b[2J\\u009b31m\\u202e\\u0001'), warning);
+    assert.ok(warning.endsWith(`"… (${256 * 1024}-byte name): absolute path`), warning);
+    assert.doesNotMatch(warning, /[\u0000-\u001f\u007f-\u009f\u202e]/);
+    // A short name with an escape sequence is kept whole, escaped.
+    const short = validateAllChunkings(await packWithTarStream([{ name: '../\u001b]0;title\u0007', content: 'x' }]));
+    assert.deepEqual(short.warnings, ['entry "../\\u001b]0;title\\u0007": ".." in path']);
   });
 });
 
@@ -589,4 +578,39 @@ describe('old-GNU sparse archives (tar -S)', () => {
       fs.rmSync(dir, { recursive: true, force: true });
     }
   });
+});
+
+/**
+ * BYSU's verdict beside GNU tar's and bsdtar's on archives crafted block by
+ * block (test/helpers/crafted-tars.ts says what each case expects and why).
+ * Fails before the fix: on class 1 (a NUL in the keyword, no final newline,
+ * CR for LF, a hexadecimal length: accepted), class 2 (x, L, K then the end
+ * marker: accepted) and class 3 (one NUL before the digits: refused; a
+ * base-256 checksum: accepted).
+ */
+describe('TarValidator against GNU tar and bsdtar', () => {
+  function bysuAccepts(archive: Buffer): boolean {
+    try {
+      validateAllChunkings(archive);
+      return true;
+    } catch (error) {
+      if (error instanceof InvalidArchiveError) return false;
+      throw error;
+    }
+  }
+
+  const skip = haveBsdtar() ? false : 'bsdtar is not installed (apt-get install libarchive-tools): nothing to compare with';
+  for (const { title, cases } of craftedTarClasses()) {
+    test(`${title}: BYSU's verdict beside GNU tar's and bsdtar's`, { skip }, () => {
+      const wrong: string[] = [];
+      for (const { name, side, archive } of cases) {
+        const verdicts = { gnu: toolAccepts('tar', archive), bsd: toolAccepts('bsdtar', archive), bysu: bysuAccepts(archive) };
+        if (!verdictAsExpected(side, verdicts)) {
+          const say = (accepts: boolean) => (accepts ? 'accepts' : 'refuses');
+          wrong.push(`${name} (${side}): GNU tar ${say(verdicts.gnu)}, bsdtar ${say(verdicts.bsd)}, BYSU ${say(verdicts.bysu)}`);
+        }
+      }
+      assert.deepEqual(wrong, [], `verdicts not as expected:\n${wrong.join('\n')}`);
+    });
+  }
 });
