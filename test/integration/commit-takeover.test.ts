@@ -16,6 +16,7 @@ import { PROJECT_ROOT } from '../helpers/cluster.ts';
 import { run, spawnTracked, stopProcess, waitUntil, withTempDir } from '../helpers/processes.ts';
 import { processState } from '../helpers/signals.ts';
 import { STALE_COMMIT_MARKER_MS } from '../../src/repository/attempt.ts';
+import { initRepository } from '../../src/repository/marker.ts';
 import { listSnapshots } from '../../src/repository/read.ts';
 
 const SCRIPT = path.join(PROJECT_ROOT, 'test/helpers/commit-attempt.ts');
@@ -39,6 +40,7 @@ async function ageClaims(repository: string, app: string): Promise<void> {
 
 async function takeOver(stop: { env: NodeJS.ProcessEnv; preload: string[] }): Promise<{ first: Outcome; second: Outcome; snapshots: string[]; incoming: string[] }> {
   return withTempDir(async (repository) => {
+    await initRepository(repository, { adopt: false });
     const first = spawnTracked(process.execPath, ['--import', 'tsx', ...stop.preload, SCRIPT, repository, 'shop', 'job-7', '2026-11-26T02:15:00.000Z'], {
       cwd: PROJECT_ROOT, env: { ...process.env, ...stop.env },
     });
