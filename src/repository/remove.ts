@@ -44,9 +44,29 @@ export async function hideSnapshot(repository: string, app: string, id: string):
   return name;
 }
 
-/** Given an app and the name of an `.incoming` entry, remove it (a plain name only). */
+/**
+ * Given an app and the name of an `.incoming` entry (a plain name only),
+ * remove it. An attempt directory is first renamed to `deleting.<name>.<random>`:
+ * its run may only be paused, and a run publishes by renaming its attempt
+ * directory, so a deletion in place that failed or was slow half-way could
+ * leave a half-deleted attempt for it to publish. After the rename the run's
+ * own rename finds nothing, and a deletion that fails leaves an entry that
+ * is out of sight and removed by the next run. One already gone (published
+ * or discarded by its run) is no error.
+ */
 export async function removeIncoming(repository: string, app: string, name: string): Promise<void> {
-  await removePlainEntry(path.join(appDirectory(repository, app), INCOMING_DIR), name);
+  const incoming = path.join(appDirectory(repository, app), INCOMING_DIR);
+  let doomed = name;
+  if (!name.startsWith('deleting.') && name === path.basename(name) && name !== '.' && name !== '..') {
+    doomed = `deleting.${name}.${randomBytes(4).toString('hex')}`;
+    try {
+      await rename(path.join(incoming, name), path.join(incoming, doomed));
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw storageError(error, `remove ${path.join(incoming, name)}`);
+    }
+  }
+  await removePlainEntry(incoming, doomed);
 }
 
 /** Given an app and the name of a `.commits` marker, remove it. */
