@@ -3,11 +3,11 @@
  * per-node slots as snapshots (a busy drill node delays the job without using
  * an attempt); a failed drill is announced once per change of state.
  */
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
-import { connectSettings, finalFailureReason, handBack, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
-import { isRetryable, toError } from '../src/errors.ts';
+import { connectSettings, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
 import { closeConnection, createWorkerConnection } from '../src/queue/connection.ts';
@@ -73,8 +73,7 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
         await handBack(job, token);
       }
       log.error({ err: error.message }, 'drill failed');
-      if (!isRetryable(error)) throw new UnrecoverableError(error.message);
-      throw error;
+      throw jobFailure(error, false);
     } finally {
       shutdown.signal.removeEventListener('abort', onShutdown);
       slot.lost.removeEventListener('abort', onLost);

@@ -6,7 +6,8 @@
  * aborting the job if the lease is lost.
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { AbortedError, ConnectionError, toError } from '../src/errors.ts';
+import { AbortedError, ConnectionError, isRetryable, toError } from '../src/errors.ts';
+import { cutToBytes, escapeControls } from '../src/printable.ts';
 import type { Config } from '../src/config/load.ts';
 import type { Logger } from '../src/log.ts';
 import type { NodeConnectSettings, SshIdentity } from '../src/ssh/session.ts';
@@ -122,6 +123,33 @@ export function finalFailureReason(job: Job, error: Error): string | null {
     return `${error.message}\n(not retried: the job was started ${job.attemptsStarted} times, maxStartedAttempts ${MAX_STARTED_ATTEMPTS})`;
   }
   return error.message;
+}
+
+/**
+ * The most a failure reason may take, in UTF-8 bytes: it is stored in Redis
+ * (the job's failedReason and stack trace, the app's failure record) and shown
+ * by status, the dashboard and every alert. Room for the stderr tail (4 KiB),
+ * the start of stdout and BYSU's own words.
+ */
+export const MAX_FAILURE_REASON_BYTES = 8192;
+
+/**
+ * Given the error a job failed with, return the error to hand to BullMQ:
+ * UnrecoverableError when a retry cannot help (or `final` says so), else the
+ * error itself; either way with its message escaped (line breaks kept) and cut
+ * to MAX_FAILURE_REASON_BYTES, and its stack no longer than that message plus
+ * BYSU's own frames. Anything a node or an ssh2 peer said may be in the
+ * message, and nothing else bounds it.
+ */
+export function jobFailure(error: Error, final: boolean): Error {
+  const message = cutToBytes(escapeControls(error.message, { keepLineBreaks: true }), MAX_FAILURE_REASON_BYTES);
+  if (final || !isRetryable(error)) return new UnrecoverableError(message);
+  if (message !== error.message) {
+    const frames = (error.stack ?? '').split('\n').filter((line) => /^\s+at /.test(line)).slice(0, 10);
+    error.message = message;
+    error.stack = [`${error.name}: ${message}`, ...frames].join('\n');
+  }
+  return error;
 }
 
 /** Given the worker's config and its identity, return how its jobs log in to nodes. */

@@ -6,7 +6,7 @@
  * finish within the grace period, then hands the rest back to the queue
  * without using an attempt.
  */
-import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { AbortedError, CommitConflictError, isRetryable, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
@@ -20,7 +20,7 @@ import { RedisHealth } from '../src/queue/redis-health.ts';
 import { requireRepository } from '../src/repository/marker.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
-import { connectSettings, finalFailureReason, handBack, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
 
 export interface SnapshotWorkerOptions {
@@ -117,8 +117,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         await handBack(job, token);
       }
       log.error({ err: error.message, retryable: isRetryable(error) }, 'snapshot failed');
-      if (!isRetryable(error) || error instanceof CancelledError) throw new UnrecoverableError(error.message);
-      throw error;
+      throw jobFailure(error, error instanceof CancelledError);
     } finally {
       shutdown.signal.removeEventListener('abort', onShutdown);
       cancel?.removeEventListener('abort', onCancel);

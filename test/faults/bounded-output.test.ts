@@ -96,3 +96,43 @@ test('50 entries with 256 KiB names: manifest, job result and status stay small 
     });
   });
 });
+
+// Fails before the central bound in workers/node-job.ts (jobFailure): the stderr tail went into the job's
+// failedReason, its stack trace and the app's failure record in Redis with its escape sequences raw, so every
+// reader (the dashboard, the API, an alert, a terminal) received them; only `bysu status` escaped its own line.
+test('a failing command\'s stderr full of escape sequences reaches Redis escaped', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const escapes = String.raw`printf '\033]0;pwned\007\033[2J\233' >&2; head -c 100000 /dev/zero | tr '\0' '\033' >&2; exit 1`;
+    await cluster.writeConfig([{ name: 'noisy', node: 'db1', attempts: 1, parts: [{ file: 'n.sql', run: escapes }] }]);
+    const worker = cluster.startWorker();
+    await waitForLog(worker, 'worker started');
+    const result = await cluster.bysu(['snapshot', 'noisy', '--wait']);
+    assert.equal(result.code, 1, result.stdout + result.stderr);
+    const redis = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
+    const stored: string[] = [];
+    try {
+      for (const key of await redis.keys(`${cluster.prefix}:*`)) {
+        if ((await redis.type(key)) !== 'hash') continue;
+        for (const [field, value] of Object.entries(await redis.hgetall(key))) {
+          if (/failedReason|stacktrace|noisy/.test(field) && /n\.sql/.test(value)) stored.push(value);
+        }
+      }
+    } finally {
+      redis.disconnect();
+    }
+    assert.ok(stored.length >= 3, `failedReason, stacktrace and the failure record: found ${stored.length}`);
+    const raw = stored.filter((value) => /[\u001b\u0007\u009b]/.test(value));
+    const largest = Math.max(...stored.map((value) => Buffer.byteLength(value)));
+    recordFault({
+      kind: 'input',
+      fault: 'failing command: 100 KB of ESC and OSC/CSI sequences on stderr',
+      expected: 'failedReason, stack trace and failure record in Redis escaped and bounded',
+      observed: `${stored.length} stored reasons, ${raw.length} with a raw escape, largest ${largest} bytes`,
+      pass: raw.length === 0 && largest < 16 * 1024,
+      tried: 1,
+      rejected: raw.length === 0 ? 1 : 0,
+    });
+    assert.equal(raw.length, 0, 'no raw escape sequence stored in Redis');
+    assert.ok(largest < 16 * 1024, `a stored reason of ${largest} bytes`);
+  });
+});
