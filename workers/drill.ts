@@ -72,8 +72,9 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
         log.warn('drill interrupted by shutdown; handing the job back without using an attempt');
         await handBack(job, token);
       }
-      log.error({ err: error.message }, 'drill failed');
-      throw jobFailure(error, false);
+      const failure = jobFailure(error, false);
+      log.error({ err: failure.message }, 'drill failed');
+      throw failure;
     } finally {
       shutdown.signal.removeEventListener('abort', onShutdown);
       slot.lost.removeEventListener('abort', onLost);

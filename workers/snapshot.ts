@@ -8,7 +8,7 @@
  */
 import { Queue, Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
-import { AbortedError, CommitConflictError, isRetryable, toError } from '../src/errors.ts';
+import { AbortedError, CommitConflictError, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
 import { withAppLock } from '../src/queue/app-lock.ts';
@@ -116,8 +116,9 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         log.warn('snapshot interrupted by shutdown; handing the job back without using an attempt');
         await handBack(job, token);
       }
-      log.error({ err: error.message, retryable: isRetryable(error) }, 'snapshot failed');
-      throw jobFailure(error, error instanceof CancelledError);
+      const failure = jobFailure(error, error instanceof CancelledError);
+      log.error({ err: failure.message, retryable: failure.name !== 'UnrecoverableError' }, 'snapshot failed');
+      throw failure;
     } finally {
       shutdown.signal.removeEventListener('abort', onShutdown);
       cancel?.removeEventListener('abort', onCancel);

@@ -12,7 +12,7 @@ import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, stat
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { AbortedError, BysuError, CommitConflictError, LimitExceededError, StorageError } from '../errors.ts';
+import { AbortedError, BysuError, CommitConflictError, LimitExceededError, RepositoryUnavailableError, StorageError } from '../errors.ts';
 import {
   appDirectory,
   COMMITS_DIR,
@@ -119,7 +119,21 @@ export class SnapshotAttempt {
     readonly app: string,
     readonly directory: string,
     readonly jobId: string,
+    /** The marker id of the repository this attempt was opened in. */
+    private readonly repositoryId: string,
   ) {}
+
+  /**
+   * Throw RepositoryUnavailableError unless the root still has a marker, and the
+   * same one as when this attempt was opened: another BYSU repository mounted
+   * at the same path mid-job must not receive this snapshot.
+   */
+  private async checkRepository(): Promise<void> {
+    const marker = await requireRepository(this.repository);
+    if (marker.id !== this.repositoryId) {
+      throw new RepositoryUnavailableError(`repository ${this.repository} is not the one this snapshot started in (marker id ${this.repositoryId}, now ${marker.id}): was another disk mounted there? check the mount; the snapshot is not committed`);
+    }
+  }
 
   /**
    * Given the repository, app and job, create the attempt's private directory
@@ -131,7 +145,7 @@ export class SnapshotAttempt {
     const appDir = appDirectory(repository, app);
     const incoming = path.join(appDir, INCOMING_DIR);
     const directory = path.join(incoming, `${safeJobName(jobId)}.${attempt}.${randomBytes(4).toString('hex')}`);
-    await requireRepository(repository);
+    const marker = await requireRepository(repository);
     try {
       await makeDirectory(appDir);
       await makeDirectory(incoming);
@@ -139,7 +153,7 @@ export class SnapshotAttempt {
     } catch (error) {
       throw storageError(error, `create ${directory}`);
     }
-    return new SnapshotAttempt(repository, app, directory, jobId);
+    return new SnapshotAttempt(repository, app, directory, jobId, marker.id);
   }
 
   /**
@@ -215,7 +229,7 @@ export class SnapshotAttempt {
   async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>): Promise<CommitResult> {
     const appDir = appDirectory(this.repository, this.app);
     const commits = path.join(appDir, COMMITS_DIR);
-    await requireRepository(this.repository);
+    await this.checkRepository();
     await fence();
     let claim: CommitClaim | null = null;
     let id: string | null = null;
@@ -246,7 +260,7 @@ export class SnapshotAttempt {
         await this.confirmClaim(commits, claim);
         // Again right before the irreversible step: a disk unmounted since the last check must not
         // receive this snapshot on the filesystem underneath.
-        await requireRepository(this.repository);
+        await this.checkRepository();
         try {
           // The publishing step. A run that took the commit over has renamed this directory away
           // first, so after a pause here (even past every check above) this rename finds nothing.
@@ -261,8 +275,10 @@ export class SnapshotAttempt {
     } catch (error) {
       if (claim !== null) await this.recordClaim(commits, claim, { released: true }).catch(() => undefined);
       if (error instanceof BysuError) throw error;
+      // A disk unmounted (or swapped) at the rename also makes the attempt directory vanish: say that, not "taken over".
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') await this.checkRepository();
       if (claim !== null && (error as NodeJS.ErrnoException).code === 'ENOENT' && !(await exists(this.directory))) {
-        throw new CommitConflictError(`${this.takenOver()}: its attempt directory ${this.directory} was removed by the run that took over`, { cause: error });
+        throw new CommitConflictError(`${this.takenOver()}: its attempt directory ${this.directory} was taken out of its reach (by a run that took the commit over, or by retention as a stale attempt)`, { cause: error });
       }
       throw storageError(error, `commit the snapshot of ${this.app}`);
     }

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import ssh2 from 'ssh2';
+import { cutToBytes, escapeControls } from '../printable.ts';
 import { AbortedError, AuthenticationError, ConfigError, ConnectionError, HostKeyError } from '../errors.ts';
 import {
   fingerprint,
@@ -75,6 +76,14 @@ export interface RemoteCommand {
 }
 
 export const STDERR_TAIL_BYTES = 4096;
+
+/** The most of an ssh2 error's text kept in a reason: a node's DISCONNECT or channel-failure description is its own words. */
+export const PEER_TEXT_BYTES = 512;
+
+/** Given the message of an ssh2 error (which may carry the node's own text), return it escaped and cut to PEER_TEXT_BYTES. */
+function peerText(message: string): string {
+  return cutToBytes(escapeControls(message), PEER_TEXT_BYTES);
+}
 
 /**
  * Given file paths, read the identity and known_hosts (a missing known_hosts
@@ -161,9 +170,9 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
       socket?.destroy();
       if (aborted) reject(error);
       else if (hostKeyProblem !== null) reject(new HostKeyError(hostKeyProblem));
-      else if (error.level === 'client-authentication') reject(new AuthenticationError(`${where} refused our key: ${error.message}`));
+      else if (error.level === 'client-authentication') reject(new AuthenticationError(`${where} refused our key: ${peerText(error.message)}`));
       else if (error.level === 'client-timeout') reject(new ConnectionError(`${where}: no SSH login within ${options.readyTimeoutMs} ms`));
-      else reject(new ConnectionError(`cannot connect to ${where}: ${error.message}`, { cause: error }));
+      else reject(new ConnectionError(`cannot connect to ${where}: ${peerText(error.message)}`, { cause: error }));
     }
     client.once('ready', () => {
       if (settled) return;
@@ -241,7 +250,7 @@ export class SshSession {
 
   constructor(private readonly client: ssh2.Client, private readonly socket: net.Socket, readonly where: string) {
     client.on('error', (error) => {
-      this.closedReason = error.message;
+      this.closedReason = peerText(error.message);
     });
     client.on('close', () => {
       this.closed = true;
@@ -278,13 +287,13 @@ export class SshSession {
             if (!error) endChannel(opened);
             return;
           }
-          if (error) reject(new ConnectionError(`${this.where}: cannot start a command: ${error.message}`, { cause: error }));
+          if (error) reject(new ConnectionError(`${this.where}: cannot start a command: ${peerText(error.message)}`, { cause: error }));
           else resolve(opened);
         });
       } catch (error) {
         // ssh2 throws "Not connected" at once when the socket is gone.
         signal.removeEventListener('abort', onAbort);
-        reject(new ConnectionError(`${this.where}: cannot start a command: ${(error as Error).message}`, { cause: error }));
+        reject(new ConnectionError(`${this.where}: cannot start a command: ${peerText((error as Error).message)}`, { cause: error }));
       }
     });
     // Dumps get an empty stdin so nothing waits on it; a drill step may be given one to write to.

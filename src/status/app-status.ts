@@ -8,7 +8,6 @@ import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
-import { StorageError } from '../errors.ts';
 import { parseDrillSince, redisKeys, snapshotSchedulerId, type DrillSinceRecord, type FailureRecord } from '../queue/jobs.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { latestDrillResults, listAppDirectories, newestSnapshot } from '../repository/read.ts';

@@ -13,10 +13,14 @@ import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { initRepository } from '../../src/repository/marker.ts';
-import { waitForLog, withCluster } from '../helpers/cluster.ts';
+import { PROJECT_ROOT, waitForLog, withCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
 import { exitWithin, waitUntil } from '../helpers/processes.ts';
+import { processState } from '../helpers/signals.ts';
+
+const STOP_BEFORE_PUBLISH = path.join(PROJECT_ROOT, 'test/helpers/stop-before-publish.mjs');
 
 /** Whether this machine lets us mount a small tmpfs (root, and a kernel/container that allows it); else why not. */
 function tmpfsUnavailable(): string | false {
@@ -89,6 +93,48 @@ test('the repository disk is unmounted mid-snapshot, then not mounted at start: 
       assert.ok(startPass, `at start: worker exit ${workerCode}\n${restarted.output()}\nstatus ${status.code}: ${status.stderr}`);
     } finally {
       if (mounted) execFileSync('umount', ['-l', disk]);
+    }
+  });
+});
+
+// Fails before the fix: with the disk gone at the publishing rename, the attempt directory vanished with it and
+// the commit read that as "taken over by another run while this one was paused" — a retryable conflict, so the
+// job was tried again and the alert named the wrong cause.
+test('the repository disk is unmounted at the publishing rename: "not mounted", not retried, nothing underneath', { skip: tmpfsUnavailable() }, async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const disk = path.join(cluster.dir, 'backup-disk');
+    await mkdir(disk);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,mode=0700', 'tmpfs', disk]);
+    try {
+      await initRepository(disk);
+      await cluster.writeConfig([{ name: 'shop', node: 'db1', attempts: 3, backoff: '1s', parts: [{ file: 'a.sql', run: 'echo hi' }] }], { repository: disk });
+      const worker = cluster.startWorker({ NODE_OPTIONS: `--import ${pathToFileURL(STOP_BEFORE_PUBLISH).href}`, BYSU_TEST_STOP_BEFORE_PUBLISH: '1' });
+      await waitForLog(worker, 'worker started');
+      const waiting = cluster.bysu(['snapshot', 'shop', '--wait']);
+      await waitForLog(worker, 'test: stopping before publishing', 120_000);
+      await waitUntil('the worker to stop itself', async () => processState(worker.pid!) === 'T');
+      execFileSync('umount', ['-l', disk]);
+      worker.kill('SIGCONT');
+      const result = await waiting;
+      const underneath = await readdir(disk);
+      const reason = /FAILED after (\d+) attempt\(s\): (.*)/.exec(result.stdout);
+      recordFault({
+        kind: 'fault',
+        fault: 'repository disk unmounted (umount -l) at the commit\'s rename',
+        expected: 'failed once with "no BYSU marker: not mounted?"; nothing underneath',
+        observed: `exit ${result.code}; ${reason ? `failed after ${reason[1]} attempt(s): ${reason[2]!.slice(0, 80)}` : result.stdout.trim().slice(0, 120)}; ${underneath.length} entries underneath`,
+        pass: result.code === 1 && reason?.[1] === '1' && /no BYSU marker/.test(reason[2]!) && underneath.length === 0,
+      });
+      assert.equal(result.code, 1, result.stdout + result.stderr);
+      assert.match(result.stdout, /FAILED after 1 attempt\(s\): repository .* has no BYSU marker: not mounted\?/);
+      assert.deepEqual(underneath, []);
+    } finally {
+      try {
+        execFileSync('umount', ['-l', disk], { stdio: 'pipe' });
+      } catch {
+        // unmounted by the test already
+      }
+      await rm(disk, { recursive: true, force: true });
     }
   });
 });

@@ -77,7 +77,7 @@ test('a committer stopped right before rename(2) whose commit was taken over pub
   assert.equal(first.code, 3, JSON.stringify(first.result));
   assert.equal(first.result.error, 'CommitConflictError');
   // Every check had passed before the stop: the rename itself found the attempt gone.
-  assert.match(first.result.message ?? '', /taken over .*its attempt directory .* was removed by the run that took over/);
+  assert.match(first.result.message ?? '', /taken over .*its attempt directory .* was taken out of its reach/);
   assert.deepEqual(incoming, [], 'the first run\'s attempt was removed');
 });
 

@@ -115,6 +115,22 @@ test('a disk unmounted between the attempt and its commit: the commit is refused
   }
 });
 
+// Fails before the fix: the marker was only checked for presence, so the commit found a marker, its rename found no
+// attempt directory (it is on the other disk) and it failed as "taken over by another run": retryable, and the retry
+// would then write this cluster's snapshot into the other repository.
+test('another BYSU repository mounted at the same path mid-job: the commit is refused, naming both marker ids', async () => {
+  await initRepository(root);
+  const attempt = await SnapshotAttempt.open(root, 'shop', 'job-swap', 1);
+  await attempt.writePart('a.sql', Readable.from([Buffer.from('dump\n')]), LIMITS);
+  const away = path.join(dir, 'away');
+  await rename(root, away); // this disk goes, with the open attempt on it
+  const other = await initRepository(root); // another BYSU disk is mounted in its place
+  await assert.rejects(attempt.commit({ ...MANIFEST, jobId: 'job-swap' }, async () => undefined),
+    isUnavailable(new RegExp(`is not the one this snapshot started in .*now ${other.marker.id}.*another disk mounted`)));
+  await attempt.discard();
+  assert.deepEqual(await readdir(root), [REPOSITORY_MARKER_FILE], 'nothing of this job in the other repository');
+});
+
 // Fails before the fix: writeDrillResult did mkdir -p of <root>/<app>/.drills.
 test('a drill result and retention refuse an unmarked root and create nothing', async () => {
   const result = { format: 'bysu-drill/1' as const, app: 'shop', snapshotId: null, node: 'db1', jobId: 'd1', startedAt: MANIFEST.startedAt, finishedAt: MANIFEST.finishedAt, passed: false, error: 'x', steps: [] };
