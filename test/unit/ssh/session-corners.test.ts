@@ -173,3 +173,40 @@ test('a node that ignores the disconnect: close() destroys the socket after its 
     await node.close();
   }
 });
+
+/** An SSH_MSG_DISCONNECT packet (unencrypted, before key exchange) with the given description. */
+function disconnectPacket(description: Buffer): Buffer {
+  const u32 = (value: number) => {
+    const bytes = Buffer.alloc(4);
+    bytes.writeUInt32BE(value);
+    return bytes;
+  };
+  const payload = Buffer.concat([Buffer.from([1]), u32(2), u32(description.length), description, u32(0)]);
+  let padding = 8 - ((5 + payload.length) % 8);
+  if (padding < 4) padding += 8;
+  return Buffer.concat([u32(1 + payload.length + padding), Buffer.from([padding]), payload, Buffer.alloc(padding)]);
+}
+
+// Fails before the fix: ssh2 makes the node's DISCONNECT description the error's message, and the session put it
+// into the ConnectionError whole and raw (30 KB of escape sequences reached the failure reason, Redis and the log).
+test('a node\'s DISCONNECT text is escaped and cut before it becomes a failure reason', async () => {
+  const description = Buffer.from('\u001b]0;pwned\u0007\u001b[2J\u001b[31mEVIL\r\n\u009b31m'.repeat(1500).slice(0, 30_000));
+  const server = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    socket.write('SSH-2.0-OpenSSH_9.6\r\n');
+    socket.once('data', () => setTimeout(() => socket.end(disconnectPacket(description)), 50));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  try {
+    const port = (server.address() as net.AddressInfo).port;
+    await assert.rejects(within(10_000, openSession({ name: 'evil', host: '127.0.0.1', port, user: 'bysu' }, fakeNodeIdentity(), { readyTimeoutMs: 5000 })), (error: unknown) => {
+      assert.ok(error instanceof ConnectionError, String(error));
+      assert.ok(Buffer.byteLength(error.message) < 1024, `a reason of ${Buffer.byteLength(error.message)} bytes`);
+      assert.doesNotMatch(error.message, /[\u0000-\u001f\u007f-\u009f]/, 'no raw control character');
+      assert.match(error.message, /\\u001b\]0;pwned\\u0007/);
+      return true;
+    });
+  } finally {
+    server.close();
+  }
+});
