@@ -114,6 +114,14 @@ export const BYPASS_ATTEMPTS: BypassAttempt[] = [
     list: (p) => `echo dump-ok\r\n${p.allowedTouch}\r\n`,
     says: /end in a carriage return \(CRLF line ends\) and never match/,
   },
+  // Found by attack after the fix: the shells' `read` drops NUL bytes, so `echo dump-ok<NUL>; touch …` in the
+  // list matched `echo dump-ok; touch …` and ran the touch. A list holding a NUL is refused whole.
+  {
+    name: 'allow-list line with a NUL byte',
+    command: (p) => `echo dump-ok; touch ${p.sentinel}`,
+    list: (p) => `echo dump-ok\0; touch ${p.sentinel}\n${p.allowedTouch}\n`,
+    says: /holds a NUL byte/,
+  },
 ];
 
 /** A command of the allow-list that must run byte for byte, with its exit status passed on. */
