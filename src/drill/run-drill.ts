@@ -14,6 +14,7 @@ import path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
+import { escapeControls } from '../printable.ts';
 import { AbortedError, ConfigError, ConnectionError, DrillFailedError, LimitExceededError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { DrillJobData, DrillResult } from '../queue/jobs.ts';
@@ -112,6 +113,23 @@ function stdinOf(command: RemoteCommand): Writable {
 /** Describe how a step ended, for the failure reason. */
 function describeStatus(status: ExitStatus): string {
   return status.signal ? `was killed by signal ${status.signal}` : `exited with code ${status.code}`;
+}
+
+/** The most of a failed step's stdout quoted in its reason when its stderr was empty. */
+const STDOUT_SHOWN_BYTES = 512;
+
+/**
+ * Given a failed step's stderr tail and the end of its stdout, describe what it
+ * said: its stderr, or when that was empty (a login shell of nologin speaks on
+ * stdout) the end of its stdout, escaped and cut, as a snapshot's reason does.
+ */
+function describeStepOutput(stderr: string, stdout: Buffer): string {
+  if (stderr.trim()) return `\nstderr:\n${stderr.trim()}`;
+  if (stdout.length === 0) return '';
+  const tail = stdout.subarray(Math.max(0, stdout.length - STDOUT_SHOWN_BYTES));
+  if (tail.includes(0)) return '; stderr was empty; its stdout is binary, not shown';
+  const size = stdout.length > tail.length ? `last ${tail.length} bytes` : `${tail.length} bytes`;
+  return `; stderr was empty; the end of stdout (${size}): "${escapeControls(tail.toString('utf8'))}"`;
 }
 
 /**
@@ -216,17 +234,16 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
             throw new ConnectionError(`${label}: the connection to ${data.node.name} broke while streaming ${step.stdin} (${bytes} bytes sent)`);
           }
           finish(status);
-          const stderr = command.stderrTail().trim();
-          if (status.code !== 0) throw new DrillFailedError(`${label} ${describeStatus(status)} after reading ${bytes} bytes of ${step.stdin}${stderr ? `\nstderr:\n${stderr}` : ''}`);
-          throw new DrillFailedError(`${label} exited before reading all of ${step.stdin} (${bytes} bytes sent)${stderr ? `\nstderr:\n${stderr}` : ''}`);
+          const output = describeStepOutput(command.stderrTail(), stdout);
+          if (status.code !== 0) throw new DrillFailedError(`${label} ${describeStatus(status)} after reading ${bytes} bytes of ${step.stdin}${output}`);
+          throw new DrillFailedError(`${label} exited before reading all of ${step.stdin} (${bytes} bytes sent)${output}`);
         }
       }
       const status = await Promise.race([command.exit, aborted]);
       finish(status);
       if (status.code === null && status.signal === null) throw new ConnectionError(`${label}: the connection to ${data.node.name} dropped before the exit status arrived`);
       if (status.code !== 0) {
-        const stderr = command.stderrTail().trim();
-        throw new DrillFailedError(`${label} ${describeStatus(status)}${stderr ? `\nstderr:\n${stderr}` : ''}`);
+        throw new DrillFailedError(`${label} ${describeStatus(status)}${describeStepOutput(command.stderrTail(), stdout)}`);
       }
       if (step.expect !== undefined) {
         entry.expect = step.expect;

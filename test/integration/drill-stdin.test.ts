@@ -54,6 +54,13 @@ test('a drill streams a large part intact, and a failing restore step is reporte
     assert.match(metrics, /^bysu_drill_last_success_timestamp_seconds\{app="files"\} \d+/m, 'the last passed drill stays exported');
     const api = await (await fetch(`http://127.0.0.1:${port}/api/apps`, { headers: { authorization: 'Bearer token' } })).json() as { apps: { lastDrill: { passed: boolean; error: string } }[] };
     assert.equal(api.apps[0]!.lastDrill.passed, false);
+
+    // Fails before the fix (found by attack): a step that says why on stdout only, as a nologin shell does,
+    // was reported as "exited with code 1" and nothing else.
+    await (await import('node:fs/promises')).writeFile(cluster.configFile, text.replace('run: sha256sum', `run: "cat > /dev/null; echo 'This account is currently not available.'; exit 1"`));
+    const silent = await cluster.bysu(['drill', 'files', '--wait']);
+    assert.equal(silent.code, 1, silent.stdout);
+    assert.match(silent.stdout, /exited with code 1; stderr was empty; the end of stdout \(\d+ bytes\): "This account is currently not available\.\\n"/);
   });
   } finally {
     await recorder.close();
