@@ -59,6 +59,22 @@ export function checkName(value: unknown): asserts value is string {
   }
 }
 
+/**
+ * The longest command a node can run: sshd hands it to the login shell in an
+ * environment variable and an argument, and Linux refuses either longer than
+ * 128 KiB (MAX_ARG_STRLEN) before the forced-command wrapper can even refuse it.
+ */
+export const MAX_COMMAND_BYTES = 128 * 1024 - 64;
+
+/** Throw unless `value` is a command a node can run: a non-empty string of at most MAX_COMMAND_BYTES. */
+export function checkCommand(value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.trim() === '') throw new Error(`must be a non-empty command, got ${JSON.stringify(value)}`);
+  const bytes = Buffer.byteLength(value);
+  if (bytes > MAX_COMMAND_BYTES) {
+    throw new Error(`is ${bytes} bytes; a node cannot start a command over ${MAX_COMMAND_BYTES} bytes (Linux refuses an argument of 128 KiB): put it in a script on the node and run that`);
+  }
+}
+
 /** Throw unless `value` is a valid part file name (a plain name, not reserved). */
 export function checkPartFileName(value: unknown): asserts value is string {
   if (typeof value !== 'string' || !PART_FILE_PATTERN.test(value)) {

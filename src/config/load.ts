@@ -9,7 +9,7 @@ import path from 'node:path';
 import convict from 'convict';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { checkCron, checkFraction, checkHttpUrl, checkName, checkPartFileName, checkTimezone, parseDuration, parseSize } from './formats.ts';
+import { checkCommand, checkCron, checkFraction, checkHttpUrl, checkName, checkPartFileName, checkTimezone, parseDuration, parseSize } from './formats.ts';
 import { configSchema, POLICY_KEYS } from './schema.ts';
 
 /** What each app inherits from `defaults` and may override. */
@@ -378,9 +378,7 @@ function checkParts(parts: unknown, field: string, problems: string[]): PartConf
       partOk = false;
     }
     if (typeof file === 'string') files.add(file);
-    partOk = attempt(problems, `${partField}.run`, () => {
-      if (typeof run !== 'string' || run.trim() === '') throw new Error(`must be a non-empty command, got ${JSON.stringify(run)}`);
-    }) && partOk;
+    partOk = attempt(problems, `${partField}.run`, () => checkCommand(run)) && partOk;
     partOk = attempt(problems, `${partField}.okExitCodes`, () => {
       const valid = Array.isArray(okExitCodes) && okExitCodes.length > 0 &&
         okExitCodes.every((code) => Number.isInteger(code) && code >= 0 && code <= 255);
@@ -456,7 +454,7 @@ function checkDrill(raw: unknown, field: string, nodes: NodeConfig[], parts: Par
         return;
       }
       rejectUnknownKeys(step, DRILL_STEP_KEYS, stepField, problems);
-      if (typeof step.run !== 'string' || step.run.trim() === '') problems.push(`${stepField}.run: must be a non-empty command, got ${JSON.stringify(step.run)}`);
+      attempt(problems, `${stepField}.run`, () => checkCommand(step.run));
       if (step.stdin !== undefined && parts.length > 0 && !parts.some((part) => part.file === step.stdin)) {
         problems.push(`${stepField}.stdin: ${JSON.stringify(step.stdin)} is not a part of this app (parts: ${parts.map((part) => part.file).join(', ')})`);
       }

@@ -224,6 +224,13 @@ describe('parseConfig: bad configs name the field', () => {
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n        timeout: 5m\n`),
       expect: 'apps[0].parts[0].timeout: unknown key',
     },
+    // Fails before the fix (found by attack): a command over 128 KiB was accepted, and every night sshd's login
+    // shell failed with E2BIG ("Argument list too long", exit 1, retried) before the wrapper could refuse it.
+    {
+      name: 'a part command over 128 KiB',
+      text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: echo ${'x'.repeat(140_000)}\n`),
+      expect: 'apps[0].parts[0].run: is 140005 bytes; a node cannot start a command over 131008 bytes',
+    },
     {
       name: 'app with an unknown node',
       text: app(`  - name: shop\n    node: db9\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
