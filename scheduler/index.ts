@@ -183,6 +183,13 @@ export async function startScheduler(configFile: string, initial: Config, logger
     try {
       const report = await collectStatus(config, connection, snapshotQueue);
       for (const app of report.apps) {
+        if (app.state === 'failing' && app.lastFailure !== null) {
+          // Normally announced by the worker that failed the job; this sends it when that worker died before it
+          // was delivered, or the webhook was down for all its tries. Sent once: the notifier keeps the state.
+          const sent = await notifier.report({ event: 'failed', app: app.app, ...(app.node ? { node: app.node } : {}), at: app.lastFailure.at, reason: app.lastFailure.reason });
+          if (sent) logger.warn({ app: app.app }, 'app is failing and its alert was not delivered: alert sent');
+          continue;
+        }
         if (app.state !== 'stale') continue;
         const sent = await notifier.report({
           event: 'stale',

@@ -6,11 +6,11 @@
 import { Worker, type Job } from 'bullmq';
 import type { Config } from '../src/config/load.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
-import { connectSettings, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
-import { closeConnection, createWorkerConnection } from '../src/queue/connection.ts';
+import { closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
 import { NodeSlots } from '../src/queue/node-slots.ts';
 import { RedisHealth } from '../src/queue/redis-health.ts';
@@ -94,11 +94,16 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
   });
   redisHealth.watch(worker, 'drill worker');
   // As for snapshots: every final failure (stalled out, started out included) has finishedOn.
+  const finalFailures = new Set<Promise<void>>();
   worker.on('failed', (job, error) => {
     const reason = job === undefined ? null : finalFailureReason(job, error);
     if (!job || reason === null) return;
     logger.error({ app: job.data.app, jobId: job.id, reason }, 'drill failed for good');
-    void notifier.report({ event: 'drill-failed', app: job.data.app, node: job.data.node?.name, at: new Date().toISOString(), reason }).catch(() => undefined);
+    // Tracked: a stop waits for the alert of a failure that happened just before it.
+    const reporting = notifier.report({ event: 'drill-failed', app: job.data.app, node: job.data.node?.name, at: new Date().toISOString(), reason })
+      .then(() => undefined, (error: unknown) => logger.error({ app: job.data.app, err: toError(error).message }, 'cannot record the drill failure'));
+    finalFailures.add(reporting);
+    void reporting.finally(() => finalFailures.delete(reporting));
     notifier.ping(job.data.app, job.data.ping, false);
   });
   await worker.waitUntilReady();
@@ -118,6 +123,9 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
         interruptBoundMs: config.ssh.connectTimeoutMs + 10_000,
         redisReady: () => connection.status === 'ready',
       });
+      if (!(await settlesWithin(Promise.allSettled([...finalFailures]), FINAL_FAILURE_RECORD_BOUND_MS))) {
+        logger.error({ left: finalFailures.size }, 'the alert state of a drill that failed during the stop was not written');
+      }
       await notifier.flushBeforeExit();
       const redis = await closeConnection(connection);
       logger.info({ stoppedInMs: Date.now() - started, waitedFor, redis }, 'drill worker stopped');

@@ -126,6 +126,13 @@ export function finalFailureReason(job: Job, error: Error): string | null {
 }
 
 /**
+ * How long a stopping worker waits for the failure record and alert state of
+ * a job that failed just before the stop (a few Redis round trips; more only
+ * when Redis is unreachable, and then the wait cannot help).
+ */
+export const FINAL_FAILURE_RECORD_BOUND_MS = 5000;
+
+/**
  * The most a failure reason may take, in UTF-8 bytes: it is stored in Redis
  * (the job's failedReason and stack trace, the app's failure record) and shown
  * by status, the dashboard and every alert. Room for the stderr tail (4 KiB),

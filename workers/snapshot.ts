@@ -20,7 +20,7 @@ import { RedisHealth } from '../src/queue/redis-health.ts';
 import { requireRepository } from '../src/repository/marker.ts';
 import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
-import { connectSettings, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
 
 export interface SnapshotWorkerOptions {
@@ -166,11 +166,15 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   redisHealth.watch(worker, 'snapshot worker');
   // Every final failure passes here, whatever its cause (BullMQ moves a job to failed only in a worker's
   // handleFailed), and only final ones have finishedOn. The notifier alerts once per change of state.
+  const finalFailures = new Set<Promise<void>>();
   worker.on('failed', (job, error) => {
     const reason = job === undefined ? null : finalFailureReason(job, error);
     if (job && reason !== null) {
       logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason }, 'snapshot failed for good');
-      void afterFinalFailure(job, reason);
+      // Tracked: a stop waits for the record and the alert of a failure that happened just before it.
+      const recording = afterFinalFailure(job, reason);
+      finalFailures.add(recording);
+      void recording.finally(() => finalFailures.delete(recording));
     }
   });
   await worker.waitUntilReady();
@@ -192,6 +196,9 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         interruptBoundMs: config.ssh.connectTimeoutMs + 10_000,
         redisReady: () => connection.status === 'ready',
       });
+      if (!(await settlesWithin(Promise.allSettled([...finalFailures]), FINAL_FAILURE_RECORD_BOUND_MS))) {
+        logger.error({ left: finalFailures.size }, 'the failure record of a job that failed during the stop was not written; the scheduler\'s next check alerts it if the record arrived');
+      }
       await notifier.flushBeforeExit();
       await settlesWithin(Promise.all([retentionQueue.close(), queue.close()]), CLOSE_BOUND_MS);
       const redis = await closeConnection(connection);

@@ -29,6 +29,37 @@ const STATE_FOR_EVENT: Record<AlertEvent['event'], AlertState> = { failed: 'fail
 /** Delays between delivery attempts. */
 const RETRY_DELAYS_MS = [1000, 3000, 9000];
 
+/**
+ * KEYS[1] alert states; ARGV: field, new state, value to write, and the time
+ * before which a `sending` mark is stale. Returns the previous value ('' for
+ * none) when an alert must be sent (the value is then written), nil when not:
+ * the state is unchanged and delivered, or being delivered by someone alive, or
+ * a recovery from a state that was never announced.
+ */
+const REPORT_SCRIPT = `
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+local oldState, mark, since = nil, nil, nil
+if old then oldState, mark, since = string.match(old, '^([^|]+)|?([^|]*)|?(%d*)$') end
+if oldState == ARGV[2] then
+  if mark ~= 'sending' then return nil end
+  if tonumber(since) ~= nil and tonumber(since) > tonumber(ARGV[4]) then return nil end
+end
+if ARGV[2] == 'ok' and oldState ~= 'failing' and oldState ~= 'stale' then
+  redis.call('HSET', KEYS[1], ARGV[1], 'ok')
+  return nil
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return old or ''
+`;
+
+/** KEYS[1] alert states; ARGV: field, the value this delivery wrote, the value to settle on ('' deletes). */
+const SETTLE_SCRIPT = `
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then
+  if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end
+end
+return 0
+`;
+
 export class Notifier {
   private readonly pending = new Set<Promise<void>>();
 
@@ -42,6 +73,11 @@ export class Notifier {
   /**
    * Given an event, record the app's new state and, when it changed, POST the
    * event to the webhook. A recovery is only announced after failing or stale.
+   * The state is kept in two phases: `<state>|sending|<ms>` while a delivery is
+   * under way, `<state>` once it was delivered. So an alert whose sender died
+   * (kill -9, a power cut) or gave up is not taken as sent: the same event
+   * reported again (the scheduler re-reports every failing and stale app on
+   * each check) sends it, once its sending is older than the delivery bound.
    * Returns whether an alert was sent (queued for delivery).
    */
   async report(event: AlertEvent): Promise<boolean> {
@@ -49,13 +85,11 @@ export class Notifier {
     const key = redisKeys.alertState(this.prefix);
     // Drills have a state of their own: a failed drill and a failed backup are separate news.
     const field = event.event.startsWith('drill') ? `drill:${event.app}` : event.app;
-    // HSET returns the previous value only via a script: do get-and-set atomically.
-    const previous = (await this.redis.eval(
-      `local old = redis.call('HGET', KEYS[1], ARGV[1]) redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) return old`,
-      1, key, field, state,
-    )) as string | null;
-    if (previous === state) return false;
-    if (state === 'ok' && previous !== 'failing' && previous !== 'stale') return false;
+    const now = Date.now();
+    const sending = this.options.webhook === '' ? state : `${state}|sending|${now}`;
+    // One script: read the previous value and decide and write, so that two reporters never both send.
+    const previous = (await this.redis.eval(REPORT_SCRIPT, 1, key, field, state, sending, String(now - this.deliveryBoundMs()))) as string | null;
+    if (previous === null) return false;
     if (this.options.webhook === '') return false;
     this.deliver(`webhook for ${event.app}`, () => fetch(this.options.webhook, {
       method: 'POST',
@@ -63,13 +97,19 @@ export class Notifier {
       body: JSON.stringify({ source: 'bysu', ...event }),
       signal: AbortSignal.timeout(this.options.timeoutMs),
     }), async () => {
-      // Undelivered: put the old state back (unless it moved on meanwhile) so that the next check alerts again.
-      await this.redis.eval(
-        `if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then if ARGV[3] == '' then redis.call('HDEL', KEYS[1], ARGV[1]) else redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) end end return 0`,
-        1, key, field, state, previous ?? '',
-      );
+      // Delivered: the state is settled (unless it moved on meanwhile).
+      await this.redis.eval(SETTLE_SCRIPT, 1, key, field, sending, state);
+    }, async () => {
+      // Undelivered: put the old state back (unless it moved on meanwhile) so that the next report alerts again.
+      await this.redis.eval(SETTLE_SCRIPT, 1, key, field, sending, previous);
     });
     return true;
+  }
+
+  /** The longest one delivery can take, every try included. */
+  private deliveryBoundMs(): number {
+    const delays = this.options.retryDelaysMs ?? RETRY_DELAYS_MS;
+    return this.options.timeoutMs * (delays.length + 1) + delays.reduce((sum, delay) => sum + delay, 0) + 1000;
   }
 
   /** Given an app's ping URL, GET it (success) or `<url>/fail` (failure), in the background. */
@@ -92,8 +132,7 @@ export class Notifier {
    * left undelivered, each logged.
    */
   async flushBeforeExit(): Promise<number> {
-    const delays = this.options.retryDelaysMs ?? RETRY_DELAYS_MS;
-    const boundMs = this.options.timeoutMs * (delays.length + 1) + delays.reduce((sum, delay) => sum + delay, 0) + 1000;
+    const boundMs = this.deliveryBoundMs();
     const pending = [...this.pending];
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled(pending), new Promise((resolve) => (timer = setTimeout(resolve, boundMs)))]);
@@ -103,13 +142,16 @@ export class Notifier {
     return left;
   }
 
-  private deliver(what: string, send: () => Promise<Response>, undelivered?: () => Promise<void>): void {
+  private deliver(what: string, send: () => Promise<Response>, delivered?: () => Promise<void>, undelivered?: () => Promise<void>): void {
     const task = (async () => {
       for (let attempt = 0; ; attempt += 1) {
         try {
           const response = await send();
           await response.body?.cancel();
-          if (response.ok) return;
+          if (response.ok) {
+            await delivered?.().catch((failure: unknown) => this.logger.error({ err: (failure as Error).message }, `${what}: delivered, but cannot record it (it may be sent again)`));
+            return;
+          }
           throw new Error(`HTTP ${response.status}`);
         } catch (error) {
           const delay = (this.options.retryDelaysMs ?? RETRY_DELAYS_MS)[attempt];

@@ -12,6 +12,8 @@ export interface RecordedRequest {
 export interface HttpRecorder {
   url: string;
   requests: RecordedRequest[];
+  /** How to answer from now on: 200 (ok, the default), 503 (down), or never (hang: the request stays open). */
+  answer(mode: 'ok' | 'down' | 'hang'): void;
   /** Resolve when a request matching `match` has arrived (or throw after timeoutMs). */
   waitFor(match: (request: RecordedRequest) => boolean, timeoutMs?: number): Promise<RecordedRequest>;
   close(): Promise<void>;
@@ -19,6 +21,7 @@ export interface HttpRecorder {
 
 export async function startHttpRecorder(): Promise<HttpRecorder> {
   const requests: RecordedRequest[] = [];
+  let mode: 'ok' | 'down' | 'hang' = 'ok';
   const server = http.createServer((request, response) => {
     let text = '';
     request.on('data', (chunk: Buffer) => (text += chunk.toString()));
@@ -30,7 +33,9 @@ export async function startHttpRecorder(): Promise<HttpRecorder> {
         // keep the text
       }
       requests.push({ method: request.method ?? '', path: request.url ?? '', body, at: Date.now() });
-      response.writeHead(200, { 'content-type': 'text/plain' }).end('OK');
+      if (mode === 'hang') return;
+      if (mode === 'down') response.writeHead(503, { 'content-type': 'text/plain' }).end('down');
+      else response.writeHead(200, { 'content-type': 'text/plain' }).end('OK');
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -38,6 +43,9 @@ export async function startHttpRecorder(): Promise<HttpRecorder> {
   return {
     url: `http://127.0.0.1:${port}`,
     requests,
+    answer(next) {
+      mode = next;
+    },
     async waitFor(match, timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -47,6 +55,9 @@ export async function startHttpRecorder(): Promise<HttpRecorder> {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     },
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () => {
+      server.closeAllConnections(); // hung requests too
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
   };
 }
