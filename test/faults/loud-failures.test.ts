@@ -11,11 +11,11 @@ import { once } from 'node:events';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Job, Queue } from 'bullmq';
+import { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
 import { MAX_STARTED_ATTEMPTS } from '../../workers/node-job.ts';
-import { PROJECT_ROOT, waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
+import { PROJECT_ROOT, waitForLog, withCluster, withSnapshotQueue, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
 import { startHttpRecorder, type HttpRecorder } from '../helpers/http-recorder.ts';
 import { waitUntil } from '../helpers/processes.ts';
@@ -43,16 +43,6 @@ function startedJobIds(output: string): string[] {
 const hooks = (recorder: HttpRecorder, app: string, event: string) =>
   recorder.requests.filter((request) => request.path === '/hook' && (request.body as { app?: string }).app === app && (request.body as { event?: string }).event === event);
 
-async function withQueue<T>(cluster: TestCluster, fn: (queue: Queue) => Promise<T>): Promise<T> {
-  const connection = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
-  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: cluster.prefix });
-  try {
-    return await fn(queue);
-  } finally {
-    await queue.close();
-    connection.disconnect();
-  }
-}
 
 /**
  * Start a worker; each time it starts the job (the first job to start, when
@@ -73,7 +63,7 @@ async function killAtEveryStart(cluster: TestCluster, jobId?: string): Promise<{
       tracked ??= started[0];
       return tracked !== undefined && started.includes(tracked) ? 'started' : null;
     }, 60_000).catch(async (error: Error) => {
-      const job = tracked === undefined ? undefined : await withQueue(cluster, async (queue) => ({ state: await queue.getJobState(tracked!), job: (await Job.fromId(queue, tracked!))?.toJSON() }));
+      const job = tracked === undefined ? undefined : await withSnapshotQueue(cluster, async (queue) => ({ state: await queue.getJobState(tracked!), job: (await Job.fromId(queue, tracked!))?.toJSON() }));
       throw new Error(`${error.message} (after ${kills} kills; the job: ${JSON.stringify(job)}); the worker's log:\n${worker.output().slice(-3000)}`);
     });
     if (outcome === 'failed' || kills >= KILLS_ALLOWED) return { jobId: tracked!, kills, worker };
@@ -86,7 +76,7 @@ async function killAtEveryStart(cluster: TestCluster, jobId?: string): Promise<{
 
 /** Given the job and the recorder, assert it ended failed, loudly: record, status, one webhook, the /fail ping. */
 async function assertFailedLoudly(cluster: TestCluster, recorder: HttpRecorder, app: string, jobId: string, kills: number): Promise<string> {
-  const state = await withQueue(cluster, async (queue) => waitUntil(`job ${jobId} to end failed`, async () => {
+  const state = await withSnapshotQueue(cluster, async (queue) => waitUntil(`job ${jobId} to end failed`, async () => {
     const current = await queue.getJobState(jobId);
     return current === 'failed' ? current : null;
   }, 20_000).catch(async () => queue.getJobState(jobId)));
@@ -179,7 +169,7 @@ test('a job failed because it was started maxStartedAttempts times is recorded, 
       redis.disconnect();
       const worker = cluster.startWorker();
       await waitForLog(worker, 'worker started');
-      const job = await withQueue(cluster, (queue) => waitUntil('the job to fail', async () => ((await queue.getJobState(jobId)) === 'failed' ? Job.fromId(queue, jobId) : null)));
+      const job = await withSnapshotQueue(cluster, (queue) => waitUntil('the job to fail', async () => ((await queue.getJobState(jobId)) === 'failed' ? Job.fromId(queue, jobId) : null)));
       assert.equal(job?.attemptsMade, 1, 'one attempt of three, and no retry: the starts are used up');
       const hook = await recorder.waitFor((request) => request.path === '/hook' && (request.body as { event?: string }).event === 'failed');
       assert.match((hook.body as { reason: string }).reason, /connection refused[\s\S]*not retried: the job was started 10000 times, maxStartedAttempts 10000/);
@@ -214,7 +204,7 @@ test('a command the node refuses (126) or cannot find (127) is tried once, with 
     assert.equal(result.code, 1, result.stdout + result.stderr);
     assert.match(result.stdout, /refused: FAILED after 1 attempt\(s\): part a\.sql: the node refused the command \(exit 126 from the forced-command wrapper: .*allowed-commands on db1\?.*\); not retried\nstderr .*\nbysu-allow: command not in/);
     assert.match(result.stdout, /missing: FAILED after 1 attempt\(s\): part a\.sql: command not found on the node db1 \(exit 127\); not retried\nstderr .*\n.*bysu-no-such-dump: (command )?not found/);
-    const attempts = await withQueue(cluster, async (queue) => Promise.all((await queue.getJobs(['failed'])).map((job) => `${job.data.app} ${job.attemptsMade}/${job.opts.attempts}`)));
+    const attempts = await withSnapshotQueue(cluster, async (queue) => Promise.all((await queue.getJobs(['failed'])).map((job) => `${job.data.app} ${job.attemptsMade}/${job.opts.attempts}`)));
     assert.deepEqual(attempts.sort(), ['missing 1/3', 'refused 1/3']);
     recordFault({
       kind: 'fault', fault: 'command refused by the node (126) or not found (127)', expected: 'one attempt of 3, reason names the refusal',
@@ -236,7 +226,7 @@ test('a command failing with an empty stderr: the reason carries the start of it
     await waitForLog(worker, 'worker started');
     const result = await cluster.bysu(['snapshot', 'nologin', 'nologintar', 'chatty', '--wait']);
     assert.equal(result.code, 1, result.stdout + result.stderr);
-    const reasons = await withQueue(cluster, async (queue) => new Map((await queue.getJobs(['failed'])).map((job) => [job.data.app as string, job.failedReason])));
+    const reasons = await withSnapshotQueue(cluster, async (queue) => new Map((await queue.getJobs(['failed'])).map((job) => [job.data.app as string, job.failedReason])));
     assert.equal(reasons.get('nologin'), 'part db.sql: command exited with code 1 (accepted: 0); stderr was empty; the start of stdout (41 bytes): "This account is currently not available.\\n"');
     assert.match(reasons.get('nologintar')!, /; stderr was empty; the start of stdout \(41 bytes\): "This account is currently not available\.\\n"$/);
     const chatty = reasons.get('chatty')!;

@@ -8,34 +8,19 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { pathToFileURL } from 'node:url';
 import { initRepository } from '../../src/repository/marker.ts';
 import { PROJECT_ROOT, waitForLog, withCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
+import { tmpfsUnavailable } from '../helpers/tmpfs.ts';
 import { exitWithin, waitUntil } from '../helpers/processes.ts';
 import { processState } from '../helpers/signals.ts';
 
 const STOP_BEFORE_PUBLISH = path.join(PROJECT_ROOT, 'test/helpers/stop-before-publish.mjs');
 
-/** Whether this machine lets us mount a small tmpfs (root, and a kernel/container that allows it); else why not. */
-function tmpfsUnavailable(): string | false {
-  if (process.getuid?.() !== 0) return 'mounting a tmpfs as the repository needs root (CI runs as root)';
-  const probe = mkdtempSync(path.join(os.tmpdir(), 'bysu-tmpfs-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'pipe' });
-    execFileSync('umount', [probe]);
-    return false;
-  } catch (error) {
-    return `this machine does not allow mounting a tmpfs (${(error as Error).message.split('\n')[0]})`;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
-  }
-}
 
 const exists = (target: string) => access(target).then(() => true, () => false);
 

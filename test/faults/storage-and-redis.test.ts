@@ -17,22 +17,9 @@ import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
 import { initRepository } from '../../src/repository/marker.ts';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
+import { tmpfsUnavailable } from '../helpers/tmpfs.ts';
 import { run } from '../helpers/processes.ts';
 
-/** Whether this machine lets us mount a small tmpfs (root, and a kernel/container that allows it); else why not. */
-function tmpfsUnavailable(): string | false {
-  if (process.getuid?.() !== 0) return 'mounting a small tmpfs as the repository needs root (CI runs as root)';
-  const probe = mkdtempSync(path.join(os.tmpdir(), 'bysu-tmpfs-probe-'));
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', probe], { stdio: 'pipe' });
-    execFileSync('umount', [probe]);
-    return false;
-  } catch (error) {
-    return `this machine does not allow mounting a tmpfs (${(error as Error).message.split('\n')[0]})`;
-  } finally {
-    rmSync(probe, { recursive: true, force: true });
-  }
-}
 const noTmpfs = tmpfsUnavailable();
 
 async function snapshotsOf(cluster: TestCluster, app: string, repository = cluster.repository): Promise<string[]> {

@@ -8,7 +8,10 @@ import type { ChildProcess } from 'node:child_process';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
+import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
 import { initRepository } from '../../src/repository/marker.ts';
 import { run, spawnTracked, stopProcess, withTempDir } from './processes.ts';
 import { withRedis, type TestRedis } from './redis.ts';
@@ -121,4 +124,16 @@ export async function openCluster(nodeNames: string[]): Promise<{ cluster: TestC
       await finished;
     },
   };
+}
+
+/** Given a cluster, run fn with a BullMQ Queue on its snapshot queue (for reading job states), then close it. */
+export async function withSnapshotQueue<T>(cluster: TestCluster, fn: (queue: Queue) => Promise<T>): Promise<T> {
+  const connection = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
+  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: cluster.prefix });
+  try {
+    return await fn(queue);
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
 }

@@ -9,21 +9,8 @@ import { once } from 'node:events';
 import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { Queue } from 'bullmq';
-import { Redis } from 'ioredis';
-import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
-import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
+import { waitForLog, withCluster, withSnapshotQueue } from '../helpers/cluster.ts';
 
-async function withQueue<T>(cluster: TestCluster, fn: (queue: Queue) => Promise<T>): Promise<T> {
-  const connection = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
-  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: cluster.prefix });
-  try {
-    return await fn(queue);
-  } finally {
-    await queue.close();
-    connection.disconnect();
-  }
-}
 
 async function jobIdOf(enqueued: { stdout: string }): Promise<string> {
   const match = /\(job ([^)]+)\)/.exec(enqueued.stdout);
@@ -46,7 +33,7 @@ test('SIGTERM lets a running snapshot finish within the grace period', async () 
     // It says which job it waited for and what became of it (before the fix it said neither).
     assert.ok(worker.output().includes(`"msg":"waiting for 1 running snapshot job(s) to finish: ${jobId}"`), worker.output());
     assert.ok(worker.output().includes(`"msg":"snapshot job ${jobId}: finished"`), worker.output());
-    await withQueue(cluster, async (queue) => {
+    await withSnapshotQueue(cluster, async (queue) => {
       assert.equal(await (await queue.getJob(jobId))!.getState(), 'completed');
     });
     assert.equal((await readdir(path.join(cluster.repository, 'slow'))).filter((name) => /^\d{8}T/.test(name)).length, 1);
@@ -76,7 +63,7 @@ test('past the grace period a running snapshot is handed back without using an a
     assert.ok(first.output().includes(`"msg":"snapshot job ${jobId}: handed back to the queue"`), first.output());
     assert.doesNotMatch(first.output(), /did not stop/);
 
-    await withQueue(cluster, async (queue) => {
+    await withSnapshotQueue(cluster, async (queue) => {
       const job = (await queue.getJob(jobId))!;
       assert.ok(['waiting', 'delayed', 'prioritized'].includes(await job.getState()), await job.getState());
       assert.equal(job.attemptsMade, 0, 'no attempt used');
