@@ -12,7 +12,7 @@ export async function configCheck(globals: GlobalOptions, options: { connect?: b
   const config = loadCliConfig(globals);
   checkSshFiles(config);
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
-  // SPEC: a node's host key must be pinned or present in knownHosts.
+  // A node's host key must be pinned or present in knownHosts.
   const unknown = config.nodes.flatMap((node, index) => {
     if (node.hostKey !== undefined || lookupHostKeys(identity.knownHosts, node.host, node.port).trusted.length > 0) return [];
     return [`nodes[${index}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host, node.port)} is not in ${config.ssh.knownHosts}; ` +

@@ -8,7 +8,7 @@ export interface GlobalOptions {
   config?: string;
 }
 
-/** Exit statuses of `bysu` (SPEC "Command line"). */
+/** Exit statuses of `bysu` (README "Command line"). */
 export const EXIT_OK = 0;
 export const EXIT_FAILED = 1;
 export const EXIT_USAGE = 2;

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { parseConfig, checkSshFiles, findApp, type Config } from '../../../src/config/load.ts';
 import { ConfigError } from '../../../src/errors.ts';
 
-/** SPEC's example config (with a real-looking pinned fingerprint). */
+/** The original contract's example config (with a real-looking pinned fingerprint). */
 const FULL = `
 redis:
   url: redis://127.0.0.1:6379/0
