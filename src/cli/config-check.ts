@@ -5,7 +5,7 @@
 import { checkSshFiles } from '../config/load.ts';
 import { ConfigError, toError } from '../errors.ts';
 import { knownHostsName, lookupHostKeys } from '../ssh/known-hosts.ts';
-import { openSession, readIdentity } from '../ssh/session.ts';
+import { openSession, readIdentity, readKnownHosts } from '../ssh/session.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
 
 export async function configCheck(globals: GlobalOptions, options: { connect?: boolean }): Promise<number> {
@@ -13,8 +13,9 @@ export async function configCheck(globals: GlobalOptions, options: { connect?: b
   checkSshFiles(config);
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
   // A node's host key must be pinned or present in knownHosts.
+  const knownHosts = readKnownHosts(config.ssh.knownHosts).entries;
   const unknown = config.nodes.flatMap((node, index) => {
-    if (node.hostKey !== undefined || lookupHostKeys(identity.knownHosts, node.host, node.port).trusted.length > 0) return [];
+    if (node.hostKey !== undefined || lookupHostKeys(knownHosts, node.host, node.port).trusted.length > 0) return [];
     return [`nodes[${index}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host, node.port)} is not in ${config.ssh.knownHosts}; ` +
       `check its key out of band and pin it (bysu keyscan ${node.host} --port ${node.port})`];
   });

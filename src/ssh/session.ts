@@ -10,7 +10,7 @@ import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
 import ssh2 from 'ssh2';
 import { cutToBytes, escapeControls } from '../printable.ts';
-import { AbortedError, AuthenticationError, ConfigError, ConnectionError, HostKeyError } from '../errors.ts';
+import { AbortedError, AuthenticationError, ConfigError, ConnectionError, HostKeyError, toError } from '../errors.ts';
 import {
   fingerprint,
   hostKeyAlgorithmsFor,
@@ -34,11 +34,10 @@ export interface SshTarget {
   hostKey?: string;
 }
 
-/** What BYSU logs in with and what it trusts. */
+/** What BYSU logs in with and where it looks up what it trusts. */
 export interface SshIdentity {
   privateKey: Buffer;
-  knownHosts: KnownHostEntry[];
-  /** Path of the known_hosts file, for messages. */
+  /** Path of the known_hosts file, read afresh at each openSession: a key added or fixed there needs no restart or signal. */
   knownHostsFile: string;
 }
 
@@ -86,34 +85,71 @@ function peerText(message: string): string {
 }
 
 /**
- * Given file paths, read the identity and known_hosts (a missing known_hosts
- * is empty: pins may suffice). Throw ConfigError when the key cannot be
- * parsed (garbage, or protected by a passphrase).
+ * Given file paths, read the private key once and note where known_hosts is
+ * (read at each connection, see readKnownHosts). Throw ConfigError when the
+ * key cannot be parsed (garbage, or protected by a passphrase).
  */
 export function readIdentity(identityFile: string, knownHostsFile: string): SshIdentity {
-  let knownHostsText = '';
-  try {
-    knownHostsText = readFileSync(knownHostsFile, 'utf8');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
-  }
   const privateKey = readFileSync(identityFile);
   const parsed = ssh2.utils.parseKey(privateKey);
   if (parsed instanceof Error) {
     throw new ConfigError([`ssh.identityFile: cannot use ${identityFile} as an SSH private key: ${parsed.message} (BYSU needs an unencrypted key, mode 0600)`]);
   }
-  return { privateKey, knownHosts: parseKnownHosts(knownHostsText), knownHostsFile };
+  return { privateKey, knownHostsFile };
+}
+
+/** The entries of a known_hosts file as read just now. */
+export interface KnownHostsFile {
+  entries: KnownHostEntry[];
+  /** The file does not exist (no entries: pins may suffice). */
+  missing: boolean;
 }
 
 /**
- * Given the node, the identity and limits, open an SSH session.
- * Throw HostKeyError when the host key is unknown or does not match (naming
- * both fingerprints), AuthenticationError when the key is refused, and
+ * Given the path of a known_hosts file, read and parse it now: it is small,
+ * and reading it at each connection is what lets an operator add or fix a key
+ * without a restart or a signal. A missing file has no entries. Throw
+ * ConfigError naming the file when it exists but cannot be read (EACCES, EISDIR).
+ */
+export function readKnownHosts(file: string): KnownHostsFile {
+  try {
+    return { entries: parseKnownHosts(readFileSync(file, 'utf8')), missing: false };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return { entries: [], missing: true };
+    throw new ConfigError([
+      `ssh.knownHosts: cannot read ${file} (${code ?? toError(error).message}): BYSU checks host keys against it at each connection; ` +
+        `make it readable by the user BYSU runs as`,
+    ]);
+  }
+}
+
+/**
+ * Given the host and port looked up, the known_hosts file and what the node
+ * offered, return the message for a node whose key is neither known nor pinned:
+ * where BYSU looked, under which name, and how to add the key.
+ */
+export function unknownHostMessage(where: string, host: string, port: number, file: string, missing: boolean, offered: string): string {
+  return (
+    `host key of ${where} is unknown: no known_hosts entry for ${knownHostsName(host, port)} in ${file}${missing ? ' (the file does not exist)' : ''} ` +
+    `and no hostKey is pinned; it offered ${offered}. Check it out of band, then add the line that \`bysu keyscan ${host} --port ${port}\` prints ` +
+    `to ${file} (read at each connection: no restart or reload needed), or pin its fingerprint as the node's hostKey`
+  );
+}
+
+/**
+ * Given the node, the identity and limits, open an SSH session, with the
+ * known_hosts file read afresh. Throw ConfigError when that file cannot be
+ * read, HostKeyError when the host key is unknown (naming the file and the
+ * name looked up) or does not match (naming both fingerprints),
+ * AuthenticationError when the key is refused, and
  * ConnectionError for anything else (refused, timeout, reset).
  */
 export async function openSession(target: SshTarget, identity: SshIdentity, options: ConnectOptions): Promise<SshSession> {
   const where = `node "${target.name}" (${target.user}@${target.host}:${target.port})`;
-  const { trusted, revoked } = lookupHostKeys(identity.knownHosts, target.host, target.port);
+  // Read now, not when the worker started: a key added or fixed since then counts at once.
+  const knownHosts = readKnownHosts(identity.knownHostsFile);
+  const { trusted, revoked } = lookupHostKeys(knownHosts.entries, target.host, target.port);
   let hostKeyProblem: string | null = null;
 
   const verify = (blob: Buffer): boolean => {
@@ -129,9 +165,7 @@ export async function openSession(target: SshTarget, identity: SshIdentity, opti
       return false;
     }
     if (trusted.length === 0) {
-      hostKeyProblem =
-        `host key of ${where} is unknown: ${knownHostsName(target.host, target.port)} is not in ${identity.knownHostsFile} ` +
-        `and no hostKey is pinned; it offered ${offered}. Check it out of band, then pin it (bysu keyscan ${target.host} --port ${target.port})`;
+      hostKeyProblem = unknownHostMessage(where, target.host, target.port, identity.knownHostsFile, knownHosts.missing, offered);
       return false;
     }
     if (trusted.some((key) => key.blob.equals(blob))) return true;

@@ -111,8 +111,8 @@ export async function startFakeSshServer(silentAt: SilentAt): Promise<FakeSshSer
 }
 
 /** A fresh client identity for logging in to a fake node (which accepts any key). */
-export function fakeNodeIdentity(): { privateKey: Buffer; knownHosts: []; knownHostsFile: string } {
-  return { privateKey: Buffer.from(ed25519Keys().private), knownHosts: [], knownHostsFile: '/nonexistent/known_hosts' };
+export function fakeNodeIdentity(): { privateKey: Buffer; knownHostsFile: string } {
+  return { privateKey: Buffer.from(ed25519Keys().private), knownHostsFile: '/nonexistent/known_hosts' };
 }
 
 /** Given a promise, settle as it does, or reject after ms: a hang becomes a clean test failure. */

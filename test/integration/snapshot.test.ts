@@ -205,7 +205,7 @@ describe('snapshot pipeline against a real sshd node', () => {
     assert.match(out, /stuck: FAILED after 1 attempt\(s\): no data received for 2000 ms \(stallTimeout\)/);
     assert.match(out, /slowpoke: FAILED after 1 attempt\(s\): snapshot of slowpoke exceeded its timeout of 2000 ms/);
     assert.match(out, new RegExp(`pinned: FAILED after 1 attempt\\(s\\): host key of node "db1-wrongpin" .* does not match the pinned key: expected ${WRONG_PIN.replace('+', '\\+')}, got ssh-ed25519 ${cluster.nodes[0]!.fingerprint.replace(/[+/]/g, '\\$&')}`));
-    assert.match(out, /stranger: FAILED after 1 attempt\(s\): host key of node "db1-unknown" .* is unknown: \[localhost\]:\d+ is not in .*known_hosts/);
+    assert.match(out, /stranger: FAILED after 1 attempt\(s\): host key of node "db1-unknown" .* is unknown: no known_hosts entry for \[localhost\]:\d+ in .*known_hosts/);
 
     for (const app of apps) {
       assert.deepEqual(await snapshotDirs(cluster.repository, app), [], `${app} has no snapshot`);

@@ -46,7 +46,7 @@ function identity(): SshIdentity {
   try {
     const result = spawnSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', path.join(dir, 'id')]);
     assert.equal(result.status, 0, String(result.stderr));
-    return { privateKey: readFileSync(path.join(dir, 'id')), knownHosts: [], knownHostsFile: '/nonexistent/known_hosts' };
+    return { privateKey: readFileSync(path.join(dir, 'id')), knownHostsFile: '/nonexistent/known_hosts' };
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
