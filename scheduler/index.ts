@@ -1,7 +1,8 @@
 /**
  * The scheduler: reconciles BullMQ job schedulers with the config (one per
  * app on the snapshot queue, the daily sweep on the retention queue) at start
- * and on reload, writes a heartbeat so that `bysu status` can tell when no
+ * and on reload, re-creates those Redis lost (on reconnect and before each
+ * stale check), writes a heartbeat so that `bysu status` can tell when no
  * scheduler runs, and looks for apps that went stale to alert once. Several
  * replicas may run: upserting a job scheduler is idempotent, and BullMQ makes
  * one job per tick of a scheduler however many replicas upsert it.
