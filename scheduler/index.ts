@@ -1,7 +1,8 @@
 /**
  * The scheduler: reconciles BullMQ job schedulers with the config (one per
  * app on the snapshot queue, the daily sweep on the retention queue) at start
- * and on reload, writes a heartbeat so that `bysu status` can tell when no
+ * and on reload, re-creates those Redis lost (on reconnect and before each
+ * stale check), writes a heartbeat so that `bysu status` can tell when no
  * scheduler runs, and looks for apps that went stale to alert once. Several
  * replicas may run: upserting a job scheduler is idempotent, and BullMQ makes
  * one job per tick of a scheduler however many replicas upsert it.
@@ -56,67 +57,105 @@ export interface RunningScheduler {
   close(): Promise<void>;
 }
 
+/** One job scheduler the config asks for, on the queue it belongs to. */
+interface WantedScheduler {
+  queue: 'snapshot' | 'drill' | 'retention';
+  id: string;
+  pattern: string;
+  tz: string;
+  template: { name: string; data: SnapshotJobData | DrillJobData | RetentionJobData; opts: object };
+}
+
+/** The scheduler's three queues. */
+export interface SchedulerQueues {
+  snapshot: Queue<SnapshotJobData>;
+  retention: Queue<RetentionJobData>;
+  drill?: Queue<DrillJobData>;
+}
+
+/** Given the config, list every job scheduler it asks for: one per app, one per drill, the retention sweep. */
+function wantedSchedulers(config: Config): WantedScheduler[] {
+  const wanted: WantedScheduler[] = [];
+  for (const app of config.apps) {
+    wanted.push({ queue: 'snapshot', id: snapshotSchedulerId(app.name), pattern: app.schedule, tz: app.timezone,
+      template: { name: SNAPSHOT_JOB, data: buildSnapshotJob(config, app, 'schedule'), opts: snapshotJobOptions(app) } });
+  }
+  for (const app of config.apps) {
+    if (!app.drill) continue;
+    wanted.push({ queue: 'drill', id: drillSchedulerId(app.name), pattern: app.drill.schedule, tz: app.timezone,
+      template: { name: DRILL_JOB, data: buildDrillJob(config, app, 'schedule'), opts: drillJobOptions(app) } });
+  }
+  wanted.push({ queue: 'retention', id: RETENTION_SWEEP_SCHEDULER, pattern: config.retention.sweepSchedule, tz: config.defaults.timezone,
+    template: { name: RETENTION_SWEEP_JOB, data: { targets: config.apps.map((app) => retentionTargetFor(config, app)), reason: 'sweep' as const }, opts: RETENTION_JOB_OPTIONS } });
+  return wanted;
+}
+
+function queueOf(queues: SchedulerQueues, wanted: WantedScheduler): Queue | undefined {
+  return (wanted.queue === 'snapshot' ? queues.snapshot : wanted.queue === 'drill' ? queues.drill : queues.retention) as Queue | undefined;
+}
+
+/** Given Redis and the config, record when each app was first seen (kept if known) and each drill's since-record. */
+async function recordFirstSeen(redis: Redis, config: Config): Promise<void> {
+  // When BYSU first learnt of the app: an app that never produced a snapshot goes stale from here.
+  const now = new Date();
+  for (const app of config.apps) await redis.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), app.name, now.toISOString());
+  await recordDrillSince(redis, config, now);
+}
+
 /**
  * Given the snapshot and retention queues and the config, make the job
  * schedulers match it: upsert one per app (schedule, time zone and the
  * resolved job), remove those of apps no longer configured, upsert the sweep.
  */
 export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>, retentionQueue: Queue<RetentionJobData>, config: Config, redis?: Redis, drillQueue?: Queue<DrillJobData>): Promise<ReconcileResult> {
+  const queues: SchedulerQueues = { snapshot: snapshotQueue, retention: retentionQueue, ...(drillQueue ? { drill: drillQueue } : {}) };
   const upserted: string[] = [];
   const unchanged: string[] = [];
-  for (const app of config.apps) {
-    const id = snapshotSchedulerId(app.name);
-    const template = { name: SNAPSHOT_JOB, data: buildSnapshotJob(config, app, 'schedule'), opts: snapshotJobOptions(app) };
+  const wanted = wantedSchedulers(config);
+  for (const scheduler of wanted) {
+    const queue = queueOf(queues, scheduler);
+    if (!queue) continue;
     // Upserting re-plans the scheduler from now and drops a due run that has not started: only touch what changed.
-    if (sameScheduler(await snapshotQueue.getJobScheduler(id), app.schedule, app.timezone, template)) {
-      unchanged.push(id);
+    if (sameScheduler(await queue.getJobScheduler(scheduler.id), scheduler.pattern, scheduler.tz, scheduler.template)) {
+      if (scheduler.queue === 'snapshot') unchanged.push(scheduler.id);
     } else {
-      await snapshotQueue.upsertJobScheduler(id, { pattern: app.schedule, tz: app.timezone }, template);
-      upserted.push(id);
+      await queue.upsertJobScheduler(scheduler.id, { pattern: scheduler.pattern, tz: scheduler.tz }, scheduler.template);
+      if (scheduler.queue !== 'retention') upserted.push(scheduler.id);
     }
-    // When BYSU first learnt of the app: an app that never produced a snapshot goes stale from here.
-    await redis?.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), app.name, new Date().toISOString());
   }
-  const wanted = [...upserted, ...unchanged];
   const removed: string[] = [];
-  for (const scheduler of await snapshotQueue.getJobSchedulers(0, -1)) {
-    const id = scheduler.id ?? scheduler.key;
-    if (id.startsWith(SNAPSHOT_SCHEDULER_PREFIX) && !wanted.includes(id)) {
-      await snapshotQueue.removeJobScheduler(id);
-      removed.push(id);
-    }
-  }
-  // Restore drills: one job scheduler per app that has a drill, on the drill queue.
-  if (drillQueue) {
-    const wantedDrills: string[] = [];
-    for (const app of config.apps) {
-      if (!app.drill) continue;
-      const id = drillSchedulerId(app.name);
-      wantedDrills.push(id);
-      const template = { name: DRILL_JOB, data: buildDrillJob(config, app, 'schedule'), opts: drillJobOptions(app) };
-      if (!sameScheduler(await drillQueue.getJobScheduler(id), app.drill.schedule, app.timezone, template)) {
-        await drillQueue.upsertJobScheduler(id, { pattern: app.drill.schedule, tz: app.timezone }, template);
-        upserted.push(id);
-      }
-    }
-    for (const scheduler of await drillQueue.getJobSchedulers(0, -1)) {
+  for (const [queue, prefix] of [[snapshotQueue, SNAPSHOT_SCHEDULER_PREFIX], [drillQueue, DRILL_SCHEDULER_PREFIX]] as const) {
+    if (!queue) continue;
+    for (const scheduler of await queue.getJobSchedulers(0, -1)) {
       const id = scheduler.id ?? scheduler.key;
-      if (id.startsWith(DRILL_SCHEDULER_PREFIX) && !wantedDrills.includes(id)) {
-        await drillQueue.removeJobScheduler(id);
+      if (id.startsWith(prefix) && !wanted.some((each) => each.id === id)) {
+        await queue.removeJobScheduler(id);
         removed.push(id);
       }
     }
   }
-  if (redis) await recordDrillSince(redis, config, new Date());
-  const sweep = {
-    name: RETENTION_SWEEP_JOB,
-    data: { targets: config.apps.map((app) => retentionTargetFor(config, app)), reason: 'sweep' as const },
-    opts: RETENTION_JOB_OPTIONS,
-  };
-  if (!sameScheduler(await retentionQueue.getJobScheduler(RETENTION_SWEEP_SCHEDULER), config.retention.sweepSchedule, config.defaults.timezone, sweep)) {
-    await retentionQueue.upsertJobScheduler(RETENTION_SWEEP_SCHEDULER, { pattern: config.retention.sweepSchedule, tz: config.defaults.timezone }, sweep);
-  }
+  if (redis) await recordFirstSeen(redis, config);
   return { upserted, unchanged, removed };
+}
+
+/**
+ * Given the scheduler's queues, Redis and the config, re-create the job
+ * schedulers the config asks for that Redis no longer has (it came back empty:
+ * no persistence, a new instance, a FLUSHALL) and restore the first-seen and
+ * drill-since records; return the ids re-created. Never upserts one that
+ * exists: that would re-plan it from now and drop a due run. A scheduler that
+ * exists but differs from the config is left to reconcile (start and SIGHUP).
+ */
+export async function restoreMissingSchedulers(queues: SchedulerQueues, redis: Redis, config: Config): Promise<string[]> {
+  const recreated: string[] = [];
+  for (const scheduler of wantedSchedulers(config)) {
+    const queue = queueOf(queues, scheduler);
+    if (!queue || (await queue.getJobScheduler(scheduler.id))) continue;
+    await queue.upsertJobScheduler(scheduler.id, { pattern: scheduler.pattern, tz: scheduler.tz }, scheduler.template);
+    recreated.push(scheduler.id);
+  }
+  await recordFirstSeen(redis, config);
+  return recreated;
 }
 
 /**
@@ -166,10 +205,25 @@ export async function startScheduler(configFile: string, initial: Config, logger
   for (const queue of [snapshotQueue, retentionQueue, drillQueue]) redisHealth.watch(queue, `${queue.name} queue`);
   let notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
 
-  const reconcile = async () => {
+  // Reconcile and restore never run at once: both read and then write the same job schedulers.
+  let schedulerWork: Promise<void> = Promise.resolve();
+  const serially = (fn: () => Promise<void>) => {
+    const next = schedulerWork.then(fn);
+    schedulerWork = next.catch(() => undefined);
+    return next;
+  };
+  const reconcile = () => serially(async () => {
     const result = await reconcileSchedulers(snapshotQueue, retentionQueue, config, connection, drillQueue);
     logger.info({ apps: config.apps.length, upserted: result.upserted, removed: result.removed }, 'job schedulers reconciled');
-  };
+  });
+  // Redis that comes back empty (no persistence, a new instance, a FLUSHALL) has lost the job schedulers: without
+  // this, no app runs again until someone sends SIGHUP. Checked on reconnect and with every stale check.
+  const restore = (why: string) => serially(async () => {
+    const recreated = await restoreMissingSchedulers({ snapshot: snapshotQueue, retention: retentionQueue, drill: drillQueue }, connection, config);
+    if (recreated.length === 0) return;
+    logger.warn({ recreated, why }, `redis had lost ${recreated.length} job scheduler${recreated.length === 1 ? '' : 's'} (${recreated.join(', ')}): re-created (${why})`);
+    await beat(); // the heartbeat was lost with them: status would say no scheduler runs until the next beat
+  });
 
   const beat = async () => {
     const heartbeat = JSON.stringify({ at: new Date().toISOString(), host: os.hostname(), pid: process.pid });
@@ -210,10 +264,20 @@ export async function startScheduler(configFile: string, initial: Config, logger
     fn().catch((error: unknown) => logger.error({ err: toError(error).message }, `${what} failed`));
   };
 
+  const periodic = guard('stale check', async () => {
+    // While Redis is unreachable the reconnect will restore them: one failing line per tick is enough.
+    if (!redisHealth.unreachable) {
+      await restore('periodic check').catch((error: unknown) => logger.error({ err: toError(error).message }, 're-creating job schedulers failed'));
+    }
+    await checkStale();
+  });
+
   await reconcile();
   await beat();
+  // ioredis emits 'ready' again after each reconnect; the first one is covered by the reconcile above.
+  connection.on('ready', guard('re-creating job schedulers', () => restore('redis reconnected')));
   const heartbeatTimer = setInterval(guard('heartbeat', beat), HEARTBEAT_INTERVAL_MS);
-  let staleTimer = setInterval(guard('stale check', checkStale), config.notify.staleCheckIntervalMs);
+  let staleTimer = setInterval(periodic, config.notify.staleCheckIntervalMs);
   logger.info({ apps: config.apps.length }, 'scheduler started');
 
   return {
@@ -234,7 +298,7 @@ export async function startScheduler(configFile: string, initial: Config, logger
       await notifier.flush();
       notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
       clearInterval(staleTimer);
-      staleTimer = setInterval(guard('stale check', checkStale), config.notify.staleCheckIntervalMs);
+      staleTimer = setInterval(periodic, config.notify.staleCheckIntervalMs);
       await reconcile();
     },
     checkStale,
