@@ -193,7 +193,7 @@ export const configSchema = {
       sensitive: true,
     },
     timeout: { doc: 'Time allowed for one webhook or ping request.', format: 'bysu-duration', default: '10s' },
-    staleCheckInterval: { doc: 'How often the scheduler looks for apps that went stale.', format: 'bysu-duration', default: '1m' },
+    staleCheckInterval: { doc: 'How often the scheduler checks: apps gone stale, failing apps whose alert was not delivered, job schedulers Redis lost.', format: 'bysu-duration', default: '1m' },
   },
   dashboard: {
     host: { doc: 'Address the dashboard listens on.', format: String, default: '127.0.0.1', env: 'BYSU_DASHBOARD_HOST' },
