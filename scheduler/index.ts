@@ -11,7 +11,8 @@ import os from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { Queue, type JobSchedulerJson } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { loadConfig, type Config } from '../src/config/load.ts';
+import type { LiveConfig } from '../src/config/live.ts';
+import type { Config } from '../src/config/load.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
@@ -50,8 +51,6 @@ export interface ReconcileResult {
 }
 
 export interface RunningScheduler {
-  /** Reload the config file and reconcile; an invalid file is logged and the schedules stay as they are. */
-  reload(): Promise<void>;
   /** Check every app for staleness now (also runs every notify.staleCheckInterval). */
   checkStale(): Promise<void>;
   close(): Promise<void>;
@@ -190,12 +189,13 @@ function sameScheduler(existing: JobSchedulerJson | undefined, pattern: string, 
 }
 
 /**
- * Given the config file, its loaded config and a logger, start the scheduler.
+ * Given the live config and a logger, start the scheduler. Each reload of the
+ * config reconciles the job schedulers and applies the alert settings.
  * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
  * process); by default the scheduler has its own.
  */
-export async function startScheduler(configFile: string, initial: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningScheduler> {
-  let config = initial;
+export async function startScheduler(live: LiveConfig, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningScheduler> {
+  let config = live.current();
   const connection = createWorkerConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(connection, 'scheduler connection');
@@ -203,7 +203,7 @@ export async function startScheduler(configFile: string, initial: Config, logger
   const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
   const drillQueue = new Queue<DrillJobData>(DRILL_QUEUE, { connection, prefix: config.redis.prefix });
   for (const queue of [snapshotQueue, retentionQueue, drillQueue]) redisHealth.watch(queue, `${queue.name} queue`);
-  let notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
+  const notifier = new Notifier(connection, config.redis.prefix, () => config.notify, logger);
 
   // Reconcile and restore never run at once: both read and then write the same job schedulers.
   let schedulerWork: Promise<void> = Promise.resolve();
@@ -280,30 +280,23 @@ export async function startScheduler(configFile: string, initial: Config, logger
   let staleTimer = setInterval(periodic, config.notify.staleCheckIntervalMs);
   logger.info({ apps: config.apps.length }, 'scheduler started');
 
-  return {
-    async reload() {
-      try {
-        const next = loadConfig(configFile);
-        if (next.redis.url !== config.redis.url || next.redis.prefix !== config.redis.prefix) {
-          logger.warn('redis.url and redis.prefix changes need a restart; keeping the old ones');
-          config = { ...next, redis: config.redis };
-        } else {
-          config = next;
-        }
-      } catch (error) {
-        logger.error({ err: toError(error).message }, 'config reload failed; keeping the current schedules');
-        return;
-      }
-      // Alert settings may have changed too (a rotated webhook token, another interval).
-      await notifier.flush();
-      notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
+  // A reload (the file validated; redis.url and redis.prefix keep their running values) re-plans what changed.
+  let closed = false;
+  live.onReload((next, previous) => {
+    if (closed) return;
+    config = next;
+    if (next.notify.staleCheckIntervalMs !== previous.notify.staleCheckIntervalMs) {
       clearInterval(staleTimer);
-      staleTimer = setInterval(periodic, config.notify.staleCheckIntervalMs);
-      await reconcile();
-    },
+      staleTimer = setInterval(periodic, next.notify.staleCheckIntervalMs);
+    }
+    guard('reconciling after the reload', reconcile)();
+  });
+
+  return {
     checkStale,
     async close() {
       const started = Date.now();
+      closed = true;
       clearInterval(heartbeatTimer);
       clearInterval(staleTimer);
       // Nothing the scheduler does needs finishing: a heartbeat or stale check cut short is redone by the next replica or start.

@@ -4,9 +4,9 @@
  * an attempt); a failed drill is announced once per change of state.
  */
 import { Worker, type Job } from 'bullmq';
-import type { Config } from '../src/config/load.ts';
+import type { LiveConfig } from '../src/config/live.ts';
 import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
-import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, IdentityCache, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
 import { Notifier } from '../src/notify/notifier.ts';
@@ -14,7 +14,6 @@ import { closeConnection, createWorkerConnection, settlesWithin } from '../src/q
 import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
 import { NodeSlots } from '../src/queue/node-slots.ts';
 import { RedisHealth } from '../src/queue/redis-health.ts';
-import { readIdentity } from '../src/ssh/session.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
 import { requireRepository } from '../src/repository/marker.ts';
 
@@ -24,22 +23,26 @@ export interface RunningDrillWorker {
 }
 
 /**
- * Given the config and a logger, start a drill worker and return it.
- * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
- * process); by default the worker has its own.
+ * Given the live config and a logger, start a drill worker and return it;
+ * each drill runs with the config as of its start. `redisHealth` is where
+ * Redis errors are reported (`bysu up` shares one per process); by default
+ * the worker has its own.
  */
-export async function startDrillWorker(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningDrillWorker> {
-  const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
-  await requireRepository(config.repository);
-  const connection = createWorkerConnection(config.redis.url);
-  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+export async function startDrillWorker(live: LiveConfig, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningDrillWorker> {
+  const started = live.current();
+  const identities = new IdentityCache(live);
+  await requireRepository(started.repository);
+  const { prefix } = started.redis;
+  const connection = createWorkerConnection(started.redis.url);
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, started.redis.url);
   redisHealth.watch(connection, 'drill worker connection');
-  const slots = new NodeSlots(connection, config.redis.prefix);
-  const notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
+  const slots = new NodeSlots(connection, prefix);
+  const notifier = new Notifier(connection, prefix, () => live.current().notify, logger);
   const shutdown = new AbortController();
 
   const processor = async (job: Job<DrillJobData, DrillResult>, token?: string): Promise<DrillResult> => {
     const data = job.data;
+    const config = live.current();
     const log = logger.child({ app: data?.app, node: data?.node?.name, jobId: job.id, attempt: job.attemptsMade + 1, drill: true });
     const slot = await takeNodeSlot(job, token, {
       check: checkDrillJobData,
@@ -59,7 +62,7 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
       const result = await runDrill(data, {
         jobId: String(job.id),
         repository: config.repository,
-        ...connectSettings(config, identity),
+        ...connectSettings(config, identities.get()),
         logger: log,
         signal: controller.signal,
       });
@@ -85,10 +88,10 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
   const jobs = new ActiveJobs();
   const worker = new Worker<DrillJobData, DrillResult>(DRILL_QUEUE, jobs.track(processor), {
     connection,
-    prefix: config.redis.prefix,
-    concurrency: config.concurrency.perWorker,
-    lockDuration: config.concurrency.lockDurationMs,
-    stalledInterval: config.concurrency.stalledIntervalMs,
+    prefix,
+    concurrency: started.concurrency.perWorker,
+    lockDuration: started.concurrency.lockDurationMs,
+    stalledInterval: started.concurrency.stalledIntervalMs,
     maxStalledCount: MAX_STALLED_COUNT,
     maxStartedAttempts: MAX_STARTED_ATTEMPTS,
   });
@@ -107,11 +110,12 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
     notifier.ping(job.data.app, job.data.ping, false);
   });
   await worker.waitUntilReady();
-  logger.info({ repository: config.repository }, 'drill worker started');
+  logger.info({ repository: started.repository }, 'drill worker started');
   return {
     worker,
     async close() {
-      const started = Date.now();
+      const stopping = Date.now();
+      const config = live.current();
       logger.info({ graceMs: config.shutdownGraceMs, running: jobs.ids() }, 'drill worker stopping');
       const waitedFor = await stopWorker({
         worker,
@@ -128,7 +132,7 @@ export async function startDrillWorker(config: Config, logger: Logger, options: 
       }
       await notifier.flushBeforeExit();
       const redis = await closeConnection(connection);
-      logger.info({ stoppedInMs: Date.now() - started, waitedFor, redis }, 'drill worker stopped');
+      logger.info({ stoppedInMs: Date.now() - stopping, waitedFor, redis }, 'drill worker stopped');
     },
   };
 }

@@ -10,7 +10,8 @@ import { AbortedError, ConnectionError, isRetryable, toError } from '../src/erro
 import { cutToBytes, escapeControls } from '../src/printable.ts';
 import type { Config } from '../src/config/load.ts';
 import type { Logger } from '../src/log.ts';
-import type { NodeConnectSettings, SshIdentity } from '../src/ssh/session.ts';
+import type { LiveConfig } from '../src/config/live.ts';
+import { readIdentity, type NodeConnectSettings, type SshIdentity } from '../src/ssh/session.ts';
 import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../src/queue/node-slots.ts';
 
 /**
@@ -166,4 +167,32 @@ export function connectSettings(config: Config, identity: SshIdentity): NodeConn
     connectTimeoutMs: config.ssh.connectTimeoutMs,
     keepalive: { intervalMs: config.ssh.keepaliveIntervalMs, countMax: config.ssh.keepaliveCountMax },
   };
+}
+
+/**
+ * The SSH identity of a worker whose config is live: read at start (a key
+ * that cannot be read refuses the start), and read again at the first job
+ * after each reload, so a key rotated in place or a new ssh.identityFile
+ * takes effect with SIGHUP. A reload whose key cannot be read is refused
+ * before it takes effect (checkSshFiles), so the old key stays in use.
+ */
+export class IdentityCache {
+  private identity: SshIdentity | null;
+
+  constructor(private readonly live: LiveConfig) {
+    this.identity = this.read();
+    live.onReload(() => {
+      this.identity = null;
+    });
+  }
+
+  get(): SshIdentity {
+    this.identity ??= this.read();
+    return this.identity;
+  }
+
+  private read(): SshIdentity {
+    const { identityFile, knownHosts } = this.live.current().ssh;
+    return readIdentity(identityFile, knownHosts);
+  }
 }

@@ -5,6 +5,7 @@
  * meanwhile, and one failing app does not stop the others.
  */
 import { Queue, Worker, type Job } from 'bullmq';
+import type { LiveConfig } from '../src/config/live.ts';
 import type { Config } from '../src/config/load.ts';
 import { toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
@@ -37,19 +38,24 @@ export function effectiveTarget(config: Config, requested: RetentionTarget): Ret
 }
 
 /**
- * Given the config and a logger, start a retention worker and return it.
- * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
- * process); by default the worker has its own.
+ * Given the live config and a logger, start a retention worker and return
+ * it; each run prunes with the config as of its start (an app added by a
+ * reload is pruned, a lowered `keep` applies). `redisHealth` is where Redis
+ * errors are reported (`bysu up` shares one per process); by default the
+ * worker has its own.
  */
-export async function startRetentionWorker(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningRetentionWorker> {
-  await requireRepository(config.repository);
-  const connection = createWorkerConnection(config.redis.url);
-  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+export async function startRetentionWorker(live: LiveConfig, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningRetentionWorker> {
+  const started = live.current();
+  await requireRepository(started.repository);
+  const { prefix } = started.redis;
+  const connection = createWorkerConnection(started.redis.url);
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, started.redis.url);
   redisHealth.watch(connection, 'retention worker connection');
-  const snapshotQueue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  const snapshotQueue = new Queue(SNAPSHOT_QUEUE, { connection, prefix });
   redisHealth.watch(snapshotQueue, 'snapshot queue');
 
   const processor = async (job: Job<RetentionJobData, RetentionResult>): Promise<RetentionResult> => {
+    const config = live.current();
     const running = await runningSnapshotJobs(snapshotQueue);
     const result: RetentionResult = { apps: [] };
     const failures: string[] = [];
@@ -63,7 +69,7 @@ export async function startRetentionWorker(config: Config, logger: Logger, optio
       try {
         const outcome = await applyRetention(config.repository, target, running, {
           logger: log,
-          lock: (fn) => withAppLock(connection, config.redis.prefix, target.app, fn),
+          lock: (fn) => withAppLock(connection, prefix, target.app, fn),
         });
         result.apps.push({ app: target.app, deleted: outcome.deleted, kept: outcome.plan.keep, removedIncoming: outcome.removedIncoming, deletedDrillResults: outcome.deletedDrillResults.length });
         log.info({ kept: outcome.plan.keep.length, deleted: outcome.deleted.length, removedIncoming: outcome.removedIncoming.length, deletedDrillResults: outcome.deletedDrillResults.length }, 'retention applied');
@@ -81,23 +87,24 @@ export async function startRetentionWorker(config: Config, logger: Logger, optio
   const jobs = new ActiveJobs();
   const worker = new Worker<RetentionJobData, RetentionResult>(RETENTION_QUEUE, jobs.track(processor), {
     connection,
-    prefix: config.redis.prefix,
+    prefix,
     concurrency: 1,
     autorun: true,
   });
   redisHealth.watch(worker, 'retention worker');
   await worker.waitUntilReady();
-  logger.info({ repository: config.repository }, 'retention worker started');
+  logger.info({ repository: started.repository }, 'retention worker started');
   return {
     worker,
     async close() {
-      const started = Date.now();
+      const stopping = Date.now();
+      const config = live.current();
       logger.info({ graceMs: config.shutdownGraceMs, running: jobs.ids() }, 'retention worker stopping');
       // A retention run has no abort: as before, it is given the grace period and then left to stall recovery.
       const waitedFor = await stopWorker({ worker, jobs, logger, kind: 'retention', graceMs: config.shutdownGraceMs, redisReady: () => connection.status === 'ready' });
       await settlesWithin(snapshotQueue.close(), CLOSE_BOUND_MS);
       const redis = await closeConnection(connection);
-      logger.info({ stoppedInMs: Date.now() - started, waitedFor, redis }, 'retention worker stopped');
+      logger.info({ stoppedInMs: Date.now() - stopping, waitedFor, redis }, 'retention worker stopped');
     },
   };
 }

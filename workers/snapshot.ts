@@ -7,6 +7,7 @@
  * without using an attempt.
  */
 import { Queue, Worker, type Job } from 'bullmq';
+import type { LiveConfig } from '../src/config/live.ts';
 import type { Config } from '../src/config/load.ts';
 import { AbortedError, CommitConflictError, toError } from '../src/errors.ts';
 import type { Logger } from '../src/log.ts';
@@ -18,9 +19,8 @@ import { Notifier } from '../src/notify/notifier.ts';
 import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
 import { RedisHealth } from '../src/queue/redis-health.ts';
 import { requireRepository } from '../src/repository/marker.ts';
-import { readIdentity } from '../src/ssh/session.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
-import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
+import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, IdentityCache, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
 
 export interface SnapshotWorkerOptions {
@@ -44,30 +44,41 @@ export interface RunningWorker {
 class CancelledError extends AbortedError {}
 
 /**
- * Given the config and a logger, start a snapshot worker and return it.
+ * Given the live config and a logger, start a snapshot worker and return it.
+ * Each job runs with the config as of its start (repository, SSH settings,
+ * alerts); a reload that changes concurrency.global applies it to the queue.
  * Throws ConfigError when the SSH identity cannot be read, RepositoryUnavailableError
  * when the repository is missing or has no marker (the worker refuses to start).
  */
-export async function startSnapshotWorker(config: Config, logger: Logger, options: SnapshotWorkerOptions = {}): Promise<RunningWorker> {
-  const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
-  await requireRepository(config.repository);
-  const connection = createWorkerConnection(config.redis.url);
-  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+export async function startSnapshotWorker(live: LiveConfig, logger: Logger, options: SnapshotWorkerOptions = {}): Promise<RunningWorker> {
+  const started = live.current();
+  const identities = new IdentityCache(live);
+  await requireRepository(started.repository);
+  const { prefix } = started.redis;
+  const connection = createWorkerConnection(started.redis.url);
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, started.redis.url);
   redisHealth.watch(connection, 'snapshot worker connection');
-  const slots = new NodeSlots(connection, config.redis.prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);
-  const lockDuration = options.lockDurationMs ?? config.concurrency.lockDurationMs;
-  const busyDelay = config.concurrency.busyNodeDelayMs;
+  const slots = new NodeSlots(connection, prefix, options.slotLeaseMs ?? NODE_SLOT_LEASE_MS);
+  const lockDuration = options.lockDurationMs ?? started.concurrency.lockDurationMs;
   const shutdown = new AbortController();
 
-  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix });
   redisHealth.watch(queue, 'snapshot queue');
-  await queue.setGlobalConcurrency(config.concurrency.global);
-  const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
+  await queue.setGlobalConcurrency(started.concurrency.global);
+  live.onReload((config, previous) => {
+    if (config.concurrency.global === previous.concurrency.global) return;
+    queue.setGlobalConcurrency(config.concurrency.global).then(
+      () => logger.info({ global: config.concurrency.global }, 'concurrency.global applied'),
+      (error: unknown) => logger.error({ err: toError(error).message }, 'cannot apply concurrency.global; it applies at the next start'),
+    );
+  });
+  const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix });
   redisHealth.watch(retentionQueue, 'retention queue');
-  const notifier = new Notifier(connection, config.redis.prefix, config.notify, logger);
+  const notifier = new Notifier(connection, prefix, () => live.current().notify, logger);
 
   const processor = async (job: Job<SnapshotJobData, SnapshotResult>, token?: string, cancel?: AbortSignal): Promise<SnapshotResult> => {
     const data = job.data;
+    const config = live.current();
     const attempt = job.attemptsMade + 1;
     const log = logger.child({ app: data?.app, node: data?.node?.name, jobId: job.id, attempt });
     const slot = await takeNodeSlot(job, token, {
@@ -75,7 +86,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
       nodeOf: (payload: SnapshotJobData) => ({ name: payload.node.name, perNode: payload.limits.perNode }),
       shutdown: shutdown.signal,
       slots,
-      busyDelayMs: busyDelay,
+      busyDelayMs: config.concurrency.busyNodeDelayMs,
       leaseMs: options.slotLeaseMs ?? NODE_SLOT_LEASE_MS,
       log,
     });
@@ -93,7 +104,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
         jobId: String(job.id),
         attempt,
         repository: config.repository,
-        ...connectSettings(config, identity),
+        ...connectSettings(config, identities.get()),
         logger: log,
         signal: controller.signal,
         fence: async () => {
@@ -105,10 +116,10 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
           job.updateProgress(progress).catch(() => undefined);
         },
         // A dump may have taken hours: wait long for a retention run rather than throw it away.
-        lockApp: (fn) => withAppLock(connection, config.redis.prefix, data.app, fn, { waitMs: 10 * 60_000 }),
+        lockApp: (fn) => withAppLock(connection, prefix, data.app, fn, { waitMs: 10 * 60_000 }),
       });
       log.info({ id: result.id, bytes: result.bytes, warnings: result.warnings.length, alreadyCommitted: result.alreadyCommitted }, 'snapshot committed');
-      await afterCommit(data, result, log);
+      await afterCommit(config, data, result, log);
       return result;
     } catch (thrown) {
       const error = toError(thrown);
@@ -128,7 +139,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   };
 
   /** Retention, alert state and ping after a commit; none of it may fail the committed snapshot. */
-  const afterCommit = async (data: SnapshotJobData, result: SnapshotResult, log: Logger): Promise<void> => {
+  const afterCommit = async (config: Config, data: SnapshotJobData, result: SnapshotResult, log: Logger): Promise<void> => {
     const target = retentionTargetFor(config, { name: data.app, keep: data.keep, timeoutMs: data.limits.timeoutMs });
     await enqueueRetention(retentionQueue, target).catch((error: unknown) => log.error({ err: toError(error).message }, 'cannot enqueue retention; the daily sweep will do it'));
     await notifier.report({ event: 'recovered', app: data.app, node: data.node.name, at: new Date().toISOString(), lastSnapshot: { id: result.id, finishedAt: result.finishedAt } })
@@ -141,8 +152,8 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     const data = job.data;
     const record: FailureRecord = { at: new Date().toISOString(), reason, jobId: String(job.id), attempts: job.attemptsMade };
     try {
-      await connection.hset(redisKeys.lastFailure(config.redis.prefix), data.app, JSON.stringify(record));
-      await connection.hincrby(redisKeys.failuresTotal(config.redis.prefix), data.app, 1);
+      await connection.hset(redisKeys.lastFailure(prefix), data.app, JSON.stringify(record));
+      await connection.hincrby(redisKeys.failuresTotal(prefix), data.app, 1);
       await notifier.report({ event: 'failed', app: data.app, node: data.node?.name, at: record.at, reason });
     } catch (error) {
       logger.error({ app: data.app, err: toError(error).message }, 'cannot record the failure');
@@ -153,10 +164,10 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
   const jobs = new ActiveJobs();
   const worker = new Worker<SnapshotJobData, SnapshotResult>(SNAPSHOT_QUEUE, jobs.track(processor), {
     connection,
-    prefix: config.redis.prefix,
-    concurrency: config.concurrency.perWorker,
+    prefix,
+    concurrency: started.concurrency.perWorker,
     lockDuration,
-    stalledInterval: options.stalledIntervalMs ?? config.concurrency.stalledIntervalMs,
+    stalledInterval: options.stalledIntervalMs ?? started.concurrency.stalledIntervalMs,
     // BullMQ fails an ad-hoc job at the third stall; takeNodeSlot bounds the scheduler's jobs, which BullMQ exempts.
     maxStalledCount: MAX_STALLED_COUNT,
     // A job that finds its node busy is started again and again; this bounds the loop (≈ a day at the default delay).
@@ -178,12 +189,13 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
     }
   });
   await worker.waitUntilReady();
-  logger.info({ concurrency: config.concurrency.perWorker, global: config.concurrency.global, repository: config.repository }, 'snapshot worker started');
+  logger.info({ concurrency: started.concurrency.perWorker, global: started.concurrency.global, repository: started.repository }, 'snapshot worker started');
 
   return {
     worker,
     async close() {
-      const started = Date.now();
+      const stopping = Date.now();
+      const config = live.current();
       logger.info({ graceMs: config.shutdownGraceMs, running: jobs.ids() }, 'snapshot worker stopping');
       const waitedFor = await stopWorker({
         worker,
@@ -202,7 +214,7 @@ export async function startSnapshotWorker(config: Config, logger: Logger, option
       await notifier.flushBeforeExit();
       await settlesWithin(Promise.all([retentionQueue.close(), queue.close()]), CLOSE_BOUND_MS);
       const redis = await closeConnection(connection);
-      logger.info({ stoppedInMs: Date.now() - started, waitedFor, redis }, 'snapshot worker stopped');
+      logger.info({ stoppedInMs: Date.now() - stopping, waitedFor, redis }, 'snapshot worker stopped');
     },
   };
 }

@@ -2,7 +2,9 @@
  * What every subcommand shares: the global options, loading the config, and
  * the error that carries an exit status.
  */
+import { LiveConfig } from '../config/live.ts';
 import { loadConfig, resolveConfigPath, type Config } from '../config/load.ts';
+import type { Logger } from '../log.ts';
 
 export interface GlobalOptions {
   config?: string;
@@ -23,6 +25,24 @@ export class ExitError extends Error {
 /** Given the global options, load and return the config (throws ConfigError). */
 export function loadCliConfig(options: GlobalOptions): Config {
   return loadConfig(resolveConfigPath(options.config));
+}
+
+/**
+ * Given the global options and what this process checks before it starts
+ * (throwing ConfigError), load the config, check it, and return it live:
+ * each reload is checked the same way before it takes effect.
+ */
+export function loadLiveConfig(options: GlobalOptions, check: (config: Config) => void = () => undefined): LiveConfig {
+  const config = loadCliConfig(options);
+  check(config);
+  return new LiveConfig(config.source, config, check);
+}
+
+/** SIGHUP's handler for a process with a live config: reload and log the outcome (its components follow the reload). */
+export function reloadOnHup(live: LiveConfig, logger: Logger): () => Promise<void> {
+  return async () => {
+    live.reloadAndLog(logger);
+  };
 }
 
 /** Given an app name, throw a usage error unless it is a valid name. */

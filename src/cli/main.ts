@@ -107,11 +107,11 @@ why and what to do), 2 configuration error.`)
     .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
-    .description('scheduler, both workers and the dashboard in one process')
+    .description('scheduler, the three workers and the dashboard in one process; SIGHUP reloads the config')
     .action(() => run(import('./up.ts').then((command) => command.up(globals()))));
 
   program.command('dashboard')
-    .description('Bull Board, /healthz, /metrics and the read-only /api')
+    .description('Bull Board, /healthz, /metrics and the read-only /api; SIGHUP reloads the config')
     .action(() => run(import('./dashboard.ts').then((command) => command.dashboard(globals()))));
 
   program.command('scheduler')
@@ -119,7 +119,7 @@ why and what to do), 2 configuration error.`)
     .action(() => run(import('./scheduler.ts').then((command) => command.scheduler(globals()))));
 
   program.command('worker')
-    .description('run a worker process (snapshot, retention or drill)')
+    .description('run a worker process (snapshot, retention or drill); SIGHUP reloads the config')
     .argument('<kind>', 'snapshot, retention or drill')
     .action((kind: string) => run(import('./worker.ts').then((command) => command.worker(globals(), kind))));
 

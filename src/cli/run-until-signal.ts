@@ -1,18 +1,20 @@
 /**
- * Long-running commands (workers, scheduler) run until SIGTERM or SIGINT,
- * then close gracefully; a second signal exits at once. SIGHUP calls onHup,
- * or is ignored where there is nothing to reload.
+ * Long-running commands (workers, scheduler, dashboard, up) run until SIGTERM
+ * or SIGINT, then close gracefully; a second signal exits at once. SIGHUP
+ * calls onHup (each reloads its config); one that arrives while stopping is
+ * ignored.
  */
 import type { Logger } from '../log.ts';
 
-export async function runUntilSignal(logger: Logger, close: () => Promise<void>, onHup?: () => Promise<void>): Promise<void> {
+export async function runUntilSignal(logger: Logger, close: () => Promise<void>, onHup: () => Promise<void>): Promise<void> {
+  let stopping = false;
   // Without a handler SIGHUP would kill the process mid-snapshot (e.g. `kill -HUP` sent to every bysu process).
   const hup = () => {
-    if (!onHup) {
-      logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: nothing to reload in this process');
+    if (stopping) {
+      logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: stopping');
       return;
     }
-    logger.info({ signal: 'SIGHUP' }, 'reloading');
+    logger.info({ signal: 'SIGHUP' }, 'reloading the config');
     onHup().catch((error: unknown) => logger.error({ err: error }, 'reload failed'));
   };
   process.on('SIGHUP', hup);
@@ -26,6 +28,7 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
       }
       const since = Date.now();
       stoppingSince = since;
+      stopping = true;
       logger.info({ signal }, 'stopping');
       const stopped = () => {
         logger.info({ signal, stoppedInMs: Date.now() - since }, 'stopped');

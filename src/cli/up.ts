@@ -2,13 +2,14 @@
  * `bysu up`: the scheduler, both workers and the dashboard in one process,
  * the default for a single small server. The dashboard binds first (a port in
  * use fails before any job is taken); a component that fails to start stops
- * those already started. SIGHUP reloads the schedules; SIGTERM/SIGINT stop
+ * those already started. SIGHUP reloads the config for all of them (each job
+ * and request then runs with the new one; see LiveConfig); SIGTERM/SIGINT stop
  * everything at once, so the snapshot worker stops taking jobs immediately
  * and running snapshots get their grace period. All components report Redis
  * errors to one RedisHealth: an outage is one line for the whole process,
  * not one per component.
  */
-import { checkSshFiles, resolveConfigPath } from '../config/load.ts';
+import { checkSshFiles, type Config } from '../config/load.ts';
 import { checkDashboardExposure } from '../dashboard/auth.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
@@ -17,15 +18,20 @@ import { startScheduler } from '../../scheduler/index.ts';
 import { startDrillWorker } from '../../workers/drill.ts';
 import { startRetentionWorker } from '../../workers/retention.ts';
 import { startSnapshotWorker } from '../../workers/snapshot.ts';
-import { EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
+import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
 
-export async function up(globals: GlobalOptions): Promise<number> {
-  const config = loadCliConfig(globals);
-  // Everything that can be refused is refused before anything starts.
+/** What `bysu up` refuses to start with, or to reload to. */
+function checkUp(config: Config): void {
   checkSshFiles(config);
   checkDashboardExposure(config.dashboard);
+}
+
+export async function up(globals: GlobalOptions): Promise<number> {
+  // Everything that can be refused is refused before anything starts.
+  const live = loadLiveConfig(globals, checkUp);
+  const config = live.current();
   const logger = createLogger(config.log.level, 'bysu');
   warnAboutMissingFlags(logger);
   const redisHealth = new RedisHealth(logger, config.redis.url);
@@ -33,22 +39,19 @@ export async function up(globals: GlobalOptions): Promise<number> {
   const closeAll = async () => {
     await Promise.allSettled(started.map((component) => component.close()));
   };
-  let scheduler;
   try {
-    const dashboard = await startDashboard(config, logger.child({ component: 'dashboard' }), { redisHealth });
+    const dashboard = await startDashboard(live, logger.child({ component: 'dashboard' }), { redisHealth });
     started.push(dashboard);
-    started.push(await startSnapshotWorker(config, logger.child({ component: 'worker-snapshot' }), { redisHealth }));
-    started.push(await startRetentionWorker(config, logger.child({ component: 'worker-retention' }), { redisHealth }));
+    started.push(await startSnapshotWorker(live, logger.child({ component: 'worker-snapshot' }), { redisHealth }));
+    started.push(await startRetentionWorker(live, logger.child({ component: 'worker-retention' }), { redisHealth }));
     // Always: a drill added later by SIGHUP must find a worker.
-    started.push(await startDrillWorker(config, logger.child({ component: 'worker-drill' }), { redisHealth }));
-    scheduler = await startScheduler(resolveConfigPath(globals.config), config, logger.child({ component: 'scheduler' }), { redisHealth });
-    started.push(scheduler);
+    started.push(await startDrillWorker(live, logger.child({ component: 'worker-drill' }), { redisHealth }));
+    started.push(await startScheduler(live, logger.child({ component: 'scheduler' }), { redisHealth }));
     logger.info({ dashboard: dashboard.url }, 'bysu up: scheduler, workers and dashboard running');
   } catch (error) {
     await closeAll();
     throw error;
   }
-  const running = scheduler;
-  await runUntilSignal(logger, closeAll, () => running.reload());
+  await runUntilSignal(logger, closeAll, reloadOnHup(live, logger));
   return EXIT_OK;
 }

@@ -1,10 +1,10 @@
-/** `bysu worker snapshot|retention|drill`: run a worker until SIGTERM or SIGINT. */
+/** `bysu worker snapshot|retention|drill`: run a worker until SIGTERM or SIGINT; SIGHUP reloads the config. */
 import { checkSshFiles } from '../config/load.ts';
 import { createLogger } from '../log.ts';
 import { startDrillWorker } from '../../workers/drill.ts';
 import { startRetentionWorker } from '../../workers/retention.ts';
 import { startSnapshotWorker } from '../../workers/snapshot.ts';
-import { EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, type GlobalOptions } from './context.ts';
+import { EXIT_OK, EXIT_USAGE, ExitError, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
 
@@ -14,20 +14,12 @@ export async function worker(globals: GlobalOptions, kind: string): Promise<numb
   if (!(WORKER_KINDS as readonly string[]).includes(kind)) {
     throw new ExitError(EXIT_USAGE, `unknown worker "${kind}" (available: ${WORKER_KINDS.join(', ')})`);
   }
-  const config = loadCliConfig(globals);
-  const logger = createLogger(config.log.level, `bysu-worker-${kind}`);
-  if (kind === 'snapshot') {
-    checkSshFiles(config);
-    warnAboutMissingFlags(logger);
-    const running = await startSnapshotWorker(config, logger);
-    await runUntilSignal(logger, () => running.close());
-  } else if (kind === 'drill') {
-    checkSshFiles(config);
-    const running = await startDrillWorker(config, logger);
-    await runUntilSignal(logger, () => running.close());
-  } else {
-    const running = await startRetentionWorker(config, logger);
-    await runUntilSignal(logger, () => running.close());
-  }
+  // Workers that log in to nodes refuse a key or known_hosts they cannot read, at start and at each reload.
+  const live = loadLiveConfig(globals, kind === 'retention' ? undefined : checkSshFiles);
+  const logger = createLogger(live.current().log.level, `bysu-worker-${kind}`);
+  if (kind === 'snapshot') warnAboutMissingFlags(logger);
+  const start = kind === 'snapshot' ? startSnapshotWorker : kind === 'drill' ? startDrillWorker : startRetentionWorker;
+  const running = await start(live, logger);
+  await runUntilSignal(logger, () => running.close(), reloadOnHup(live, logger));
   return EXIT_OK;
 }

@@ -51,18 +51,23 @@ function knownApp(config: Config, name: string, onDisk: string[]): boolean {
   return NAME_PATTERN.test(name) && (config.apps.some((app) => app.name === name) || onDisk.includes(name));
 }
 
-/** Given the config, Redis and the snapshot queue, return the API router (mount it behind bearerAuth). */
-export function apiRouter(config: Config, redis: Redis, snapshotQueue: Queue): Router {
+/**
+ * Given the config (read at each request: a reload applies to the next one),
+ * Redis and the snapshot queue, return the API router (mount it behind bearerAuth).
+ */
+export function apiRouter(current: () => Config, redis: Redis, snapshotQueue: Queue): Router {
   const router = Router();
   const notFound = (response: Response, what: string) => response.status(404).json({ error: `${what} not found` });
   // Every route reads the repository: a missing or unmarked root answers 503 with the reason, never "no snapshots".
   router.use(async (_request, response, next) => {
+    const config = current();
     const problem = await repositoryProblem(config.repository);
     if (problem === null) next();
     else response.status(503).json({ error: problem });
   });
 
   router.get('/apps', async (_request, response) => {
+    const config = current();
     const report = await collectStatus(config, redis, snapshotQueue);
     response.json({
       at: report.at,
@@ -79,6 +84,7 @@ export function apiRouter(config: Config, redis: Redis, snapshotQueue: Queue): R
   });
 
   router.get('/apps/:app/snapshots', async (request: Request<{ app: string }>, response) => {
+    const config = current();
     const { app } = request.params;
     if (!knownApp(config, app, await listAppDirectories(config.repository))) return notFound(response, `app ${JSON.stringify(app)}`);
     const snapshots = await listSnapshots(config.repository, app);
@@ -93,7 +99,7 @@ export function apiRouter(config: Config, redis: Redis, snapshotQueue: Queue): R
   });
 
   /** Serve one file of a snapshot: listed by it, a regular file inside it, inside the repository. */
-  const serveFile = async (request: Request, response: Response, app: string, snapshot: SnapshotEntry | null, file: string): Promise<void> => {
+  const serveFile = async (config: Config, request: Request, response: Response, app: string, snapshot: SnapshotEntry | null, file: string): Promise<void> => {
     if (!PART_FILE_PATTERN.test(file)) return void notFound(response, `file ${JSON.stringify(file)}`);
     if (!snapshot?.manifest) return void notFound(response, `a complete snapshot of ${app}`);
     const listed = file === MANIFEST_FILE || file === SUMS_FILE || snapshot.manifest.parts.some((part) => part.file === file);
@@ -143,16 +149,18 @@ export function apiRouter(config: Config, redis: Redis, snapshotQueue: Queue): R
   };
 
   router.get('/apps/:app/latest/:file', async (request: Request<{ app: string; file: string }>, response) => {
+    const config = current();
     const { app, file } = request.params;
     if (!knownApp(config, app, await listAppDirectories(config.repository))) return notFound(response, `app ${JSON.stringify(app)}`);
-    await serveFile(request, response, app, await newestSnapshot(config.repository, app), file);
+    await serveFile(config, request, response, app, await newestSnapshot(config.repository, app), file);
   });
 
   router.get('/apps/:app/snapshots/:id/:file', async (request: Request<{ app: string; id: string; file: string }>, response) => {
+    const config = current();
     const { app, id, file } = request.params;
     if (!knownApp(config, app, await listAppDirectories(config.repository)) || !isSnapshotId(id)) return notFound(response, `${app}/${id}`);
     const snapshot = (await listSnapshots(config.repository, app)).find((candidate) => candidate.id === id) ?? null;
-    await serveFile(request, response, app, snapshot, file);
+    await serveFile(config, request, response, app, snapshot, file);
   });
 
   router.use((_request, response) => notFound(response, 'API route'));

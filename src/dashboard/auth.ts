@@ -32,9 +32,14 @@ export function checkDashboardExposure(options: { host: string; password: string
   }
 }
 
-/** Express middleware: HTTP basic auth with `user` and `password`; a no-op when password is empty (loopback only). */
-export function basicAuth(user: string, password: string) {
+/**
+ * Express middleware: HTTP basic auth with the user and password that
+ * `credentials` returns at each request (a reload applies to the next one);
+ * a no-op when the password is empty (loopback only).
+ */
+export function basicAuth(credentials: () => { user: string; password: string }) {
   return (request: Request, response: Response, next: NextFunction): void => {
+    const { user, password } = credentials();
     if (password === '') {
       next();
       return;
@@ -53,9 +58,10 @@ export function basicAuth(user: string, password: string) {
   };
 }
 
-/** Express middleware: `Authorization: Bearer <token>`; refuses everything when no token is configured. */
-export function bearerAuth(token: string) {
+/** Express middleware: `Authorization: Bearer <token>` with the token as of each request; refuses everything when none is configured. */
+export function bearerAuth(currentToken: () => string) {
   return (request: Request, response: Response, next: NextFunction): void => {
+    const token = currentToken();
     if (token === '') {
       response.status(403).json({ error: 'the API is off: set dashboard.apiToken (BYSU_API_TOKEN) to enable it' });
       return;

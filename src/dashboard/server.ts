@@ -12,7 +12,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
-import type { Config } from '../config/load.ts';
+import type { LiveConfig } from '../config/live.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, settlesWithin } from '../queue/connection.ts';
@@ -36,15 +36,24 @@ export interface RunningDashboard {
   close(): Promise<void>;
 }
 
-/** Given the config, Redis and the two queues, return the Express app (no listening). */
-export function createDashboardApp(config: Config, redis: Redis, queues: { snapshot: Queue; retention: Queue; drill: Queue }, logger: Logger): express.Express {
+/**
+ * Given the live config, Redis and the queues, return the Express app (no
+ * listening). Every request reads the config as of its arrival: a reload
+ * (a new password or token, an app added) applies to the next request.
+ */
+export function createDashboardApp(live: LiveConfig, redis: Redis, queues: { snapshot: Queue; retention: Queue; drill: Queue }, logger: Logger): express.Express {
+  const current = () => live.current();
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   // Without a password only loopback may be served: refuse other Host names (DNS rebinding).
-  if (config.dashboard.password === '') app.use(loopbackHostOnly);
+  app.use((request, response, next) => {
+    if (current().dashboard.password === '') loopbackHostOnly(request, response, next);
+    else next();
+  });
 
   app.get('/healthz', async (_request, response) => {
+    const config = current();
     const [answered, repository] = await Promise.all([
       Promise.race([
         redis.ping().then(() => true, () => false),
@@ -58,11 +67,11 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
   });
 
   app.get('/metrics', async (_request, response) => {
-    const { contentType, text } = await renderMetrics(config, redis, [queues.snapshot, queues.retention, queues.drill]);
+    const { contentType, text } = await renderMetrics(current(), redis, [queues.snapshot, queues.retention, queues.drill]);
     response.type(contentType).send(text);
   });
 
-  app.use('/api', bearerAuth(config.dashboard.apiToken), apiRouter(config, redis, queues.snapshot));
+  app.use('/api', bearerAuth(() => current().dashboard.apiToken), apiRouter(current, redis, queues.snapshot));
 
   // Bull Board lives under /board: its own API is /board/api/…, clear of BYSU's /api.
   const board = new ExpressAdapter();
@@ -74,7 +83,7 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'BYSU backups' } },
   });
-  app.use(BOARD_PATH, basicAuth(config.dashboard.user, config.dashboard.password), board.getRouter());
+  app.use(BOARD_PATH, basicAuth(() => current().dashboard), board.getRouter());
   app.get('/', (_request, response) => response.redirect(`${BOARD_PATH}/`));
 
   // Errors answer with their HTTP status (a malformed URL is a 400), never a stack trace.
@@ -89,12 +98,14 @@ export function createDashboardApp(config: Config, redis: Redis, queues: { snaps
 }
 
 /**
- * Given the config and a logger, start the dashboard and return it. Throw
- * ConfigError when it would listen beyond loopback without a password.
+ * Given the live config and a logger, start the dashboard and return it.
+ * Throw ConfigError when it would listen beyond loopback without a password
+ * (a reload to such a config is refused by the process's checks).
  * `redisHealth` is where Redis errors are reported (`bysu up` shares one per
  * process); by default the dashboard has its own.
  */
-export async function startDashboard(config: Config, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningDashboard> {
+export async function startDashboard(live: LiveConfig, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningDashboard> {
+  const config = live.current();
   checkDashboardExposure(config.dashboard);
   if (config.dashboard.password === '') logger.warn('dashboard.password is empty: Bull Board is open to anyone on this machine');
   const redis = createDashboardConnection(config.redis.url);
@@ -104,7 +115,7 @@ export async function startDashboard(config: Config, logger: Logger, options: { 
   const retention = new Queue(RETENTION_QUEUE, { connection: redis, prefix: config.redis.prefix });
   const drill = new Queue(DRILL_QUEUE, { connection: redis, prefix: config.redis.prefix });
   for (const queue of [snapshot, retention, drill]) redisHealth.watch(queue, `${queue.name} queue`);
-  const app = createDashboardApp(config, redis, { snapshot, retention, drill }, logger);
+  const app = createDashboardApp(live, redis, { snapshot, retention, drill }, logger);
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(config.dashboard.port, config.dashboard.host, (error?: Error) => (error ? reject(error) : resolve(listening)));
     listening.once('error', reject);

@@ -60,15 +60,29 @@ end
 return 0
 `;
 
+export interface NotifySettings {
+  webhook: string;
+  timeoutMs: number;
+  retryDelaysMs?: number[];
+}
+
 export class Notifier {
   private readonly pending = new Set<Promise<void>>();
+  private readonly settings: () => NotifySettings;
 
+  /**
+   * `settings` may be a function: each report and ping reads it when it
+   * starts, so a process whose config is reloaded alerts where the config says
+   * now (a webhook added by SIGHUP receives the next failure).
+   */
   constructor(
     private readonly redis: Redis,
     private readonly prefix: string,
-    private readonly options: { webhook: string; timeoutMs: number; retryDelaysMs?: number[] },
+    settings: NotifySettings | (() => NotifySettings),
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.settings = typeof settings === 'function' ? settings : () => settings;
+  }
 
   /**
    * Given an event, record the app's new state and, when it changed, POST the
@@ -86,16 +100,17 @@ export class Notifier {
     // Drills have a state of their own: a failed drill and a failed backup are separate news.
     const field = event.event.startsWith('drill') ? `drill:${event.app}` : event.app;
     const now = Date.now();
-    const sending = this.options.webhook === '' ? state : `${state}|sending|${now}`;
+    const options = this.settings();
+    const sending = options.webhook === '' ? state : `${state}|sending|${now}`;
     // One script: read the previous value and decide and write, so that two reporters never both send.
-    const previous = (await this.redis.eval(REPORT_SCRIPT, 1, key, field, state, sending, String(now - this.deliveryBoundMs()))) as string | null;
+    const previous = (await this.redis.eval(REPORT_SCRIPT, 1, key, field, state, sending, String(now - deliveryBoundMs(options)))) as string | null;
     if (previous === null) return false;
-    if (this.options.webhook === '') return false;
-    this.deliver(`webhook for ${event.app}`, () => fetch(this.options.webhook, {
+    if (options.webhook === '') return false;
+    this.deliver(options, `webhook for ${event.app}`, () => fetch(options.webhook, {
       method: 'POST',
       headers: { 'content-type': 'application/json', 'user-agent': `bysu/${BYSU_VERSION}` },
       body: JSON.stringify({ source: 'bysu', ...event }),
-      signal: AbortSignal.timeout(this.options.timeoutMs),
+      signal: AbortSignal.timeout(options.timeoutMs),
     }), async () => {
       // Delivered: the state is settled (unless it moved on meanwhile).
       await this.redis.eval(SETTLE_SCRIPT, 1, key, field, sending, state);
@@ -106,18 +121,13 @@ export class Notifier {
     return true;
   }
 
-  /** The longest one delivery can take, every try included. */
-  private deliveryBoundMs(): number {
-    const delays = this.options.retryDelaysMs ?? RETRY_DELAYS_MS;
-    return this.options.timeoutMs * (delays.length + 1) + delays.reduce((sum, delay) => sum + delay, 0) + 1000;
-  }
-
   /** Given an app's ping URL, GET it (success) or `<url>/fail` (failure), in the background. */
   ping(app: string, url: string | undefined, success: boolean): void {
     if (!url) return;
     const target = new URL(url);
     if (!success) target.pathname = `${target.pathname.replace(/\/+$/, '')}/fail`;
-    this.deliver(`ping for ${app}`, () => fetch(target, { headers: { 'user-agent': `bysu/${BYSU_VERSION}` }, signal: AbortSignal.timeout(this.options.timeoutMs) }));
+    const options = this.settings();
+    this.deliver(options, `ping for ${app}`, () => fetch(target, { headers: { 'user-agent': `bysu/${BYSU_VERSION}` }, signal: AbortSignal.timeout(options.timeoutMs) }));
   }
 
   /** Wait for deliveries in flight (bounded by timeoutMs per try), e.g. before exit. */
@@ -132,7 +142,7 @@ export class Notifier {
    * left undelivered, each logged.
    */
   async flushBeforeExit(): Promise<number> {
-    const boundMs = this.deliveryBoundMs();
+    const boundMs = deliveryBoundMs(this.settings());
     const pending = [...this.pending];
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([Promise.allSettled(pending), new Promise((resolve) => (timer = setTimeout(resolve, boundMs)))]);
@@ -142,7 +152,7 @@ export class Notifier {
     return left;
   }
 
-  private deliver(what: string, send: () => Promise<Response>, delivered?: () => Promise<void>, undelivered?: () => Promise<void>): void {
+  private deliver(options: NotifySettings, what: string, send: () => Promise<Response>, delivered?: () => Promise<void>, undelivered?: () => Promise<void>): void {
     const task = (async () => {
       for (let attempt = 0; ; attempt += 1) {
         try {
@@ -154,7 +164,7 @@ export class Notifier {
           }
           throw new Error(`HTTP ${response.status}`);
         } catch (error) {
-          const delay = (this.options.retryDelaysMs ?? RETRY_DELAYS_MS)[attempt];
+          const delay = (options.retryDelaysMs ?? RETRY_DELAYS_MS)[attempt];
           // URLs may carry tokens: never log them.
           const reason = redactUrls((error as Error).message);
           if (delay === undefined) {
@@ -170,6 +180,12 @@ export class Notifier {
     this.pending.add(task);
     void task.finally(() => this.pending.delete(task));
   }
+}
+
+/** The longest one delivery can take, every try included. */
+function deliveryBoundMs(options: NotifySettings): number {
+  const delays = options.retryDelaysMs ?? RETRY_DELAYS_MS;
+  return options.timeoutMs * (delays.length + 1) + delays.reduce((sum, delay) => sum + delay, 0) + 1000;
 }
 
 function redactUrls(text: string): string {

@@ -90,6 +90,8 @@ test('systemd units start real subcommands', () => {
     assertRealCommand(exec[1]!.split(' '), unit);
     assert.match(text, /^User=bysu$/m, `${unit} runs as the bysu user`);
     assert.match(text, /^TimeoutStopSec=120$/m, `${unit} gives running snapshots their grace period`);
+    // Every bysu process re-reads its config on SIGHUP: `systemctl reload <unit>` must send it.
+    assert.match(text, /^ExecReload=\/bin\/kill -HUP \$MAINPID$/m, `${unit} reloads with SIGHUP`);
     // `bysu init` at every start would mark the empty mount point of a disk that failed to mount.
     assert.doesNotMatch(text, /^Exec\w*=.*\binit\b/m, `${unit} never runs bysu init`);
     if (/ (up|worker \w+)$/.test(exec[1]!)) assert.match(text, /^RequiresMountsFor=\/var\/lib\/bysu$/m, `${unit} waits for the repository's mount`);
