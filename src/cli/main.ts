@@ -122,7 +122,7 @@ why and what to do), 2 configuration error.`)
     .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
-    .description('scheduler, both workers and the dashboard in one process')
+    .description('scheduler, the three workers (snapshot, retention, drill) and the dashboard in one process')
     .action(() => run(import('./up.ts').then((command) => command.up(globals()))));
 
   program.command('dashboard')

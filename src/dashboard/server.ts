@@ -1,5 +1,5 @@
 /**
- * `bysu dashboard`: Bull Board over the snapshot and retention queues at
+ * `bysu dashboard`: Bull Board over the snapshot, retention and drill queues at
  * /board/ behind HTTP basic auth (/ redirects there), /healthz, /metrics, and
  * the read-only /api behind a bearer token. It refuses to listen beyond
  * loopback without a password.
@@ -36,7 +36,7 @@ export interface RunningDashboard {
   close(): Promise<void>;
 }
 
-/** Given the config, Redis and the two queues, return the Express app (no listening). */
+/** Given the config, Redis and the three queues, return the Express app (no listening). */
 export function createDashboardApp(config: Config, redis: Redis, queues: { snapshot: Queue; retention: Queue; drill: Queue }, logger: Logger): express.Express {
   const app = express();
   app.disable('x-powered-by');
