@@ -1,27 +1,22 @@
 /**
- * `bysu config check [--connect]`: validate the config, the SSH key and that
- * every node's host key is pinned or known; with --connect log in to every node.
+ * `bysu config check [--connect]`: validate the config, then everything that
+ * would later refuse to start or run (src/config/preflight.ts: the dashboard's
+ * exposure rule, the repository, the SSH key, each node's host key), all
+ * problems at once; with --connect log in to every node.
  */
-import { checkSshFiles } from '../config/load.ts';
+import { preflight } from '../config/preflight.ts';
 import { ConfigError, toError } from '../errors.ts';
-import { knownHostsName, lookupHostKeys } from '../ssh/known-hosts.ts';
-import { openSession, readIdentity, readKnownHosts } from '../ssh/session.ts';
+import { openSession, readIdentity } from '../ssh/session.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
 
 export async function configCheck(globals: GlobalOptions, options: { connect?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
-  checkSshFiles(config);
-  const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
-  // A node's host key must be pinned or present in knownHosts.
-  const knownHosts = readKnownHosts(config.ssh.knownHosts).entries;
-  const unknown = config.nodes.flatMap((node, index) => {
-    if (node.hostKey !== undefined || lookupHostKeys(knownHosts, node.host, node.port).trusted.length > 0) return [];
-    return [`nodes[${index}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host, node.port)} is not in ${config.ssh.knownHosts}; ` +
-      `check its key out of band and pin it (bysu keyscan ${node.host} --port ${node.port})`];
-  });
-  if (unknown.length > 0) throw new ConfigError(unknown);
+  const report = await preflight(config);
+  if (report.problems.length > 0) throw new ConfigError(report.problems);
   console.log(`${config.source}: valid (${config.nodes.length} nodes, ${config.apps.length} apps)`);
+  for (const note of report.notes) console.log(note);
   if (!options.connect) return EXIT_OK;
+  const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
   let failures = 0;
   // One node at a time: a config check must not be the thing that swamps a cluster.
   for (const node of config.nodes) {

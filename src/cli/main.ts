@@ -33,6 +33,21 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
   config.command('check')
     .description('validate the config file; with --connect also log in to every node and check its host key')
     .option('--connect', 'log in to every node')
+    .addHelpText('after', `
+Besides the file itself it checks, and reports all at once, one line each,
+what would later refuse to start or run:
+  - the dashboard listening beyond loopback without a password;
+  - the repository: missing, not a directory, no BYSU marker (run bysu init),
+    or not writable by the user running the check (it says which user: run it
+    as the user the workers run as; root passes wherever the disk is writable);
+  - the SSH key: missing, unreadable, not a file, readable by group or others,
+    or not a usable unencrypted private key;
+  - a node whose host key is neither pinned nor in ssh.knownHosts under the
+    name ssh looks up ([host]:port when the port is not 22).
+It reads the same environment (BYSU_*) as the processes: run it with theirs.
+
+Exit status: 0 all good, 1 --connect could not log in to some node,
+2 a problem above or in the file.`)
     .action((options: { connect?: boolean }) => run(import('./config-check.ts').then((command) => command.configCheck(globals(), options))));
 
   program.command('init')
@@ -107,7 +122,7 @@ why and what to do), 2 configuration error.`)
     .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
-    .description('scheduler, the three workers and the dashboard in one process; SIGHUP reloads the config')
+    .description('scheduler, the three workers (snapshot, retention, drill) and the dashboard in one process; SIGHUP reloads the config')
     .action(() => run(import('./up.ts').then((command) => command.up(globals()))));
 
   program.command('dashboard')

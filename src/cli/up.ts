@@ -1,13 +1,13 @@
 /**
- * `bysu up`: the scheduler, both workers and the dashboard in one process,
- * the default for a single small server. The dashboard binds first (a port in
- * use fails before any job is taken); a component that fails to start stops
- * those already started. SIGHUP reloads the config for all of them (each job
- * and request then runs with the new one; see LiveConfig); SIGTERM/SIGINT stop
- * everything at once, so the snapshot worker stops taking jobs immediately
- * and running snapshots get their grace period. All components report Redis
- * errors to one RedisHealth: an outage is one line for the whole process,
- * not one per component.
+ * `bysu up`: the scheduler, the three workers (snapshot, retention, drill)
+ * and the dashboard in one process, the default for a single small server.
+ * The dashboard binds first (a port in use fails before any job is taken); a
+ * component that fails to start stops those already started. SIGHUP reloads
+ * the config for all of them (each job and request then runs with the new
+ * one; see LiveConfig); SIGTERM/SIGINT stop everything at once, so the
+ * snapshot worker stops taking jobs immediately and running snapshots get
+ * their grace period. All components report Redis errors to one RedisHealth:
+ * an outage is one line for the whole process, not one per component.
  */
 import { checkSshFiles, type Config } from '../config/load.ts';
 import { checkDashboardExposure } from '../dashboard/auth.ts';

@@ -4,11 +4,12 @@
  * then the per-item rules of nodes and apps. Every problem found is reported,
  * not just the first, each naming its field.
  */
-import { accessSync, constants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
 import path from 'node:path';
 import convict from 'convict';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
+import { identityFileProblems } from '../ssh/identity-file.ts';
 import { checkCommand, checkCron, checkFraction, checkHttpUrl, checkName, checkPartFileName, checkTimezone, parseDuration, parseSize } from './formats.ts';
 import { configSchema, POLICY_KEYS } from './schema.ts';
 
@@ -32,7 +33,7 @@ export interface AppPolicy {
   maxBytes: number;
   /** Null: 1.5 × the schedule's interval. */
   staleAfterMs: number | null;
-  /** A snapshot smaller than this fraction of the previous one gets a warning; 0 = off. @defaultValue 0.5 */
+  /** A snapshot smaller than this fraction of the kept snapshots' median size gets a warning; 0 = off. @defaultValue 0.5 */
   shrinkWarn: number;
 }
 
@@ -207,17 +208,7 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
  * file exists when some node has no pinned key. Throw ConfigError otherwise.
  */
 export function checkSshFiles(config: Config): void {
-  const problems: string[] = [];
-  const identity = config.ssh.identityFile;
-  try {
-    accessSync(identity, constants.R_OK);
-    const mode = statSync(identity).mode & 0o777;
-    if ((mode & 0o077) !== 0) {
-      problems.push(`ssh.identityFile: ${identity} is readable by group or others (mode ${mode.toString(8).padStart(4, '0')}); run: chmod 600 ${identity}`);
-    }
-  } catch (error) {
-    problems.push(`ssh.identityFile: cannot read ${identity} (${(error as NodeJS.ErrnoException).code ?? error})`);
-  }
+  const problems = identityFileProblems(config.ssh.identityFile);
   const unpinned = config.nodes.filter((node) => node.hostKey === undefined);
   if (unpinned.length > 0) {
     try {

@@ -166,7 +166,7 @@ export const configSchema = {
       default: null as string | null,
     },
     shrinkWarn: {
-      doc: 'A snapshot smaller than this fraction of the previous one commits with a warning (0 turns it off).',
+      doc: 'A snapshot smaller than this fraction of the median size of the kept snapshots commits with a warning (0 turns it off).',
       format: 'bysu-fraction',
       default: 0.5,
     },

@@ -1,5 +1,5 @@
 /**
- * `bysu dashboard`: Bull Board over the snapshot and retention queues at
+ * `bysu dashboard`: Bull Board over the snapshot, retention and drill queues at
  * /board/ behind HTTP basic auth (/ redirects there), /healthz, /metrics, and
  * the read-only /api behind a bearer token. It refuses to listen beyond
  * loopback without a password.

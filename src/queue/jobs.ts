@@ -35,7 +35,7 @@ export interface SnapshotJobData {
     perNode: number;
   };
   keep: number;
-  /** A snapshot smaller than this fraction of the previous one gets a warning; 0 = off. */
+  /** A snapshot smaller than this fraction of the kept snapshots' median size gets a warning; 0 = off. */
   shrinkWarn: number;
   /** healthchecks-style URL pinged on success and on final failure. */
   ping?: string;

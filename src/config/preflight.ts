@@ -1,0 +1,152 @@
+/**
+ * What `bysu config check` looks at beyond the file itself: everything that
+ * would later make a process refuse to start or a job refuse to run, found at
+ * once and reported together, one line per problem saying what is wrong and
+ * what to do. It reuses the checks those processes make (the dashboard's
+ * exposure rule, the repository marker, the SSH key and known_hosts), so the
+ * check and the refusal cannot disagree. Reads only; creates nothing.
+ */
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { checkDashboardExposure } from '../dashboard/auth.ts';
+import { ConfigError, RepositoryUnavailableError, toError } from '../errors.ts';
+import { COMMITS_DIR, DRILLS_DIR, INCOMING_DIR } from '../repository/layout.ts';
+import { requireRepository } from '../repository/marker.ts';
+import { identityFileProblems } from '../ssh/identity-file.ts';
+import { knownHostsName, lookupHostKeys } from '../ssh/known-hosts.ts';
+import { readIdentity, readKnownHosts } from '../ssh/session.ts';
+import type { Config } from './load.ts';
+
+/** What the checks found. */
+export interface PreflightReport {
+  /** One line per problem; empty when everything would start and run. */
+  problems: string[];
+  /** What was checked and how, for the operator (e.g. as which user the repository was found writable). */
+  notes: string[];
+}
+
+/**
+ * Given a loaded Config, check what the processes will check when they start
+ * or run: the dashboard's exposure rule, the repository (exists, is a
+ * directory, has its marker, is writable by the user running this), the SSH
+ * key (present, readable, mode, parseable) and that every node's host key is
+ * pinned or in known_hosts. Return every problem found, not just the first.
+ */
+export async function preflight(config: Config): Promise<PreflightReport> {
+  const notes: string[] = [];
+  const problems = [
+    ...dashboardProblems(config),
+    ...(await repositoryProblems(config, notes)),
+    ...identityProblems(config),
+    ...knownHostsProblems(config),
+  ];
+  return { problems, notes };
+}
+
+/** Who this process runs as, for messages: `bysu (uid 998)`, or `uid 1234` without a passwd entry. */
+export function currentUser(): string {
+  const uid = process.getuid?.() ?? -1;
+  try {
+    return `${os.userInfo().username} (uid ${uid})`;
+  } catch {
+    return `uid ${uid}`;
+  }
+}
+
+function problemsOf(check: () => void): string[] {
+  try {
+    check();
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+}
+
+function dashboardProblems(config: Config): string[] {
+  return problemsOf(() => checkDashboardExposure(config.dashboard));
+}
+
+/**
+ * The marker check every worker and command makes, then write access to the
+ * root and to the directories BYSU keeps for each configured app, as this
+ * process's user (access(2): root passes wherever the filesystem is writable).
+ */
+async function repositoryProblems(config: Config, notes: string[]): Promise<string[]> {
+  const root = config.repository;
+  try {
+    await requireRepository(root);
+  } catch (error) {
+    if (error instanceof RepositoryUnavailableError) return [error.message];
+    throw error;
+  }
+  const user = currentUser();
+  const directories = [root];
+  for (const app of config.apps) {
+    for (const directory of [path.join(root, app.name), ...[INCOMING_DIR, COMMITS_DIR, DRILLS_DIR].map((name) => path.join(root, app.name, name))]) {
+      if ((await stat(directory).catch(() => null))?.isDirectory()) directories.push(directory);
+    }
+  }
+  const refused: { directory: string; code: string }[] = [];
+  for (const directory of directories) {
+    await access(directory, constants.W_OK | constants.X_OK).catch((error: NodeJS.ErrnoException) => {
+      refused.push({ directory, code: error.code ?? toError(error).message });
+    });
+  }
+  if (refused.some((entry) => entry.code === 'EROFS')) {
+    return [`repository ${root} is on a read-only filesystem (EROFS): workers cannot write snapshots there; remount it read-write`];
+  }
+  if (refused.length > 0) {
+    const shown = refused.slice(0, 3).map((entry) => entry.directory).join(', ') + (refused.length > 3 ? `, … (${refused.length} in all)` : '');
+    return [
+      `repository ${root}: ${shown} not writable by ${user}, the user this check ran as (${refused[0]!.code}): ` +
+        `the workers write there; make it writable by the user they run as (e.g. chown -R that user ${root}), and run bysu config check as that user`,
+    ];
+  }
+  const asRoot = process.getuid?.() === 0
+    ? '; root may write where the workers\' user cannot: to check as that user, run e.g. sudo -u bysu bysu config check'
+    : '';
+  notes.push(`repository ${root}: marked, writable by ${user}, the user this check ran as${asRoot}`);
+  return [];
+}
+
+/** The key file's own checks (what a worker refuses at start), then whether ssh2 can use it. */
+function identityProblems(config: Config): string[] {
+  const problems = identityFileProblems(config.ssh.identityFile);
+  if (problems.length > 0) return problems;
+  try {
+    readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+    return [];
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    return [`ssh.identityFile: cannot read ${config.ssh.identityFile} (${toError(error).message})`];
+  }
+}
+
+/**
+ * Every node without a pinned hostKey must be in known_hosts under the name
+ * OpenSSH looks up (`[host]:port` unless the port is 22): else each
+ * connection to it is refused.
+ */
+function knownHostsProblems(config: Config): string[] {
+  const unpinned = config.nodes.map((node, index) => ({ node, index })).filter(({ node }) => node.hostKey === undefined);
+  if (unpinned.length === 0) return [];
+  const file = config.ssh.knownHosts;
+  let known: ReturnType<typeof readKnownHosts>;
+  try {
+    known = readKnownHosts(file);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  return unpinned
+    .filter(({ node }) => lookupHostKeys(known.entries, node.host, node.port).trusted.length === 0)
+    .map(({ node, index }) =>
+      `nodes[${index}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host.toLowerCase(), node.port)} is not in ${file}` +
+        `${known.missing ? ' (the file does not exist)' : ''}: check its key out of band, then add the line that ` +
+        `\`bysu keyscan ${node.host} --port ${node.port}\` prints to ${file} (or ssh-keyscan${node.port === 22 ? '' : ` -p ${node.port}`} ${node.host} >> ${file}), ` +
+        'or pin its fingerprint as the node\'s hostKey',
+    );
+}
