@@ -16,8 +16,6 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY scripts/build.mjs ./scripts/build.mjs
 COPY src ./src
-COPY workers ./workers
-COPY scheduler ./scheduler
 RUN node scripts/build.mjs
 
 # Stage 3: the runtime image, without npm's caches, running as a non-root user.
@@ -30,8 +28,6 @@ COPY --from=deps /app/node_modules ./node_modules
 COPY package.json ./
 COPY bin ./bin
 COPY src ./src
-COPY workers ./workers
-COPY scheduler ./scheduler
 COPY contrib ./contrib
 # The compiled form; bin/bysu.js runs it because it was built from the sources copied above.
 COPY --from=build /app/dist ./dist

@@ -12,7 +12,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** The folders whose files are compiled (tsconfig.build.json's include). */
-export const SOURCE_DIRS = ['src', 'workers', 'scheduler'];
+export const SOURCE_DIRS = ['src'];
 /** What the build records next to its output. */
 export const BUILD_RECORD = '.build.json';
 

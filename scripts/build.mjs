@@ -1,6 +1,6 @@
 // @ts-check
 /**
- * `npm run build`: compile src/, workers/ and scheduler/ to dist/ with tsc
+ * `npm run build`: compile src/ to dist/ with tsc
  * (tsconfig.build.json), unless dist/ was built from exactly these sources.
  * bin/bysu.js runs dist/ when it is current (bin/compiled.js) and the
  * TypeScript through tsx otherwise, so a missing or stale build costs start-up

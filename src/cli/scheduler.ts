@@ -1,6 +1,6 @@
 /** `bysu scheduler`: reconcile job schedulers with the config, on start and on SIGHUP; heartbeat; stale alerts. */
 import { createLogger } from '../log.ts';
-import { startScheduler } from '../../scheduler/index.ts';
+import { startScheduler } from '../scheduler/scheduler.ts';
 import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 

@@ -1,9 +1,9 @@
 /** `bysu worker snapshot|retention|drill`: run a worker until SIGTERM or SIGINT; SIGHUP reloads the config. */
 import { checkSshFiles } from '../config/load.ts';
 import { createLogger } from '../log.ts';
-import { startDrillWorker } from '../../workers/drill.ts';
-import { startRetentionWorker } from '../../workers/retention.ts';
-import { startSnapshotWorker } from '../../workers/snapshot.ts';
+import { startDrillWorker } from '../workers/drill.ts';
+import { startRetentionWorker } from '../workers/retention.ts';
+import { startSnapshotWorker } from '../workers/snapshot.ts';
 import { EXIT_OK, EXIT_USAGE, ExitError, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';

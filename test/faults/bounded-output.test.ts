@@ -97,7 +97,7 @@ test('50 entries with 256 KiB names: manifest, job result and status stay small 
   });
 });
 
-// Fails before the central bound in workers/node-job.ts (jobFailure): the stderr tail went into the job's
+// Fails before the central bound in src/workers/node-job.ts (jobFailure): the stderr tail went into the job's
 // failedReason, its stack trace and the app's failure record in Redis with its escape sequences raw, so every
 // reader (the dashboard, the API, an alert, a terminal) received them; only `bysu status` escaped its own line.
 test('a failing command\'s stderr full of escape sequences reaches Redis escaped', async () => {

@@ -14,7 +14,7 @@ import { test } from 'node:test';
 import { Job } from 'bullmq';
 import { Redis } from 'ioredis';
 import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
-import { MAX_STARTED_ATTEMPTS } from '../../workers/node-job.ts';
+import { MAX_STARTED_ATTEMPTS } from '../../src/workers/node-job.ts';
 import { PROJECT_ROOT, waitForLog, withCluster, withSnapshotQueue, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
 import { startHttpRecorder, type HttpRecorder } from '../helpers/http-recorder.ts';

@@ -10,7 +10,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.ts';
 import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type SnapshotJobData } from '../../src/queue/jobs.ts';
-import { reconcileSchedulers, recordDrillSince } from '../../scheduler/index.ts';
+import { reconcileSchedulers, recordDrillSince } from '../../src/scheduler/scheduler.ts';
 import { withRedis } from '../helpers/redis.ts';
 
 function config(url: string, apps: string) {

@@ -17,9 +17,9 @@ let root: string;
 beforeEach(async () => {
   root = await mkdtemp(path.join(os.tmpdir(), 'bysu-compiled-'));
   await mkdir(path.join(root, 'src/cli'), { recursive: true });
-  await mkdir(path.join(root, 'workers'));
+  await mkdir(path.join(root, 'src/workers'));
   await writeFile(path.join(root, 'src/cli/main.ts'), 'export const main = 1;\n');
-  await writeFile(path.join(root, 'workers/snapshot.ts'), 'export const worker = 1;\n');
+  await writeFile(path.join(root, 'src/workers/snapshot.ts'), 'export const worker = 1;\n');
 });
 afterEach(async () => {
   await rm(root, { recursive: true, force: true });
@@ -45,10 +45,10 @@ test('an edited, added or removed source makes the build stale', async () => {
   await writeFile(path.join(root, 'src/cli/main.ts'), 'export const main = 2;\n');
   assert.equal(compiledMain(root), null, 'edited');
   await build();
-  await writeFile(path.join(root, 'workers/retention.ts'), 'export const retention = 1;\n');
+  await writeFile(path.join(root, 'src/workers/retention.ts'), 'export const retention = 1;\n');
   assert.equal(compiledMain(root), null, 'added');
   await build();
-  await rm(path.join(root, 'workers/retention.ts'));
+  await rm(path.join(root, 'src/workers/retention.ts'));
   assert.equal(compiledMain(root), null, 'removed');
 });
 

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { parseConfig } from '../../../src/config/load.ts';
 import { latestTarget } from '../../../src/repository/read.ts';
-import { effectiveTarget } from '../../../workers/retention.ts';
+import { effectiveTarget } from '../../../src/workers/retention.ts';
 
 const config = parseConfig(`
 repository: /tmp/x

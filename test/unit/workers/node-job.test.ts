@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { ConnectionError, HostKeyError } from '../../../src/errors.ts';
-import { jobFailure, MAX_FAILURE_REASON_BYTES } from '../../../workers/node-job.ts';
+import { jobFailure, MAX_FAILURE_REASON_BYTES } from '../../../src/workers/node-job.ts';
 
 test('a huge reason with escape codes is cut and escaped; line breaks stay', () => {
   const hostile = `connection lost: \u001b]0;pwned\u0007\u001b[2J\n${'x'.repeat(1_000_000)}`;

@@ -11,13 +11,13 @@ import os from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
 import { Queue, type JobSchedulerJson } from 'bullmq';
 import type { Redis } from 'ioredis';
-import type { LiveConfig } from '../src/config/live.ts';
-import type { Config } from '../src/config/load.ts';
-import { toError } from '../src/errors.ts';
-import type { Logger } from '../src/log.ts';
-import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
-import { RedisHealth } from '../src/queue/redis-health.ts';
-import { buildDrillJob, buildSnapshotJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../src/queue/enqueue.ts';
+import type { LiveConfig } from '../config/live.ts';
+import type { Config } from '../config/load.ts';
+import { toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
+import { RedisHealth } from '../queue/redis-health.ts';
+import { buildDrillJob, buildSnapshotJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../queue/enqueue.ts';
 import {
   DRILL_JOB,
   DRILL_QUEUE,
@@ -36,9 +36,9 @@ import {
   type DrillSinceRecord,
   type RetentionJobData,
   type SnapshotJobData,
-} from '../src/queue/jobs.ts';
-import { Notifier } from '../src/notify/notifier.ts';
-import { collectStatus } from '../src/status/app-status.ts';
+} from '../queue/jobs.ts';
+import { Notifier } from '../notify/notifier.ts';
+import { collectStatus } from '../status/app-status.ts';
 
 /** How often the heartbeat is written, and how long it lives. */
 export const HEARTBEAT_INTERVAL_MS = 15_000;

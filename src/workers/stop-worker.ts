@@ -7,9 +7,9 @@
  * for reconnects that may never come, however idle the worker is.
  */
 import type { Job, Processor, Worker } from 'bullmq';
-import { toError } from '../src/errors.ts';
-import type { Logger } from '../src/log.ts';
-import { CLOSE_BOUND_MS, settlesWithin } from '../src/queue/connection.ts';
+import { toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { CLOSE_BOUND_MS, settlesWithin } from '../queue/connection.ts';
 
 interface JobRun {
   jobId: string;

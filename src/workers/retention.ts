@@ -5,19 +5,19 @@
  * meanwhile, and one failing app does not stop the others.
  */
 import { Queue, Worker, type Job } from 'bullmq';
-import type { LiveConfig } from '../src/config/live.ts';
-import type { Config } from '../src/config/load.ts';
-import { toError } from '../src/errors.ts';
-import type { Logger } from '../src/log.ts';
-import { withAppLock } from '../src/queue/app-lock.ts';
-import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
-import { RedisHealth } from '../src/queue/redis-health.ts';
-import { retentionTargetFor } from '../src/queue/enqueue.ts';
-import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionResult, type RetentionTarget } from '../src/queue/jobs.ts';
-import { runningSnapshotJobs } from '../src/queue/running-jobs.ts';
-import { applyRetention } from '../src/retention/apply.ts';
+import type { LiveConfig } from '../config/live.ts';
+import type { Config } from '../config/load.ts';
+import { toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { withAppLock } from '../queue/app-lock.ts';
+import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
+import { RedisHealth } from '../queue/redis-health.ts';
+import { retentionTargetFor } from '../queue/enqueue.ts';
+import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionResult, type RetentionTarget } from '../queue/jobs.ts';
+import { runningSnapshotJobs } from '../queue/running-jobs.ts';
+import { applyRetention } from '../retention/apply.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
-import { requireRepository } from '../src/repository/marker.ts';
+import { requireRepository } from '../repository/marker.ts';
 
 export interface RunningRetentionWorker {
   worker: Worker<RetentionJobData, RetentionResult>;

@@ -6,13 +6,13 @@
  * aborting the job if the lease is lost.
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { AbortedError, ConnectionError, isRetryable, toError } from '../src/errors.ts';
-import { cutToBytes, escapeControls } from '../src/printable.ts';
-import type { Config } from '../src/config/load.ts';
-import type { Logger } from '../src/log.ts';
-import type { LiveConfig } from '../src/config/live.ts';
-import { readIdentity, type NodeConnectSettings, type SshIdentity } from '../src/ssh/session.ts';
-import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../src/queue/node-slots.ts';
+import { AbortedError, ConnectionError, isRetryable, toError } from '../errors.ts';
+import { cutToBytes, escapeControls } from '../printable.ts';
+import type { Config } from '../config/load.ts';
+import type { Logger } from '../log.ts';
+import type { LiveConfig } from '../config/live.ts';
+import { readIdentity, type NodeConnectSettings, type SshIdentity } from '../ssh/session.ts';
+import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../queue/node-slots.ts';
 
 /**
  * Deaths of the worker running a job (stalls: a worker killed, out of memory,

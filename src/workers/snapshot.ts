@@ -7,19 +7,19 @@
  * without using an attempt.
  */
 import { Queue, Worker, type Job } from 'bullmq';
-import type { LiveConfig } from '../src/config/live.ts';
-import type { Config } from '../src/config/load.ts';
-import { AbortedError, CommitConflictError, toError } from '../src/errors.ts';
-import type { Logger } from '../src/log.ts';
-import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
-import { withAppLock } from '../src/queue/app-lock.ts';
-import { enqueueRetention, retentionTargetFor } from '../src/queue/enqueue.ts';
-import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type RetentionJobData, type SnapshotJobData, type SnapshotResult } from '../src/queue/jobs.ts';
-import { Notifier } from '../src/notify/notifier.ts';
-import { NODE_SLOT_LEASE_MS, NodeSlots } from '../src/queue/node-slots.ts';
-import { RedisHealth } from '../src/queue/redis-health.ts';
-import { requireRepository } from '../src/repository/marker.ts';
-import { checkSnapshotJobData, takeSnapshot } from '../src/snapshot/take-snapshot.ts';
+import type { LiveConfig } from '../config/live.ts';
+import type { Config } from '../config/load.ts';
+import { AbortedError, CommitConflictError, toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
+import { withAppLock } from '../queue/app-lock.ts';
+import { enqueueRetention, retentionTargetFor } from '../queue/enqueue.ts';
+import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type RetentionJobData, type SnapshotJobData, type SnapshotResult } from '../queue/jobs.ts';
+import { Notifier } from '../notify/notifier.ts';
+import { NODE_SLOT_LEASE_MS, NodeSlots } from '../queue/node-slots.ts';
+import { RedisHealth } from '../queue/redis-health.ts';
+import { requireRepository } from '../repository/marker.ts';
+import { checkSnapshotJobData, takeSnapshot } from '../snapshot/take-snapshot.ts';
 import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, IdentityCache, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
 

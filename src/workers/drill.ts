@@ -4,18 +4,18 @@
  * an attempt); a failed drill is announced once per change of state.
  */
 import { Worker, type Job } from 'bullmq';
-import type { LiveConfig } from '../src/config/live.ts';
-import { checkDrillJobData, runDrill } from '../src/drill/run-drill.ts';
+import type { LiveConfig } from '../config/live.ts';
+import { checkDrillJobData, runDrill } from '../drill/run-drill.ts';
 import { connectSettings, FINAL_FAILURE_RECORD_BOUND_MS, finalFailureReason, handBack, IdentityCache, jobFailure, MAX_STALLED_COUNT, MAX_STARTED_ATTEMPTS, takeNodeSlot, WorkerShutdownError } from './node-job.ts';
-import { toError } from '../src/errors.ts';
-import type { Logger } from '../src/log.ts';
-import { Notifier } from '../src/notify/notifier.ts';
-import { closeConnection, createWorkerConnection, settlesWithin } from '../src/queue/connection.ts';
-import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../src/queue/jobs.ts';
-import { NodeSlots } from '../src/queue/node-slots.ts';
-import { RedisHealth } from '../src/queue/redis-health.ts';
+import { toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { Notifier } from '../notify/notifier.ts';
+import { closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
+import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../queue/jobs.ts';
+import { NodeSlots } from '../queue/node-slots.ts';
+import { RedisHealth } from '../queue/redis-health.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
-import { requireRepository } from '../src/repository/marker.ts';
+import { requireRepository } from '../repository/marker.ts';
 
 export interface RunningDrillWorker {
   worker: Worker<DrillJobData, DrillResult>;
