@@ -5,6 +5,7 @@
 import type { JobsOptions, Queue } from 'bullmq';
 import type { AppConfig, Config } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
+import { nodeAddressOf } from '../ssh/node-address.ts';
 import { DRILL_JOB, manualDrillJobId, manualJobId, RETENTION_JOB, SNAPSHOT_JOB, type DrillJobData, type RetentionJobData, type RetentionTarget, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
 
 /** Completed and failed jobs kept in Redis for status and the dashboard. */
@@ -18,7 +19,7 @@ export function buildSnapshotJob(config: Config, app: AppConfig, trigger: Snapsh
   return {
     app: app.name,
     trigger,
-    node: { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    node: nodeAddressOf(node),
     parts: app.parts.map((part) => ({ ...part, okExitCodes: [...part.okExitCodes] })),
     limits: {
       timeoutMs: app.timeoutMs,
@@ -80,7 +81,7 @@ export function buildDrillJob(config: Config, app: AppConfig, trigger: SnapshotT
   return {
     app: app.name,
     trigger,
-    node: { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    node: nodeAddressOf(node),
     steps: app.drill.steps.map((step) => ({ ...step })),
     limits: { timeoutMs: app.timeoutMs, perNode: config.concurrency.perNode },
     ...(app.ping ? { ping: app.ping } : {}),

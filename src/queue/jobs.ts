@@ -3,6 +3,7 @@
  * only place these strings are written.
  */
 import type { DrillStep, PartConfig } from '../config/load.ts';
+import type { NodeAddress } from '../ssh/node-address.ts';
 
 export const SNAPSHOT_QUEUE = 'snapshot';
 export const RETENTION_QUEUE = 'retention';
@@ -25,7 +26,7 @@ export type SnapshotTrigger = 'schedule' | 'manual';
 export interface SnapshotJobData {
   app: string;
   trigger: SnapshotTrigger;
-  node: { name: string; host: string; port: number; user: string; hostKey?: string };
+  node: NodeAddress;
   parts: PartConfig[];
   limits: {
     timeoutMs: number;
@@ -145,7 +146,7 @@ export interface FailureRecord {
 export interface DrillJobData {
   app: string;
   trigger: SnapshotTrigger;
-  node: { name: string; host: string; port: number; user: string; hostKey?: string };
+  node: NodeAddress;
   steps: DrillStep[];
   /** timeoutMs bounds the whole drill (the app's timeout). */
   limits: { timeoutMs: number; perNode: number };
