@@ -7,7 +7,8 @@ import { Job, Queue } from 'bullmq';
 import { findApp } from '../config/load.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualDrill } from '../queue/enqueue.ts';
-import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../queue/jobs.ts';
+import { DRILL_QUEUE, type DrillJobData } from '../queue/jobs.ts';
+import type { DrillResult } from '../repository/drill-result.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 

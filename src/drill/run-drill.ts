@@ -17,9 +17,10 @@ import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
 import { escapeControls } from '../printable.ts';
 import { AbortedError, ConfigError, ConnectionError, DrillFailedError, LimitExceededError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { DrillJobData, DrillResult } from '../queue/jobs.ts';
+import type { DrillJobData } from '../queue/jobs.ts';
 import { writeDrillResult } from '../repository/attempt.ts';
-import { SUMS_FILE } from '../repository/layout.ts';
+import type { DrillResult, DrillStepResult } from '../repository/drill-result.ts';
+import { DRILL_RESULT_FORMAT, SUMS_FILE } from '../repository/layout.ts';
 import { parseSums } from '../repository/manifest.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { newestSnapshot } from '../repository/read.ts';
@@ -144,7 +145,7 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
   checkDrillJobData(data);
   const log = context.logger;
   const result: DrillResult = {
-    format: 'bysu-drill/1', app: data.app, snapshotId: null, node: data.node.name, jobId: context.jobId,
+    format: DRILL_RESULT_FORMAT, app: data.app, snapshotId: null, node: data.node.name, jobId: context.jobId,
     startedAt: new Date().toISOString(), finishedAt: '', passed: false, error: null, steps: [],
   };
   const controller = new AbortController();
@@ -194,7 +195,7 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
         stdout = Buffer.concat([stdout, chunk]);
         if (stdout.length > STDOUT_KEEP_BYTES) stdout = stdout.subarray(stdout.length - STDOUT_KEEP_BYTES);
       });
-      const entry: DrillResult['steps'][number] = { run: step.run, exitCode: null, durationMs: 0, stdoutTail: '' };
+      const entry: DrillStepResult = { run: step.run, exitCode: null, durationMs: 0, stdoutTail: '' };
       result.steps.push(entry);
       const finish = (status: ExitStatus) => {
         entry.exitCode = status.code;

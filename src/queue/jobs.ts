@@ -3,6 +3,8 @@
  * only place these strings are written.
  */
 import type { DrillStep, PartConfig } from '../config/load.ts';
+import type { DrillResult } from '../repository/drill-result.ts';
+import type { Manifest } from '../repository/manifest.ts';
 import type { NodeAddress } from '../ssh/node-address.ts';
 
 export const SNAPSHOT_QUEUE = 'snapshot';
@@ -20,7 +22,8 @@ export const DRILL_JOB = 'drill';
 export const DRILL_SCHEDULER_PREFIX = 'drill-';
 export const drillSchedulerId = (app: string) => `${DRILL_SCHEDULER_PREFIX}${app}`;
 
-export type SnapshotTrigger = 'schedule' | 'manual';
+/** Why a snapshot or drill runs: as its manifest records it. */
+export type SnapshotTrigger = Manifest['trigger'];
 
 /** Everything a worker needs to take one snapshot; workers have no inventory of their own. */
 export interface SnapshotJobData {
@@ -158,18 +161,5 @@ export function manualDrillJobId(app: string, now: Date): string {
   return `manual-drill-${app}-${now.getTime()}`;
 }
 
-/** What a drill did, as written to `<app>/.drills/<id>.json`. */
-export interface DrillResult {
-  format: 'bysu-drill/1';
-  app: string;
-  /** The snapshot restored. */
-  snapshotId: string | null;
-  node: string;
-  jobId: string;
-  startedAt: string;
-  finishedAt: string;
-  passed: boolean;
-  /** Why it failed (the step and its stderr), when it did. */
-  error: string | null;
-  steps: { run: string; stdin?: string; bytesIn?: number; exitCode: number | null; durationMs: number; expect?: string; matched?: boolean; stdoutTail: string }[];
-}
+/** The drill queue's result type is the repository's drill result file; re-exported for the drill worker, which imports it from here. */
+export type { DrillResult };
