@@ -161,5 +161,22 @@ export function manualDrillJobId(app: string, now: Date): string {
   return `manual-drill-${app}-${now.getTime()}`;
 }
 
-/** The drill queue's result type is the repository's drill result file; re-exported for the drill worker, which imports it from here. */
+/**
+ * Each queue's name paired with its jobs' payload and return value, as
+ * graphile-worker's task map pairs a task with its payload: the one table
+ * openQueue (open-queue.ts) types a queue from.
+ */
+export interface QueueJobTypes {
+  [SNAPSHOT_QUEUE]: { data: SnapshotJobData; result: SnapshotResult };
+  [RETENTION_QUEUE]: { data: RetentionJobData; result: RetentionResult };
+  [DRILL_QUEUE]: { data: DrillJobData; result: DrillResult };
+}
+
+export type QueueName = keyof QueueJobTypes;
+/** The payload of a job on the named queue. */
+export type QueuePayload<N extends QueueName> = QueueJobTypes[N]['data'];
+/** What a job on the named queue returns. */
+export type QueueResult<N extends QueueName> = QueueJobTypes[N]['result'];
+
+/** The drill queue's result is the repository's drill result file; re-exported for the drill worker, which imports it from here. */
 export type { DrillResult };
