@@ -110,7 +110,21 @@ export class DrillFailedError extends BysuError {
 
 /** The operation was cancelled (shutdown or the snapshot's own timeout). */
 export class AbortedError extends BysuError {
-  readonly retryable = true;
+  readonly retryable: boolean = true;
+}
+
+/**
+ * The worker is stopping: the job goes back to the queue without using an
+ * attempt. Retried: another worker, or this one restarted, runs it.
+ */
+export class WorkerShutdownError extends AbortedError {}
+
+/**
+ * Someone cancelled the job (BullMQ's cancelJob). Never retried: the
+ * cancellation was the point.
+ */
+export class CancelledError extends AbortedError {
+  override readonly retryable = false;
 }
 
 /** Redis did not answer. */

@@ -3,11 +3,13 @@
  * snapshot now; with --wait, follow it and exit 0 when it passed, 1 when it
  * failed (with the failing step and its stderr).
  */
-import { Job, Queue } from 'bullmq';
+import { Job } from 'bullmq';
 import { findApp } from '../config/load.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualDrill } from '../queue/enqueue.ts';
-import { DRILL_QUEUE, type DrillJobData, type DrillResult } from '../queue/jobs.ts';
+import { DRILL_QUEUE, type DrillJobData } from '../queue/jobs.ts';
+import { openQueue } from '../queue/open-queue.ts';
+import type { DrillResult } from '../repository/drill-result.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
@@ -17,7 +19,7 @@ export async function drill(globals: GlobalOptions, names: string[], options: { 
   for (const app of apps) if (!app.drill) throw new ExitError(EXIT_USAGE, `app "${app.name}" has no drill configured`);
   await requireRepository(config.repository);
   const connection = await connectProducer(config.redis.url);
-  const queue = new Queue<DrillJobData, DrillResult>(DRILL_QUEUE, { connection, prefix: config.redis.prefix });
+  const queue = openQueue(DRILL_QUEUE, connection, config.redis.prefix);
   try {
     const pending: { app: string; jobId: string }[] = [];
     for (const app of apps) {

@@ -1,11 +1,11 @@
 /** `bysu prune <app>...|--all [--dry-run]`: apply retention now, or show what it would delete. */
-import { Queue } from 'bullmq';
 import { findApp } from '../config/load.ts';
 import { toError } from '../errors.ts';
 import { withAppLock } from '../queue/app-lock.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { retentionTargetFor } from '../queue/enqueue.ts';
 import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { openQueue } from '../queue/open-queue.ts';
 import { runningSnapshotJobs } from '../queue/running-jobs.ts';
 import { DRILLS_DIR } from '../repository/layout.ts';
 import { requireRepository } from '../repository/marker.ts';
@@ -17,7 +17,7 @@ export async function prune(globals: GlobalOptions, names: string[], options: { 
   const apps = requireAppNames(config, names, options.all).map((name) => findApp(config, name));
   await requireRepository(config.repository);
   const connection = await connectProducer(config.redis.url);
-  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  const queue = openQueue(SNAPSHOT_QUEUE, connection, config.redis.prefix);
   let failures = 0;
   try {
     const running = await runningSnapshotJobs(queue);

@@ -3,13 +3,14 @@
  * follow them (live progress on a terminal, plain lines otherwise) and exit 0
  * only when every one committed, 1 when any failed for good.
  */
-import { Job, Queue } from 'bullmq';
+import { Job } from 'bullmq';
 import { formatBytes } from '../config/formats.ts';
 import { findApp } from '../config/load.ts';
 import { escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualSnapshot } from '../queue/enqueue.ts';
 import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotProgress, type SnapshotResult } from '../queue/jobs.ts';
+import { openQueue, type TypedQueue } from '../queue/open-queue.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
@@ -30,7 +31,7 @@ export async function snapshot(globals: GlobalOptions, names: string[], options:
   // Refused here, before anything is enqueued, on the machine that holds the repository (the worker checks again).
   await requireRepository(config.repository);
   const connection = await connectProducer(config.redis.url);
-  const queue = new Queue<SnapshotJobData, SnapshotResult>(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  const queue = openQueue(SNAPSHOT_QUEUE, connection, config.redis.prefix);
   try {
     const followed: Followed[] = [];
     for (const app of apps) {
@@ -48,7 +49,7 @@ export async function snapshot(globals: GlobalOptions, names: string[], options:
 }
 
 /** Poll the jobs until each is completed or failed for good, printing what changes. */
-async function follow(queue: Queue<SnapshotJobData, SnapshotResult>, followed: Followed[]): Promise<void> {
+async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, followed: Followed[]): Promise<void> {
   const tty = process.stdout.isTTY === true;
   let liveLine = false;
   const print = (line: string) => {

@@ -3,11 +3,11 @@
  * next run, the last failure and the state; exit 1 when any app is stale or
  * failing, or no scheduler is running, so cron or a monitoring agent can call it.
  */
-import { Queue } from 'bullmq';
 import { formatBytes, formatDuration } from '../config/formats.ts';
 import { cutToBytes, escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { openQueue } from '../queue/open-queue.ts';
 import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
 import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
@@ -52,7 +52,7 @@ function row(app: AppStatus, now: number): string[] {
 export async function status(globals: GlobalOptions, options: { json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   const connection = await connectProducer(config.redis.url);
-  const queue = new Queue(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
+  const queue = openQueue(SNAPSHOT_QUEUE, connection, config.redis.prefix);
   try {
     const report = await collectStatus(config, connection, queue);
     const healthy = isHealthy(report);

@@ -10,6 +10,7 @@ import convict from 'convict';
 import { parseDocument } from 'yaml';
 import { ConfigError } from '../errors.ts';
 import { identityFileProblems } from '../ssh/identity-file.ts';
+import type { NodeAddress } from '../ssh/node-address.ts';
 import { checkCommand, checkCron, checkFraction, checkHttpUrl, checkName, checkPartFileName, checkTimezone, parseDuration, parseSize } from './formats.ts';
 import { configSchema, POLICY_KEYS } from './schema.ts';
 
@@ -35,15 +36,6 @@ export interface AppPolicy {
   staleAfterMs: number | null;
   /** A snapshot smaller than this fraction of the kept snapshots' median size gets a warning; 0 = off. @defaultValue 0.5 */
   shrinkWarn: number;
-}
-
-export interface NodeConfig {
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  /** Pinned `SHA256:` fingerprint; else the known_hosts file must know the host. */
-  hostKey?: string;
 }
 
 export interface PartConfig {
@@ -95,7 +87,7 @@ export interface Config {
   retention: { sweepSchedule: string; incomingMarginMs: number };
   notify: { webhook: string; timeoutMs: number; staleCheckIntervalMs: number };
   dashboard: { host: string; port: number; user: string; password: string; apiToken: string };
-  nodes: NodeConfig[];
+  nodes: NodeAddress[];
   apps: AppConfig[];
 }
 
@@ -275,8 +267,8 @@ function rejectUnknownKeys(item: Record<string, unknown>, allowed: string[], fie
   }
 }
 
-function checkNodes(items: unknown[], sshUser: string, problems: string[]): NodeConfig[] {
-  const nodes: NodeConfig[] = [];
+function checkNodes(items: unknown[], sshUser: string, problems: string[]): NodeAddress[] {
+  const nodes: NodeAddress[] = [];
   const seen = new Set<string>();
   items.forEach((item, index) => {
     const field = `nodes[${index}]`;
@@ -311,7 +303,7 @@ function checkNodes(items: unknown[], sshUser: string, problems: string[]): Node
       }
     }) && ok;
     if (ok) {
-      const node: NodeConfig = { name: name as string, host: host as string, port: port as number, user: user as string };
+      const node: NodeAddress = { name: name as string, host: host as string, port: port as number, user: user as string };
       if (hostKey !== undefined) node.hostKey = hostKey as string;
       nodes.push(node);
     }
@@ -381,7 +373,7 @@ function checkParts(parts: unknown, field: string, problems: string[]): PartConf
   return ok ? result : undefined;
 }
 
-function checkApps(items: unknown[], defaults: AppPolicy, nodes: NodeConfig[], problems: string[]): AppConfig[] {
+function checkApps(items: unknown[], defaults: AppPolicy, nodes: NodeAddress[], problems: string[]): AppConfig[] {
   const apps: AppConfig[] = [];
   const seen = new Set<string>();
   items.forEach((item, index) => {
@@ -422,7 +414,7 @@ function checkApps(items: unknown[], defaults: AppPolicy, nodes: NodeConfig[], p
 }
 
 /** Given an app's raw `drill`, check it (node, schedule, steps with stdin naming a part, expect a regex). */
-function checkDrill(raw: unknown, field: string, nodes: NodeConfig[], parts: PartConfig[], timezone: unknown, problems: string[]): DrillConfig | undefined {
+function checkDrill(raw: unknown, field: string, nodes: NodeAddress[], parts: PartConfig[], timezone: unknown, problems: string[]): DrillConfig | undefined {
   if (!isMapping(raw)) {
     problems.push(`${field}: must be a mapping with node and steps`);
     return undefined;

@@ -9,14 +9,14 @@ import type { AddressInfo } from 'node:net';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
-import { Queue } from 'bullmq';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { LiveConfig } from '../config/live.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, settlesWithin } from '../queue/connection.ts';
-import { DRILL_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import { DRILL_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE, type QueueName } from '../queue/jobs.ts';
+import { openQueue, type TypedQueue } from '../queue/open-queue.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
 import { repositoryProblem } from '../repository/marker.ts';
 import { BYSU_VERSION } from '../version.ts';
@@ -41,7 +41,7 @@ export interface RunningDashboard {
  * listening). Every request reads the config as of its arrival: a reload
  * (a new password or token, an app added) applies to the next request.
  */
-export function createDashboardApp(live: LiveConfig, redis: Redis, queues: { snapshot: Queue; retention: Queue; drill: Queue }, logger: Logger): express.Express {
+export function createDashboardApp(live: LiveConfig, redis: Redis, queues: { [N in QueueName]: TypedQueue<N> }, logger: Logger): express.Express {
   const current = () => live.current();
   const app = express();
   app.disable('x-powered-by');
@@ -111,9 +111,9 @@ export async function startDashboard(live: LiveConfig, logger: Logger, options: 
   const redis = createDashboardConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(redis, 'dashboard connection');
-  const snapshot = new Queue(SNAPSHOT_QUEUE, { connection: redis, prefix: config.redis.prefix });
-  const retention = new Queue(RETENTION_QUEUE, { connection: redis, prefix: config.redis.prefix });
-  const drill = new Queue(DRILL_QUEUE, { connection: redis, prefix: config.redis.prefix });
+  const snapshot = openQueue(SNAPSHOT_QUEUE, redis, config.redis.prefix);
+  const retention = openQueue(RETENTION_QUEUE, redis, config.redis.prefix);
+  const drill = openQueue(DRILL_QUEUE, redis, config.redis.prefix);
   for (const queue of [snapshot, retention, drill]) redisHealth.watch(queue, `${queue.name} queue`);
   const app = createDashboardApp(live, redis, { snapshot, retention, drill }, logger);
   const server: Server = await new Promise((resolve, reject) => {

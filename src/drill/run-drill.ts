@@ -14,15 +14,17 @@ import path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
+import type { DrillStep } from '../config/load.ts';
 import { escapeControls } from '../printable.ts';
 import { AbortedError, ConfigError, ConnectionError, DrillFailedError, LimitExceededError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import type { DrillJobData, DrillResult } from '../queue/jobs.ts';
+import type { DrillJobData } from '../queue/jobs.ts';
 import { writeDrillResult } from '../repository/attempt.ts';
-import { SUMS_FILE } from '../repository/layout.ts';
+import type { DrillResult, DrillStepResult } from '../repository/drill-result.ts';
+import { DRILL_RESULT_FORMAT, SUMS_FILE } from '../repository/layout.ts';
 import { parseSums } from '../repository/manifest.ts';
 import { requireRepository } from '../repository/marker.ts';
-import { newestSnapshot } from '../repository/read.ts';
+import { newestSnapshot, type SnapshotEntry } from '../repository/read.ts';
 import { openNodeSession, type ExitStatus, type NodeConnectSettings, type RemoteCommand, type SshSession } from '../ssh/session.ts';
 
 /** Bytes of each step's stdout kept for `expect` and the result file. */
@@ -132,21 +134,23 @@ function describeStepOutput(stderr: string, stdout: Buffer): string {
   return `; stderr was empty; the end of stdout (${size}): "${escapeControls(tail.toString('utf8'))}"`;
 }
 
+/** The drill's own abort signal, and what the drill needs to know about it. */
+interface DrillSignal {
+  signal: AbortSignal;
+  /** Rejects with the signal's reason on abort: one promise for every wait on the abort, so that steps add no listeners of their own. */
+  aborted: Promise<never>;
+  /** Whether the worker's signal (shutdown, cancellation) aborted the drill, rather than its own timeout. */
+  fromOutside(): boolean;
+  /** Stop the timeout and stop listening to the worker's signal. */
+  release(): void;
+}
+
 /**
- * Given the drill's payload and context, run it and return its result (also
- * written to `<app>/.drills/`). Throw DrillFailedError when a step fails, does
- * not match, or the snapshot file is corrupt (not retried: that is the
- * finding); ConnectionError and the like when the node cannot be reached or
- * the connection drops (retried); in every case after writing the failed
- * result, except when the drill was aborted from outside (shutdown).
+ * Given the drill's payload and context, return the drill's own abort signal:
+ * aborted with LimitExceededError at the app's timeout, or with the worker's
+ * signal's reason (AbortedError when that is no Error).
  */
-export async function runDrill(data: DrillJobData, context: DrillContext): Promise<DrillResult> {
-  checkDrillJobData(data);
-  const log = context.logger;
-  const result: DrillResult = {
-    format: 'bysu-drill/1', app: data.app, snapshotId: null, node: data.node.name, jobId: context.jobId,
-    startedAt: new Date().toISOString(), finishedAt: '', passed: false, error: null, steps: [],
-  };
+function drillSignal(data: DrillJobData, context: DrillContext): DrillSignal {
   const controller = new AbortController();
   let abortedFromOutside = false;
   const timeout = setTimeout(() => controller.abort(new LimitExceededError(`drill of ${data.app} exceeded its timeout of ${data.limits.timeoutMs} ms`)), data.limits.timeoutMs);
@@ -157,117 +161,213 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
   if (context.signal?.aborted) forward();
   context.signal?.addEventListener('abort', forward, { once: true });
   const signal = controller.signal;
-  // One promise for every wait on the abort, so that steps add no listeners of their own.
   const aborted = new Promise<never>((_resolve, reject) => {
     if (signal.aborted) reject(signal.reason);
     else signal.addEventListener('abort', () => reject(signal.reason), { once: true });
   });
   aborted.catch(() => undefined);
+  return {
+    signal,
+    aborted,
+    fromOutside: () => abortedFromOutside,
+    release() {
+      clearTimeout(timeout);
+      context.signal?.removeEventListener('abort', forward);
+    },
+  };
+}
+
+/**
+ * Given the drill's payload and context, return the app's newest complete
+ * snapshot. Throw RepositoryUnavailableError for a missing or unmarked root,
+ * DrillFailedError when the app has no complete snapshot.
+ */
+async function snapshotToDrill(data: DrillJobData, context: DrillContext): Promise<SnapshotEntry> {
+  // A missing or unmarked root must not read as "no snapshot to drill".
+  await requireRepository(context.repository);
+  const snapshot = await newestSnapshot(context.repository, data.app);
+  if (!snapshot?.manifest) throw new DrillFailedError(`no complete snapshot of ${data.app} to drill`);
+  return snapshot;
+}
+
+/**
+ * Given the drill's payload and the snapshot, read its SHA256SUMS and check
+ * every file a step streams against it; return the sums. Throw
+ * DrillFailedError for a file not listed or not matching, before anything
+ * reaches the drill node.
+ */
+async function checkStdinFiles(data: DrillJobData, snapshot: SnapshotEntry, signal: AbortSignal): Promise<{ file: string; sha256: string }[]> {
+  const sums = parseSums(await readFile(path.join(snapshot.path, SUMS_FILE), 'utf8'));
+  // Refuse a corrupt file before anything reaches the drill node.
+  for (const file of new Set(data.steps.flatMap((step) => (step.stdin ? [step.stdin] : [])))) {
+    const expected = sums.find((entry) => entry.file === file)?.sha256;
+    if (!expected) throw new DrillFailedError(`${file} is not listed in ${snapshot.id}/${SUMS_FILE}`);
+    const actual = await sha256OfFile(path.join(snapshot.path, file), signal);
+    if (actual !== expected) {
+      throw new DrillFailedError(`checksum mismatch: ${data.app}/${snapshot.id}/${file} has sha256 ${actual}, ${SUMS_FILE} says ${expected}; refusing to restore it`);
+    }
+  }
+  return sums;
+}
+
+/** Given a command, keep the last STDOUT_KEEP_BYTES of its stdout; return what is kept so far. */
+function keepStdoutTail(command: RemoteCommand): () => Buffer {
+  let stdout = Buffer.alloc(0);
+  command.stdout.on('data', (chunk: Buffer) => {
+    stdout = Buffer.concat([stdout, chunk]);
+    if (stdout.length > STDOUT_KEEP_BYTES) stdout = stdout.subarray(stdout.length - STDOUT_KEEP_BYTES);
+  });
+  return () => stdout;
+}
+
+/** What running the drill's steps works with. */
+interface StepRun {
+  data: DrillJobData;
+  session: SshSession;
+  drill: DrillSignal;
+  snapshot: SnapshotEntry;
+  sums: { file: string; sha256: string }[];
+  result: DrillResult;
+  /** The command running now, killed on abort. */
+  running: { command: RemoteCommand | null };
+  log: Logger;
+}
+
+/** One step as it runs: its command, its entry in the result, and how to record its end. */
+interface RunningStep {
+  label: string;
+  command: RemoteCommand;
+  entry: DrillStepResult;
+  stdout: () => Buffer;
+  finish: (status: ExitStatus) => void;
+}
+
+/**
+ * Given a step with stdin and the run, stream the snapshot file into the
+ * command's stdin, checking its sha256 before the end of input reaches the
+ * command. Throw DrillFailedError for a changed file (the command is killed)
+ * or a command that failed or exited before reading all of it,
+ * ConnectionError when the connection broke, the abort's reason on abort.
+ */
+async function feedStdin(file: string, step: RunningStep, run: StepRun): Promise<void> {
+  const { command, entry, label } = step;
+  const { signal, aborted } = run.drill;
+  entry.stdin = file;
+  const expected = run.sums.find((candidate) => candidate.file === file)!.sha256;
+  const hash = createHash('sha256');
+  let bytes = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      callback(null, chunk);
+    },
+    flush(callback) {
+      // Checked before the end of input reaches the command.
+      const actual = hash.digest('hex');
+      callback(actual === expected ? null : new DrillFailedError(`checksum mismatch while streaming ${file}: ${actual}, expected ${expected}`));
+    },
+  });
+  try {
+    await pipeline(createReadStream(path.join(run.snapshot.path, file)), meter, stdinOf(command), { signal });
+    entry.bytesIn = bytes;
+  } catch (error) {
+    entry.bytesIn = bytes;
+    if (signal.aborted) throw signal.reason;
+    if (error instanceof DrillFailedError) {
+      command.kill(); // a changed file: the command must not see the end of its input
+      throw error;
+    }
+    // The command stopped reading (it failed, or the connection dropped): its exit status says which.
+    const status = await Promise.race([command.exit, new Promise<null>((resolve) => setTimeout(() => resolve(null), EXIT_AFTER_BROKEN_STDIN_MS).unref()), aborted]);
+    if (status === null || (status.code === null && status.signal === null)) {
+      throw new ConnectionError(`${label}: the connection to ${run.data.node.name} broke while streaming ${file} (${bytes} bytes sent)`);
+    }
+    step.finish(status);
+    const output = describeStepOutput(command.stderrTail(), step.stdout());
+    if (status.code !== 0) throw new DrillFailedError(`${label} ${describeStatus(status)} after reading ${bytes} bytes of ${file}${output}`);
+    throw new DrillFailedError(`${label} exited before reading all of ${file} (${bytes} bytes sent)${output}`);
+  }
+}
+
+/**
+ * Given a step, its index and the run, run it on the drill node (fed its
+ * snapshot file when it names one) and record it in the result. Throw
+ * DrillFailedError when it exits with a code other than 0 or its output does
+ * not match `expect`, ConnectionError when the exit status never came.
+ */
+async function runStep(step: DrillStep, index: number, run: StepRun): Promise<void> {
+  const label = `step ${index + 1} (${step.run})`;
+  const stepStarted = Date.now();
+  const command = await run.session.exec(step.run, { signal: run.drill.signal, stdin: step.stdin !== undefined });
+  run.running.command = command;
+  const stdout = keepStdoutTail(command);
+  const entry: DrillStepResult = { run: step.run, exitCode: null, durationMs: 0, stdoutTail: '' };
+  run.result.steps.push(entry);
+  const finish = (status: ExitStatus) => {
+    entry.exitCode = status.code;
+    entry.durationMs = Date.now() - stepStarted;
+    entry.stdoutTail = stdout().toString('utf8');
+  };
+  if (step.stdin) await feedStdin(step.stdin, { label, command, entry, stdout, finish }, run);
+  const status = await Promise.race([command.exit, run.drill.aborted]);
+  finish(status);
+  if (status.code === null && status.signal === null) throw new ConnectionError(`${label}: the connection to ${run.data.node.name} dropped before the exit status arrived`);
+  if (status.code !== 0) {
+    throw new DrillFailedError(`${label} ${describeStatus(status)}${describeStepOutput(command.stderrTail(), stdout())}`);
+  }
+  if (step.expect !== undefined) {
+    entry.expect = step.expect;
+    entry.matched = new RegExp(step.expect, 'm').test(entry.stdoutTail);
+    if (!entry.matched) throw new DrillFailedError(`${label}: output ${JSON.stringify(entry.stdoutTail.slice(-200))} does not match /${step.expect}/`);
+  }
+  run.running.command = null;
+  run.log.info({ step: index + 1, durationMs: entry.durationMs, bytesIn: entry.bytesIn }, 'drill step passed');
+}
+
+/**
+ * Given the drill's payload and context, run it and return its result (also
+ * written to `<app>/.drills/`): find the newest snapshot, check the files the
+ * steps stream, log in, run the steps in order. Throw DrillFailedError when a step fails, does
+ * not match, or the snapshot file is corrupt (not retried: that is the
+ * finding); ConnectionError and the like when the node cannot be reached or
+ * the connection drops (retried); in every case after writing the failed
+ * result, except when the drill was aborted from outside (shutdown).
+ */
+export async function runDrill(data: DrillJobData, context: DrillContext): Promise<DrillResult> {
+  checkDrillJobData(data);
+  const log = context.logger;
+  const result: DrillResult = {
+    format: DRILL_RESULT_FORMAT, app: data.app, snapshotId: null, node: data.node.name, jobId: context.jobId,
+    startedAt: new Date().toISOString(), finishedAt: '', passed: false, error: null, steps: [],
+  };
+  const drill = drillSignal(data, context);
+  const { signal } = drill;
   let session: SshSession | null = null;
-  let current: RemoteCommand | null = null;
-  const killCurrent = () => current?.kill();
+  const running: StepRun['running'] = { command: null };
+  const killCurrent = () => running.command?.kill();
   signal.addEventListener('abort', killCurrent);
   try {
-    // A missing or unmarked root must not read as "no snapshot to drill".
-    await requireRepository(context.repository);
-    const snapshot = await newestSnapshot(context.repository, data.app);
-    if (!snapshot?.manifest) throw new DrillFailedError(`no complete snapshot of ${data.app} to drill`);
+    const snapshot = await snapshotToDrill(data, context);
     result.snapshotId = snapshot.id;
-    const sums = parseSums(await readFile(path.join(snapshot.path, SUMS_FILE), 'utf8'));
-    // Refuse a corrupt file before anything reaches the drill node.
-    for (const file of new Set(data.steps.flatMap((step) => (step.stdin ? [step.stdin] : [])))) {
-      const expected = sums.find((entry) => entry.file === file)?.sha256;
-      if (!expected) throw new DrillFailedError(`${file} is not listed in ${snapshot.id}/${SUMS_FILE}`);
-      const actual = await sha256OfFile(path.join(snapshot.path, file), signal);
-      if (actual !== expected) {
-        throw new DrillFailedError(`checksum mismatch: ${data.app}/${snapshot.id}/${file} has sha256 ${actual}, ${SUMS_FILE} says ${expected}; refusing to restore it`);
-      }
-    }
+    const sums = await checkStdinFiles(data, snapshot, signal);
     session = await openNodeSession(data.node, context, signal);
-    for (const [index, step] of data.steps.entries()) {
-      const label = `step ${index + 1} (${step.run})`;
-      const stepStarted = Date.now();
-      const command = await session.exec(step.run, { signal, stdin: step.stdin !== undefined });
-      current = command;
-      let stdout = Buffer.alloc(0);
-      command.stdout.on('data', (chunk: Buffer) => {
-        stdout = Buffer.concat([stdout, chunk]);
-        if (stdout.length > STDOUT_KEEP_BYTES) stdout = stdout.subarray(stdout.length - STDOUT_KEEP_BYTES);
-      });
-      const entry: DrillResult['steps'][number] = { run: step.run, exitCode: null, durationMs: 0, stdoutTail: '' };
-      result.steps.push(entry);
-      const finish = (status: ExitStatus) => {
-        entry.exitCode = status.code;
-        entry.durationMs = Date.now() - stepStarted;
-        entry.stdoutTail = stdout.toString('utf8');
-      };
-      if (step.stdin) {
-        entry.stdin = step.stdin;
-        const expected = sums.find((candidate) => candidate.file === step.stdin)!.sha256;
-        const hash = createHash('sha256');
-        let bytes = 0;
-        const meter = new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            hash.update(chunk);
-            bytes += chunk.length;
-            callback(null, chunk);
-          },
-          flush(callback) {
-            // Checked before the end of input reaches the command.
-            const actual = hash.digest('hex');
-            callback(actual === expected ? null : new DrillFailedError(`checksum mismatch while streaming ${step.stdin}: ${actual}, expected ${expected}`));
-          },
-        });
-        try {
-          await pipeline(createReadStream(path.join(snapshot.path, step.stdin)), meter, stdinOf(command), { signal });
-          entry.bytesIn = bytes;
-        } catch (error) {
-          entry.bytesIn = bytes;
-          if (signal.aborted) throw signal.reason;
-          if (error instanceof DrillFailedError) {
-            command.kill(); // a changed file: the command must not see the end of its input
-            throw error;
-          }
-          // The command stopped reading (it failed, or the connection dropped): its exit status says which.
-          const status = await Promise.race([command.exit, new Promise<null>((resolve) => setTimeout(() => resolve(null), EXIT_AFTER_BROKEN_STDIN_MS).unref()), aborted]);
-          if (status === null || (status.code === null && status.signal === null)) {
-            throw new ConnectionError(`${label}: the connection to ${data.node.name} broke while streaming ${step.stdin} (${bytes} bytes sent)`);
-          }
-          finish(status);
-          const output = describeStepOutput(command.stderrTail(), stdout);
-          if (status.code !== 0) throw new DrillFailedError(`${label} ${describeStatus(status)} after reading ${bytes} bytes of ${step.stdin}${output}`);
-          throw new DrillFailedError(`${label} exited before reading all of ${step.stdin} (${bytes} bytes sent)${output}`);
-        }
-      }
-      const status = await Promise.race([command.exit, aborted]);
-      finish(status);
-      if (status.code === null && status.signal === null) throw new ConnectionError(`${label}: the connection to ${data.node.name} dropped before the exit status arrived`);
-      if (status.code !== 0) {
-        throw new DrillFailedError(`${label} ${describeStatus(status)}${describeStepOutput(command.stderrTail(), stdout)}`);
-      }
-      if (step.expect !== undefined) {
-        entry.expect = step.expect;
-        entry.matched = new RegExp(step.expect, 'm').test(entry.stdoutTail);
-        if (!entry.matched) throw new DrillFailedError(`${label}: output ${JSON.stringify(entry.stdoutTail.slice(-200))} does not match /${step.expect}/`);
-      }
-      current = null;
-      log.info({ step: index + 1, durationMs: entry.durationMs, bytesIn: entry.bytesIn }, 'drill step passed');
-    }
+    const run: StepRun = { data, session, drill, snapshot, sums, result, running, log };
+    for (const [index, step] of data.steps.entries()) await runStep(step, index, run);
     result.passed = true;
     return result;
   } catch (thrown) {
     const error = signal.aborted && (thrown as Error)?.name === 'AbortError' ? toError(signal.reason) : toError(thrown);
     result.error = error.message;
-    current?.kill();
+    running.command?.kill();
     throw error;
   } finally {
-    clearTimeout(timeout);
+    drill.release();
     signal.removeEventListener('abort', killCurrent);
-    context.signal?.removeEventListener('abort', forward);
     session?.close();
     result.finishedAt = new Date().toISOString();
     // A shutdown is not a drill result: the job goes back to the queue and runs again.
-    if (!abortedFromOutside) {
+    if (!drill.fromOutside()) {
       await writeDrillResult(context.repository, data.app, result).catch((error: unknown) => log.error({ err: toError(error).message }, 'cannot write the drill result'));
     }
   }

@@ -2,10 +2,26 @@
  * Typed producers: the resolved snapshot job of an app (everything a worker
  * needs) and the BullMQ options that carry its retry policy.
  */
-import type { JobsOptions, Queue } from 'bullmq';
+import type { JobsOptions } from 'bullmq';
 import type { AppConfig, Config } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
-import { DRILL_JOB, manualDrillJobId, manualJobId, RETENTION_JOB, SNAPSHOT_JOB, type DrillJobData, type RetentionJobData, type RetentionTarget, type SnapshotJobData, type SnapshotTrigger } from './jobs.ts';
+import { nodeAddressOf } from '../ssh/node-address.ts';
+import {
+  DRILL_JOB,
+  manualDrillJobId,
+  manualJobId,
+  RETENTION_JOB,
+  SNAPSHOT_JOB,
+  type DRILL_QUEUE,
+  type DrillJobData,
+  type RETENTION_QUEUE,
+  type RetentionJobData,
+  type RetentionTarget,
+  type SNAPSHOT_QUEUE,
+  type SnapshotJobData,
+  type SnapshotTrigger,
+} from './jobs.ts';
+import type { TypedQueue } from './open-queue.ts';
 
 /** Completed and failed jobs kept in Redis for status and the dashboard. */
 export const KEEP_COMPLETED = { age: 30 * 86_400, count: 5000 };
@@ -18,7 +34,7 @@ export function buildSnapshotJob(config: Config, app: AppConfig, trigger: Snapsh
   return {
     app: app.name,
     trigger,
-    node: { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    node: nodeAddressOf(node),
     parts: app.parts.map((part) => ({ ...part, okExitCodes: [...part.okExitCodes] })),
     limits: {
       timeoutMs: app.timeoutMs,
@@ -50,7 +66,7 @@ export const RETENTION_JOB_OPTIONS = {
  * per app: while one waits, another is not added; while one runs, the newest
  * request is kept for after it (a commit landing mid-retention is not missed).
  */
-export async function enqueueRetention(queue: Queue, target: RetentionTarget): Promise<void> {
+export async function enqueueRetention(queue: TypedQueue<typeof RETENTION_QUEUE>, target: RetentionTarget): Promise<void> {
   const data: RetentionJobData = { targets: [target], reason: 'commit' };
   await queue.add(RETENTION_JOB, data, { ...RETENTION_JOB_OPTIONS, deduplication: { id: `retention-${target.app}`, keepLastIfActive: true } });
 }
@@ -66,7 +82,7 @@ export function snapshotJobOptions(app: AppConfig): JobsOptions {
 }
 
 /** Given the snapshot queue, the config and an app, enqueue a manual snapshot now; return its job id. */
-export async function enqueueManualSnapshot(queue: Queue, config: Config, app: AppConfig, now = new Date()): Promise<string> {
+export async function enqueueManualSnapshot(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, config: Config, app: AppConfig, now = new Date()): Promise<string> {
   const jobId = manualJobId(app.name, now);
   const job = await queue.add(SNAPSHOT_JOB, buildSnapshotJob(config, app, 'manual'), { ...snapshotJobOptions(app), jobId });
   return String(job.id);
@@ -80,7 +96,7 @@ export function buildDrillJob(config: Config, app: AppConfig, trigger: SnapshotT
   return {
     app: app.name,
     trigger,
-    node: { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    node: nodeAddressOf(node),
     steps: app.drill.steps.map((step) => ({ ...step })),
     limits: { timeoutMs: app.timeoutMs, perNode: config.concurrency.perNode },
     ...(app.ping ? { ping: app.ping } : {}),
@@ -93,7 +109,7 @@ export function drillJobOptions(app: AppConfig): JobsOptions {
 }
 
 /** Given the drill queue, the config and an app, enqueue a drill now; return its job id. */
-export async function enqueueManualDrill(queue: Queue, config: Config, app: AppConfig, now = new Date()): Promise<string> {
+export async function enqueueManualDrill(queue: TypedQueue<typeof DRILL_QUEUE>, config: Config, app: AppConfig, now = new Date()): Promise<string> {
   const job = await queue.add(DRILL_JOB, buildDrillJob(config, app, 'manual'), { ...drillJobOptions(app), jobId: manualDrillJobId(app.name, now) });
   return String(job.id);
 }

@@ -3,6 +3,9 @@
  * only place these strings are written.
  */
 import type { DrillStep, PartConfig } from '../config/load.ts';
+import type { DrillResult } from '../repository/drill-result.ts';
+import type { Manifest } from '../repository/manifest.ts';
+import type { NodeAddress } from '../ssh/node-address.ts';
 
 export const SNAPSHOT_QUEUE = 'snapshot';
 export const RETENTION_QUEUE = 'retention';
@@ -19,13 +22,14 @@ export const DRILL_JOB = 'drill';
 export const DRILL_SCHEDULER_PREFIX = 'drill-';
 export const drillSchedulerId = (app: string) => `${DRILL_SCHEDULER_PREFIX}${app}`;
 
-export type SnapshotTrigger = 'schedule' | 'manual';
+/** Why a snapshot or drill runs: as its manifest records it. */
+export type SnapshotTrigger = Manifest['trigger'];
 
 /** Everything a worker needs to take one snapshot; workers have no inventory of their own. */
 export interface SnapshotJobData {
   app: string;
   trigger: SnapshotTrigger;
-  node: { name: string; host: string; port: number; user: string; hostKey?: string };
+  node: NodeAddress;
   parts: PartConfig[];
   limits: {
     timeoutMs: number;
@@ -145,7 +149,7 @@ export interface FailureRecord {
 export interface DrillJobData {
   app: string;
   trigger: SnapshotTrigger;
-  node: { name: string; host: string; port: number; user: string; hostKey?: string };
+  node: NodeAddress;
   steps: DrillStep[];
   /** timeoutMs bounds the whole drill (the app's timeout). */
   limits: { timeoutMs: number; perNode: number };
@@ -157,18 +161,22 @@ export function manualDrillJobId(app: string, now: Date): string {
   return `manual-drill-${app}-${now.getTime()}`;
 }
 
-/** What a drill did, as written to `<app>/.drills/<id>.json`. */
-export interface DrillResult {
-  format: 'bysu-drill/1';
-  app: string;
-  /** The snapshot restored. */
-  snapshotId: string | null;
-  node: string;
-  jobId: string;
-  startedAt: string;
-  finishedAt: string;
-  passed: boolean;
-  /** Why it failed (the step and its stderr), when it did. */
-  error: string | null;
-  steps: { run: string; stdin?: string; bytesIn?: number; exitCode: number | null; durationMs: number; expect?: string; matched?: boolean; stdoutTail: string }[];
+/**
+ * Each queue's name paired with its jobs' payload and return value, as
+ * graphile-worker's task map pairs a task with its payload: the one table
+ * openQueue (open-queue.ts) types a queue from.
+ */
+export interface QueueJobTypes {
+  [SNAPSHOT_QUEUE]: { data: SnapshotJobData; result: SnapshotResult };
+  [RETENTION_QUEUE]: { data: RetentionJobData; result: RetentionResult };
+  [DRILL_QUEUE]: { data: DrillJobData; result: DrillResult };
 }
+
+export type QueueName = keyof QueueJobTypes;
+/** The payload of a job on the named queue. */
+export type QueuePayload<N extends QueueName> = QueueJobTypes[N]['data'];
+/** What a job on the named queue returns. */
+export type QueueResult<N extends QueueName> = QueueJobTypes[N]['result'];
+
+/** The drill queue's result is the repository's drill result file; re-exported for the drill worker, which imports it from here. */
+export type { DrillResult };

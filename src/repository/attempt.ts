@@ -28,7 +28,7 @@ import {
   SUMS_FILE,
 } from './layout.ts';
 import { renderManifest, renderSums, type Manifest } from './manifest.ts';
-import type { DrillResult } from '../queue/jobs.ts';
+import type { DrillResult } from './drill-result.ts';
 import { PartInspector, type Inspection, type StreamHead } from './part-inspector.ts';
 import { createPartFile } from './part-writer.ts';
 import { requireRepository } from './marker.ts';

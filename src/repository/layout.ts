@@ -5,7 +5,10 @@
  */
 import path from 'node:path';
 
+/** The `format` of a snapshot's manifest.json. */
 export const MANIFEST_FORMAT = 'bysu-snapshot/1';
+/** The `format` of a drill result under `.drills`. */
+export const DRILL_RESULT_FORMAT = 'bysu-drill/1';
 /** The file at the repository root that makes a directory a BYSU repository (written by `bysu init` only). */
 export const REPOSITORY_MARKER_FILE = '.bysu-repository';
 /** The `format` the marker names; a root whose marker names another format is refused. */

@@ -3,6 +3,7 @@
  * coreutils can read.
  */
 import { cutToBytes } from '../printable.ts';
+import type { MANIFEST_FORMAT } from './layout.ts';
 
 /**
  * Most warnings one part adds to a manifest (and to the job's return value in
@@ -28,7 +29,7 @@ export interface ManifestPart {
 }
 
 export interface Manifest {
-  format: 'bysu-snapshot/1';
+  format: typeof MANIFEST_FORMAT;
   app: string;
   node: string;
   host: string;

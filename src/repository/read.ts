@@ -8,7 +8,7 @@ import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { appDirectory, COMMITS_DIR, compareSnapshotIds, DRILL_RESULT_PATTERN, DRILL_TEMPORARY_PATTERN, DRILLS_DIR, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
-import type { DrillResult } from '../queue/jobs.ts';
+import type { DrillResult } from './drill-result.ts';
 import { parseSums, type Manifest } from './manifest.ts';
 import { inspectingSink, PartInspector } from './part-inspector.ts';
 

@@ -6,10 +6,11 @@
  * Knows nothing of BullMQ: the worker passes in what it needs.
  */
 import { NAME_PATTERN, PART_FILE_PATTERN, RESERVED_FILE_NAMES } from '../config/formats.ts';
+import type { PartConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue/jobs.ts';
 import { SnapshotAttempt } from '../repository/attempt.ts';
-import { StreamHead } from '../repository/part-inspector.ts';
+import { StreamHead, type Inspection } from '../repository/part-inspector.ts';
 import { listSnapshots } from '../repository/read.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
 import { boundPartWarnings, type ManifestPart } from '../repository/manifest.ts';
@@ -135,140 +136,226 @@ function describeExit(file: string, node: string, status: { code: number | null;
   return `part ${file}: ${how}${describeOutput(stderr, stdout)}`;
 }
 
+/** The snapshot's own abort signal, and how to let go of what feeds it. */
+interface SnapshotSignal {
+  signal: AbortSignal;
+  /** Stop the timeout and stop listening to the worker's signal. */
+  release(): void;
+}
+
+/**
+ * Given the job's payload and the worker's context, return the snapshot's own
+ * abort signal: aborted with LimitExceededError at the app's timeout, or with
+ * the worker's signal's reason (AbortedError when that is no Error).
+ */
+function snapshotSignal(data: SnapshotJobData, context: SnapshotContext): SnapshotSignal {
+  const controller = new AbortController();
+  const timeout = setTimeout(() => controller.abort(new LimitExceededError(`snapshot of ${data.app} exceeded its timeout of ${data.limits.timeoutMs} ms`)), data.limits.timeoutMs);
+  const forward = () => controller.abort(context.signal?.reason instanceof Error ? context.signal.reason : new AbortedError('snapshot aborted'));
+  if (context.signal?.aborted) forward();
+  context.signal?.addEventListener('abort', forward, { once: true });
+  return {
+    signal: controller.signal,
+    release() {
+      clearTimeout(timeout);
+      context.signal?.removeEventListener('abort', forward);
+    },
+  };
+}
+
+/** What streaming a snapshot's parts works with: its attempt, its session and signal, and the command running now (closed on abort). */
+interface PartRun {
+  attempt: SnapshotAttempt;
+  session: SshSession;
+  signal: AbortSignal;
+  running: { command: RemoteCommand | null };
+}
+
+/** Every part streamed into the attempt: the manifest's parts and warnings, and their total size. */
+interface StreamedParts {
+  parts: ManifestPart[];
+  warnings: string[];
+  total: number;
+}
+
+/**
+ * Given a part, the job's limits, the run and the bytes the snapshot may still
+ * take, run the part's command and stream its stdout into the attempt; return
+ * what was written and the accepted exit code. Throw what writePart throws
+ * (with the command's stderr tail, or the start of its stdout for a part that
+ * is not a tar at all), LimitExceededError when the exit status does not
+ * follow the end of output, RemoteCommandError for an exit code not accepted.
+ */
+async function streamPart(
+  part: PartConfig,
+  data: SnapshotJobData,
+  run: PartRun,
+  options: { maxBytes: number; onBytes: (bytes: number) => void },
+): Promise<{ inspection: Inspection; exitCode: number }> {
+  const { limits } = data;
+  const { signal } = run;
+  run.running.command = await run.session.exec(part.run, { signal });
+  const command = run.running.command;
+  const stdoutHead = new StreamHead(STDOUT_HEAD_BYTES);
+  let inspection;
+  try {
+    inspection = await run.attempt.writePart(part.file, command.stdout, {
+      maxBytes: options.maxBytes,
+      snapshotMaxBytes: limits.maxBytes,
+      stallTimeoutMs: limits.stallTimeoutMs,
+      signal,
+      onBytes: options.onBytes,
+      head: stdoutHead,
+    });
+  } catch (error) {
+    command.close();
+    const stderr = command.stderrTail().trim();
+    if (stderr && error instanceof Error && !(error instanceof AbortedError)) {
+      error.message += `\nstderr (last ${Buffer.byteLength(stderr)} bytes):\n${stderr}`;
+    } else if (error instanceof InvalidArchiveError) {
+      // Not a tar at all is often a message instead of the dump (nologin): show its start.
+      error.message += describeOutput('', stdoutHead);
+    }
+    throw error;
+  }
+  // stdout has ended; the exit status follows at once, unless the command closed its output and went on running.
+  const status = await waitForExit(command, signal, limits.stallTimeoutMs, part.file);
+  if (status.code === null || !part.okExitCodes.includes(status.code)) {
+    throw new RemoteCommandError(describeExit(part.file, data.node.name, status, part.okExitCodes, command.stderrTail(), stdoutHead), { exitCode: status.code });
+  }
+  return { inspection, exitCode: status.code };
+}
+
+/** Given a part written, its exit code and when it started, return its manifest entry. */
+function manifestPart(part: PartConfig, inspection: Inspection, exitCode: number, partStarted: number): ManifestPart {
+  const entry: ManifestPart = {
+    file: part.file,
+    run: part.run,
+    bytes: inspection.bytes,
+    sha256: inspection.sha256,
+    exitCode,
+    durationMs: Date.now() - partStarted,
+  };
+  if (inspection.tar) entry.tarEntries = inspection.tar.entries;
+  return entry;
+}
+
+/**
+ * Given the job's payload, the context and the run, stream each part in
+ * order (see streamPart), reporting progress; return the parts, their
+ * warnings (bounded per part) and the total. Throw at the first part that fails.
+ */
+async function streamParts(data: SnapshotJobData, context: SnapshotContext, run: PartRun): Promise<StreamedParts> {
+  const log = context.logger;
+  const parts: ManifestPart[] = [];
+  const warnings: string[] = [];
+  let total = 0;
+  let lastProgress = 0;
+  for (const [index, part] of data.parts.entries()) {
+    const partStarted = Date.now();
+    log.info({ part: part.file, partIndex: index + 1, parts: data.parts.length }, 'part started');
+    const report = (partBytes: number, force = false) => {
+      const now = Date.now();
+      if (!force && now - lastProgress < (context.progressIntervalMs ?? 1000)) return;
+      lastProgress = now;
+      context.onProgress?.({ part: part.file, partIndex: index + 1, parts: data.parts.length, partBytes, bytes: total + partBytes });
+    };
+    report(0, true);
+    const { inspection, exitCode } = await streamPart(part, data, run, { maxBytes: data.limits.maxBytes - total, onBytes: (bytes) => report(bytes) });
+    total += inspection.bytes;
+    report(inspection.bytes, true);
+    const entry = manifestPart(part, inspection, exitCode, partStarted);
+    // Bounded per part: a node cannot make the manifest or the job's return value in Redis grow with what it sends.
+    const partWarnings = [...(exitCode !== 0 ? [`command exited with accepted code ${exitCode}`] : []), ...(inspection.tar?.warnings ?? [])];
+    warnings.push(...boundPartWarnings(part.file, partWarnings, inspection.tar?.omittedWarnings));
+    parts.push(entry);
+    log.info({ part: part.file, bytes: inspection.bytes, exitCode, durationMs: entry.durationMs }, 'part done');
+  }
+  return { parts, warnings, total };
+}
+
+/** Given the streamed parts, add a warning (and log it) when the snapshot shrank (see shrinkWarning). */
+async function warnWhenShrunk(data: SnapshotJobData, context: SnapshotContext, streamed: StreamedParts): Promise<void> {
+  const shrink = await shrinkWarning(context.repository, data.app, streamed.total, data.shrinkWarn);
+  if (shrink !== null) {
+    streamed.warnings.push(shrink);
+    context.logger.warn({ bytes: streamed.total }, shrink);
+  }
+}
+
+/**
+ * Given the attempt with every part in it, commit it with its manifest,
+ * holding the app's lock when the context has one and passing the fences;
+ * return the job's result. Throw what commit throws (CommitConflictError,
+ * StorageError, RepositoryUnavailableError, the fence's error).
+ */
+async function commitSnapshot(data: SnapshotJobData, context: SnapshotContext, attempt: SnapshotAttempt, startedAt: Date, streamed: StreamedParts): Promise<SnapshotResult> {
+  const commit = (lease?: { confirm(): Promise<void> }) => attempt.commit(
+    {
+      format: MANIFEST_FORMAT,
+      app: data.app,
+      node: data.node.name,
+      host: data.node.host,
+      trigger: data.trigger,
+      jobId: context.jobId,
+      attempt: context.attempt,
+      startedAt: startedAt.toISOString(),
+      finishedAt: new Date().toISOString(),
+      bytes: streamed.total,
+      bysuVersion: BYSU_VERSION,
+      warnings: streamed.warnings,
+      parts: streamed.parts,
+    },
+    async () => {
+      await context.fence();
+      await lease?.confirm();
+    },
+  );
+  const committed = context.lockApp ? await context.lockApp(commit) : await commit();
+  if (committed.problem) context.logger.error({ id: committed.id, problem: committed.problem }, 'snapshot committed, but finishing touches failed');
+  return {
+    id: committed.id,
+    path: committed.path,
+    bytes: committed.manifest.bytes,
+    warnings: committed.manifest.warnings,
+    alreadyCommitted: committed.alreadyCommitted,
+    finishedAt: committed.manifest.finishedAt,
+  };
+}
+
 /**
  * Given the job's payload and the worker's context, take the snapshot and
- * commit it. Return the committed snapshot. Throw (and leave nothing behind)
+ * commit it: open an attempt, log in, stream the parts, check the size, commit.
+ * Return the committed snapshot. Throw (and leave nothing behind)
  * on any failure: HostKeyError, AuthenticationError, ConnectionError,
  * RemoteCommandError, InvalidArchiveError, LimitExceededError, StorageError,
  * AbortedError, CommitConflictError.
  */
 export async function takeSnapshot(data: SnapshotJobData, context: SnapshotContext): Promise<SnapshotResult> {
   checkSnapshotJobData(data);
-  const { limits } = data;
   const startedAt = new Date();
-  const controller = new AbortController();
-  const timeout = setTimeout(() => controller.abort(new LimitExceededError(`snapshot of ${data.app} exceeded its timeout of ${limits.timeoutMs} ms`)), limits.timeoutMs);
-  const forward = () => controller.abort(context.signal?.reason instanceof Error ? context.signal.reason : new AbortedError('snapshot aborted'));
-  if (context.signal?.aborted) forward();
-  context.signal?.addEventListener('abort', forward, { once: true });
-  const signal = controller.signal;
-  const log = context.logger;
+  const bounds = snapshotSignal(data, context);
+  const { signal } = bounds;
 
   let attempt: SnapshotAttempt | null = null;
   let session: SshSession | null = null;
-  let current: RemoteCommand | null = null;
-  const closeCurrent = () => current?.close();
+  const running: PartRun['running'] = { command: null };
+  const closeCurrent = () => running.command?.close();
   signal.addEventListener('abort', closeCurrent);
   try {
     attempt = await SnapshotAttempt.open(context.repository, data.app, context.jobId, context.attempt);
     session = await openNodeSession(data.node, context, signal);
     if (signal.aborted) throw signal.reason;
-    const parts: ManifestPart[] = [];
-    const warnings: string[] = [];
-    let total = 0;
-    let lastProgress = 0;
-    for (const [index, part] of data.parts.entries()) {
-      const partStarted = Date.now();
-      log.info({ part: part.file, partIndex: index + 1, parts: data.parts.length }, 'part started');
-      const report = (partBytes: number, force = false) => {
-        const now = Date.now();
-        if (!force && now - lastProgress < (context.progressIntervalMs ?? 1000)) return;
-        lastProgress = now;
-        context.onProgress?.({ part: part.file, partIndex: index + 1, parts: data.parts.length, partBytes, bytes: total + partBytes });
-      };
-      report(0, true);
-      current = await session.exec(part.run, { signal });
-      const command = current;
-      const stdoutHead = new StreamHead(STDOUT_HEAD_BYTES);
-      let inspection;
-      try {
-        inspection = await attempt.writePart(part.file, command.stdout, {
-          maxBytes: limits.maxBytes - total,
-          snapshotMaxBytes: limits.maxBytes,
-          stallTimeoutMs: limits.stallTimeoutMs,
-          signal,
-          onBytes: (bytes) => report(bytes),
-          head: stdoutHead,
-        });
-      } catch (error) {
-        command.close();
-        const stderr = command.stderrTail().trim();
-        if (stderr && error instanceof Error && !(error instanceof AbortedError)) {
-          error.message += `\nstderr (last ${Buffer.byteLength(stderr)} bytes):\n${stderr}`;
-        } else if (error instanceof InvalidArchiveError) {
-          // Not a tar at all is often a message instead of the dump (nologin): show its start.
-          error.message += describeOutput('', stdoutHead);
-        }
-        throw error;
-      }
-      // stdout has ended; the exit status follows at once, unless the command closed its output and went on running.
-      const status = await waitForExit(command, signal, limits.stallTimeoutMs, part.file);
-      if (status.code === null || !part.okExitCodes.includes(status.code)) {
-        throw new RemoteCommandError(describeExit(part.file, data.node.name, status, part.okExitCodes, command.stderrTail(), stdoutHead), { exitCode: status.code });
-      }
-      total += inspection.bytes;
-      report(inspection.bytes, true);
-      const entry: ManifestPart = {
-        file: part.file,
-        run: part.run,
-        bytes: inspection.bytes,
-        sha256: inspection.sha256,
-        exitCode: status.code,
-        durationMs: Date.now() - partStarted,
-      };
-      if (inspection.tar) entry.tarEntries = inspection.tar.entries;
-      // Bounded per part: a node cannot make the manifest or the job's return value in Redis grow with what it sends.
-      const partWarnings = [...(status.code !== 0 ? [`command exited with accepted code ${status.code}`] : []), ...(inspection.tar?.warnings ?? [])];
-      warnings.push(...boundPartWarnings(part.file, partWarnings, inspection.tar?.omittedWarnings));
-      parts.push(entry);
-      log.info({ part: part.file, bytes: inspection.bytes, exitCode: status.code, durationMs: entry.durationMs }, 'part done');
-    }
+    const streamed = await streamParts(data, context, { attempt, session, signal, running });
     session.close();
     session = null;
     if (signal.aborted) throw signal.reason;
-
-    const shrink = await shrinkWarning(context.repository, data.app, total, data.shrinkWarn);
-    if (shrink !== null) {
-      warnings.push(shrink);
-      log.warn({ bytes: total }, shrink);
-    }
-    const commitAttempt = attempt;
-    const commit = (lease?: { confirm(): Promise<void> }) => commitAttempt.commit(
-      {
-        format: MANIFEST_FORMAT,
-        app: data.app,
-        node: data.node.name,
-        host: data.node.host,
-        trigger: data.trigger,
-        jobId: context.jobId,
-        attempt: context.attempt,
-        startedAt: startedAt.toISOString(),
-        finishedAt: new Date().toISOString(),
-        bytes: total,
-        bysuVersion: BYSU_VERSION,
-        warnings,
-        parts,
-      },
-      async () => {
-        await context.fence();
-        await lease?.confirm();
-      },
-    );
-    const committed = context.lockApp ? await context.lockApp(commit) : await commit();
-    if (committed.problem) log.error({ id: committed.id, problem: committed.problem }, 'snapshot committed, but finishing touches failed');
-    return {
-      id: committed.id,
-      path: committed.path,
-      bytes: committed.manifest.bytes,
-      warnings: committed.manifest.warnings,
-      alreadyCommitted: committed.alreadyCommitted,
-      finishedAt: committed.manifest.finishedAt,
-    };
+    await warnWhenShrunk(data, context, streamed);
+    return await commitSnapshot(data, context, attempt, startedAt, streamed);
   } finally {
-    clearTimeout(timeout);
-    context.signal?.removeEventListener('abort', forward);
+    bounds.release();
     signal.removeEventListener('abort', closeCurrent);
     session?.close();
-    await attempt?.discard().catch((error: unknown) => log.error({ err: error, dir: attempt?.directory }, 'cannot remove the failed attempt'));
+    await attempt?.discard().catch((error: unknown) => context.logger.error({ err: error, dir: attempt?.directory }, 'cannot remove the failed attempt'));
   }
 }

@@ -20,19 +20,9 @@ import {
   parseKnownHosts,
   type KnownHostEntry,
 } from './known-hosts.ts';
+import { nodeAddressOf, type NodeAddress } from './node-address.ts';
 
 const { Client } = ssh2;
-
-/** Where to log in. */
-export interface SshTarget {
-  /** Node name, for messages. */
-  name: string;
-  host: string;
-  port: number;
-  user: string;
-  /** Pinned `SHA256:` fingerprint; when absent the known_hosts entries decide. */
-  hostKey?: string;
-}
 
 /** What BYSU logs in with and where it looks up what it trusts. */
 export interface SshIdentity {
@@ -145,7 +135,7 @@ export function unknownHostMessage(where: string, host: string, port: number, fi
  * AuthenticationError when the key is refused, and
  * ConnectionError for anything else (refused, timeout, reset).
  */
-export async function openSession(target: SshTarget, identity: SshIdentity, options: ConnectOptions): Promise<SshSession> {
+export async function openSession(target: NodeAddress, identity: SshIdentity, options: ConnectOptions): Promise<SshSession> {
   const where = `node "${target.name}" (${target.user}@${target.host}:${target.port})`;
   // Read now, not when the worker started: a key added or fixed since then counts at once.
   const knownHosts = readKnownHosts(identity.knownHostsFile);
@@ -248,12 +238,12 @@ export interface NodeConnectSettings {
 
 /** Given a node as a job carries it, the worker's settings and an abort signal, open a session (see openSession). */
 export async function openNodeSession(
-  node: { name: string; host: string; port: number; user: string; hostKey?: string },
+  node: NodeAddress,
   settings: NodeConnectSettings,
   signal: AbortSignal,
 ): Promise<SshSession> {
   return openSession(
-    { name: node.name, host: node.host, port: node.port, user: node.user, ...(node.hostKey ? { hostKey: node.hostKey } : {}) },
+    nodeAddressOf(node),
     settings.identity,
     {
       readyTimeoutMs: settings.connectTimeoutMs,

@@ -4,11 +4,11 @@
  * failure and the next run from Redis, classified as ok, stale, failing,
  * never or orphaned.
  */
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
-import { parseDrillSince, redisKeys, snapshotSchedulerId, type DrillSinceRecord, type FailureRecord } from '../queue/jobs.ts';
+import { parseDrillSince, redisKeys, snapshotSchedulerId, type DrillSinceRecord, type FailureRecord, type SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import type { TypedQueue } from '../queue/open-queue.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { latestDrillResults, listAppDirectories, newestSnapshot } from '../repository/read.ts';
 import { drillOverdue, drillOverdueSince, staleThresholdMs } from './stale.ts';
@@ -176,7 +176,7 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
  * configured app and of every app directory no longer configured (orphaned).
  * Throw RepositoryUnavailableError when the root is missing or unmarked.
  */
-export async function collectStatus(config: Config, redis: Redis, snapshotQueue: Queue, now = new Date()): Promise<StatusReport> {
+export async function collectStatus(config: Config, redis: Redis, snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>, now = new Date()): Promise<StatusReport> {
   // A repository that is not there or not marked (not mounted) must not read as "no snapshots yet".
   await requireRepository(config.repository);
   const known = {
