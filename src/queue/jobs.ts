@@ -178,5 +178,3 @@ export type QueuePayload<N extends QueueName> = QueueJobTypes[N]['data'];
 /** What a job on the named queue returns. */
 export type QueueResult<N extends QueueName> = QueueJobTypes[N]['result'];
 
-/** The drill queue's result is the repository's drill result file; re-exported for the drill worker, which imports it from here. */
-export type { DrillResult };

@@ -38,6 +38,7 @@ import {
   type SnapshotJobData,
 } from '../queue/jobs.ts';
 import { Notifier } from '../notify/notifier.ts';
+import { openQueue } from '../queue/open-queue.ts';
 import { collectStatus } from '../status/app-status.ts';
 
 /** How often the heartbeat is written, and how long it lives. */
@@ -199,9 +200,9 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
   const connection = createWorkerConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(connection, 'scheduler connection');
-  const snapshotQueue = new Queue<SnapshotJobData>(SNAPSHOT_QUEUE, { connection, prefix: config.redis.prefix });
-  const retentionQueue = new Queue<RetentionJobData>(RETENTION_QUEUE, { connection, prefix: config.redis.prefix });
-  const drillQueue = new Queue<DrillJobData>(DRILL_QUEUE, { connection, prefix: config.redis.prefix });
+  const snapshotQueue = openQueue(SNAPSHOT_QUEUE, connection, config.redis.prefix);
+  const retentionQueue = openQueue(RETENTION_QUEUE, connection, config.redis.prefix);
+  const drillQueue = openQueue(DRILL_QUEUE, connection, config.redis.prefix);
   for (const queue of [snapshotQueue, retentionQueue, drillQueue]) redisHealth.watch(queue, `${queue.name} queue`);
   const notifier = new Notifier(connection, config.redis.prefix, () => config.notify, logger);
 

@@ -6,7 +6,7 @@
  * aborting the job if the lease is lost.
  */
 import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
-import { AbortedError, ConnectionError, isRetryable, toError } from '../errors.ts';
+import { ConnectionError, isRetryable, toError } from '../errors.ts';
 import { cutToBytes, escapeControls } from '../printable.ts';
 import type { Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
@@ -25,9 +25,6 @@ export const MAX_STARTED_ATTEMPTS = 10_000;
 /** BullMQ's own failure reasons for a job that stalled, or started, too often. */
 const BULLMQ_STALLED_OUT = 'job stalled more than allowable limit';
 const BULLMQ_STARTED_OUT = 'job started more than allowable limit';
-
-/** The worker is stopping: the job goes back to the queue without using an attempt. */
-export class WorkerShutdownError extends AbortedError {}
 
 /** Move the job back to the queue now, without using an attempt (moveToDelayed + DelayedError). */
 export async function handBack(job: Job, token: string | undefined): Promise<never> {
@@ -149,7 +146,7 @@ export const MAX_FAILURE_REASON_BYTES = 8192;
  * BYSU's own frames. Anything a node or an ssh2 peer said may be in the
  * message, and nothing else bounds it.
  */
-export function jobFailure(error: Error, final: boolean): Error {
+export function jobFailure(error: Error, final = false): Error {
   const message = cutToBytes(escapeControls(error.message, { keepLineBreaks: true }), MAX_FAILURE_REASON_BYTES);
   if (final || !isRetryable(error)) return new UnrecoverableError(message);
   if (message !== error.message) {

@@ -4,7 +4,7 @@
  * app is handled under its lock, so a commit of the same app never runs
  * meanwhile, and one failing app does not stop the others.
  */
-import { Queue, Worker, type Job } from 'bullmq';
+import { Worker, type Job } from 'bullmq';
 import type { LiveConfig } from '../config/live.ts';
 import type { Config } from '../config/load.ts';
 import { toError } from '../errors.ts';
@@ -13,6 +13,7 @@ import { withAppLock } from '../queue/app-lock.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
 import { retentionTargetFor } from '../queue/enqueue.ts';
+import { openQueue } from '../queue/open-queue.ts';
 import { RETENTION_QUEUE, SNAPSHOT_QUEUE, type RetentionJobData, type RetentionResult, type RetentionTarget } from '../queue/jobs.ts';
 import { runningSnapshotJobs } from '../queue/running-jobs.ts';
 import { applyRetention } from '../retention/apply.ts';
@@ -51,7 +52,7 @@ export async function startRetentionWorker(live: LiveConfig, logger: Logger, opt
   const connection = createWorkerConnection(started.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, started.redis.url);
   redisHealth.watch(connection, 'retention worker connection');
-  const snapshotQueue = new Queue(SNAPSHOT_QUEUE, { connection, prefix });
+  const snapshotQueue = openQueue(SNAPSHOT_QUEUE, connection, prefix);
   redisHealth.watch(snapshotQueue, 'snapshot queue');
 
   const processor = async (job: Job<RetentionJobData, RetentionResult>): Promise<RetentionResult> => {

@@ -1,0 +1,91 @@
+/**
+ * LiveConfig: a reload takes a file that loads and passes the process's
+ * checks, whole, and keeps the running values of the keys bound at start;
+ * anything else is refused and the running config stays.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, test } from 'node:test';
+import { checkDashboardExposure } from '../../../src/dashboard/auth.ts';
+import { LiveConfig } from '../../../src/config/live.ts';
+import { loadConfig, type Config } from '../../../src/config/load.ts';
+
+let dir: string;
+let file: string;
+beforeEach(() => {
+  dir = mkdtempSync(path.join(os.tmpdir(), 'bysu-live-'));
+  file = path.join(dir, 'bysu.yaml');
+});
+afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+function write(options: { keep?: number; prefix?: string; host?: string; password?: string; apps?: string[] } = {}): void {
+  const apps = (options.apps ?? ['shop']).map((name) => `  - { name: ${name}, node: db1, keep: ${options.keep ?? 3}, parts: [{ file: ${name}.sql, run: "echo ${name}" }] }`);
+  writeFileSync(file, [
+    `redis: { url: "redis://127.0.0.1:6399/0", prefix: ${options.prefix ?? 'bysu'} }`,
+    `repository: ${dir}/repo`,
+    `dashboard: { host: "${options.host ?? '127.0.0.1'}", password: "${options.password ?? ''}" }`,
+    'nodes: [{ name: db1, host: 10.0.0.1 }]',
+    'apps:',
+    ...apps,
+    '',
+  ].join('\n'));
+}
+
+function start(check?: (config: Config) => void): LiveConfig {
+  return new LiveConfig(file, loadConfig(file, {}), check);
+}
+
+test('a valid file takes effect whole, and listeners hear of it', () => {
+  write();
+  const live = start();
+  const heard: string[][] = [];
+  live.onReload((config, previous) => heard.push([previous.apps.map((app) => app.name).join(','), config.apps.map((app) => app.name).join(',')]));
+  write({ keep: 1, apps: ['shop', 'blog'] });
+  const outcome = live.reload();
+  assert.ok(outcome.ok);
+  assert.equal(outcome.changed, true);
+  assert.deepEqual(outcome.needRestart, []);
+  assert.deepEqual(live.current().apps.map((app) => [app.name, app.keep]), [['shop', 1], ['blog', 1]]);
+  assert.deepEqual(heard, [['shop', 'shop,blog']]);
+});
+
+test('a file that does not load is refused: the running config stays, nobody hears of it', () => {
+  write();
+  const live = start();
+  const before = live.current();
+  let heard = 0;
+  live.onReload(() => (heard += 1));
+  writeFileSync(file, 'apps: [ {name: shop\n');
+  const outcome = live.reload();
+  assert.equal(outcome.ok, false);
+  assert.match(!outcome.ok ? outcome.error.message : '', /not valid YAML/);
+  assert.equal(live.current(), before);
+  assert.equal(heard, 0);
+});
+
+test('keys bound at start keep their running values, and are named', () => {
+  write({ prefix: 'bysu' });
+  const live = start();
+  write({ prefix: 'other', keep: 1 });
+  const outcome = live.reload();
+  assert.ok(outcome.ok);
+  assert.deepEqual(outcome.needRestart, ['redis.prefix']);
+  assert.equal(live.current().redis.prefix, 'bysu', 'the running prefix stays');
+  assert.equal(live.current().apps[0]!.keep, 1, 'the rest applies');
+});
+
+test('the checks see the file as the next start would, and as it would run now', () => {
+  write({ host: '0.0.0.0', password: 'secret' });
+  const live = start((config) => checkDashboardExposure(config.dashboard));
+  // As the next start would see it: beyond loopback without a password.
+  write({ host: '0.0.0.0', password: '' });
+  assert.equal(live.reload().ok, false);
+  // As it would run now: the host (bound at start) stays 0.0.0.0, and the emptied password would apply at once.
+  write({ host: '127.0.0.1', password: '' });
+  const outcome = live.reload();
+  assert.equal(outcome.ok, false);
+  assert.match(!outcome.ok ? outcome.error.message : '', /dashboard\.password: required/);
+  assert.equal(live.current().dashboard.password, 'secret');
+});
