@@ -14,9 +14,9 @@ export async function configCheck(globals: GlobalOptions, options: { connect?: b
   const identity = readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
   // A node's host key must be pinned or present in knownHosts.
   const knownHosts = readKnownHosts(config.ssh.knownHosts).entries;
-  const unknown = config.nodes.flatMap((node, index) => {
+  const unknown = config.nodes.flatMap((node) => {
     if (node.hostKey !== undefined || lookupHostKeys(knownHosts, node.host, node.port).trusted.length > 0) return [];
-    return [`nodes[${index}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host, node.port)} is not in ${config.ssh.knownHosts}; ` +
+    return [`nodes[${node.name}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host, node.port)} is not in ${config.ssh.knownHosts}; ` +
       `check its key out of band and pin it (bysu keyscan ${node.host} --port ${node.port})`];
   });
   if (unknown.length > 0) throw new ConfigError(unknown);
