@@ -29,7 +29,7 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .exitOverride();
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
-  const config = program.command('config').description('check the configuration');
+  const config = program.command('config').description('check the configuration, or print its JSON Schema');
   config.command('check')
     .description('validate the config file; with --connect also log in to every node and check its host key')
     .option('--connect', 'log in to every node')
@@ -49,6 +49,21 @@ It reads the same environment (BYSU_*) as the processes: run it with theirs.
 Exit status: 0 all good, 1 --connect could not log in to some node,
 2 a problem above or in the file.`)
     .action((options: { connect?: boolean }) => run(import('./config-check.ts').then((command) => command.configCheck(globals(), options))));
+  config.command('schema')
+    .description('print the JSON Schema (draft-07) of the config file, for editors; the repository has it as bysu.schema.json')
+    .addHelpText('after', `
+The schema is generated from the same declaration the loader checks against.
+With the YAML extension of VS Code (or any yaml-language-server editor), the
+first line of bysu.yaml names it:
+
+  # yaml-language-server: $schema=./bysu.schema.json
+
+It checks types, patterns, ranges and unknown keys as you type; bysu config
+check stays the authority (cron fields, time zones, an app's node exists).
+
+Example:
+  bysu config schema > bysu.schema.json`)
+    .action(() => run(import('./config-schema.ts').then((command) => command.configSchema())));
 
   program.command('init')
     .description('make the configured repository a BYSU repository (run once, by hand; idempotent)')

@@ -5,6 +5,7 @@
  * is wrong with the value (the caller prefixes the field's name).
  */
 import { CronExpressionParser } from 'cron-parser';
+import type { Format, JsonSchema } from './declare.ts';
 
 export const NAME_PATTERN = /^[a-z0-9][a-z0-9._-]{0,62}$/;
 export const PART_FILE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
@@ -107,11 +108,46 @@ export function checkCron(pattern: unknown, timezone = 'UTC'): asserts pattern i
   if (fields !== 5 && fields !== 6) {
     throw new Error(`must be a cron pattern with 5 fields (or 6 with seconds), got ${JSON.stringify(pattern)}`);
   }
+  const outOfRange = cronFieldOutOfRange(pattern.trim().split(/\s+/));
+  if (outOfRange) throw new Error(`invalid cron pattern ${JSON.stringify(pattern)}: ${outOfRange}`);
   try {
     CronExpressionParser.parse(pattern, { tz: timezone, strict: false }).next();
   } catch (error) {
     throw new Error(`invalid cron pattern ${JSON.stringify(pattern)}: ${(error as Error).message}`);
   }
+}
+
+const CRON_FIELDS = [
+  { name: 'minute', min: 0, max: 59 },
+  { name: 'hour', min: 0, max: 23 },
+  { name: 'day of month', min: 1, max: 31 },
+  { name: 'month', min: 1, max: 12 },
+  { name: 'day of week', min: 0, max: 7 },
+];
+const CRON_SECOND = { name: 'second', min: 0, max: 59 };
+
+/**
+ * Given the fields of a cron pattern, return which number is out of its
+ * field's range (`minute 61 is out of range 0-59`), or undefined. Only plain
+ * numbers, ranges and steps are looked at; names and other syntax are left
+ * to cron-parser.
+ */
+function cronFieldOutOfRange(fields: string[]): string | undefined {
+  const ranges = fields.length === 6 ? [CRON_SECOND, ...CRON_FIELDS] : CRON_FIELDS;
+  for (const [index, field] of fields.entries()) {
+    const range = ranges[index]!;
+    for (const element of field.split(',')) {
+      const match = /^(\*|(\d+)(?:-(\d+))?)(?:\/(\d+))?$/.exec(element);
+      if (!match) continue;
+      for (const number of [match[2], match[3]]) {
+        if (number !== undefined && (Number(number) < range.min || Number(number) > range.max)) {
+          return `${range.name} ${number} is out of range ${range.min}-${range.max}`;
+        }
+      }
+      if (match[4] !== undefined && Number(match[4]) < 1) return `${range.name} step ${match[4]} must be at least 1`;
+    }
+  }
+  return undefined;
 }
 
 /** Throw unless `value` is an http:// or https:// URL (for webhooks and pings). */
@@ -157,3 +193,150 @@ export function formatBytes(bytes: number): string {
   }
   return unit === 0 ? `${bytes} B` : `${value.toFixed(1)} ${units[unit]}`;
 }
+
+// The formats of the declaration in schema.ts: each pairs a check above with
+// the JSON Schema of the value as written in the file (what an editor can
+// check as you type; the check itself stays the authority).
+
+const DURATION_JSON = { type: 'string', pattern: '^\\s*\\d+(\\.\\d+)?\\s*(ms|s|m|h|d)\\s*$', examples: ['90s', '5m', '2h', '1d'] };
+const digitsToNumber = (text: string): unknown => (/^\d+$/.test(text) ? Number(text) : text);
+
+function fail(message: string, value: unknown): never {
+  throw new Error(`${message}, got ${JSON.stringify(value)}`);
+}
+
+function matching(name: string, pattern: RegExp, message: string, json: JsonSchema = {}): Format<string> {
+  return {
+    name,
+    parse: (value) => (typeof value === 'string' && pattern.test(value) ? value : fail(message, value)),
+    json: { type: 'string', pattern: pattern.source.replaceAll('\\/', '/'), ...json },
+  };
+}
+
+export const duration: Format<number> = { name: 'duration', parse: parseDuration, json: DURATION_JSON };
+export const optionalDuration: Format<number | null> = {
+  name: 'optional-duration',
+  parse: (value) => (value === null ? null : parseDuration(value)),
+  json: { ...DURATION_JSON, type: ['string', 'null'] },
+};
+export const size: Format<number> = {
+  name: 'size',
+  parse: parseSize,
+  json: { type: ['string', 'integer'], pattern: '^\\s*\\d+(\\.\\d+)?\\s*(B|KiB|MiB|GiB|TiB)?\\s*$', minimum: 1, examples: ['512MiB', '50GiB'] },
+};
+export const cron: Format<string> = {
+  name: 'cron',
+  parse: (value) => {
+    checkCron(value);
+    return value;
+  },
+  json: { type: 'string', pattern: '^\\s*\\S+(\\s+\\S+){4,5}\\s*$', examples: ['0 3 * * *'] },
+};
+export const timezone: Format<string> = {
+  name: 'timezone',
+  parse: (value) => {
+    checkTimezone(value);
+    return value;
+  },
+  json: { type: 'string', minLength: 1, examples: ['UTC', 'Europe/Berlin'] },
+};
+export const positiveInteger: Format<number> = {
+  name: 'positive-integer',
+  parse: (value) => (Number.isSafeInteger(value) && (value as number) >= 1 ? (value as number) : fail('must be a whole number of at least 1', value)),
+  json: { type: 'integer', minimum: 1 },
+  fromEnv: digitsToNumber,
+};
+export const port: Format<number> = {
+  name: 'port',
+  parse: (value) => (Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535 ? (value as number) : fail('must be a port number from 1 to 65535', value)),
+  json: { type: 'integer', minimum: 1, maximum: 65535 },
+  fromEnv: digitsToNumber,
+};
+export const fraction: Format<number> = {
+  name: 'fraction',
+  parse: (value) => {
+    checkFraction(value);
+    return value;
+  },
+  json: { type: 'number', minimum: 0, exclusiveMaximum: 1 },
+};
+export const text: Format<string> = {
+  name: 'text',
+  parse: (value) => (typeof value === 'string' ? value : fail('must be a string', value)),
+  json: { type: 'string' },
+};
+export const redisUrl = matching('redis-url', /^rediss?:\/\/\S+$/, 'must be a redis:// or rediss:// URL');
+export const absolutePath = matching('absolute-path', /^\//, 'must be an absolute path');
+export const prefix = matching('prefix', /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'must be 1 to 64 letters, digits, ".", "_" or "-"');
+export const name: Format<string> = {
+  name: 'name',
+  parse: (value) => {
+    checkName(value);
+    return value;
+  },
+  json: { type: 'string', pattern: NAME_PATTERN.source },
+};
+export const host = matching('host', /^[A-Za-z0-9.:_-]+$/, 'must be a host name or IP address');
+export const userName = matching('user', /^[A-Za-z_][A-Za-z0-9_.-]{0,31}$/, 'must be a user name');
+export const fingerprint = matching(
+  'fingerprint',
+  /^SHA256:[A-Za-z0-9+/]{43}$/,
+  'must be an OpenSSH fingerprint like SHA256:<43 base64 characters> (see bysu keyscan)',
+);
+export function oneOf(formatName: string, values: readonly string[]): Format<string> {
+  return {
+    name: formatName,
+    parse: (value) => (typeof value === 'string' && values.includes(value) ? value : fail(`must be one of ${values.join(', ')}`, value)),
+    json: { enum: [...values] },
+  };
+}
+export const httpUrl: Format<string> = {
+  name: 'http-url',
+  parse: (value) => {
+    checkHttpUrl(value);
+    return value;
+  },
+  json: { type: 'string', pattern: '^https?://[^@/]+(/.*)?$' },
+};
+export const optionalHttpUrl: Format<string> = {
+  name: 'optional-http-url',
+  parse: (value) => (value === '' ? '' : httpUrl.parse(value)),
+  json: { type: 'string', pattern: '^(https?://[^@/]+(/.*)?)?$' },
+};
+export const command: Format<string> = {
+  name: 'command',
+  parse: (value) => {
+    checkCommand(value);
+    return value;
+  },
+  json: { type: 'string', pattern: '\\S', maxLength: MAX_COMMAND_BYTES },
+};
+export const partFile: Format<string> = {
+  name: 'part-file',
+  parse: (value) => {
+    checkPartFileName(value);
+    return value;
+  },
+  json: { type: 'string', pattern: PART_FILE_PATTERN.source, not: { enum: [...RESERVED_FILE_NAMES] } },
+};
+export const exitCodes: Format<number[]> = {
+  name: 'exit-codes',
+  parse: (value) => {
+    const valid = Array.isArray(value) && value.length > 0 && value.every((code) => Number.isInteger(code) && code >= 0 && code <= 255);
+    return valid ? [...new Set(value as number[])] : fail('must be a non-empty list of exit codes from 0 to 255', value);
+  },
+  json: { type: 'array', items: { type: 'integer', minimum: 0, maximum: 255 }, minItems: 1 },
+};
+export const regularExpression: Format<string> = {
+  name: 'regular-expression',
+  parse: (value) => {
+    if (typeof value !== 'string') fail('must be a regular expression', value);
+    try {
+      new RegExp(value, 'm');
+    } catch (error) {
+      throw new Error(`not a valid regular expression: ${(error as Error).message}`);
+    }
+    return value;
+  },
+  json: { type: 'string' },
+};

@@ -143,8 +143,8 @@ function knownHostsProblems(config: Config): string[] {
   }
   return unpinned
     .filter(({ node }) => lookupHostKeys(known.entries, node.host, node.port).trusted.length === 0)
-    .map(({ node, index }) =>
-      `nodes[${index}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host.toLowerCase(), node.port)} is not in ${file}` +
+    .map(({ node }) =>
+      `nodes[${node.name}].hostKey: node "${node.name}" is not pinned and ${knownHostsName(node.host.toLowerCase(), node.port)} is not in ${file}` +
         `${known.missing ? ' (the file does not exist)' : ''}: check its key out of band, then add the line that ` +
         `\`bysu keyscan ${node.host} --port ${node.port}\` prints to ${file} (or ssh-keyscan${node.port === 22 ? '' : ` -p ${node.port}`} ${node.host} >> ${file}), ` +
         'or pin its fingerprint as the node\'s hostKey',

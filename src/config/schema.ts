@@ -1,216 +1,156 @@
 /**
- * The convict schema of bysu.yaml: every process-level key with its doc,
- * format, default and environment variable. `nodes` and `apps` are lists
- * whose items load.ts checks one by one, because their rules refer to each
- * other (an app's node must exist) and the messages must name the item.
+ * bysu.yaml, declared once: every key with its format, default, environment
+ * variable and doc, the items of `nodes` and `apps` (with their parts and
+ * drill) included. The Config type, the checks and their messages, the
+ * defaults → app merge, the convict schema and the JSON Schema
+ * (`bysu config schema`) all come from here; load.ts adds only the checks
+ * that look across keys.
  */
-import convict from 'convict';
-import { checkCron, checkFraction, checkHttpUrl, checkTimezone, parseDuration, parseSize } from './formats.ts';
+import { inherited, key, list, mapping, type OutputOf } from './declare.ts';
+import {
+  absolutePath, command, cron, duration, exitCodes, fingerprint, fraction, host, httpUrl, name, oneOf, optionalDuration,
+  optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timezone, userName,
+} from './formats.ts';
 
-/** Register BYSU's formats with convict once; the messages omit the value, which convict appends. */
-function registerFormats(): void {
-  const withoutValue = (check: (value: unknown) => void) => (value: unknown) => {
-    try {
-      check(value);
-    } catch (error) {
-      throw new Error((error as Error).message.replace(/, got .*$/, ''));
-    }
-  };
-  convict.addFormats({
-    'bysu-duration': { validate: withoutValue(parseDuration), coerce: (value: string) => value },
-    'bysu-optional-duration': {
-      validate: withoutValue((value) => value === null || parseDuration(value)),
-      coerce: (value: string) => value,
-    },
-    'bysu-size': { validate: withoutValue(parseSize), coerce: (value: string) => value },
-    'bysu-cron': { validate: withoutValue((value) => checkCron(value)), coerce: (value: string) => value },
-    'bysu-timezone': { validate: withoutValue(checkTimezone), coerce: (value: string) => value },
-    'bysu-positive-int': {
-      validate(value: unknown) {
-        if (!Number.isSafeInteger(value) || (value as number) < 1) throw new Error('must be a whole number of at least 1');
-      },
-      coerce: (value: string) => (/^\d+$/.test(value) ? Number(value) : value),
-    },
-    'bysu-redis-url': {
-      validate(value: unknown) {
-        if (typeof value !== 'string' || !/^rediss?:\/\/[^\s]+$/.test(value)) {
-          throw new Error('must be a redis:// or rediss:// URL');
-        }
-      },
-      coerce: (value: string) => value,
-    },
-    'bysu-absolute-path': {
-      validate(value: unknown) {
-        if (typeof value !== 'string' || !value.startsWith('/')) throw new Error('must be an absolute path');
-      },
-      coerce: (value: string) => value,
-    },
-    'bysu-prefix': {
-      validate(value: unknown) {
-        if (typeof value !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/.test(value)) {
-          throw new Error('must be 1 to 64 letters, digits, ".", "_" or "-"');
-        }
-      },
-      coerce: (value: string) => value,
-    },
-    'bysu-fraction': { validate: withoutValue(checkFraction), coerce: (value: string) => Number(value) },
-    'bysu-optional-url': {
-      validate: withoutValue((value) => {
-        if (value !== '') checkHttpUrl(value);
-      }),
-      coerce: (value: string) => value,
-    },
-    'bysu-list': {
-      validate(value: unknown) {
-        if (!Array.isArray(value)) throw new Error('must be a list');
-      },
-      coerce: (value: string) => value,
-    },
-  });
-}
+export const DEFAULT_DRILL_SCHEDULE = '0 6 * * 0';
 
-registerFormats();
+/** What each app inherits from `defaults` and may override: declared once for both. */
+export const policyKeys = {
+  schedule: key({ doc: 'Cron pattern (5 fields, or 6 with seconds first).', format: cron, default: '0 3 * * *' }),
+  timezone: key({ doc: 'Time zone of the schedule.', format: timezone, default: 'UTC' }),
+  keep: key({ doc: 'Complete snapshots kept per app.', format: positiveInteger, default: 3 }),
+  timeout: key({ doc: 'Time allowed for a whole snapshot (or drill), every wait for the node included.', format: duration, default: '2h', as: 'timeoutMs' }),
+  stallTimeout: key({ doc: 'No byte received for this long aborts the attempt.', format: duration, default: '5m', as: 'stallTimeoutMs' }),
+  attempts: key({ doc: 'Attempts before a snapshot job fails for the night.', format: positiveInteger, default: 4 }),
+  backoff: key({ doc: 'First retry delay, doubling after each failure.', format: duration, default: '1m', as: 'backoffMs' }),
+  maxBytes: key({ doc: 'A snapshot larger than this is aborted.', format: size, default: '50GiB' }),
+  staleAfter: key({
+    doc: 'An app whose newest snapshot is older than this is stale (null: 1.5 × the schedule\'s longest interval).',
+    format: optionalDuration,
+    default: null,
+    as: 'staleAfterMs',
+  }),
+  shrinkWarn: key({ doc: 'A snapshot smaller than this fraction of the previous one commits with a warning (0 turns it off).', format: fraction, default: 0.5 }),
+};
 
-export const configSchema = {
-  redis: {
-    url: {
-      doc: 'Redis that holds the queues.',
-      format: 'bysu-redis-url',
-      default: 'redis://127.0.0.1:6379/0',
-      env: 'BYSU_REDIS_URL',
-      sensitive: true,
-    },
-    prefix: {
-      doc: 'BullMQ key prefix; several installs or test runs can share one Redis.',
-      format: 'bysu-prefix',
-      default: 'bysu',
-      env: 'BYSU_REDIS_PREFIX',
-    },
-  },
-  repository: {
-    doc: 'Directory that holds the snapshots.',
-    format: 'bysu-absolute-path',
-    default: '/var/lib/bysu',
-    env: 'BYSU_REPOSITORY',
-  },
-  ssh: {
-    user: { doc: 'Login user on the nodes, unless a node sets its own.', format: String, default: 'bysu', env: 'BYSU_SSH_USER' },
-    identityFile: {
-      doc: 'Private key BYSU logs in with.',
-      format: 'bysu-absolute-path',
-      default: '/etc/bysu/id_ed25519',
-      env: 'BYSU_SSH_IDENTITY',
-    },
-    knownHosts: {
-      doc: 'OpenSSH known_hosts file ([host]:port and hashed entries too).',
-      format: 'bysu-absolute-path',
-      default: '/etc/bysu/known_hosts',
-      env: 'BYSU_SSH_KNOWN_HOSTS',
-    },
-    connectTimeout: {
-      doc: 'Time allowed for TCP connect plus SSH handshake and login.',
-      format: 'bysu-duration',
-      default: '20s',
-      env: 'BYSU_SSH_CONNECT_TIMEOUT',
-    },
-    keepaliveInterval: {
-      doc: 'SSH keepalive interval; after keepaliveCountMax unanswered ones the connection counts as dead.',
-      format: 'bysu-duration',
-      default: '15s',
-    },
-    keepaliveCountMax: { doc: 'Unanswered keepalives before the connection counts as dead.', format: 'bysu-positive-int', default: 3 },
-  },
-  concurrency: {
-    global: { doc: 'Snapshot jobs running at once, all workers together.', format: 'bysu-positive-int', default: 16, env: 'BYSU_CONCURRENCY_GLOBAL' },
-    perNode: { doc: 'Snapshots at once against one node, all workers together.', format: 'bysu-positive-int', default: 1, env: 'BYSU_CONCURRENCY_PER_NODE' },
-    perWorker: { doc: 'Snapshots at once in one worker process.', format: 'bysu-positive-int', default: 4, env: 'BYSU_CONCURRENCY_PER_WORKER' },
-    lockDuration: {
-      doc: 'BullMQ job lock; a worker that does not renew it (dead, frozen) loses the job to stalled-job recovery.',
-      format: 'bysu-duration',
-      default: '30s',
-    },
-    stalledInterval: { doc: 'How often workers look for stalled jobs (of dead workers).', format: 'bysu-duration', default: '30s' },
-    busyNodeDelay: {
+const nodeItem = mapping('A machine BYSU logs in to over SSH.', {
+  name: key({ doc: 'Name of the node, unique; apps refer to it.', format: name }),
+  host: key({ doc: 'Host name or IP address.', format: host }),
+  port: key({ doc: 'SSH port.', format: port, default: 22 }),
+  user: key({ doc: 'Login user on this node.', format: userName, inherit: 'ssh.user' }),
+  hostKey: key({ doc: 'Pinned host key fingerprint (SHA256:…, see bysu keyscan); else ssh.knownHosts must know the host.', format: fingerprint, optional: true }),
+}, { label: 'name' });
+
+const partItem = mapping('One file of a snapshot: the stdout of a command on the node.', {
+  file: key({ doc: 'File name in the snapshot, unique in the app; not manifest.json or SHA256SUMS.', format: partFile }),
+  run: key({ doc: 'The command whose stdout becomes the file (at most 128 KiB; longer: a script on the node).', format: command }),
+  okExitCodes: key({ doc: 'Exit codes that count as success (GNU tar exits 1 when a file changed while read).', format: exitCodes, default: [0] }),
+}, { label: 'file' });
+
+const drillStep = mapping('One command of a restore drill.', {
+  run: key({ doc: 'The command, run on the drill node.', format: command }),
+  stdin: key({ doc: 'A part file of the snapshot streamed into the command\'s stdin (checked against SHA256SUMS).', format: partFile, optional: true }),
+  expect: key({ doc: 'A regular expression (multiline) the command\'s stdout must match.', format: regularExpression, optional: true }),
+});
+
+const drill = mapping('A restore drill of the newest snapshot, on a schedule.', {
+  node: key({ doc: 'Node the drill runs on: a scratch target, not the app\'s own node unless you mean it.', format: name }),
+  schedule: key({ doc: 'Cron pattern of the drill, in the app\'s time zone.', format: cron, default: DEFAULT_DRILL_SCHEDULE }),
+  steps: list('Commands run in order; any non-zero exit or failed expect fails the drill.', drillStep, {
+    noun: 'steps (run, and optionally stdin and expect)',
+    nonEmpty: true,
+  }),
+}, { optional: true });
+
+const appItem = mapping('An application to back up.', {
+  name: key({ doc: 'Name of the app, unique; its directory in the repository.', format: name }),
+  node: key({ doc: 'Node the parts are taken from.', format: name }),
+  parts: list('Files of a snapshot, taken in order over one SSH connection.', partItem, { noun: 'parts (file and run)', nonEmpty: true }),
+  ping: key({ doc: 'healthchecks-style URL: GET on success, GET <url>/fail on final failure.', format: httpUrl, optional: true }),
+  drill,
+  ...inherited(policyKeys, 'defaults'),
+}, { label: 'name' });
+
+/** The whole file. */
+export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
+  redis: mapping('The Redis that holds the queues.', {
+    url: key({ doc: 'Redis URL (a password in it is never printed).', format: redisUrl, default: 'redis://127.0.0.1:6379/0', env: 'BYSU_REDIS_URL', sensitive: true }),
+    prefix: key({ doc: 'BullMQ key prefix; installs sharing one Redis need different ones.', format: prefix, default: 'bysu', env: 'BYSU_REDIS_PREFIX' }),
+  }),
+  repository: key({ doc: 'Directory that holds the snapshots (create it with bysu init).', format: absolutePath, default: '/var/lib/bysu', env: 'BYSU_REPOSITORY' }),
+  ssh: mapping('How BYSU logs in to the nodes.', {
+    user: key({ doc: 'Login user on the nodes, unless a node sets its own.', format: userName, default: 'bysu', env: 'BYSU_SSH_USER' }),
+    identityFile: key({ doc: 'Private key BYSU logs in with; not readable by group or others.', format: absolutePath, default: '/etc/bysu/id_ed25519', env: 'BYSU_SSH_IDENTITY' }),
+    knownHosts: key({ doc: 'OpenSSH known_hosts file ([host]:port and hashed entries too).', format: absolutePath, default: '/etc/bysu/known_hosts', env: 'BYSU_SSH_KNOWN_HOSTS' }),
+    connectTimeout: key({ doc: 'Time allowed for TCP connect plus SSH handshake and login.', format: duration, default: '20s', env: 'BYSU_SSH_CONNECT_TIMEOUT', as: 'connectTimeoutMs' }),
+    keepaliveInterval: key({ doc: 'SSH keepalive interval.', format: duration, default: '15s', as: 'keepaliveIntervalMs' }),
+    keepaliveCountMax: key({ doc: 'Unanswered keepalives before the connection counts as dead.', format: positiveInteger, default: 3 }),
+  }),
+  concurrency: mapping('How many snapshots run at once.', {
+    global: key({ doc: 'Snapshot jobs running at once, all workers together.', format: positiveInteger, default: 16, env: 'BYSU_CONCURRENCY_GLOBAL' }),
+    perNode: key({ doc: 'Snapshots at once against one node, all workers together.', format: positiveInteger, default: 1, env: 'BYSU_CONCURRENCY_PER_NODE' }),
+    perWorker: key({ doc: 'Snapshots at once in one worker process.', format: positiveInteger, default: 4, env: 'BYSU_CONCURRENCY_PER_WORKER' }),
+    busyNodeDelay: key({
       doc: 'How long a job whose node is at its perNode limit waits before trying again (plus up to as much jitter).',
-      format: 'bysu-duration',
+      format: duration,
       default: '5s',
       env: 'BYSU_BUSY_NODE_DELAY',
-    },
-  },
-  shutdownGrace: {
-    doc: 'On SIGTERM, how long running snapshots may take to finish before they are handed back to the queue.',
-    format: 'bysu-duration',
+      as: 'busyNodeDelayMs',
+    }),
+    lockDuration: key({ doc: 'BullMQ job lock; a worker that does not renew it (dead, frozen) loses the job.', format: duration, default: '30s', as: 'lockDurationMs' }),
+    stalledInterval: key({ doc: 'How often workers look for stalled jobs (of dead workers).', format: duration, default: '30s', as: 'stalledIntervalMs' }),
+  }),
+  shutdownGrace: key({
+    doc: 'On SIGTERM, how long running snapshots may take to finish before they go back to the queue.',
+    format: duration,
     default: '1m',
     env: 'BYSU_SHUTDOWN_GRACE',
-  },
-  log: {
-    level: {
-      doc: 'pino log level.',
-      format: ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'],
-      default: 'info',
-      env: 'BYSU_LOG_LEVEL',
-    },
-  },
-  defaults: {
-    schedule: { doc: 'Cron pattern (5 fields, or 6 with seconds).', format: 'bysu-cron', default: '0 3 * * *' },
-    timezone: { doc: 'Time zone of the schedule.', format: 'bysu-timezone', default: 'UTC' },
-    keep: { doc: 'Complete snapshots kept per app.', format: 'bysu-positive-int', default: 3 },
-    timeout: { doc: 'Time allowed for a whole snapshot.', format: 'bysu-duration', default: '2h' },
-    stallTimeout: { doc: 'No byte received for this long aborts the attempt.', format: 'bysu-duration', default: '5m' },
-    attempts: { doc: 'Attempts before a snapshot job fails for the night.', format: 'bysu-positive-int', default: 4 },
-    backoff: { doc: 'First retry delay, doubling after each failure.', format: 'bysu-duration', default: '1m' },
-    maxBytes: { doc: 'A snapshot larger than this is aborted.', format: 'bysu-size', default: '50GiB' },
-    staleAfter: {
-      doc: 'An app whose newest snapshot is older than this is stale (default 1.5 × the schedule interval).',
-      format: 'bysu-optional-duration',
-      default: null as string | null,
-    },
-    shrinkWarn: {
-      doc: 'A snapshot smaller than this fraction of the median size of the kept snapshots commits with a warning (0 turns it off).',
-      format: 'bysu-fraction',
-      default: 0.5,
-    },
-  },
-  retention: {
-    sweepSchedule: {
-      doc: 'Cron pattern of the daily retention sweep over every app.',
-      format: 'bysu-cron',
-      default: '30 4 * * *',
-      env: 'BYSU_RETENTION_SWEEP',
-    },
-    incomingMargin: {
-      doc: 'An attempt left in .incoming is removed once older than the app\'s timeout plus this.',
-      format: 'bysu-duration',
-      default: '1h',
-    },
-  },
-  notify: {
-    webhook: {
+    as: 'shutdownGraceMs',
+  }),
+  log: mapping('Logging.', {
+    level: key({ doc: 'pino log level.', format: oneOf('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', env: 'BYSU_LOG_LEVEL' }),
+  }),
+  defaults: mapping('What every app inherits unless it sets its own.', policyKeys),
+  retention: mapping('Deleting old snapshots.', {
+    sweepSchedule: key({ doc: 'Cron pattern of the daily retention sweep over every app.', format: cron, default: '30 4 * * *', env: 'BYSU_RETENTION_SWEEP' }),
+    incomingMargin: key({ doc: 'An attempt left in .incoming is removed once older than the app\'s timeout plus this.', format: duration, default: '1h', as: 'incomingMarginMs' }),
+  }),
+  notify: mapping('Alerts.', {
+    webhook: key({
       doc: 'URL that gets a JSON POST when an app fails for good, goes stale, or recovers ("" = none).',
-      format: 'bysu-optional-url',
+      format: optionalHttpUrl,
       default: '',
       env: 'BYSU_NOTIFY_WEBHOOK',
       sensitive: true,
-    },
-    timeout: { doc: 'Time allowed for one webhook or ping request.', format: 'bysu-duration', default: '10s' },
-    staleCheckInterval: { doc: 'How often the scheduler checks: apps gone stale, failing apps whose alert was not delivered, job schedulers Redis lost.', format: 'bysu-duration', default: '1m' },
-  },
-  dashboard: {
-    host: { doc: 'Address the dashboard listens on.', format: String, default: '127.0.0.1', env: 'BYSU_DASHBOARD_HOST' },
-    port: { doc: 'Port of the dashboard.', format: 'port', default: 3000, env: 'BYSU_DASHBOARD_PORT' },
-    user: { doc: 'Basic-auth user of the dashboard.', format: String, default: 'admin', env: 'BYSU_DASHBOARD_USER' },
-    password: {
-      doc: 'Basic-auth password; required when host is not loopback.',
-      format: String,
-      default: '',
-      env: 'BYSU_DASHBOARD_PASSWORD',
-      sensitive: true,
-    },
-    apiToken: { doc: 'Read-only bearer token for /api.', format: String, default: '', env: 'BYSU_API_TOKEN', sensitive: true },
-  },
-  nodes: { doc: 'Cluster nodes (checked by load.ts).', format: 'bysu-list', default: [] as unknown[] },
-  apps: { doc: 'Applications to back up (checked by load.ts).', format: 'bysu-list', default: [] as unknown[] },
-};
+    }),
+    timeout: key({ doc: 'Time allowed for one webhook or ping request.', format: duration, default: '10s', as: 'timeoutMs' }),
+    staleCheckInterval: key({
+      doc: 'How often the scheduler checks: apps gone stale, failing apps whose alert was not delivered, job schedulers Redis lost.',
+      format: duration,
+      default: '1m',
+      as: 'staleCheckIntervalMs',
+    }),
+  }),
+  dashboard: mapping('The web dashboard.', {
+    host: key({ doc: 'Address the dashboard listens on.', format: text, default: '127.0.0.1', env: 'BYSU_DASHBOARD_HOST' }),
+    port: key({ doc: 'Port of the dashboard.', format: port, default: 3000, env: 'BYSU_DASHBOARD_PORT' }),
+    user: key({ doc: 'Basic-auth user of the dashboard.', format: text, default: 'admin', env: 'BYSU_DASHBOARD_USER' }),
+    password: key({ doc: 'Basic-auth password; required when host is not loopback.', format: text, default: '', env: 'BYSU_DASHBOARD_PASSWORD', sensitive: true }),
+    apiToken: key({ doc: 'Read-only bearer token for /api.', format: text, default: '', env: 'BYSU_API_TOKEN', sensitive: true }),
+  }),
+  nodes: list('Machines BYSU logs in to.', nodeItem, { noun: 'nodes (name and host)' }),
+  apps: list('Applications to back up.', appItem, { noun: 'apps (name, node and parts)' }),
+});
 
 /** Keys an app may set to override `defaults`. */
-export const POLICY_KEYS = Object.keys(configSchema.defaults) as (keyof typeof configSchema.defaults)[];
+export const POLICY_KEYS = Object.keys(policyKeys) as (keyof typeof policyKeys)[];
+
+/** What each app inherits from `defaults` and may override (durations in ms, sizes in bytes). */
+export type AppPolicy = OutputOf<typeof policyKeys>;
+export type NodeConfig = OutputOf<typeof nodeItem.keys>;
+export type PartConfig = OutputOf<typeof partItem.keys>;
+export type DrillStep = OutputOf<typeof drillStep.keys>;
+export type DrillConfig = OutputOf<typeof drill.keys>;
+export type AppConfig = OutputOf<typeof appItem.keys>;
+/** The loaded configuration; `source` is the file it was loaded from. */
+export type Config = OutputOf<typeof configDeclaration.keys> & { source: string };

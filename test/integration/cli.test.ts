@@ -55,7 +55,7 @@ describe('bysu CLI', () => {
     for (const args of [['config', 'check'], ['list', 'shop'], ['snapshot', 'shop'], ['worker', 'snapshot']]) {
       const result = await cluster.bysu(['-c', bad, ...args]);
       assert.equal(result.code, 2, args.join(' '));
-      assert.match(result.stderr, /apps\[0\]\.node: unknown node "db9"/);
+      assert.match(result.stderr, /apps\[shop\]\.node: unknown node "db9"/);
       assertNoStackTrace(result.stderr);
     }
     const missing = await cluster.bysu(['-c', path.join(cluster.dir, 'nope.yaml'), 'config', 'check']);
@@ -100,7 +100,7 @@ describe('bysu CLI', () => {
     await writeFile(unknown, text.replace(/nodes:\n[\s\S]*?\napps:/, `nodes:\n  - { name: db1, host: localhost, port: ${cluster.nodes[0]!.port} }\napps:`));
     const result = await cluster.bysu(['-c', unknown, 'config', 'check']);
     assert.equal(result.code, 2, result.stdout + result.stderr);
-    assert.match(result.stderr, /nodes\[0\]\.hostKey: node "db1" is not pinned and \[localhost\]:\d+ is not in .*known_hosts/);
+    assert.match(result.stderr, /nodes\[db1\]\.hostKey: node "db1" is not pinned and \[localhost\]:\d+ is not in .*known_hosts/);
 
     const garbageKey = path.join(cluster.dir, 'garbage_key');
     await writeFile(garbageKey, 'not a key\n', { mode: 0o600 });
@@ -109,6 +109,15 @@ describe('bysu CLI', () => {
     assert.match(badKey.stderr, /ssh\.identityFile: cannot use .*garbage_key as an SSH private key/);
     const worker = await cluster.bysu(['worker', 'snapshot'], { env: { BYSU_SSH_IDENTITY: garbageKey } });
     assert.equal(worker.code, 2, 'a worker refuses to start with a key it cannot use');
+  });
+
+  test('config schema prints the JSON Schema that bysu.schema.json holds; config --help lists it', async () => {
+    const result = await cluster.bysu(['config', 'schema']);
+    assert.equal(result.code, 0, result.stderr);
+    const committed = await (await import('node:fs/promises')).readFile(new URL('../../bysu.schema.json', import.meta.url), 'utf8');
+    assert.equal(result.stdout, committed);
+    const help = await cluster.bysu(['config', '--help']);
+    assert.match(help.stdout, /^\s+schema\s+print the JSON Schema/m);
   });
 
   test('bysu without a subcommand, or config without one, is a usage error', async () => {

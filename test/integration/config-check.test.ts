@@ -200,13 +200,13 @@ test('known_hosts: a node neither pinned nor known is named with the file, the n
     const lines = await problemsOf(setup, await setup.writeConfig({ nodes }));
     assert.equal(lines.length, 2, lines.join('\n'));
     const file = setup.keys.knownHostsFile.replace(/[.]/g, '\\.');
-    assert.match(lines[0]!, new RegExp(`nodes\\[1\\]\\.hostKey: node "db3" is not pinned and \\[127\\.0\\.0\\.1\\]:2223 is not in ${file}: check its key out of band, then add the line that \`bysu keyscan 127\\.0\\.0\\.1 --port 2223\` prints to ${file} \\(or ssh-keyscan -p 2223 127\\.0\\.0\\.1 >> ${file}\\)`));
-    assert.match(lines[1]!, new RegExp(`nodes\\[2\\]\\.hostKey: node "db4" is not pinned and db4\\.example is not in ${file}: .*bysu keyscan DB4\\.example --port 22.*ssh-keyscan DB4\\.example >>`));
+    assert.match(lines[0]!, new RegExp(`nodes\\[db3\\]\\.hostKey: node "db3" is not pinned and \\[127\\.0\\.0\\.1\\]:2223 is not in ${file}: check its key out of band, then add the line that \`bysu keyscan 127\\.0\\.0\\.1 --port 2223\` prints to ${file} \\(or ssh-keyscan -p 2223 127\\.0\\.0\\.1 >> ${file}\\)`));
+    assert.match(lines[1]!, new RegExp(`nodes\\[db4\\]\\.hostKey: node "db4" is not pinned and db4\\.example is not in ${file}: .*bysu keyscan DB4\\.example --port 22.*ssh-keyscan DB4\\.example >>`));
 
     const missingFile = path.join(setup.dir, 'no_known_hosts');
     const missing = await problemsOf(setup, await setup.writeConfig({ ssh: { identityFile: setup.keys.identityFile, knownHosts: missingFile } }));
     assert.equal(missing.length, 1, missing.join('\n'));
-    assert.match(missing[0]!, /nodes\[0\]\.hostKey: node "db1" is not pinned and \[127\.0\.0\.1\]:2222 is not in \S+no_known_hosts \(the file does not exist\)/);
+    assert.match(missing[0]!, /nodes\[db1\]\.hostKey: node "db1" is not pinned and \[127\.0\.0\.1\]:2222 is not in \S+no_known_hosts \(the file does not exist\)/);
   });
 });
 
@@ -225,6 +225,6 @@ test('several problems at once are all reported in one run', async () => {
     assert.match(lines[0]!, /dashboard\.password: required/);
     assert.match(lines[1]!, /repository \S+nope does not exist/);
     assert.match(lines[2]!, /ssh\.identityFile: \S+open_key is readable by group or others \(mode 0640\)/);
-    assert.match(lines[3]!, /nodes\[0\]\.hostKey: node "db1" is not pinned and \[127\.0\.0\.1\]:2223 is not in/);
+    assert.match(lines[3]!, /nodes\[db1\]\.hostKey: node "db1" is not pinned and \[127\.0\.0\.1\]:2223 is not in/);
   });
 });

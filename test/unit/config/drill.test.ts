@@ -35,15 +35,15 @@ test('a valid drill loads, with the weekly default schedule', () => {
 
 test('bad drills are rejected naming the field', () => {
   const cases: [string, string][] = [
-    ["{ node: staging9, steps: [{ run: x }] }", 'apps[0].drill.node: unknown node "staging9"'],
-    ["{ node: staging1, steps: [{ run: x, stdin: other.sql }] }", 'apps[0].drill.steps[0].stdin: "other.sql" is not a part of this app (parts: shop.sql)'],
-    ["{ node: staging1, steps: [{ run: x, expect: '(' }] }", 'apps[0].drill.steps[0].expect: not a valid regular expression'],
-    ["{ node: staging1, steps: [] }", 'apps[0].drill.steps: must be a non-empty list'],
-    ["{ node: staging1, steps: [{ run: '' }] }", 'apps[0].drill.steps[0].run: must be a non-empty command'],
-    ["{ node: staging1, steps: [{ run: x, input: shop.sql }] }", 'apps[0].drill.steps[0].input: unknown key'],
-    ["{ node: staging1, schedule: 'every sunday', steps: [{ run: x }] }", 'apps[0].drill.schedule'],
-    ["{ node: staging1, steps: [{ run: x }], when: now }", 'apps[0].drill.when: unknown key'],
-    ['yes', 'apps[0].drill: must be a mapping'],
+    ["{ node: staging9, steps: [{ run: x }] }", 'apps[shop].drill.node: unknown node "staging9" (nodes: db1, staging1)'],
+    ["{ node: staging1, steps: [{ run: x, stdin: other.sql }] }", 'apps[shop].drill.steps[0].stdin: "other.sql" is not a part of this app (parts: shop.sql)'],
+    ["{ node: staging1, steps: [{ run: x, expect: '(' }] }", 'apps[shop].drill.steps[0].expect: not a valid regular expression'],
+    ["{ node: staging1, steps: [] }", 'apps[shop].drill.steps: must be a non-empty list'],
+    ["{ node: staging1, steps: [{ run: '' }] }", 'apps[shop].drill.steps[0].run: must be a non-empty command'],
+    ["{ node: staging1, steps: [{ run: x, input: shop.sql }] }", 'apps[shop].drill.steps[0].input: unknown key'],
+    ["{ node: staging1, schedule: 'every sunday', steps: [{ run: x }] }", 'apps[shop].drill.schedule'],
+    ["{ node: staging1, steps: [{ run: x }], when: now }", 'apps[shop].drill.when: unknown key'],
+    ['yes', 'apps[shop].drill: must be a mapping'],
   ];
   for (const [drill, expected] of cases) {
     const problems = problemsOf(config(drill));

@@ -212,34 +212,34 @@ describe('parseConfig: bad configs name the field', () => {
     {
       name: 'unknown key in an app',
       text: app(`  - name: shop\n    node: db1\n    kept: 7\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].kept: unknown key',
+      expect: 'apps[shop].kept: unknown key; did you mean `keep`?',
     },
     {
       name: 'unknown key in a node',
       text: `nodes:\n  - name: db1\n    host: 10.0.0.11\n    hostname: db1.local\n${APPS}`,
-      expect: 'nodes[0].hostname: unknown key',
+      expect: 'nodes[db1].hostname: unknown key; did you mean `host`?',
     },
     {
       name: 'unknown key in a part',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n        timeout: 5m\n`),
-      expect: 'apps[0].parts[0].timeout: unknown key',
+      expect: 'apps[shop].parts[shop.sql].timeout: unknown key; known keys: file, run, okExitCodes',
     },
     // Fails before the fix (found by attack): a command over 128 KiB was accepted, and every night sshd's login
     // shell failed with E2BIG ("Argument list too long", exit 1, retried) before the wrapper could refuse it.
     {
       name: 'a part command over 128 KiB',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: echo ${'x'.repeat(140_000)}\n`),
-      expect: 'apps[0].parts[0].run: is 140005 bytes; a node cannot start a command over 131008 bytes',
+      expect: 'apps[shop].parts[shop.sql].run: is 140005 bytes; a node cannot start a command over 131008 bytes',
     },
     {
       name: 'app with an unknown node',
       text: app(`  - name: shop\n    node: db9\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].node: unknown node "db9"',
+      expect: 'apps[shop].node: unknown node "db9" (nodes: db1)',
     },
     {
       name: 'duplicate node name',
       text: `nodes:\n  - name: db1\n    host: 10.0.0.11\n  - name: db1\n    host: 10.0.0.12\n${APPS}`,
-      expect: 'nodes[1].name: duplicate node name "db1"',
+      expect: 'nodes[1].name: duplicate node name "db1" (also nodes[0])',
     },
     {
       name: 'duplicate app name',
@@ -247,7 +247,7 @@ describe('parseConfig: bad configs name the field', () => {
         `  - name: shop\n    node: db1\n    parts:\n      - file: a.sql\n        run: a\n` +
           `  - name: shop\n    node: db1\n    parts:\n      - file: b.sql\n        run: b\n`,
       ),
-      expect: 'apps[1].name: duplicate app name "shop"',
+      expect: 'apps[1].name: duplicate app name "shop" (also apps[0])',
     },
     {
       name: 'app name with upper case',
@@ -267,115 +267,115 @@ describe('parseConfig: bad configs name the field', () => {
     {
       name: 'part file name with a slash',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: dumps/shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].parts[0].file: must be a plain file name',
+      expect: 'apps[shop].parts[0].file: must be a plain file name',
     },
     {
       name: 'part file manifest.json',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: manifest.json\n        run: cat m\n`),
-      expect: 'apps[0].parts[0].file: "manifest.json" is reserved',
+      expect: 'apps[shop].parts[0].file: "manifest.json" is reserved',
     },
     {
       name: 'part file SHA256SUMS',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: SHA256SUMS\n        run: cat s\n`),
-      expect: 'apps[0].parts[0].file: "SHA256SUMS" is reserved',
+      expect: 'apps[shop].parts[0].file: "SHA256SUMS" is reserved',
     },
     {
       name: 'duplicate part file',
       text: app(
         `  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: a\n      - file: shop.sql\n        run: b\n`,
       ),
-      expect: 'apps[0].parts[1].file: duplicate file name "shop.sql"',
+      expect: 'apps[shop].parts[1].file: duplicate file name "shop.sql" in this app (also apps[shop].parts[0])',
     },
     {
       name: 'empty parts list',
       text: app(`  - name: shop\n    node: db1\n    parts: []\n`),
-      expect: 'apps[0].parts: must be a non-empty list',
+      expect: 'apps[shop].parts: must be a non-empty list of parts (file and run), got an empty list',
     },
     {
       name: 'missing parts',
       text: app(`  - name: shop\n    node: db1\n`),
-      expect: 'apps[0].parts: must be a non-empty list',
+      expect: 'apps[shop].parts: missing; must be a non-empty list of parts (file and run)',
     },
-    { name: 'bad cron in defaults', text: `defaults:\n  schedule: "61 * * * *"\n${MINIMAL}`, expect: 'defaults.schedule:' },
+    { name: 'bad cron in defaults', text: `defaults:\n  schedule: "61 * * * *"\n${MINIMAL}`, expect: 'defaults.schedule: invalid cron pattern "61 * * * *": minute 61 is out of range 0-59' },
     {
       name: 'bad cron in an app',
       text: app(`  - name: shop\n    node: db1\n    schedule: "61 * * * *"\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].schedule:',
+      expect: 'apps[shop].schedule: invalid cron pattern "61 * * * *": minute 61 is out of range 0-59',
     },
     { name: 'cron with 3 fields in defaults', text: `defaults:\n  schedule: "0 3 *"\n${MINIMAL}`, expect: 'defaults.schedule:' },
     { name: 'bad timezone in defaults', text: `defaults:\n  timezone: Mars/Olympus\n${MINIMAL}`, expect: 'defaults.timezone: unknown time zone' },
     {
       name: 'bad timezone in an app',
       text: app(`  - name: shop\n    node: db1\n    timezone: Nowhere/City\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].timezone: unknown time zone',
+      expect: 'apps[shop].timezone: unknown time zone',
     },
     { name: 'bad duration in defaults', text: `defaults:\n  timeout: 5 minutes\n${MINIMAL}`, expect: 'defaults.timeout: must be a duration' },
     {
       name: 'bad duration in an app',
       text: app(`  - name: shop\n    node: db1\n    stallTimeout: 5 minutes\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].stallTimeout: must be a duration',
+      expect: 'apps[shop].stallTimeout: must be a duration',
     },
     { name: 'bad duration in ssh', text: `ssh:\n  connectTimeout: soon\n${MINIMAL}`, expect: 'ssh.connectTimeout: must be a duration' },
     { name: 'bad size in defaults', text: `defaults:\n  maxBytes: 10XB\n${MINIMAL}`, expect: 'defaults.maxBytes: must be a size' },
     {
       name: 'bad size in an app',
       text: app(`  - name: shop\n    node: db1\n    maxBytes: 10XB\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].maxBytes: must be a size',
+      expect: 'apps[shop].maxBytes: must be a size',
     },
     { name: 'keep 0 in defaults', text: `defaults:\n  keep: 0\n${MINIMAL}`, expect: 'defaults.keep: must be a whole number of at least 1' },
     {
       name: 'keep 0 in an app',
       text: app(`  - name: shop\n    node: db1\n    keep: 0\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].keep: must be a whole number of at least 1',
+      expect: 'apps[shop].keep: must be a whole number of at least 1, got 0',
     },
     { name: 'attempts -1 in defaults', text: `defaults:\n  attempts: -1\n${MINIMAL}`, expect: 'defaults.attempts: must be a whole number of at least 1' },
     {
       name: 'attempts -1 in an app',
       text: app(`  - name: shop\n    node: db1\n    attempts: -1\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
-      expect: 'apps[0].attempts: must be a whole number of at least 1',
+      expect: 'apps[shop].attempts: must be a whole number of at least 1',
     },
     {
       name: 'port 70000 on a node',
       text: `nodes:\n  - name: db1\n    host: 10.0.0.11\n    port: 70000\n${APPS}`,
-      expect: 'nodes[0].port: must be a port number from 1 to 65535',
+      expect: 'nodes[db1].port: must be a port number from 1 to 65535, got 70000',
     },
     {
       name: 'hostKey not a SHA256 fingerprint',
       text: `nodes:\n  - name: db1\n    host: 10.0.0.11\n    hostKey: "MD5:aa:bb:cc"\n${APPS}`,
-      expect: 'nodes[0].hostKey: must be an OpenSSH fingerprint',
+      expect: 'nodes[db1].hostKey: must be an OpenSSH fingerprint',
     },
     {
       name: 'hostKey a whole public key instead of a fingerprint',
       text: `nodes:\n  - name: db1\n    host: 10.0.0.11\n    hostKey: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA"\n${APPS}`,
-      expect: 'nodes[0].hostKey: must be an OpenSSH fingerprint',
+      expect: 'nodes[db1].hostKey: must be an OpenSSH fingerprint',
     },
     {
       name: 'host with a space',
       text: `nodes:\n  - name: db1\n    host: "10.0.0.11 -oProxyCommand=x"\n${APPS}`,
-      expect: 'nodes[0].host: must be a host name or IP address',
+      expect: 'nodes[db1].host: must be a host name or IP address',
     },
     {
       name: 'okExitCodes [300]',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n        okExitCodes: [300]\n`),
-      expect: 'apps[0].parts[0].okExitCodes: must be a non-empty list of exit codes from 0 to 255',
+      expect: 'apps[shop].parts[shop.sql].okExitCodes: must be a non-empty list of exit codes from 0 to 255',
     },
     {
       name: 'empty okExitCodes',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n        okExitCodes: []\n`),
-      expect: 'apps[0].parts[0].okExitCodes: must be a non-empty list',
+      expect: 'apps[shop].parts[shop.sql].okExitCodes: must be a non-empty list',
     },
     {
       name: 'empty run command',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n        run: "  "\n`),
-      expect: 'apps[0].parts[0].run: must be a non-empty command',
+      expect: 'apps[shop].parts[shop.sql].run: must be a non-empty command',
     },
     {
       name: 'missing run command',
       text: app(`  - name: shop\n    node: db1\n    parts:\n      - file: shop.sql\n`),
-      expect: 'apps[0].parts[0].run: must be a non-empty command',
+      expect: 'apps[shop].parts[shop.sql].run: missing; the command whose stdout becomes the file',
     },
-    { name: 'YAML syntax error', text: `repository: /var/lib/bysu\nnodes: [\n`, expect: 'bysu.yaml: not valid YAML' },
-    { name: 'duplicate YAML key', text: `repository: /a\nrepository: /b\n`, expect: 'bysu.yaml: not valid YAML' },
+    { name: 'YAML syntax error', text: `repository: /var/lib/bysu\nnodes: [\n`, expect: 'bysu.yaml:2:9: not valid YAML' },
+    { name: 'duplicate YAML key', text: `repository: /a\nrepository: /b\n`, expect: 'bysu.yaml:2:1: not valid YAML: Map keys must be unique' },
     { name: 'top-level list instead of a mapping', text: `- redis\n- nodes\n`, expect: 'bysu.yaml: the config must be a mapping' },
     { name: 'top-level scalar', text: `just text\n`, expect: 'bysu.yaml: the config must be a mapping' },
     { name: 'redis.url not a redis:// URL', text: `redis:\n  url: http://127.0.0.1:6379\n${MINIMAL}`, expect: 'redis.url: must be a redis:// or rediss:// URL' },
@@ -383,8 +383,8 @@ describe('parseConfig: bad configs name the field', () => {
     { name: 'repository a relative path', text: `repository: var/lib/bysu\n${NODES}${APPS}`, expect: 'repository: must be an absolute path' },
     { name: 'identityFile a relative path', text: `ssh:\n  identityFile: id_ed25519\n${MINIMAL}`, expect: 'ssh.identityFile: must be an absolute path' },
     { name: 'concurrency.perNode 0', text: `concurrency:\n  perNode: 0\n${MINIMAL}`, expect: 'concurrency.perNode: must be a whole number of at least 1' },
-    { name: 'nodes not a list', text: `nodes: db1\n${APPS}`, expect: 'nodes:' },
-    { name: 'a node that is not a mapping', text: `nodes:\n  - db1\n${APPS}`, expect: 'nodes[0]: must be a mapping' },
+    { name: 'nodes not a list', text: `nodes: db1\n${APPS}`, expect: 'nodes: must be a list of nodes (name and host), got a string' },
+    { name: 'a node that is not a mapping', text: `nodes:\n  - db1\n${APPS}`, expect: 'nodes[0]: must be a mapping with name, host, got a string' },
   ];
 
   assert.ok(cases.length >= 20);
@@ -403,14 +403,14 @@ describe('parseConfig: bad configs name the field', () => {
       `nodes:\n  - name: db1\n    host: 10.0.0.11\n    port: 0\n` +
         `apps:\n  - name: shop\n    node: db9\n    keep: 0\n    parts:\n      - file: manifest.json\n        run: ""\n`,
     );
-    for (const expected of ['nodes[0].port:', 'apps[0].node: unknown node "db9"', 'apps[0].keep:', 'apps[0].parts[0].file:', 'apps[0].parts[0].run:']) {
+    for (const expected of ['nodes[db1].port:', 'apps[shop].node: unknown node "db9"', 'apps[shop].keep:', 'apps[shop].parts[0].file:', 'apps[shop].parts[0].run:']) {
       assert.ok(problems.some((line) => line.includes(expected)), `missing ${expected} in:\n${problems.join('\n')}`);
     }
   });
 
   test('each problem line begins with the field path or the source', () => {
     const problems = parseProblems(app(`  - name: shop\n    node: db9\n    parts:\n      - file: a/b\n        run: x\n`));
-    for (const line of problems) assert.match(line, /^(apps|nodes)\[\d+\][.\w[\]]*: /);
+    for (const line of problems) assert.match(line, /^(apps|nodes)\[[^\]]+\][.\w[\]]*: /);
   });
 
   // A section given a value of the wrong type (or left empty, e.g. with all its
@@ -452,6 +452,82 @@ describe('parseConfig: bad configs name the field', () => {
     const problems = parseProblems(`redis:\n  url: "http://user:s3cret@host:6379"\n${MINIMAL}`);
     assert.ok(problems.some((line) => line.startsWith('redis.url:')));
     assert.ok(!problems.join('\n').includes('s3cret'), problems.join('\n'));
+  });
+});
+
+describe('parseConfig: messages a person can act on', () => {
+  test('items are named by their name in the path, by index when the name cannot name them', () => {
+    const problems = parseProblems(
+      `nodes:\n  - { name: db1, host: h, port: 0 }\n` +
+        `apps:\n  - name: shop\n    node: db1\n    parts: [{ file: pgdump, run: "" }]\n` +
+        `    drill: { node: db1, steps: [{ run: a, stdin: pgdump }, { run: b, stdin: other }] }\n` +
+        `  - { name: "Bad Name", node: db1, parts: [{ file: a, run: a }] }\n`,
+    );
+    for (const expected of [
+      'nodes[db1].port: must be a port number from 1 to 65535, got 0',
+      'apps[shop].parts[pgdump].run: must be a non-empty command',
+      'apps[shop].drill.steps[1].stdin: "other" is not a part of this app (parts: pgdump)',
+      'apps[1].name: must match',
+    ]) {
+      assert.ok(problems.some((line) => line.startsWith(expected)), `missing ${expected} in:\n${problems.join('\n')}`);
+    }
+  });
+
+  test('an unknown key that is a near miss of a known one gets a suggestion', () => {
+    const problems = parseProblems(
+      `repositroy: /x\ndefaults: { keeep: 3 }\nnodes: [{ name: db1, host: h, prot: 22 }]\n` +
+        `apps: [{ name: shop, node: db1, schedul: "0 3 * * *", parts: [{ file: a, rn: x, run: x }], drill: { node: db1, stesp: [] } }]\n`,
+    );
+    assert.deepEqual(problems.filter((line) => line.includes('unknown key')), [
+      'repositroy: unknown key; did you mean `repository`?',
+      'defaults.keeep: unknown key; did you mean `keep`?',
+      'nodes[db1].prot: unknown key; did you mean `port`?',
+      'apps[shop].schedul: unknown key; did you mean `schedule`?',
+      'apps[shop].parts[a].rn: unknown key; did you mean `run`?',
+      'apps[shop].drill.stesp: unknown key; did you mean `steps`?',
+    ]);
+    // No near miss: the known keys are listed instead.
+    assert.ok(parseProblems(`bogus: 1\n`).some((line) => line.startsWith('bogus: unknown key; known keys: redis, repository, ssh,')));
+  });
+
+  test('a cron field out of range is named with its range', () => {
+    for (const [pattern, expected] of [
+      ['61 * * * *', 'minute 61 is out of range 0-59'],
+      ['0 25 * * *', 'hour 25 is out of range 0-23'],
+      ['0 3 0 * *', 'day of month 0 is out of range 1-31'],
+      ['0 3 * 1-13 *', 'month 13 is out of range 1-12'],
+      ['0 3 * * 1,9', 'day of week 9 is out of range 0-7'],
+      ['60 0 3 * * *', 'second 60 is out of range 0-59'],
+    ]) {
+      const problems = parseProblems(`defaults: { schedule: "${pattern}" }\n`);
+      assert.deepEqual(problems, [`defaults.schedule: invalid cron pattern "${pattern}": ${expected}`]);
+    }
+  });
+
+  test('broken YAML is shown with its line and a caret under the column', () => {
+    const problems = parseProblems(`repository: /var/lib/bysu\ndashboard:\n  port: 3000\n  host: [127.0.0.1\n`);
+    assert.equal(problems.length, 1, problems.join('\n'));
+    const [message, line, caret] = problems[0]!.split('\n');
+    assert.match(message!, /^bysu\.yaml:4:19: not valid YAML: .*end with a \]$/);
+    assert.equal(line, '  4 |   host: [127.0.0.1');
+    assert.equal(caret, '    |                   ^');
+    assert.equal(caret!.indexOf('^'), line!.length, 'the caret stands just after the unclosed list');
+  });
+
+  test('a value that came from the environment says so', () => {
+    const problems = parseProblems(MINIMAL, { BYSU_CONCURRENCY_GLOBAL: '0' });
+    assert.deepEqual(problems, ['concurrency.global: must be a whole number of at least 1, got 0 (from BYSU_CONCURRENCY_GLOBAL)']);
+  });
+
+  // Fails before the declaration: convict merged a mapping given for a list into the empty default list,
+  // so `apps: { name: shop, … }` (a missing "-") loaded as a config with no apps at all.
+  test('a mapping where a list belongs is refused, not read as an empty list', () => {
+    assert.deepEqual(parseProblems(`apps: { name: shop, node: db1 }\n`), ['apps: must be a list of apps (name, node and parts), got a mapping']);
+    assert.deepEqual(parseProblems(`nodes: {}\n`), ['nodes: must be a list of nodes (name and host), got a mapping']);
+  });
+
+  test('a list with every item commented out is an empty list', () => {
+    assert.deepEqual(parseConfig(`nodes:\n#  - { name: db1, host: h }\napps:\n`, 'bysu.yaml', {}).apps, []);
   });
 });
 
