@@ -3,6 +3,14 @@
 // (src/cli/runtime-flags.ts says how much); run this file itself, not `node bin/bysu.js`, to get them.
 // It runs dist/ when `npm run build` compiled it from the sources as they are now (bin/compiled.js),
 // else the TypeScript sources through tsx: no build step is needed between `npm ci` and `bysu`.
+// Before anything loads: a SIGHUP that arrives while BYSU starts must not kill a long-running command
+// (Node's default action for SIGHUP is to exit). It is held here; a long-running command serves it once it
+// runs, any other command puts the default back (src/cli/run-until-signal.ts).
+const heldSighup = Object.assign(() => {
+  heldSighup.count += 1;
+}, { count: 0, bysuHeldSighup: true });
+process.on('SIGHUP', heldSighup);
+
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { compiledMain } from './compiled.js';

@@ -2,9 +2,10 @@
  * What every subcommand shares: the global options, loading the config, and
  * the error that carries an exit status.
  */
-import { LiveConfig } from '../config/live.ts';
+import { LiveConfig, type StartCheck } from '../config/live.ts';
 import { loadConfig, resolveConfigPath, type Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
+import { holdSighupWhileStarting } from './run-until-signal.ts';
 
 export interface GlobalOptions {
   config?: string;
@@ -30,18 +31,20 @@ export function loadCliConfig(options: GlobalOptions): Config {
 /**
  * Given the global options and what this process checks before it starts
  * (throwing ConfigError), load the config, check it, and return it live:
- * each reload is checked the same way before it takes effect.
+ * each reload is checked the same way before it takes effect. From here on a
+ * SIGHUP reloads (once the process runs) and never kills it.
  */
-export function loadLiveConfig(options: GlobalOptions, check: (config: Config) => void = () => undefined): LiveConfig {
+export async function loadLiveConfig(options: GlobalOptions, check: StartCheck = () => undefined): Promise<LiveConfig> {
+  holdSighupWhileStarting();
   const config = loadCliConfig(options);
-  check(config);
+  await check(config);
   return new LiveConfig(config.source, config, check);
 }
 
 /** SIGHUP's handler for a process with a live config: reload and log the outcome (its components follow the reload). */
 export function reloadOnHup(live: LiveConfig, logger: Logger): () => Promise<void> {
   return async () => {
-    live.reloadAndLog(logger);
+    await live.reloadAndLog(logger);
   };
 }
 

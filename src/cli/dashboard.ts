@@ -1,12 +1,12 @@
 /** `bysu dashboard`: Bull Board, /healthz, /metrics and /api until SIGTERM or SIGINT; SIGHUP reloads the config. */
-import { checkDashboardExposure } from '../dashboard/auth.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
 import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
+import { checkDashboard } from './start-checks.ts';
 
 export async function dashboard(globals: GlobalOptions): Promise<number> {
-  const live = loadLiveConfig(globals, (config) => checkDashboardExposure(config.dashboard));
+  const live = await loadLiveConfig(globals, checkDashboard);
   const logger = createLogger(live.current().log.level, 'bysu-dashboard');
   const running = await startDashboard(live, logger);
   await runUntilSignal(logger, () => running.close(), reloadOnHup(live, logger));

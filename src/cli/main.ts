@@ -8,6 +8,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { BysuError, ConfigError, RepositoryUnavailableError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { EXIT_FAILED, EXIT_USAGE, ExitError, type GlobalOptions } from './context.ts';
+import { releaseHeldSighup } from './run-until-signal.ts';
 
 function parsePort(value: string): number {
   const port = Number(value);
@@ -181,8 +182,23 @@ export function reportError(error: unknown): number {
   return EXIT_FAILED;
 }
 
+/** The commands that run until a signal, and reload their config on SIGHUP. */
+const LONG_RUNNING = new Set(['up', 'dashboard', 'scheduler', 'worker']);
+
+/** Given argv, return the subcommand's name (the first word that is not an option or -c's value). */
+function commandOf(argv: string[]): string | undefined {
+  for (let index = 0; index < argv.length; index += 1) {
+    const word = argv[index]!;
+    if (word === '-c' || word === '--config') index += 1;
+    else if (!word.startsWith('-')) return word;
+  }
+  return undefined;
+}
+
 /** Run `bysu` with argv; resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
+  // bin/bysu.js holds SIGHUP while it loads; a one-shot command ends on it, as any command would.
+  if (!LONG_RUNNING.has(commandOf(argv) ?? '')) releaseHeldSighup();
   let pending: Promise<number> | null = null;
   const program = buildProgram((status) => {
     pending = status;

@@ -6,6 +6,33 @@
  */
 import type { Logger } from '../log.ts';
 
+/** The listener that holds SIGHUPs while BYSU starts (bin/bysu.js installs it first of all). */
+type HeldSighup = (() => void) & { count: number; bysuHeldSighup: true };
+
+function heldSighup(): HeldSighup | undefined {
+  return process.listeners('SIGHUP').find((listener) => 'bysuHeldSighup' in listener) as HeldSighup | undefined;
+}
+
+/**
+ * Called first by every long-running command: from now on a SIGHUP never
+ * kills the process (Node's default for it is to exit). One that arrives
+ * before runUntilSignal is kept, and reloads the config as soon as it runs.
+ * bin/bysu.js holds them from its first line; this covers a start without it.
+ */
+export function holdSighupWhileStarting(): void {
+  if (heldSighup() !== undefined) return;
+  const hold = Object.assign(() => {
+    hold.count += 1;
+  }, { count: 0, bysuHeldSighup: true as const });
+  process.on('SIGHUP', hold);
+}
+
+/** For a command that does not run until a signal: SIGHUP gets its default action (exit) back. */
+export function releaseHeldSighup(): void {
+  const held = heldSighup();
+  if (held) process.off('SIGHUP', held);
+}
+
 export async function runUntilSignal(logger: Logger, close: () => Promise<void>, onHup: () => Promise<void>): Promise<void> {
   let stopping = false;
   // Without a handler SIGHUP would kill the process mid-snapshot (e.g. `kill -HUP` sent to every bysu process).
@@ -18,6 +45,12 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
     onHup().catch((error: unknown) => logger.error({ err: error }, 'reload failed'));
   };
   process.on('SIGHUP', hup);
+  const held = heldSighup();
+  if (held) process.off('SIGHUP', held);
+  if (held && held.count > 0) {
+    logger.info({ signal: 'SIGHUP', count: held.count }, 'a SIGHUP came while starting');
+    hup();
+  }
   await new Promise<void>((resolve) => {
     let stoppingSince: number | null = null;
     const stop = (signal: NodeJS.Signals) => {
@@ -42,5 +75,5 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
-  process.off('SIGHUP', hup);
+  // The handler stays until the process exits: a SIGHUP after "stopped" is ignored too, not a kill.
 }

@@ -5,7 +5,7 @@ import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './cont
 import { runUntilSignal } from './run-until-signal.ts';
 
 export async function scheduler(globals: GlobalOptions): Promise<number> {
-  const live = loadLiveConfig(globals);
+  const live = await loadLiveConfig(globals);
   const logger = createLogger(live.current().log.level, 'bysu-scheduler');
   const running = await startScheduler(live, logger);
   await runUntilSignal(logger, () => running.close(), reloadOnHup(live, logger));

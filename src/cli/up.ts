@@ -9,8 +9,6 @@
  * their grace period. All components report Redis errors to one RedisHealth:
  * an outage is one line for the whole process, not one per component.
  */
-import { checkSshFiles, type Config } from '../config/load.ts';
-import { checkDashboardExposure } from '../dashboard/auth.ts';
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
@@ -20,17 +18,12 @@ import { startRetentionWorker } from '../workers/retention.ts';
 import { startSnapshotWorker } from '../workers/snapshot.ts';
 import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
+import { checkUp } from './start-checks.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
-
-/** What `bysu up` refuses to start with, or to reload to. */
-function checkUp(config: Config): void {
-  checkSshFiles(config);
-  checkDashboardExposure(config.dashboard);
-}
 
 export async function up(globals: GlobalOptions): Promise<number> {
   // Everything that can be refused is refused before anything starts.
-  const live = loadLiveConfig(globals, checkUp);
+  const live = await loadLiveConfig(globals, checkUp);
   const config = live.current();
   const logger = createLogger(config.log.level, 'bysu');
   warnAboutMissingFlags(logger);

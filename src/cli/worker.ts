@@ -1,11 +1,11 @@
 /** `bysu worker snapshot|retention|drill`: run a worker until SIGTERM or SIGINT; SIGHUP reloads the config. */
-import { checkSshFiles } from '../config/load.ts';
 import { createLogger } from '../log.ts';
 import { startDrillWorker } from '../workers/drill.ts';
 import { startRetentionWorker } from '../workers/retention.ts';
 import { startSnapshotWorker } from '../workers/snapshot.ts';
 import { EXIT_OK, EXIT_USAGE, ExitError, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
+import { checkNodeWorker, checkRetentionWorker } from './start-checks.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
 
 export const WORKER_KINDS = ['snapshot', 'retention', 'drill'] as const;
@@ -14,8 +14,8 @@ export async function worker(globals: GlobalOptions, kind: string): Promise<numb
   if (!(WORKER_KINDS as readonly string[]).includes(kind)) {
     throw new ExitError(EXIT_USAGE, `unknown worker "${kind}" (available: ${WORKER_KINDS.join(', ')})`);
   }
-  // Workers that log in to nodes refuse a key or known_hosts they cannot read, at start and at each reload.
-  const live = loadLiveConfig(globals, kind === 'retention' ? undefined : checkSshFiles);
+  // At start and at each reload: a marked repository, and for the workers that log in to nodes a usable key.
+  const live = await loadLiveConfig(globals, kind === 'retention' ? checkRetentionWorker : checkNodeWorker);
   const logger = createLogger(live.current().log.level, `bysu-worker-${kind}`);
   if (kind === 'snapshot') warnAboutMissingFlags(logger);
   const start = kind === 'snapshot' ? startSnapshotWorker : kind === 'drill' ? startDrillWorker : startRetentionWorker;

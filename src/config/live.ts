@@ -7,11 +7,29 @@
  * starts (a Redis connection, a listening socket, a BullMQ Worker's options,
  * the logger) keep their running values; a reload that changes them says they
  * take effect at the next restart.
+ *
+ * A file being written while the signal arrives must not be taken half: a
+ * file cut after `keep: 1` of `keep: 12` validates, and retention would prune
+ * to it. So a reload reads the file only once it has not changed for
+ * QUIET_MS, and only if it did not change while being read; and once it has
+ * been quiet for VERIFY_AFTER_MS after a reload, the file is read again, and
+ * a file that changed meanwhile is reloaded (and said so). Until that re-read
+ * finds the file as it was loaded, retention keeps at least what the config
+ * before the reload kept (keepFloor): a writer that paused half-way, longer
+ * than QUIET_MS, cannot make retention prune to a number cut short.
  */
+import { readFile, stat } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { loadConfig, type Config } from './load.ts';
+import { parseConfig, type Config } from './load.ts';
+
+/** How long the file must be unchanged before a reload reads it. */
+export const QUIET_MS = 1000;
+/** How long a reload waits for the file to be quiet before it refuses it. */
+export const SETTLE_TIMEOUT_MS = 15_000;
+/** When the file is read again after a reload, to take what a writer finished after it. */
+export const VERIFY_AFTER_MS = 3000;
 
 /** What a running process cannot change without a restart, as paths into Config. */
 export const RESTART_KEYS = [
@@ -41,21 +59,69 @@ export type ReloadOutcome =
   | { ok: true; config: Config; previous: Config; changed: boolean; needRestart: string[] }
   | { ok: false; error: Error };
 
+/** What a process checks before it starts, and before a reload takes effect; throws (ConfigError) with what is wrong. */
+export type StartCheck = (config: Config) => void | Promise<void>;
+
+/**
+ * Given a file, return its text once it has not changed for QUIET_MS and did
+ * not change while it was read; throw ConfigError when it kept changing for
+ * SETTLE_TIMEOUT_MS, or cannot be read.
+ */
+export async function readSettled(file: string, quietMs = QUIET_MS, timeoutMs = SETTLE_TIMEOUT_MS): Promise<{ text: string; mtimeMs: number }> {
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const before = await stat(file);
+      const age = Date.now() - before.mtimeMs;
+      if (age >= quietMs) {
+        const text = await readFile(file, 'utf8');
+        const after = await stat(file);
+        if (after.mtimeMs === before.mtimeMs && after.size === before.size && after.ino === before.ino && Buffer.byteLength(text) === after.size) {
+          return { text, mtimeMs: after.mtimeMs };
+        }
+      }
+      if (Date.now() >= deadline) {
+        throw new ConfigError([`${file}: still changing after ${timeoutMs / 1000} s: send SIGHUP again once it is written`]);
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.max(50, Math.min(quietMs - age, quietMs))));
+    }
+  } catch (error) {
+    if (error instanceof ConfigError) throw error;
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(error)})`]);
+  }
+}
+
 /** A config that a reload may replace; `current()` is what a job starting now runs with. */
 export class LiveConfig {
   private config: Config;
   private readonly listeners: ((config: Config, previous: Config) => void)[] = [];
+  /** The text the running config was loaded from (null: loaded at start, before any reload). */
+  private loadedText: string | null = null;
+  /** Reloads run one at a time, in order. */
+  private reloading: Promise<unknown> = Promise.resolve();
+  private verifyTimer: NodeJS.Timeout | undefined;
+  /** The last config whose file was read twice alike, while a reload since is not yet verified. */
+  private unverifiedSince: Config | null = null;
 
   /**
    * Given the file, the config loaded from it at start, and the checks this
-   * process makes before it starts (they throw, with what is wrong), keep it.
+   * process makes before it starts, keep it.
    */
-  constructor(readonly file: string, initial: Config, private readonly check: (config: Config) => void = () => undefined) {
+  constructor(readonly file: string, initial: Config, private readonly check: StartCheck = () => undefined) {
     this.config = initial;
   }
 
   current(): Config {
     return this.config;
+  }
+
+  /**
+   * The fewest snapshots retention may keep of an app now: while a reload is
+   * not yet verified, what the config before it kept (0 when it had no such app).
+   */
+  keepFloor(app: string): number {
+    return this.unverifiedSince?.apps.find((candidate) => candidate.name === app)?.keep ?? 0;
   }
 
   /** Call fn with the new and the previous config after each reload that took effect (changed or not). */
@@ -64,14 +130,28 @@ export class LiveConfig {
   }
 
   /**
-   * Re-read the file. On success the new config takes effect at once (keeping
-   * the running values of RESTART_KEYS) and the listeners are called; on
-   * failure nothing changes and the error says why.
+   * Re-read the file (once it is quiet). On success the new config takes
+   * effect at once (keeping the running values of RESTART_KEYS) and the
+   * listeners are called; on failure nothing changes and the error says why.
+   * Reloads run one after the other.
    */
-  reload(): ReloadOutcome {
+  reload(): Promise<ReloadOutcome> {
+    const outcome = this.reloading.then(() => this.reloadNow());
+    this.reloading = outcome.catch(() => undefined);
+    return outcome;
+  }
+
+  /** Stop the re-read after a reload (the process is stopping). */
+  stop(): void {
+    clearTimeout(this.verifyTimer);
+  }
+
+  private async reloadNow(): Promise<ReloadOutcome> {
     let next: Config;
+    let text: string;
     try {
-      next = loadConfig(this.file);
+      ({ text } = await readSettled(this.file));
+      next = parseConfig(text, this.file);
     } catch (error) {
       return { ok: false, error: toError(error) };
     }
@@ -89,20 +169,27 @@ export class LiveConfig {
     try {
       // Checked as the next start would see it, and as it runs now (a new dashboard.host waits for a restart,
       // but an emptied password applies at once): a reload never takes what a start would refuse.
-      this.check(next);
-      if (needRestart.length > 0) this.check(config);
+      await this.check(next);
+      if (needRestart.length > 0) await this.check(config);
     } catch (error) {
       return { ok: false, error: toError(error) };
     }
     const changed = !isDeepStrictEqual({ ...config, source: '' }, { ...previous, source: '' });
+    this.unverifiedSince ??= previous;
     this.config = config;
+    this.loadedText = text;
     for (const listener of this.listeners) listener(config, previous);
     return { ok: true, config, previous, changed, needRestart };
   }
 
-  /** Reload and log the outcome as one line; return whether the new config took effect. */
-  reloadAndLog(logger: Logger): boolean {
-    const outcome = this.reload();
+  /**
+   * Reload and log the outcome as one line; return whether the new config took
+   * effect. After one that did, read the file again once it has been quiet for
+   * VERIFY_AFTER_MS, and reload if it changed meanwhile (a writer that was not
+   * done when the signal came).
+   */
+  async reloadAndLog(logger: Logger): Promise<boolean> {
+    const outcome = await this.reload();
     if (!outcome.ok) {
       const problems = outcome.error instanceof ConfigError ? outcome.error.problems : [outcome.error.message];
       logger.error({ file: this.file, problems }, `config reload refused, the running config is kept: ${problems.join('; ')}`);
@@ -112,6 +199,24 @@ export class LiveConfig {
       logger.warn({ keys: outcome.needRestart }, `config reloaded, but ${outcome.needRestart.join(', ')} changed: ${outcome.needRestart.length === 1 ? 'it takes' : 'they take'} effect at the next restart`);
     }
     logger.info({ file: this.file, changed: outcome.changed, apps: outcome.config.apps.length }, outcome.changed ? 'config reloaded' : 'config reloaded: nothing changed');
+    clearTimeout(this.verifyTimer);
+    this.verifyTimer = setTimeout(() => {
+      void this.verify(logger);
+    }, VERIFY_AFTER_MS);
+    this.verifyTimer.unref();
     return true;
+  }
+
+  /** Read the file again; when it is not what the running config was loaded from, reload it. */
+  private async verify(logger: Logger): Promise<void> {
+    const read = await readSettled(this.file).catch(() => null);
+    if (read === null || this.loadedText === null) return;
+    if (read.text === this.loadedText) {
+      if (this.unverifiedSince !== null) logger.info({ file: this.file }, 'config file read again, unchanged: the reload is verified (a lowered keep applies from now)');
+      this.unverifiedSince = null;
+      return;
+    }
+    logger.warn({ file: this.file }, 'the config file changed just after the reload (was it still being written?): reloading it');
+    await this.reloadAndLog(logger);
   }
 }

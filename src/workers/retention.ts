@@ -26,16 +26,17 @@ export interface RunningRetentionWorker {
 }
 
 /**
- * Given the worker's config and a target from a job (made when the job was
- * enqueued), return the target to apply: the larger `keep` and age of the two,
- * so a raised `keep` protects at once; null when the app is no longer
- * configured (its snapshots are never pruned).
+ * Given the worker's config, a target from a job (made when the job was
+ * enqueued) and the fewest snapshots to keep now (LiveConfig.keepFloor),
+ * return the target to apply: the larger `keep` and age of them, so a raised
+ * `keep` protects at once; null when the app is no longer configured (its
+ * snapshots are never pruned).
  */
-export function effectiveTarget(config: Config, requested: RetentionTarget): RetentionTarget | null {
+export function effectiveTarget(config: Config, requested: RetentionTarget, keepFloor = 0): RetentionTarget | null {
   const app = config.apps.find((candidate) => candidate.name === requested.app);
   if (!app) return null;
   const current = retentionTargetFor(config, app);
-  return { app: app.name, keep: Math.max(requested.keep, current.keep), incomingMaxAgeMs: Math.max(requested.incomingMaxAgeMs, current.incomingMaxAgeMs) };
+  return { app: app.name, keep: Math.max(requested.keep, current.keep, keepFloor), incomingMaxAgeMs: Math.max(requested.incomingMaxAgeMs, current.incomingMaxAgeMs) };
 }
 
 /**
@@ -62,7 +63,7 @@ export async function startRetentionWorker(live: LiveConfig, logger: Logger, opt
     const failures: string[] = [];
     for (const requested of job.data.targets ?? []) {
       const log = logger.child({ app: requested.app, jobId: job.id, reason: job.data.reason });
-      const target = effectiveTarget(config, requested);
+      const target = effectiveTarget(config, requested, live.keepFloor(requested.app));
       if (target === null) {
         log.warn('app is not in this worker\'s config: its snapshots are kept (BYSU never prunes an app that left the config)');
         continue;

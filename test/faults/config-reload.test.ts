@@ -12,9 +12,10 @@
  * ignored SIGHUP (a new API token was refused until a restart).
  */
 import assert from 'node:assert/strict';
-import { readdir, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { parse, stringify } from 'yaml';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
 import { startHttpRecorder } from '../helpers/http-recorder.ts';
@@ -35,6 +36,13 @@ async function hup(child: { pid?: number; output: () => string }, outcome: strin
   await waitUntil(`reload #${count} ("${outcome}")`, async () => child.output().split(outcome).length - 1 >= count, 20_000).catch((error: Error) => {
     throw new Error(`${error.message}; the process said:\n${child.output()}`);
   });
+}
+
+/** Whether the process has a handler for SIGHUP (bit 1 of SigCgt in /proc/<pid>/status). */
+async function catchesSighup(pid: number): Promise<boolean> {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8').catch(() => '');
+  const caught = /^SigCgt:\s*([0-9a-f]+)$/m.exec(status)?.[1];
+  return caught !== undefined && (BigInt(`0x${caught}`) & 1n) === 1n;
 }
 
 async function snapshot(cluster: TestCluster, name: string): Promise<void> {
@@ -61,6 +69,8 @@ test('bysu up: an app added and a keep lowered by SIGHUP are pruned by the new c
     // Lower shop's keep and add an app, as an operator would, then SIGHUP.
     await cluster.writeConfig([app('shop', { keep: 1 }), app('blog', { keep: 1 })]);
     await hup(up, '"msg":"config reloaded"', 1);
+    // A lowered keep applies once the file has been read again, unchanged (a writer may not have been done).
+    await waitForLog(up, 'the reload is verified');
     await snapshot(cluster, 'shop');
     await snapshot(cluster, 'blog');
     await snapshot(cluster, 'blog');
@@ -146,5 +156,76 @@ test('bysu dashboard: an API token set by SIGHUP is accepted at once; an exposur
     assert.deepEqual(apps.sort(), ['blog', 'shop'], 'the API reads the reloaded apps');
     assert.equal(board.status, 401, 'the password is still required');
     assert.match(dashboard.output(), /dashboard\.password: required when dashboard\.host is not a loopback address/);
+  });
+});
+
+// Fails before the fix: the half file (`keep: 12` cut after `keep: 1`) was taken at once, and the retention
+// sweep then pruned 3 good snapshots to 1 although the finished file said 12 (found by an attack on the reload).
+test('bysu up: a SIGHUP while the file is half-written never prunes to the half file', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    await cluster.writeConfig([app('shop', { keep: 12 })], { retention: { sweepSchedule: '*/2 * * * * *' } });
+    // The apps last, the app's keep its last line: a cut after "keep: 1" still validates.
+    const { apps, ...rest } = parse(await readFile(cluster.configFile, 'utf8')) as Record<string, unknown>;
+    const full = stringify({ ...rest, apps: [{ name: 'shop', node: 'db1', schedule: NEVER, parts: [{ file: 'shop.txt', run: 'echo shop' }], keep: 12 }] });
+    assert.ok(Array.isArray(apps));
+    await writeFile(cluster.configFile, full);
+    const cut = full.lastIndexOf('keep: 12') + 'keep: 1'.length;
+    assert.ok(full.slice(cut).trim() === '2', full);
+    const up = cluster.startProcess(['up']);
+    await waitForLog(up, 'bysu up: scheduler, workers and dashboard running');
+    for (let round = 0; round < 3; round += 1) {
+      await snapshot(cluster, 'shop');
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // one snapshot id per second
+    }
+    // Rewritten in place (`cat edited.yaml > bysu.yaml`), by a writer that stalls half-way for longer than
+    // the reload waits for the file to be quiet; the SIGHUP lands meanwhile.
+    const handle = await open(cluster.configFile, 'w');
+    await handle.write(full.slice(0, cut));
+    await handle.sync();
+    process.kill(up.pid!, 'SIGHUP');
+    await waitForLog(up, '"msg":"config reloaded"');
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await handle.write(full.slice(cut));
+    await handle.close();
+    await waitForLog(up, 'changed just after the reload');
+    await new Promise((resolve) => setTimeout(resolve, 6000)); // three sweeps
+    const left = await snapshotsOf(cluster, 'shop');
+    recordFault({
+      kind: 'fault',
+      fault: 'SIGHUP while bysu.yaml is rewritten in place and the writer stalls half-way (keep: 12 cut to keep: 1), sweep every 2 s',
+      expected: 'the 3 snapshots stay; the finished file is read again and reloaded',
+      observed: `${left.length} snapshot(s) left; ${up.output().includes('changed just after the reload') ? 'reloaded the finished file' : 'did not read the file again'}`,
+      pass: left.length === 3,
+      lost: 3 - left.length,
+      partialVisible: 0,
+    });
+    assert.equal(left.length, 3, up.output());
+  });
+});
+
+// Fails before the fix: a SIGHUP before the process installed its handler killed it (Node's default action),
+// and a reload to an unmarked repository was taken although a start refuses it.
+test('a SIGHUP while a worker starts does not kill it; a reload a start would refuse (unmarked repository) is refused', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    await cluster.writeConfig([app('shop')]);
+    const worker = cluster.startWorker();
+    // As early as JavaScript can catch it: once the process catches SIGHUP at all (bin/bysu.js's first line),
+    // long before the worker has loaded its modules, read its config or reached Redis.
+    await waitUntil('the process to catch SIGHUP', async () => catchesSighup(worker.pid!), 10_000);
+    process.kill(worker.pid!, 'SIGHUP');
+    await waitForLog(worker, 'snapshot worker started');
+    await waitForLog(worker, 'a SIGHUP came while starting');
+    assert.equal(worker.exitCode, null, worker.output());
+    assert.equal(worker.signalCode, null, worker.output());
+
+    const unmarked = path.join(cluster.dir, 'not-mounted');
+    await mkdir(unmarked);
+    await cluster.writeConfig([app('shop')], { repository: unmarked });
+    await hup(worker, 'config reload refused', 1);
+    assert.match(worker.output(), /has no BYSU marker/);
+    await cluster.writeConfig([app('shop')]); // what the CLI reads: the repository the worker still writes
+    await snapshot(cluster, 'shop');
+    assert.equal((await snapshotsOf(cluster, 'shop')).length, 1);
+    assert.deepEqual(await readdir(unmarked), [], 'nothing was written to the unmarked directory');
   });
 });

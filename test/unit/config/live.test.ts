@@ -4,12 +4,12 @@
  * anything else is refused and the running config stays.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { checkDashboardExposure } from '../../../src/dashboard/auth.ts';
-import { LiveConfig } from '../../../src/config/live.ts';
+import { LiveConfig, readSettled } from '../../../src/config/live.ts';
 import { loadConfig, type Config } from '../../../src/config/load.ts';
 
 let dir: string;
@@ -31,19 +31,26 @@ function write(options: { keep?: number; prefix?: string; host?: string; passwor
     ...apps,
     '',
   ].join('\n'));
+  settle();
+}
+
+/** As if the file had been written a while ago: a reload reads only a file that has been quiet for QUIET_MS. */
+function settle(): void {
+  const past = new Date(Date.now() - 60_000);
+  utimesSync(file, past, past);
 }
 
 function start(check?: (config: Config) => void): LiveConfig {
   return new LiveConfig(file, loadConfig(file, {}), check);
 }
 
-test('a valid file takes effect whole, and listeners hear of it', () => {
+test('a valid file takes effect whole, and listeners hear of it', async () => {
   write();
   const live = start();
   const heard: string[][] = [];
   live.onReload((config, previous) => heard.push([previous.apps.map((app) => app.name).join(','), config.apps.map((app) => app.name).join(',')]));
   write({ keep: 1, apps: ['shop', 'blog'] });
-  const outcome = live.reload();
+  const outcome = (await live.reload());
   assert.ok(outcome.ok);
   assert.equal(outcome.changed, true);
   assert.deepEqual(outcome.needRestart, []);
@@ -51,41 +58,62 @@ test('a valid file takes effect whole, and listeners hear of it', () => {
   assert.deepEqual(heard, [['shop', 'shop,blog']]);
 });
 
-test('a file that does not load is refused: the running config stays, nobody hears of it', () => {
+test('a file that does not load is refused: the running config stays, nobody hears of it', async () => {
   write();
   const live = start();
   const before = live.current();
   let heard = 0;
   live.onReload(() => (heard += 1));
   writeFileSync(file, 'apps: [ {name: shop\n');
-  const outcome = live.reload();
+  settle();
+  const outcome = (await live.reload());
   assert.equal(outcome.ok, false);
   assert.match(!outcome.ok ? outcome.error.message : '', /not valid YAML/);
   assert.equal(live.current(), before);
   assert.equal(heard, 0);
 });
 
-test('keys bound at start keep their running values, and are named', () => {
+test('keys bound at start keep their running values, and are named', async () => {
   write({ prefix: 'bysu' });
   const live = start();
   write({ prefix: 'other', keep: 1 });
-  const outcome = live.reload();
+  const outcome = (await live.reload());
   assert.ok(outcome.ok);
   assert.deepEqual(outcome.needRestart, ['redis.prefix']);
   assert.equal(live.current().redis.prefix, 'bysu', 'the running prefix stays');
   assert.equal(live.current().apps[0]!.keep, 1, 'the rest applies');
 });
 
-test('the checks see the file as the next start would, and as it would run now', () => {
+test('the checks see the file as the next start would, and as it would run now', async () => {
   write({ host: '0.0.0.0', password: 'secret' });
   const live = start((config) => checkDashboardExposure(config.dashboard));
   // As the next start would see it: beyond loopback without a password.
   write({ host: '0.0.0.0', password: '' });
-  assert.equal(live.reload().ok, false);
+  assert.equal((await live.reload()).ok, false);
   // As it would run now: the host (bound at start) stays 0.0.0.0, and the emptied password would apply at once.
   write({ host: '127.0.0.1', password: '' });
-  const outcome = live.reload();
+  const outcome = (await live.reload());
   assert.equal(outcome.ok, false);
   assert.match(!outcome.ok ? outcome.error.message : '', /dashboard\.password: required/);
   assert.equal(live.current().dashboard.password, 'secret');
+});
+
+test('a file is read only once it has been quiet, and one that keeps changing is refused', async () => {
+  write({ keep: 12 });
+  // Written just now (a writer that may not be done): read only once it has been quiet for 300 ms.
+  writeFileSync(file, 'half: written');
+  const started = Date.now();
+  const late = setTimeout(() => writeFileSync(file, 'whole: file\n'), 150);
+  const read = await readSettled(file, 300, 5000);
+  clearTimeout(late);
+  assert.equal(read.text, 'whole: file\n', 'the text after the writer finished');
+  assert.ok(Date.now() - started >= 300, 'it waited for the file to be quiet');
+  // A file that never stops changing.
+  writeFileSync(file, 'keep: 1\n');
+  const writer = setInterval(() => writeFileSync(file, `keep: ${Date.now()}\n`), 50);
+  try {
+    await assert.rejects(readSettled(file, 300, 1000), /still changing after 1 s: send SIGHUP again once it is written/);
+  } finally {
+    clearInterval(writer);
+  }
 });

@@ -1,0 +1,33 @@
+/**
+ * What each long-running process refuses to start with, and so also refuses
+ * to reload to (LiveConfig runs the same check before a reload takes effect):
+ * a start and a reload never disagree about a config.
+ */
+import type { StartCheck } from '../config/live.ts';
+import { checkSshFiles } from '../config/load.ts';
+import { checkDashboardExposure } from '../dashboard/auth.ts';
+import { requireRepository } from '../repository/marker.ts';
+import { readIdentity } from '../ssh/session.ts';
+
+/** A worker that logs in to nodes (snapshot, drill): a key it can read and parse, known_hosts, a marked repository. */
+export const checkNodeWorker: StartCheck = async (config) => {
+  checkSshFiles(config);
+  readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  await requireRepository(config.repository);
+};
+
+/** The retention worker: a marked repository. */
+export const checkRetentionWorker: StartCheck = async (config) => {
+  await requireRepository(config.repository);
+};
+
+/** The dashboard: never beyond loopback without a password (an unmarked repository it reports, at /healthz). */
+export const checkDashboard: StartCheck = (config) => {
+  checkDashboardExposure(config.dashboard);
+};
+
+/** `bysu up`: what its workers and its dashboard refuse. */
+export const checkUp: StartCheck = async (config) => {
+  checkDashboardExposure(config.dashboard);
+  await checkNodeWorker(config);
+};
