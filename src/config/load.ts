@@ -6,7 +6,7 @@
  * names are unique). Every problem found is reported, not just the first,
  * each naming its field by path (`apps[shop].parts[shop.sql].run`).
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import convict from 'convict';
 import { parseDocument, type YAMLError } from 'yaml';
@@ -83,18 +83,21 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
 /**
  * Given a loaded Config, check the SSH files a worker needs: the identity file
  * exists, is readable and is not readable by group or others; the known_hosts
- * file exists when some node has no pinned key. Throw ConfigError otherwise.
+ * file can be read when it exists (every connection reads it, for @revoked
+ * keys even when the node's key is pinned), and exists when some node has no
+ * pinned key. Throw ConfigError otherwise.
  */
 export function checkSshFiles(config: Config): void {
   const problems = identityFileProblems(config.ssh.identityFile);
   const unpinned = config.nodes.filter((node) => node.hostKey === undefined);
-  if (unpinned.length > 0) {
-    try {
-      accessSync(config.ssh.knownHosts, constants.R_OK);
-    } catch (error) {
+  try {
+    readFileSync(config.ssh.knownHosts);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' || unpinned.length > 0) {
       problems.push(
-        `ssh.knownHosts: cannot read ${config.ssh.knownHosts} (${(error as NodeJS.ErrnoException).code ?? error}), ` +
-          `and node "${unpinned[0]!.name}" has no pinned hostKey`,
+        `ssh.knownHosts: cannot read ${config.ssh.knownHosts} (${code ?? error})` +
+          (code === 'ENOENT' ? `, and node "${unpinned[0]!.name}" has no pinned hostKey` : ': every connection reads it; make it a file readable by the user BYSU runs as'),
       );
     }
   }

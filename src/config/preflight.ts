@@ -132,15 +132,16 @@ function identityProblems(config: Config): string[] {
  */
 function knownHostsProblems(config: Config): string[] {
   const unpinned = config.nodes.map((node, index) => ({ node, index })).filter(({ node }) => node.hostKey === undefined);
-  if (unpinned.length === 0) return [];
   const file = config.ssh.knownHosts;
   let known: ReturnType<typeof readKnownHosts>;
   try {
+    // Read even when every key is pinned: each connection reads it (for @revoked keys) and fails on a file it cannot read.
     known = readKnownHosts(file);
   } catch (error) {
     if (error instanceof ConfigError) return error.problems;
     throw error;
   }
+  if (unpinned.length === 0) return [];
   return unpinned
     .filter(({ node }) => lookupHostKeys(known.entries, node.host, node.port).trusted.length === 0)
     .map(({ node }) =>

@@ -228,3 +228,23 @@ test('several problems at once are all reported in one run', async () => {
     assert.match(lines[3]!, /nodes\[db1\]\.hostKey: node "db1" is not pinned and \[127\.0\.0\.1\]:2223 is not in/);
   });
 });
+
+// Fails before the fix: with every node pinned, an unreadable known_hosts (here a directory) passed config check
+// and the worker's start, and then every connection failed reading it (found by an attack on config check).
+test('known_hosts that exists but cannot be read is refused by config check and by a worker, even with every key pinned', async () => {
+  await withSetup(async (setup) => {
+    const knownHosts = path.join(setup.dir, 'known_hosts.d');
+    await mkdir(knownHosts);
+    const file = await setup.writeConfig({
+      ssh: { user: 'backup', identityFile: setup.keys.identityFile, knownHosts },
+      nodes: [{ name: 'db2', host: 'db2.example', port: 22, hostKey: PINNED }],
+      apps: [{ name: 'shop', node: 'db2', parts: [{ file: 'shop.sql', run: 'pg_dump shop' }] }],
+    });
+    const lines = await problemsOf(setup, file);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, new RegExp(`ssh\\.knownHosts: cannot read ${knownHosts}.*EISDIR`));
+    const worker = await setup.bysu(['worker', 'snapshot'], file);
+    assert.equal(worker.code, 2, worker.stdout + worker.stderr);
+    assert.match(worker.stderr, /ssh\.knownHosts: cannot read .*EISDIR/);
+  });
+});
