@@ -214,6 +214,18 @@ function matching(name: string, pattern: RegExp, message: string, json: JsonSche
 }
 
 export const duration: Format<number> = { name: 'duration', parse: parseDuration, json: DURATION_JSON };
+/** The longest a Node.js timer can wait (2^31 - 1 ms, about 24.8 days): a longer one fires at once. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+/** A duration that BYSU waits with a timer (a timeout, an interval): at most MAX_TIMER_MS. */
+export const timerDuration: Format<number> = {
+  name: 'timer-duration',
+  parse(value) {
+    const milliseconds = parseDuration(value);
+    if (milliseconds > MAX_TIMER_MS) fail('must be at most 24d (a longer wait would end at once)', value);
+    return milliseconds;
+  },
+  json: DURATION_JSON,
+};
 export const optionalDuration: Format<number | null> = {
   name: 'optional-duration',
   parse: (value) => (value === null ? null : parseDuration(value)),

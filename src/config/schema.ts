@@ -9,7 +9,7 @@
 import { inherited, key, list, mapping, type OutputOf } from './declare.ts';
 import {
   absolutePath, command, cron, duration, exitCodes, fingerprint, fraction, host, httpUrl, name, oneOf, optionalDuration,
-  optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timezone, userName,
+  optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timerDuration, timezone, userName,
 } from './formats.ts';
 
 export const DEFAULT_DRILL_SCHEDULE = '0 6 * * 0';
@@ -19,8 +19,8 @@ export const policyKeys = {
   schedule: key({ doc: 'Cron pattern (5 fields, or 6 with seconds first).', format: cron, default: '0 3 * * *' }),
   timezone: key({ doc: 'Time zone of the schedule.', format: timezone, default: 'UTC' }),
   keep: key({ doc: 'Complete snapshots kept per app.', format: positiveInteger, default: 3 }),
-  timeout: key({ doc: 'Time allowed for a whole snapshot (or drill), every wait for the node included.', format: duration, default: '2h', as: 'timeoutMs' }),
-  stallTimeout: key({ doc: 'No byte received for this long aborts the attempt.', format: duration, default: '5m', as: 'stallTimeoutMs' }),
+  timeout: key({ doc: 'Time allowed for a whole snapshot (or drill), every wait for the node included.', format: timerDuration, default: '2h', as: 'timeoutMs' }),
+  stallTimeout: key({ doc: 'No byte received for this long aborts the attempt.', format: timerDuration, default: '5m', as: 'stallTimeoutMs' }),
   attempts: key({ doc: 'Attempts before a snapshot job fails for the night.', format: positiveInteger, default: 4 }),
   backoff: key({ doc: 'First retry delay, doubling after each failure.', format: duration, default: '1m', as: 'backoffMs' }),
   maxBytes: key({ doc: 'A snapshot larger than this is aborted.', format: size, default: '50GiB' }),
@@ -82,8 +82,8 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
     user: key({ doc: 'Login user on the nodes, unless a node sets its own.', format: userName, default: 'bysu', env: 'BYSU_SSH_USER' }),
     identityFile: key({ doc: 'Private key BYSU logs in with; not readable by group or others.', format: absolutePath, default: '/etc/bysu/id_ed25519', env: 'BYSU_SSH_IDENTITY' }),
     knownHosts: key({ doc: 'OpenSSH known_hosts file ([host]:port and hashed entries too).', format: absolutePath, default: '/etc/bysu/known_hosts', env: 'BYSU_SSH_KNOWN_HOSTS' }),
-    connectTimeout: key({ doc: 'Time allowed for TCP connect plus SSH handshake and login.', format: duration, default: '20s', env: 'BYSU_SSH_CONNECT_TIMEOUT', as: 'connectTimeoutMs' }),
-    keepaliveInterval: key({ doc: 'SSH keepalive interval.', format: duration, default: '15s', as: 'keepaliveIntervalMs' }),
+    connectTimeout: key({ doc: 'Time allowed for TCP connect plus SSH handshake and login.', format: timerDuration, default: '20s', env: 'BYSU_SSH_CONNECT_TIMEOUT', as: 'connectTimeoutMs' }),
+    keepaliveInterval: key({ doc: 'SSH keepalive interval.', format: timerDuration, default: '15s', as: 'keepaliveIntervalMs' }),
     keepaliveCountMax: key({ doc: 'Unanswered keepalives before the connection counts as dead.', format: positiveInteger, default: 3 }),
   }),
   concurrency: mapping('How many snapshots run at once.', {
@@ -92,17 +92,17 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
     perWorker: key({ doc: 'Snapshots at once in one worker process.', format: positiveInteger, default: 4, env: 'BYSU_CONCURRENCY_PER_WORKER' }),
     busyNodeDelay: key({
       doc: 'How long a job whose node is at its perNode limit waits before trying again (plus up to as much jitter).',
-      format: duration,
+      format: timerDuration,
       default: '5s',
       env: 'BYSU_BUSY_NODE_DELAY',
       as: 'busyNodeDelayMs',
     }),
-    lockDuration: key({ doc: 'BullMQ job lock; a worker that does not renew it (dead, frozen) loses the job.', format: duration, default: '30s', as: 'lockDurationMs' }),
-    stalledInterval: key({ doc: 'How often workers look for stalled jobs (of dead workers).', format: duration, default: '30s', as: 'stalledIntervalMs' }),
+    lockDuration: key({ doc: 'BullMQ job lock; a worker that does not renew it (dead, frozen) loses the job.', format: timerDuration, default: '30s', as: 'lockDurationMs' }),
+    stalledInterval: key({ doc: 'How often workers look for stalled jobs (of dead workers).', format: timerDuration, default: '30s', as: 'stalledIntervalMs' }),
   }),
   shutdownGrace: key({
     doc: 'On SIGTERM, how long running snapshots may take to finish before they go back to the queue.',
-    format: duration,
+    format: timerDuration,
     default: '1m',
     env: 'BYSU_SHUTDOWN_GRACE',
     as: 'shutdownGraceMs',
@@ -123,10 +123,10 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
       env: 'BYSU_NOTIFY_WEBHOOK',
       sensitive: true,
     }),
-    timeout: key({ doc: 'Time allowed for one webhook or ping request.', format: duration, default: '10s', as: 'timeoutMs' }),
+    timeout: key({ doc: 'Time allowed for one webhook or ping request.', format: timerDuration, default: '10s', as: 'timeoutMs' }),
     staleCheckInterval: key({
       doc: 'How often the scheduler checks: apps gone stale, failing apps whose alert was not delivered, job schedulers Redis lost.',
-      format: duration,
+      format: timerDuration,
       default: '1m',
       as: 'staleCheckIntervalMs',
     }),

@@ -297,6 +297,9 @@ describe('parseConfig: bad configs name the field', () => {
       expect: 'apps[shop].parts: missing; must be a non-empty list of parts (file and run)',
     },
     { name: 'bad cron in defaults', text: `defaults:\n  schedule: "61 * * * *"\n${MINIMAL}`, expect: 'defaults.schedule: invalid cron pattern "61 * * * *": minute 61 is out of range 0-59' },
+    // A timer longer than 2^31 - 1 ms fires at once: a 30-day check interval became a check every millisecond.
+    { name: 'a timer longer than 24 days', text: `notify:\n  staleCheckInterval: 30d\n${MINIMAL}`, expect: 'notify.staleCheckInterval: must be at most 24d (a longer wait would end at once), got "30d"' },
+    { name: 'an app timeout longer than 24 days', text: `defaults:\n  timeout: 25d\n${MINIMAL}`, expect: 'defaults.timeout: must be at most 24d (a longer wait would end at once), got "25d"' },
     {
       name: 'bad cron in an app',
       text: app(`  - name: shop\n    node: db1\n    schedule: "61 * * * *"\n    parts:\n      - file: shop.sql\n        run: pg_dump shop\n`),
