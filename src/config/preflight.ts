@@ -6,11 +6,12 @@
  * exposure rule, the repository marker, the SSH key and known_hosts), so the
  * check and the refusal cannot disagree. Reads only; creates nothing.
  */
+import { lookup } from 'node:dns/promises';
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { checkDashboardExposure } from '../dashboard/auth.ts';
+import { checkDashboardExposure, isLoopback } from '../dashboard/auth.ts';
 import { ConfigError, RepositoryUnavailableError, toError } from '../errors.ts';
 import { COMMITS_DIR, DRILLS_DIR, INCOMING_DIR } from '../repository/layout.ts';
 import { requireRepository } from '../repository/marker.ts';
@@ -38,11 +39,33 @@ export async function preflight(config: Config): Promise<PreflightReport> {
   const notes: string[] = [];
   const problems = [
     ...dashboardProblems(config),
+    ...(await dashboardAddressProblems(config)),
     ...(await repositoryProblems(config, notes)),
     ...identityProblems(config),
     ...knownHostsProblems(config),
   ];
   return { problems, notes };
+}
+
+/**
+ * The dashboard can listen only on an address of this machine (or all of
+ * them): else `bysu dashboard` and `bysu up` fail to start with
+ * EADDRNOTAVAIL or ENOTFOUND. Checked where config check runs, which is
+ * meant to be where the processes run.
+ */
+async function dashboardAddressProblems(config: Config): Promise<string[]> {
+  const { host } = config.dashboard;
+  if (host === '0.0.0.0' || host === '::') return [];
+  let addresses: string[];
+  try {
+    addresses = (await lookup(host, { all: true })).map((entry) => entry.address);
+  } catch (error) {
+    return [`dashboard.host: cannot resolve ${JSON.stringify(host)} (${(error as NodeJS.ErrnoException).code ?? toError(error).message}): the dashboard could not listen there; use an address of this machine, 127.0.0.1 or 0.0.0.0`];
+  }
+  const local = new Set(Object.values(os.networkInterfaces()).flatMap((entries) => (entries ?? []).map((entry) => entry.address)));
+  if (addresses.some((address) => local.has(address) || isLoopback(address))) return [];
+  return [`dashboard.host: ${host}${addresses.join(', ') === host ? '' : ` (${addresses.join(', ')})`} is not an address of this machine, so the dashboard could not listen there; ` +
+    `use one of ${[...local].join(', ')}, or 0.0.0.0 for all`];
 }
 
 /** Who this process runs as, for messages: `bysu (uid 998)`, or `uid 1234` without a passwd entry. */

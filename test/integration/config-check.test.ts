@@ -248,3 +248,15 @@ test('known_hosts that exists but cannot be read is refused by config check and 
     assert.match(worker.stderr, /ssh\.knownHosts: cannot read .*EISDIR/);
   });
 });
+
+// Fails before the fix: config check said valid, then `bysu up` failed to listen with EADDRNOTAVAIL (found by an attack).
+test('a dashboard.host that is not an address of this machine is refused by config check', async () => {
+  await withSetup(async (setup) => {
+    const file = await setup.writeConfig({ dashboard: { host: '192.0.2.10', password: 'secret' } });
+    const lines = await problemsOf(setup, file);
+    assert.equal(lines.length, 1, lines.join('\n'));
+    assert.match(lines[0]!, /dashboard\.host: 192\.0\.2\.10 is not an address of this machine, so the dashboard could not listen there; use one of .*127\.0\.0\.1.*, or 0\.0\.0\.0 for all/);
+    const everywhere = await setup.bysu(['config', 'check'], await setup.writeConfig({ dashboard: { host: '0.0.0.0', password: 'secret' } }));
+    assert.equal(everywhere.code, 0, everywhere.stdout + everywhere.stderr);
+  });
+});
