@@ -1,10 +1,10 @@
 /**
  * `bysu config check [--connect]`: validate the config, then everything that
- * would later refuse to start or run (src/config/preflight.ts: the dashboard's
+ * would later refuse to start or run (preflight.ts: the dashboard's
  * exposure rule, the repository, the SSH key, each node's host key), all
  * problems at once; with --connect log in to every node.
  */
-import { preflight } from '../config/preflight.ts';
+import { preflight } from './preflight.ts';
 import { ConfigError, toError } from '../errors.ts';
 import { openSession, readIdentity } from '../ssh/session.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';

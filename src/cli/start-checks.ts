@@ -4,7 +4,7 @@
  * a start and a reload never disagree about a config.
  */
 import type { StartCheck } from '../config/live.ts';
-import { checkSshFiles } from '../config/load.ts';
+import { checkSshFiles } from '../ssh/ssh-files.ts';
 import { checkDashboardExposure } from '../dashboard/auth.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { readIdentity } from '../ssh/session.ts';

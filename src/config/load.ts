@@ -11,7 +11,6 @@ import path from 'node:path';
 import convict from 'convict';
 import { parseDocument, type YAMLError } from 'yaml';
 import { ConfigError } from '../errors.ts';
-import { identityFileProblems } from '../ssh/identity-file.ts';
 import { environmentKeys, isMapping, itemPaths, kindOf, readMapping, toConvictSchema, type Mapping } from './declare.ts';
 import { configDeclaration, type AppConfig, type Config } from './schema.ts';
 
@@ -78,30 +77,6 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   const nodes = loaded.nodes.map((node) => ({ ...node, user: node.user ?? loaded.ssh.user }));
   const apps = loaded.apps.map((app): AppConfig => ({ ...loaded.defaults, ...app }));
   return deepFreeze({ source, ...loaded, repository: path.resolve(loaded.repository), nodes, apps });
-}
-
-/**
- * Given a loaded Config, check the SSH files a worker needs: the identity file
- * exists, is readable and is not readable by group or others; the known_hosts
- * file can be read when it exists (every connection reads it, for @revoked
- * keys even when the node's key is pinned), and exists when some node has no
- * pinned key. Throw ConfigError otherwise.
- */
-export function checkSshFiles(config: Config): void {
-  const problems = identityFileProblems(config.ssh.identityFile);
-  const unpinned = config.nodes.filter((node) => node.hostKey === undefined);
-  try {
-    readFileSync(config.ssh.knownHosts);
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'ENOENT' || unpinned.length > 0) {
-      problems.push(
-        `ssh.knownHosts: cannot read ${config.ssh.knownHosts} (${code ?? error})` +
-          (code === 'ENOENT' ? `, and node "${unpinned[0]!.name}" has no pinned hostKey` : ': every connection reads it; make it a file readable by the user BYSU runs as'),
-      );
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
 }
 
 /** Given the app's name, return its config or throw ConfigError naming the known apps. */

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseConfig, checkSshFiles, findApp, type Config } from '../../../src/config/load.ts';
+import { parseConfig, findApp, type Config } from '../../../src/config/load.ts';
+import { checkSshFiles } from '../../../src/ssh/ssh-files.ts';
 import { ConfigError } from '../../../src/errors.ts';
 
 /** The original contract's example config (with a real-looking pinned fingerprint). */

@@ -15,10 +15,10 @@ import { checkDashboardExposure, isLoopback } from '../dashboard/auth.ts';
 import { ConfigError, RepositoryUnavailableError, toError } from '../errors.ts';
 import { COMMITS_DIR, DRILLS_DIR, INCOMING_DIR } from '../repository/layout.ts';
 import { requireRepository } from '../repository/marker.ts';
-import { identityFileProblems } from '../ssh/identity-file.ts';
+import { identityFileProblems } from '../ssh/ssh-files.ts';
 import { knownHostsName, lookupHostKeys } from '../ssh/known-hosts.ts';
 import { readIdentity, readKnownHosts } from '../ssh/session.ts';
-import type { Config } from './load.ts';
+import type { Config } from '../config/load.ts';
 
 /** What the checks found. */
 export interface PreflightReport {
