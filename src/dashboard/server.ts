@@ -15,8 +15,7 @@ import type { LiveConfig } from '../config/live.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, settlesWithin } from '../queue/connection.ts';
-import { DRILL_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE, type QueueName } from '../queue/jobs.ts';
-import { openQueue, type TypedQueue } from '../queue/open-queue.ts';
+import { openAllQueues, type AllQueues } from '../queue/open-queue.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
 import { repositoryProblem } from '../repository/marker.ts';
 import { BYSU_VERSION } from '../version.ts';
@@ -41,7 +40,7 @@ export interface RunningDashboard {
  * listening). Every request reads the config as of its arrival: a reload
  * (a new password or token, an app added) applies to the next request.
  */
-export function createDashboardApp(live: LiveConfig, redis: Redis, queues: { [N in QueueName]: TypedQueue<N> }, logger: Logger): express.Express {
+export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQueues, logger: Logger): express.Express {
   const current = () => live.current();
   const app = express();
   app.disable('x-powered-by');
@@ -111,11 +110,8 @@ export async function startDashboard(live: LiveConfig, logger: Logger, options: 
   const redis = createDashboardConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(redis, 'dashboard connection');
-  const snapshot = openQueue(SNAPSHOT_QUEUE, redis, config.redis.prefix);
-  const retention = openQueue(RETENTION_QUEUE, redis, config.redis.prefix);
-  const drill = openQueue(DRILL_QUEUE, redis, config.redis.prefix);
-  for (const queue of [snapshot, retention, drill]) redisHealth.watch(queue, `${queue.name} queue`);
-  const app = createDashboardApp(live, redis, { snapshot, retention, drill }, logger);
+  const queues = openAllQueues(redis, config.redis.prefix, redisHealth);
+  const app = createDashboardApp(live, redis, queues, logger);
   const server: Server = await new Promise((resolve, reject) => {
     const listening = app.listen(config.dashboard.port, config.dashboard.host, (error?: Error) => (error ? reject(error) : resolve(listening)));
     listening.once('error', reject);
@@ -135,7 +131,7 @@ export async function startDashboard(live: LiveConfig, logger: Logger, options: 
         server.close(() => resolve());
         server.closeAllConnections();
       });
-      await settlesWithin(Promise.all([snapshot.close(), retention.close(), drill.close()]), CLOSE_BOUND_MS);
+      await settlesWithin(queues.close(), CLOSE_BOUND_MS);
       const closed = await closeConnection(redis);
       logger.info({ stoppedInMs: Date.now() - started, waitedFor: 'open HTTP connections (closed at once)', redis: closed }, 'dashboard stopped');
     },

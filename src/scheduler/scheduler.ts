@@ -20,16 +20,13 @@ import { RedisHealth } from '../queue/redis-health.ts';
 import { buildDrillJob, buildSnapshotJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../queue/enqueue.ts';
 import {
   DRILL_JOB,
-  DRILL_QUEUE,
   DRILL_SCHEDULER_PREFIX,
   drillSchedulerId,
   parseDrillSince,
   redisKeys,
-  RETENTION_QUEUE,
   RETENTION_SWEEP_JOB,
   RETENTION_SWEEP_SCHEDULER,
   SNAPSHOT_JOB,
-  SNAPSHOT_QUEUE,
   SNAPSHOT_SCHEDULER_PREFIX,
   snapshotSchedulerId,
   type DrillJobData,
@@ -38,7 +35,7 @@ import {
   type SnapshotJobData,
 } from '../queue/jobs.ts';
 import { Notifier } from '../notify/notifier.ts';
-import { openQueue } from '../queue/open-queue.ts';
+import { openAllQueues } from '../queue/open-queue.ts';
 import { collectStatus } from '../status/app-status.ts';
 
 /** How often the heartbeat is written, and how long it lives. */
@@ -200,10 +197,8 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
   const connection = createWorkerConnection(config.redis.url);
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
   redisHealth.watch(connection, 'scheduler connection');
-  const snapshotQueue = openQueue(SNAPSHOT_QUEUE, connection, config.redis.prefix);
-  const retentionQueue = openQueue(RETENTION_QUEUE, connection, config.redis.prefix);
-  const drillQueue = openQueue(DRILL_QUEUE, connection, config.redis.prefix);
-  for (const queue of [snapshotQueue, retentionQueue, drillQueue]) redisHealth.watch(queue, `${queue.name} queue`);
+  const queues = openAllQueues(connection, config.redis.prefix, redisHealth);
+  const { snapshot: snapshotQueue, retention: retentionQueue, drill: drillQueue } = queues;
   const notifier = new Notifier(connection, config.redis.prefix, () => config.notify, logger);
 
   // Reconcile and restore never run at once: both read and then write the same job schedulers.
@@ -302,7 +297,7 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
       clearInterval(staleTimer);
       // Nothing the scheduler does needs finishing: a heartbeat or stale check cut short is redone by the next replica or start.
       const undelivered = await notifier.flushBeforeExit();
-      await settlesWithin(Promise.all([snapshotQueue.close(), retentionQueue.close(), drillQueue.close()]), CLOSE_BOUND_MS);
+      await settlesWithin(queues.close(), CLOSE_BOUND_MS);
       const redis = await closeConnection(connection);
       logger.info({ stoppedInMs: Date.now() - started, waitedFor: undelivered > 0 ? 'alerts in delivery' : 'nothing', redis }, 'scheduler stopped');
     },
