@@ -10,8 +10,8 @@
  *
  * A file being written while the signal arrives must not be taken half: a
  * file cut after `keep: 1` of `keep: 12` validates, and retention would prune
- * to it. So a reload reads the file only once it has not changed for
- * QUIET_MS, and only if it did not change while being read; and once it has
+ * to it. So a reload takes the file only when two reads QUIET_MS apart find
+ * it the same; and once it has
  * been quiet for VERIFY_AFTER_MS after a reload, the file is read again, and
  * a file that changed meanwhile is reloaded (and said so). Until that re-read
  * finds the file as it was loaded, retention keeps at least what the config
@@ -24,7 +24,7 @@ import { ConfigError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { parseConfig, type Config } from './load.ts';
 
-/** How long the file must be unchanged before a reload reads it. */
+/** How long apart the two reads of a reload are that must find the file the same. */
 export const QUIET_MS = 1000;
 /** How long a reload waits for the file to be quiet before it refuses it. */
 export const SETTLE_TIMEOUT_MS = 15_000;
@@ -63,27 +63,29 @@ export type ReloadOutcome =
 export type StartCheck = (config: Config) => void | Promise<void>;
 
 /**
- * Given a file, return its text once it has not changed for QUIET_MS and did
- * not change while it was read; throw ConfigError when it kept changing for
- * SETTLE_TIMEOUT_MS, or cannot be read.
+ * Given a file, return its text once two reads QUIET_MS apart find the same
+ * bytes (and the same inode and size); throw ConfigError when it kept
+ * changing for SETTLE_TIMEOUT_MS, or cannot be read. Compared by content,
+ * not by mtime, which a copy may set back or a clock put in the future.
  */
-export async function readSettled(file: string, quietMs = QUIET_MS, timeoutMs = SETTLE_TIMEOUT_MS): Promise<{ text: string; mtimeMs: number }> {
+export async function readSettled(file: string, quietMs = QUIET_MS, timeoutMs = SETTLE_TIMEOUT_MS): Promise<{ text: string }> {
   const deadline = Date.now() + timeoutMs;
+  const snapshot = async () => {
+    const before = await stat(file);
+    const text = await readFile(file, 'utf8');
+    const after = await stat(file);
+    return { text, steady: before.ino === after.ino && before.size === after.size && before.mtimeMs === after.mtimeMs, ino: after.ino };
+  };
   try {
+    let previous = await snapshot();
     for (;;) {
-      const before = await stat(file);
-      const age = Date.now() - before.mtimeMs;
-      if (age >= quietMs) {
-        const text = await readFile(file, 'utf8');
-        const after = await stat(file);
-        if (after.mtimeMs === before.mtimeMs && after.size === before.size && after.ino === before.ino && Buffer.byteLength(text) === after.size) {
-          return { text, mtimeMs: after.mtimeMs };
-        }
-      }
+      await new Promise((resolve) => setTimeout(resolve, quietMs));
+      const current = await snapshot();
+      if (previous.steady && current.steady && current.ino === previous.ino && current.text === previous.text) return { text: current.text };
       if (Date.now() >= deadline) {
         throw new ConfigError([`${file}: still changing after ${timeoutMs / 1000} s: send SIGHUP again once it is written`]);
       }
-      await new Promise((resolve) => setTimeout(resolve, Math.max(50, Math.min(quietMs - age, quietMs))));
+      previous = current;
     }
   } catch (error) {
     if (error instanceof ConfigError) throw error;
