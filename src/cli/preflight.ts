@@ -53,7 +53,7 @@ export async function preflight(config: Config): Promise<PreflightReport> {
  * EADDRNOTAVAIL or ENOTFOUND. Checked where config check runs, which is
  * meant to be where the processes run.
  */
-async function dashboardAddressProblems(config: Config): Promise<string[]> {
+export async function dashboardAddressProblems(config: Config): Promise<string[]> {
   const { host } = config.dashboard;
   if (host === '0.0.0.0' || host === '::') return [];
   let addresses: string[];

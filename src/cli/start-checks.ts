@@ -6,8 +6,10 @@
 import type { StartCheck } from '../config/live.ts';
 import { checkSshFiles } from '../ssh/ssh-files.ts';
 import { checkDashboardExposure } from '../dashboard/auth.ts';
+import { ConfigError } from '../errors.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { readIdentity } from '../ssh/session.ts';
+import { dashboardAddressProblems } from './preflight.ts';
 
 /** A worker that logs in to nodes (snapshot, drill): a key it can read and parse, known_hosts, a marked repository. */
 export const checkNodeWorker: StartCheck = async (config) => {
@@ -21,13 +23,18 @@ export const checkRetentionWorker: StartCheck = async (config) => {
   await requireRepository(config.repository);
 };
 
-/** The dashboard: never beyond loopback without a password (an unmarked repository it reports, at /healthz). */
-export const checkDashboard: StartCheck = (config) => {
+/**
+ * The dashboard: never beyond loopback without a password, and only on an
+ * address of this machine (an unmarked repository it reports, at /healthz).
+ */
+export const checkDashboard: StartCheck = async (config) => {
   checkDashboardExposure(config.dashboard);
+  const problems = await dashboardAddressProblems(config);
+  if (problems.length > 0) throw new ConfigError(problems);
 };
 
 /** `bysu up`: what its workers and its dashboard refuse. */
 export const checkUp: StartCheck = async (config) => {
-  checkDashboardExposure(config.dashboard);
+  await checkDashboard(config);
   await checkNodeWorker(config);
 };

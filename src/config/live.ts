@@ -11,12 +11,13 @@
  * A file being written while the signal arrives must not be taken half: a
  * file cut after `keep: 1` of `keep: 12` validates, and retention would prune
  * to it. So a reload takes the file only when two reads QUIET_MS apart find
- * it the same; and once it has
- * been quiet for VERIFY_AFTER_MS after a reload, the file is read again, and
- * a file that changed meanwhile is reloaded (and said so). Until that re-read
+ * it the same; VERIFY_AFTER_MS after a reload the file is read again, and a
+ * file that changed meanwhile is reloaded (and said so). Until that re-read
  * finds the file as it was loaded, retention keeps at least what the config
- * before the reload kept (keepFloor): a writer that paused half-way, longer
- * than QUIET_MS, cannot make retention prune to a number cut short.
+ * before the reload kept (keepFloor). So a writer that pauses half-way for
+ * less than QUIET_MS + VERIFY_AFTER_MS cannot make retention prune to a
+ * number cut short; one that pauses longer leaves a file that reads as
+ * finished, which no reader can tell apart (README: write it, then signal).
  */
 import { readFile, stat } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
@@ -172,9 +173,17 @@ export class LiveConfig {
       // Checked as the next start would see it, and as it runs now (a new dashboard.host waits for a restart,
       // but an emptied password applies at once): a reload never takes what a start would refuse.
       await this.check(next);
-      if (needRestart.length > 0) await this.check(config);
     } catch (error) {
       return { ok: false, error: toError(error) };
+    }
+    try {
+      if (needRestart.length > 0) await this.check(config);
+    } catch (error) {
+      const problems = error instanceof ConfigError ? error.problems : [toError(error).message];
+      return {
+        ok: false,
+        error: new ConfigError(problems.map((problem) => `${problem} (so it would run until a restart, with the running ${needRestart.join(', ')}; restart to apply the file)`)),
+      };
     }
     const changed = !isDeepStrictEqual({ ...config, source: '' }, { ...previous, source: '' });
     this.unverifiedSince ??= previous;

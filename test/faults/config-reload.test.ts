@@ -229,3 +229,22 @@ test('a SIGHUP while a worker starts does not kill it; a reload a start would re
     assert.deepEqual(await readdir(unmarked), [], 'nothing was written to the unmarked directory');
   });
 });
+
+// Fails before the fix: the reload took a dashboard.host that is not an address of this machine (it applies at the
+// next restart, which then failed with EADDRNOTAVAIL), and refused an emptied password without saying that the
+// running host, not the file's, was the reason (found by a second attack).
+test('bysu dashboard: a reload refuses an address this machine does not have, and says when the running host is the reason', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const port = await freePort();
+    await cluster.writeConfig([app('shop')], { dashboard: { host: '0.0.0.0', port, password: 'secret' } });
+    const dashboard = cluster.startProcess(['dashboard']);
+    await waitForLog(dashboard, 'dashboard started');
+    await cluster.writeConfig([app('shop')], { dashboard: { host: '192.0.2.10', port, password: 'secret' } });
+    await hup(dashboard, 'config reload refused', 1);
+    assert.match(dashboard.output(), /dashboard\.host: 192\.0\.2\.10 is not an address of this machine/);
+    await cluster.writeConfig([app('shop')], { dashboard: { host: '127.0.0.1', port, password: '' } });
+    await hup(dashboard, 'config reload refused', 2);
+    assert.match(dashboard.output(), /dashboard\.password: required .*\(so it would run until a restart, with the running dashboard\.host; restart to apply the file\)/);
+    assert.equal((await fetch(`http://127.0.0.1:${port}/board/`)).status, 401, 'the password is still asked for');
+  });
+});
