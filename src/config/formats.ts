@@ -264,6 +264,13 @@ export const port: Format<number> = {
   json: { type: 'integer', minimum: 1, maximum: 65535 },
   fromEnv: digitsToNumber,
 };
+/** A port to listen on: 0 lets the system choose a free one (the dashboard logs the URL it got). */
+export const listenPort: Format<number> = {
+  name: 'listen-port',
+  parse: (value) => (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= 65535 ? (value as number) : fail('must be a port number from 0 (any free port) to 65535', value)),
+  json: { type: 'integer', minimum: 0, maximum: 65535 },
+  fromEnv: digitsToNumber,
+};
 export const fraction: Format<number> = {
   name: 'fraction',
   parse: (value) => {

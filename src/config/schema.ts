@@ -8,7 +8,7 @@
  */
 import { inherited, key, list, mapping, type OutputOf } from './declare.ts';
 import {
-  absolutePath, command, cron, duration, exitCodes, fingerprint, fraction, host, httpUrl, name, oneOf, optionalDuration,
+  absolutePath, command, cron, duration, exitCodes, fingerprint, fraction, host, httpUrl, listenPort, name, oneOf, optionalDuration,
   optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timerDuration, timezone, userName,
 } from './formats.ts';
 
@@ -133,7 +133,7 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
   }),
   dashboard: mapping('The web dashboard.', {
     host: key({ doc: 'Address the dashboard listens on.', format: text, default: '127.0.0.1', env: 'BYSU_DASHBOARD_HOST' }),
-    port: key({ doc: 'Port of the dashboard.', format: port, default: 3000, env: 'BYSU_DASHBOARD_PORT' }),
+    port: key({ doc: 'Port of the dashboard (0: any free port; the log says which).', format: listenPort, default: 3000, env: 'BYSU_DASHBOARD_PORT' }),
     user: key({ doc: 'Basic-auth user of the dashboard.', format: text, default: 'admin', env: 'BYSU_DASHBOARD_USER' }),
     password: key({ doc: 'Basic-auth password; required when host is not loopback.', format: text, default: '', env: 'BYSU_DASHBOARD_PASSWORD', sensitive: true }),
     apiToken: key({ doc: 'Read-only bearer token for /api.', format: text, default: '', env: 'BYSU_API_TOKEN', sensitive: true }),

@@ -402,6 +402,13 @@ describe('parseConfig: bad configs name the field', () => {
     });
   }
 
+  // Fails before the fix: the declared schema refused 0, which the dashboard takes as "any free port" (tests use it).
+  test('dashboard.port 0 (any free port) is valid; a node port 0 is not', () => {
+    const config = parseConfig(`dashboard:\n  port: 0\n${MINIMAL}`, 'bysu.yaml', {});
+    assert.equal(config.dashboard.port, 0);
+    assert.ok(parseProblems(`dashboard:\n  port: 65536\n${MINIMAL}`).some((line) => line.startsWith('dashboard.port: must be a port number from 0 (any free port) to 65535')));
+  });
+
   test('every problem is reported, not just the first', () => {
     const problems = parseProblems(
       `nodes:\n  - name: db1\n    host: 10.0.0.11\n    port: 0\n` +
