@@ -4,8 +4,6 @@
  */
 import { LiveConfig, type StartCheck } from '../config/live.ts';
 import { loadConfig, resolveConfigPath, type Config } from '../config/load.ts';
-import type { Logger } from '../log.ts';
-import { holdSighupWhileStarting } from './run-until-signal.ts';
 
 export interface GlobalOptions {
   config?: string;
@@ -31,21 +29,12 @@ export function loadCliConfig(options: GlobalOptions): Config {
 /**
  * Given the global options and what this process checks before it starts
  * (throwing ConfigError), load the config, check it, and return it live:
- * each reload is checked the same way before it takes effect. From here on a
- * SIGHUP reloads (once the process runs) and never kills it.
+ * each reload is checked the same way before it takes effect.
  */
 export async function loadLiveConfig(options: GlobalOptions, check: StartCheck = () => undefined): Promise<LiveConfig> {
-  holdSighupWhileStarting();
   const config = loadCliConfig(options);
   await check(config);
   return new LiveConfig(config.source, config, check);
-}
-
-/** SIGHUP's handler for a process with a live config: reload and log the outcome (its components follow the reload). */
-export function reloadOnHup(live: LiveConfig, logger: Logger): () => Promise<void> {
-  return async () => {
-    await live.reloadAndLog(logger);
-  };
 }
 
 /** Given an app name, throw a usage error unless it is a valid name. */

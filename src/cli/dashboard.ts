@@ -1,7 +1,7 @@
 /** `bysu dashboard`: Bull Board, /healthz, /metrics and /api until SIGTERM or SIGINT; SIGHUP reloads the config. */
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
-import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
+import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { checkDashboard } from './start-checks.ts';
 
@@ -9,6 +9,6 @@ export async function dashboard(globals: GlobalOptions): Promise<number> {
   const live = await loadLiveConfig(globals, checkDashboard);
   const logger = createLogger(live.current().log.level, 'bysu-dashboard');
   const running = await startDashboard(live, logger);
-  await runUntilSignal(logger, () => running.close(), reloadOnHup(live, logger));
+  await runUntilSignal(logger, () => running.close(), live);
   return EXIT_OK;
 }

@@ -37,12 +37,14 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .addHelpText('after', `
 Besides the file itself it checks, and reports all at once, one line each,
 what would later refuse to start or run:
-  - the dashboard listening beyond loopback without a password;
+  - the dashboard listening beyond loopback without a password, or on an
+    address this machine does not have;
   - the repository: missing, not a directory, no BYSU marker (run bysu init),
     or not writable by the user running the check (it says which user: run it
     as the user the workers run as; root passes wherever the disk is writable);
   - the SSH key: missing, unreadable, not a file, readable by group or others,
     or not a usable unencrypted private key;
+  - ssh.knownHosts that exists but cannot be read;
   - a node whose host key is neither pinned nor in ssh.knownHosts under the
     name ssh looks up ([host]:port when the port is not 22).
 It reads the same environment (BYSU_*) as the processes: run it with theirs.
@@ -185,23 +187,15 @@ export function reportError(error: unknown): number {
 /** The commands that run until a signal, and reload their config on SIGHUP. */
 const LONG_RUNNING = new Set(['up', 'dashboard', 'scheduler', 'worker']);
 
-/** Given argv, return the subcommand's name (the first word that is not an option or -c's value). */
-function commandOf(argv: string[]): string | undefined {
-  for (let index = 0; index < argv.length; index += 1) {
-    const word = argv[index]!;
-    if (word === '-c' || word === '--config') index += 1;
-    else if (!word.startsWith('-')) return word;
-  }
-  return undefined;
-}
-
 /** Run `bysu` with argv; resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
-  // bin/bysu.js holds SIGHUP while it loads; a one-shot command ends on it, as any command would.
-  if (!LONG_RUNNING.has(commandOf(argv) ?? '')) releaseHeldSighup();
   let pending: Promise<number> | null = null;
   const program = buildProgram((status) => {
     pending = status;
+  });
+  // bin/bysu.js holds SIGHUP while it loads; a one-shot command ends on it, as any command would.
+  program.hook('preAction', (_program, command) => {
+    if (!LONG_RUNNING.has(command.name())) releaseHeldSighup();
   });
   try {
     await program.parseAsync(argv, { from: 'user' });

@@ -1,9 +1,9 @@
 /**
  * Long-running commands (workers, scheduler, dashboard, up) run until SIGTERM
  * or SIGINT, then close gracefully; a second signal exits at once. SIGHUP
- * calls onHup (each reloads its config); one that arrives while stopping is
- * ignored.
+ * reloads their config; one that arrives while stopping is ignored.
  */
+import type { LiveConfig } from '../config/live.ts';
 import type { Logger } from '../log.ts';
 
 /** The listener that holds SIGHUPs while BYSU starts (bin/bysu.js installs it first of all). */
@@ -13,38 +13,26 @@ function heldSighup(): HeldSighup | undefined {
   return process.listeners('SIGHUP').find((listener) => 'bysuHeldSighup' in listener) as HeldSighup | undefined;
 }
 
-/**
- * Called first by every long-running command: from now on a SIGHUP never
- * kills the process (Node's default for it is to exit). One that arrives
- * before runUntilSignal is kept, and reloads the config as soon as it runs.
- * bin/bysu.js holds them from its first line; this covers a start without it.
- */
-export function holdSighupWhileStarting(): void {
-  if (heldSighup() !== undefined) return;
-  const hold = Object.assign(() => {
-    hold.count += 1;
-  }, { count: 0, bysuHeldSighup: true as const });
-  process.on('SIGHUP', hold);
-}
-
 /** For a command that does not run until a signal: SIGHUP gets its default action (exit) back. */
 export function releaseHeldSighup(): void {
   const held = heldSighup();
   if (held) process.off('SIGHUP', held);
 }
 
-export async function runUntilSignal(logger: Logger, close: () => Promise<void>, onHup: () => Promise<void>): Promise<void> {
-  let stopping = false;
+export async function runUntilSignal(logger: Logger, close: () => Promise<void>, live: LiveConfig): Promise<void> {
+  let stoppingSince: number | null = null;
   // Without a handler SIGHUP would kill the process mid-snapshot (e.g. `kill -HUP` sent to every bysu process).
+  // It stays until the process exits: a SIGHUP after "stopped" is ignored too, not a kill.
   const hup = () => {
-    if (stopping) {
+    if (stoppingSince !== null) {
       logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: stopping');
       return;
     }
     logger.info({ signal: 'SIGHUP' }, 'reloading the config');
-    onHup().catch((error: unknown) => logger.error({ err: error }, 'reload failed'));
+    live.reloadAndLog(logger).catch((error: unknown) => logger.error({ err: error }, 'reload failed'));
   };
   process.on('SIGHUP', hup);
+  // SIGHUPs that came while the process was starting (held by bin/bysu.js) are served now, by one reload.
   const held = heldSighup();
   if (held) process.off('SIGHUP', held);
   if (held && held.count > 0) {
@@ -52,7 +40,6 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
     hup();
   }
   await new Promise<void>((resolve) => {
-    let stoppingSince: number | null = null;
     const stop = (signal: NodeJS.Signals) => {
       if (stoppingSince !== null) {
         // Running jobs are abandoned here: BullMQ recovers them as stalled.
@@ -61,7 +48,6 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
       }
       const since = Date.now();
       stoppingSince = since;
-      stopping = true;
       logger.info({ signal }, 'stopping');
       const stopped = () => {
         logger.info({ signal, stoppedInMs: Date.now() - since }, 'stopped');
@@ -75,5 +61,4 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
   });
-  // The handler stays until the process exits: a SIGHUP after "stopped" is ignored too, not a kill.
 }

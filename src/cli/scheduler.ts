@@ -1,13 +1,13 @@
 /** `bysu scheduler`: reconcile job schedulers with the config, on start and on SIGHUP; heartbeat; stale alerts. */
 import { createLogger } from '../log.ts';
 import { startScheduler } from '../scheduler/scheduler.ts';
-import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
+import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 
 export async function scheduler(globals: GlobalOptions): Promise<number> {
   const live = await loadLiveConfig(globals);
   const logger = createLogger(live.current().log.level, 'bysu-scheduler');
   const running = await startScheduler(live, logger);
-  await runUntilSignal(logger, () => running.close(), reloadOnHup(live, logger));
+  await runUntilSignal(logger, () => running.close(), live);
   return EXIT_OK;
 }

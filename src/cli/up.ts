@@ -16,7 +16,7 @@ import { startScheduler } from '../scheduler/scheduler.ts';
 import { startDrillWorker } from '../workers/drill.ts';
 import { startRetentionWorker } from '../workers/retention.ts';
 import { startSnapshotWorker } from '../workers/snapshot.ts';
-import { EXIT_OK, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
+import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { checkUp } from './start-checks.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
@@ -45,6 +45,6 @@ export async function up(globals: GlobalOptions): Promise<number> {
     await closeAll();
     throw error;
   }
-  await runUntilSignal(logger, closeAll, reloadOnHup(live, logger));
+  await runUntilSignal(logger, closeAll, live);
   return EXIT_OK;
 }

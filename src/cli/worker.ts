@@ -3,7 +3,7 @@ import { createLogger } from '../log.ts';
 import { startDrillWorker } from '../workers/drill.ts';
 import { startRetentionWorker } from '../workers/retention.ts';
 import { startSnapshotWorker } from '../workers/snapshot.ts';
-import { EXIT_OK, EXIT_USAGE, ExitError, loadLiveConfig, reloadOnHup, type GlobalOptions } from './context.ts';
+import { EXIT_OK, EXIT_USAGE, ExitError, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { checkNodeWorker, checkRetentionWorker } from './start-checks.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
@@ -20,6 +20,6 @@ export async function worker(globals: GlobalOptions, kind: string): Promise<numb
   if (kind === 'snapshot') warnAboutMissingFlags(logger);
   const start = kind === 'snapshot' ? startSnapshotWorker : kind === 'drill' ? startDrillWorker : startRetentionWorker;
   const running = await start(live, logger);
-  await runUntilSignal(logger, () => running.close(), reloadOnHup(live, logger));
+  await runUntilSignal(logger, () => running.close(), live);
   return EXIT_OK;
 }

@@ -77,16 +77,9 @@ export type OutputOf<K extends Keys> = Simplify<
 >;
 
 /** Declare a key. */
-export function key<T, const As extends string | undefined = undefined, const Opt extends boolean = false>(spec: {
-  doc: string;
-  format: Format<T>;
-  default?: unknown;
-  env?: string;
-  sensitive?: boolean;
-  inherit?: string;
-  as?: As;
-  optional?: Opt;
-}): Key<T, As, Opt> {
+export function key<T, const As extends string | undefined = undefined, const Opt extends boolean = false>(
+  spec: Omit<Key<T, As, Opt>, 'kind' | 'as' | 'optional'> & { as?: As; optional?: Opt },
+): Key<T, As, Opt> {
   return { kind: 'key', ...spec, as: spec.as as As, optional: (spec.optional ?? false) as Opt };
 }
 

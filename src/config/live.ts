@@ -23,7 +23,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { parseConfig, type Config } from './load.ts';
+import { parseConfig, unreadableConfig, type Config } from './load.ts';
 
 /** How long apart the two reads of a reload are that must find the file the same. */
 export const QUIET_MS = 1000;
@@ -32,20 +32,12 @@ export const SETTLE_TIMEOUT_MS = 15_000;
 /** When the file is read again after a reload, to take what a writer finished after it. */
 export const VERIFY_AFTER_MS = 3000;
 
-/** What a running process cannot change without a restart, as paths into Config. */
-export const RESTART_KEYS = [
-  'redis.url',
-  'redis.prefix',
-  'dashboard.host',
-  'dashboard.port',
-  'concurrency.perWorker',
-  'concurrency.lockDuration',
-  'concurrency.stalledInterval',
-  'log.level',
-] as const;
-
-/** Where each restart key is in the loaded Config (whose durations carry an Ms suffix). */
-const RESTART_FIELDS: Record<(typeof RESTART_KEYS)[number], [keyof Config, string]> = {
+/**
+ * What a running process cannot change without a restart: each key as the
+ * file names it, and where it is in the loaded Config (whose durations carry
+ * an Ms suffix).
+ */
+const RESTART_KEYS: Record<string, [keyof Config, string]> = {
   'redis.url': ['redis', 'url'],
   'redis.prefix': ['redis', 'prefix'],
   'dashboard.host': ['dashboard', 'host'],
@@ -89,9 +81,7 @@ export async function readSettled(file: string, quietMs = QUIET_MS, timeoutMs = 
       previous = current;
     }
   } catch (error) {
-    if (error instanceof ConfigError) throw error;
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(error)})`]);
+    throw error instanceof ConfigError ? error : unreadableConfig(file, error);
   }
 }
 
@@ -144,11 +134,6 @@ export class LiveConfig {
     return outcome;
   }
 
-  /** Stop the re-read after a reload (the process is stopping). */
-  stop(): void {
-    clearTimeout(this.verifyTimer);
-  }
-
   private async reloadNow(): Promise<ReloadOutcome> {
     let next: Config;
     let text: string;
@@ -161,8 +146,7 @@ export class LiveConfig {
     const previous = this.config;
     const needRestart: string[] = [];
     const kept: Record<string, Record<string, unknown>> = {};
-    for (const key of RESTART_KEYS) {
-      const [section, field] = RESTART_FIELDS[key];
+    for (const [key, [section, field]] of Object.entries(RESTART_KEYS)) {
       const running = (previous[section] as Record<string, unknown>)[field];
       if (isDeepStrictEqual((next[section] as Record<string, unknown>)[field], running)) continue;
       needRestart.push(key);

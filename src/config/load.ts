@@ -40,10 +40,15 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(error)})`]);
+    throw unreadableConfig(file, error);
   }
   return parseConfig(text, file, env);
+}
+
+/** Given the config file and why reading it failed, return the ConfigError that says so. */
+export function unreadableConfig(file: string, error: unknown): ConfigError {
+  const code = (error as NodeJS.ErrnoException).code;
+  return new ConfigError([`${file}: cannot read the config file (${code === 'ENOENT' ? 'no such file' : code ?? String(error)})`]);
 }
 
 /** Given the text of a config file, validate it like loadConfig does. */

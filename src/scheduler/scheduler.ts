@@ -193,13 +193,14 @@ function sameScheduler(existing: JobSchedulerJson | undefined, pattern: string, 
  * process); by default the scheduler has its own.
  */
 export async function startScheduler(live: LiveConfig, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningScheduler> {
-  let config = live.current();
-  const connection = createWorkerConnection(config.redis.url);
-  const redisHealth = options.redisHealth ?? new RedisHealth(logger, config.redis.url);
+  const started = live.current();
+  const { prefix } = started.redis;
+  const connection = createWorkerConnection(started.redis.url);
+  const redisHealth = options.redisHealth ?? new RedisHealth(logger, started.redis.url);
   redisHealth.watch(connection, 'scheduler connection');
-  const queues = openAllQueues(connection, config.redis.prefix, redisHealth);
+  const queues = openAllQueues(connection, prefix, redisHealth);
   const { snapshot: snapshotQueue, retention: retentionQueue, drill: drillQueue } = queues;
-  const notifier = new Notifier(connection, config.redis.prefix, () => config.notify, logger);
+  const notifier = new Notifier(connection, prefix, () => live.current().notify, logger);
 
   // Reconcile and restore never run at once: both read and then write the same job schedulers.
   let schedulerWork: Promise<void> = Promise.resolve();
@@ -209,13 +210,14 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
     return next;
   };
   const reconcile = () => serially(async () => {
+    const config = live.current();
     const result = await reconcileSchedulers(snapshotQueue, retentionQueue, config, connection, drillQueue);
     logger.info({ apps: config.apps.length, upserted: result.upserted, removed: result.removed }, 'job schedulers reconciled');
   });
   // Redis that comes back empty (no persistence, a new instance, a FLUSHALL) has lost the job schedulers: without
   // this, no app runs again until someone sends SIGHUP. Checked on reconnect and with every stale check.
   const restore = (why: string) => serially(async () => {
-    const recreated = await restoreMissingSchedulers({ snapshot: snapshotQueue, retention: retentionQueue, drill: drillQueue }, connection, config);
+    const recreated = await restoreMissingSchedulers(queues, connection, live.current());
     if (recreated.length === 0) return;
     logger.warn({ recreated, why }, `redis had lost ${recreated.length} job scheduler${recreated.length === 1 ? '' : 's'} (${recreated.join(', ')}): re-created (${why})`);
     await beat(); // the heartbeat was lost with them: status would say no scheduler runs until the next beat
@@ -223,7 +225,7 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
 
   const beat = async () => {
     const heartbeat = JSON.stringify({ at: new Date().toISOString(), host: os.hostname(), pid: process.pid });
-    await connection.set(redisKeys.schedulerHeartbeat(config.redis.prefix), heartbeat, 'PX', HEARTBEAT_TTL_MS);
+    await connection.set(redisKeys.schedulerHeartbeat(prefix), heartbeat, 'PX', HEARTBEAT_TTL_MS);
   };
 
   let checking = false;
@@ -231,7 +233,7 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
     if (checking) return; // the last check is still running (slow Redis or repository): skip this tick
     checking = true;
     try {
-      const report = await collectStatus(config, connection, snapshotQueue);
+      const report = await collectStatus(live.current(), connection, snapshotQueue);
       for (const app of report.apps) {
         if (app.state === 'failing' && app.lastFailure !== null) {
           // Normally announced by the worker that failed the job; this sends it when that worker died before it
@@ -273,14 +275,13 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
   // ioredis emits 'ready' again after each reconnect; the first one is covered by the reconcile above.
   connection.on('ready', guard('re-creating job schedulers', () => restore('redis reconnected')));
   const heartbeatTimer = setInterval(guard('heartbeat', beat), HEARTBEAT_INTERVAL_MS);
-  let staleTimer = setInterval(periodic, config.notify.staleCheckIntervalMs);
-  logger.info({ apps: config.apps.length }, 'scheduler started');
+  let staleTimer = setInterval(periodic, started.notify.staleCheckIntervalMs);
+  logger.info({ apps: started.apps.length }, 'scheduler started');
 
   // A reload (the file validated; redis.url and redis.prefix keep their running values) re-plans what changed.
   let closed = false;
   live.onReload((next, previous) => {
     if (closed) return;
-    config = next;
     if (next.notify.staleCheckIntervalMs !== previous.notify.staleCheckIntervalMs) {
       clearInterval(staleTimer);
       staleTimer = setInterval(periodic, next.notify.staleCheckIntervalMs);

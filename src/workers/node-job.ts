@@ -170,8 +170,8 @@ export function connectSettings(config: Config, identity: SshIdentity): NodeConn
  * The SSH identity of a worker whose config is live: read at start (a key
  * that cannot be read refuses the start), and read again at the first job
  * after each reload, so a key rotated in place or a new ssh.identityFile
- * takes effect with SIGHUP. A reload whose key cannot be read is refused
- * before it takes effect (checkSshFiles), so the old key stays in use.
+ * takes effect with SIGHUP. A reload whose key cannot be read or parsed is
+ * refused before it takes effect (start-checks.ts), so the old key stays in use.
  */
 export class IdentityCache {
   private identity: SshIdentity | null;
