@@ -19,7 +19,8 @@ import { escapeControls } from '../printable.ts';
 import { AbortedError, ConfigError, ConnectionError, DrillFailedError, LimitExceededError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import type { DrillJobData } from '../queue/jobs.ts';
-import { writeDrillResult } from '../repository/attempt.ts';
+import { writeDrillResult } from '../repository/records.ts';
+import { refreshAppSummary } from '../repository/summary.ts';
 import type { DrillResult, DrillStepResult } from '../repository/drill-result.ts';
 import { DRILL_RESULT_FORMAT, SUMS_FILE } from '../repository/layout.ts';
 import { parseSums } from '../repository/manifest.ts';
@@ -368,7 +369,10 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
     result.finishedAt = new Date().toISOString();
     // A shutdown is not a drill result: the job goes back to the queue and runs again.
     if (!drill.fromOutside()) {
-      await writeDrillResult(context.repository, data.app, result).catch((error: unknown) => log.error({ err: toError(error).message }, 'cannot write the drill result'));
+      await writeDrillResult(context.repository, data.app, result).then(
+        () => refreshAppSummary(context.repository, data.app).catch((error: unknown) => log.warn({ err: toError(error).message }, 'cannot update the app summary')),
+        (error: unknown) => log.error({ err: toError(error).message }, 'cannot write the drill result'),
+      );
     }
   }
 }

@@ -136,14 +136,6 @@ export function parseDrillSince(text: string | undefined): DrillSinceRecord | nu
   }
 }
 
-/** An app's last final failure, as the snapshot worker records it. */
-export interface FailureRecord {
-  /** ISO time. */
-  at: string;
-  reason: string;
-  jobId: string;
-  attempts: number;
-}
 
 /** A restore drill: stream the app's newest snapshot into commands on the drill node and check them. */
 export interface DrillJobData {

@@ -7,7 +7,6 @@
  * snapshot, and a failed attempt removes its directory.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { constants } from 'node:fs';
 import { link, lstat, mkdir, open, readdir, readFile, readlink, rename, rm, stat, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
@@ -17,7 +16,6 @@ import {
   appDirectory,
   COMMITS_DIR,
   DIR_MODE,
-  DRILLS_DIR,
   FILE_MODE,
   INCOMING_DIR,
   LATEST_LINK,
@@ -25,14 +23,16 @@ import {
   safeJobName,
   snapshotIdCandidate,
   snapshotIdFor,
+  SUMMARY_DIR,
   SUMS_FILE,
 } from './layout.ts';
 import { renderManifest, renderSums, type Manifest } from './manifest.ts';
-import type { DrillResult } from './drill-result.ts';
 import { PartInspector, type Inspection, type StreamHead } from './part-inspector.ts';
 import { createPartFile } from './part-writer.ts';
 import { requireRepository } from './marker.ts';
+import { fsyncPath, makeDirectory, storageError, writeFileDurably } from './durable.ts';
 import { listSnapshots } from './read.ts';
+import { refreshAppSummary } from './summary.ts';
 
 /**
  * A commit marker older than this, whose job has no snapshot, was left by a
@@ -64,50 +64,6 @@ export interface CommitResult {
   manifest: Manifest;
   /** Set when the snapshot is committed but a step after the rename (fsync, marker, `latest`) failed. */
   problem?: string;
-}
-
-/** Given an fs error, return a StorageError that says what happened in words an operator knows. */
-export function storageError(error: unknown, doing: string): Error {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === undefined) return error as Error;
-  const reason = code === 'ENOSPC' ? 'the repository disk is full (ENOSPC)'
-    : code === 'EDQUOT' ? 'the repository quota is exceeded (EDQUOT)'
-      : code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})`
-        : code === 'EROFS' ? 'the repository is read-only (EROFS)'
-          : (error as Error).message.startsWith(`${code}:`) ? (error as Error).message : `${code}: ${(error as Error).message}`;
-  return new StorageError(`cannot ${doing}: ${reason}`, { cause: error });
-}
-
-async function fsyncPath(target: string): Promise<void> {
-  const handle = await open(target, constants.O_RDONLY);
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-}
-
-/**
- * Create dir (mode 0700) unless it exists. Never with `recursive`: its parent
- * must already exist, so that no path of the repository writer can create
- * the repository root (or an app directory on an unmounted mount point).
- */
-async function makeDirectory(dir: string): Promise<void> {
-  try {
-    await mkdir(dir, { mode: DIR_MODE });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
-  }
-}
-
-async function writeFileDurably(file: string, text: string): Promise<void> {
-  const handle = await open(file, 'w', FILE_MODE);
-  try {
-    await handle.writeFile(text);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
 }
 
 export class SnapshotAttempt {
@@ -289,6 +245,7 @@ export class SnapshotAttempt {
     await this.recordClaim(commits, claim, { id })
       .catch((error: unknown) => problems.push(`update ${path.join(commits, claim.name)}: ${describe(error)}`));
     await repointLatest(appDir).catch((error: unknown) => problems.push(`repoint latest: ${describe(error)}`));
+    await refreshAppSummary(this.repository, this.app).catch((error: unknown) => problems.push(`update ${SUMMARY_DIR}: ${describe(error)}`));
     const result: CommitResult = { id, path: path.join(appDir, id), alreadyCommitted: false, manifest: full };
     if (problems.length > 0) result.problem = problems.join('; ');
     return result;
@@ -520,30 +477,4 @@ export async function repointLatest(appDir: string): Promise<string | null> {
     await fsyncPath(appDir);
   }
   return (await readlink(path.join(appDir, LATEST_LINK)).catch(() => null));
-}
-
-
-/**
- * Given the repository, an app and a drill result, write it as
- * `<app>/.drills/<finishedAt>-<jobId>.json` (pretty JSON, 0600), atomically.
- * Throw RepositoryUnavailableError when the root is missing or unmarked
- * (nothing is created), StorageError when it cannot write.
- */
-export async function writeDrillResult(repository: string, app: string, result: DrillResult): Promise<string> {
-  const appDir = appDirectory(repository, app);
-  const dir = path.join(appDir, DRILLS_DIR);
-  const name = `${result.finishedAt.replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}-${safeJobName(result.jobId)}.json`;
-  const target = path.join(dir, name);
-  const temporary = path.join(dir, `.${name}.${randomBytes(4).toString('hex')}`);
-  await requireRepository(repository);
-  try {
-    await makeDirectory(appDir);
-    await makeDirectory(dir);
-    await writeFileDurably(temporary, `${JSON.stringify(result, null, 2)}\n`);
-    await rename(temporary, target);
-  } catch (error) {
-    await rm(temporary, { force: true }).catch(() => undefined);
-    throw storageError(error, `write the drill result ${target}`);
-  }
-  return target;
 }

@@ -26,6 +26,17 @@ export const DRILLS_DIR = '.drills';
 export const DRILL_RESULT_PATTERN = /^\d{8}T\d{6}Z-[A-Za-z0-9._-]*\.json$/;
 /** A drill result being written: `.<result name>.<8 hex>`, renamed into place when complete. */
 export const DRILL_TEMPORARY_PATTERN = /^\.\d{8}T\d{6}Z-[A-Za-z0-9._-]*\.json\.[0-9a-f]{8}$/;
+/** The app's summary, a cache of what the files above say: `.summary/summary.json` (see summary.ts). */
+export const SUMMARY_DIR = '.summary';
+export const SUMMARY_FILE = 'summary.json';
+/** The `format` of an app's summary. */
+export const SUMMARY_FORMAT = 'bysu-summary/1';
+/** The app's last final failure, replaced at each one (see records.ts). */
+export const FAILURE_RECORD_FILE = '.last-failure.json';
+/** What the app's last verification found, replaced at each one (see records.ts). */
+export const VERIFY_RECORD_FILE = '.last-verify.json';
+/** The `format` of the verify record. */
+export const VERIFY_RECORD_FORMAT = 'bysu-verify/1';
 export const DIR_MODE = 0o700;
 export const FILE_MODE = 0o600;
 

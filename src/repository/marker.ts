@@ -14,7 +14,7 @@ import path from 'node:path';
 import { NAME_PATTERN } from '../config/formats.ts';
 import { RepositoryUnavailableError } from '../errors.ts';
 import { BYSU_VERSION } from '../version.ts';
-import { COMMITS_DIR, DIR_MODE, DRILLS_DIR, FILE_MODE, INCOMING_DIR, isSnapshotId, LATEST_LINK, REPOSITORY_FORMAT, REPOSITORY_MARKER_FILE } from './layout.ts';
+import { COMMITS_DIR, DIR_MODE, DRILLS_DIR, FAILURE_RECORD_FILE, FILE_MODE, INCOMING_DIR, isSnapshotId, LATEST_LINK, REPOSITORY_FORMAT, REPOSITORY_MARKER_FILE, SUMMARY_DIR, VERIFY_RECORD_FILE } from './layout.ts';
 
 /** What `<root>/.bysu-repository` holds (one JSON object). */
 export interface RepositoryMarker {
@@ -96,8 +96,8 @@ function parseMarker(root: string, text: string): RepositoryMarker {
 
 /**
  * Given a root and the names in it, return the app directories that look like
- * BYSU's (an app name holding snapshots, `latest`, `.incoming`, `.commits` or
- * `.drills`) and the entries that do not (`lost+found` is neither).
+ * BYSU's (an app name holding snapshots, `latest`, `.incoming`, `.commits`,
+ * `.drills`, `.summary` or the failure and verify records) and the entries that do not (`lost+found` is neither).
  */
 async function classifyEntries(root: string, names: string[]): Promise<{ apps: string[]; foreign: string[] }> {
   const apps: string[] = [];
@@ -105,7 +105,7 @@ async function classifyEntries(root: string, names: string[]): Promise<{ apps: s
   for (const name of names.sort()) {
     if (name === 'lost+found') continue;
     const inside = NAME_PATTERN.test(name) ? await readdir(path.join(root, name)).catch(() => null) : null;
-    const bysuLike = inside !== null && inside.length > 0 && inside.every((entry) => isSnapshotId(entry) || [LATEST_LINK, INCOMING_DIR, COMMITS_DIR, DRILLS_DIR].includes(entry) || entry.startsWith('.latest.'));
+    const bysuLike = inside !== null && inside.length > 0 && inside.every((entry) => isSnapshotId(entry) || [LATEST_LINK, INCOMING_DIR, COMMITS_DIR, DRILLS_DIR, SUMMARY_DIR, FAILURE_RECORD_FILE, VERIFY_RECORD_FILE].includes(entry) || /^\.(latest|last-failure\.json|last-verify\.json)\./.test(entry));
     (bysuLike ? apps : foreign).push(name);
   }
   return { apps, foreign };

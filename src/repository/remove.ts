@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { StorageError } from '../errors.ts';
-import { storageError } from './attempt.ts';
+import { storageError } from './durable.ts';
 import { appDirectory, COMMITS_DIR, DIR_MODE, DRILL_RESULT_PATTERN, DRILL_TEMPORARY_PATTERN, DRILLS_DIR, INCOMING_DIR, isSnapshotId, MANIFEST_FILE } from './layout.ts';
 import { latestTarget } from './read.ts';
 

@@ -7,6 +7,7 @@ import type { Logger } from '../log.ts';
 import type { RetentionTarget } from '../queue/jobs.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { readAppState } from '../repository/read.ts';
+import { refreshAppSummary } from '../repository/summary.ts';
 import { hideSnapshot, removeCommitMarker, removeDrillResult, removeIncoming } from '../repository/remove.ts';
 import { planRetention, type RetentionPlan } from './plan.ts';
 
@@ -66,6 +67,10 @@ export async function applyRetention(
       };
       for (const name of planned.deleteDrillResults) if (await removeDrillFile(name)) drillResults.push(name);
       for (const name of planned.deleteDrillTemporaries) await removeDrillFile(name);
+      // A cache: an outdated summary is rebuilt by its next reader, so this is logged, never a failed retention.
+      if (renamed.length > 0 || drillResults.length > 0) {
+        await refreshAppSummary(repository, target.app).catch((error: unknown) => options.logger?.warn({ app: target.app, err: (error as Error).message }, 'cannot update the app summary'));
+      }
     }
     return { plan: planned, hidden: renamed, deletedDrillResults: drillResults };
   });

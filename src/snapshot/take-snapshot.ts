@@ -11,7 +11,7 @@ import type { Logger } from '../log.ts';
 import type { SnapshotJobData, SnapshotProgress, SnapshotResult } from '../queue/jobs.ts';
 import { SnapshotAttempt } from '../repository/attempt.ts';
 import { StreamHead, type Inspection } from '../repository/part-inspector.ts';
-import { listSnapshots } from '../repository/read.ts';
+import { readAppSummary } from '../repository/summary.ts';
 import { MANIFEST_FORMAT } from '../repository/layout.ts';
 import { boundPartWarnings, type ManifestPart } from '../repository/manifest.ts';
 import { openNodeSession, type ExitStatus, type NodeConnectSettings, type RemoteCommand, type SshSession } from '../ssh/session.ts';
@@ -92,7 +92,7 @@ async function waitForExit(command: RemoteCommand, signal: AbortSignal, stallTim
  */
 export async function shrinkWarning(repository: string, app: string, bytes: number, fraction: number | undefined): Promise<string | null> {
   if (!fraction) return null;
-  const sizes = (await listSnapshots(repository, app)).flatMap((snapshot) => (snapshot.manifest ? [snapshot.manifest.bytes] : [])).sort((a, b) => a - b);
+  const sizes = (await readAppSummary(repository, app)).snapshots.map((snapshot) => snapshot.bytes).sort((a, b) => a - b);
   if (sizes.length === 0) return null;
   const middle = Math.floor(sizes.length / 2);
   const median = sizes.length % 2 === 1 ? sizes[middle]! : Math.round((sizes[middle - 1]! + sizes[middle]!) / 2);

@@ -1,16 +1,23 @@
 /**
  * The state of every app, as `bysu status` and the scheduler's stale check
- * see it: the newest complete snapshot from the repository, the last final
- * failure and the next run from Redis, classified as ok, stale, failing,
- * never or orphaned.
+ * see it: the newest complete snapshot, the last verification and drill from
+ * the app's summary in the repository, the last final failure from Redis (or
+ * the repository, whichever is newer) and the next run from Redis, classified
+ * as ok, stale, failing, never or orphaned. A call reads one summary per app
+ * and makes a fixed number of Redis round trips, however many apps there are.
  */
+import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
-import { parseDrillSince, redisKeys, snapshotSchedulerId, type DrillSinceRecord, type FailureRecord, type SNAPSHOT_QUEUE } from '../queue/jobs.ts';
+import type { Logger } from '../log.ts';
+import { parseDrillSince, redisKeys, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord, type SNAPSHOT_QUEUE } from '../queue/jobs.ts';
 import type { TypedQueue } from '../queue/open-queue.ts';
+import { appDirectory } from '../repository/layout.ts';
 import { requireRepository } from '../repository/marker.ts';
-import { latestDrillResults, listAppDirectories, newestSnapshot } from '../repository/read.ts';
+import { listAppDirectories } from '../repository/read.ts';
+import type { FailureRecord } from '../repository/records.ts';
+import { readAppSummaries, type AppSummary } from '../repository/summary.ts';
 import { drillOverdue, drillOverdueSince, staleThresholdMs } from './stale.ts';
 
 export type AppStateName = 'ok' | 'stale' | 'failing' | 'never' | 'orphaned';
@@ -20,6 +27,8 @@ export interface AppStatus {
   node: string | null;
   state: AppStateName;
   newest: { id: string; path: string; finishedAt: string; bytes: number; durationMs: number; warnings: string[] } | null;
+  /** Sizes of the complete snapshots kept, newest first (a shrink shows at a glance). */
+  keptBytes: number[];
   /** Age of the newest snapshot at `now`, ms. */
   ageMs: number | null;
   staleAfterMs: number | null;
@@ -36,6 +45,8 @@ export interface AppStatus {
   lastDrillPassedAt: string | null;
   /** When the scheduler first saw the app's drill with its current schedule (ISO): an overdue drill counts from here or the newest pass. */
   drillSince: string | null;
+  /** The last `bysu verify` of the app: when, and the snapshots it found damaged that are still kept. */
+  lastVerify: { at: string; snapshots: number; failed: { id: string; problems: string[] }[] } | null;
 }
 
 export interface SchedulerHeartbeat {
@@ -117,17 +128,20 @@ export async function readDrillSince(redis: Redis, prefix: string): Promise<Map<
   return records;
 }
 
-async function statusOf(config: Config, app: AppConfig | null, name: string, known: KnownState, nextRunAt: number | null, now: Date): Promise<AppStatus> {
+/** Given two final failures (either may be missing), return the newer: Redis and the repository each keep one, and either write may have failed. */
+function newerFailure(a: FailureRecord | null, b: FailureRecord | null): FailureRecord | null {
+  if (a === null || b === null) return a ?? b;
+  return Date.parse(b.at) > Date.parse(a.at) ? b : a;
+}
+
+function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error, known: KnownState, nextRunAt: number | null, now: Date, repository: string): AppStatus {
   const problems: string[] = [];
-  const newest = await newestSnapshot(config.repository, name).catch((error: NodeJS.ErrnoException) => {
-    problems.push(`cannot read ${config.repository}/${name}: ${error.code ?? error.message}`);
-    return null;
-  });
+  if (read instanceof Error) problems.push(`cannot read ${appDirectory(repository, name)}: ${(read as NodeJS.ErrnoException).code ?? read.message}`);
+  const summary = read instanceof Error ? null : read;
   if (app !== null && nextRunAt === null) problems.push('no job scheduler: is a scheduler running with this config (reload it with SIGHUP)?');
   // Drill results count only while the app has a drill configured.
-  const drills = app?.drill ? await latestDrillResults(config.repository, name).catch(() => null) : null;
-  const drill = drills?.latest ?? null;
-  const drillPassed = drills?.latestPassed ?? null;
+  const drill = app?.drill ? summary?.lastDrill ?? null : null;
+  const drillPassedAt = app?.drill ? summary?.lastDrillPassedAt ?? null : null;
   if (drill && !drill.passed && app?.drill) problems.push(`drill FAILED ${drill.finishedAt}: ${(drill.error ?? '').split('\n')[0]}`);
   // An overdue drill counts from its newest pass or from when the scheduler first saw the drill, whichever is later.
   const drillSince = app?.drill ? known.drillSince.get(name)?.since ?? null : null;
@@ -140,14 +154,19 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
         : `no drill has passed since the drill was configured (${drillSince}): is a drill worker running?`);
     }
   }
-  const manifest = newest?.manifest ?? null;
-  const finishedAt = manifest ? Date.parse(manifest.finishedAt) : null;
-  const lastFailure = known.failures.get(name) ?? null;
+  // A damaged snapshot counts while it is kept: retention deleting it, or a verify passing again, clears it.
+  const kept = new Set(summary?.snapshots.map((snapshot) => snapshot.id));
+  const verify = summary?.lastVerify ?? null;
+  const damaged = verify ? verify.snapshots.filter((snapshot) => !snapshot.ok && kept.has(snapshot.id)) : [];
+  for (const snapshot of damaged) problems.push(`verify FAILED ${verify!.at}: ${name}/${snapshot.id}: ${snapshot.problems[0] ?? 'damaged'}`);
+  const newest = summary?.snapshots[0] ?? null;
+  const finishedAt = newest ? Date.parse(newest.finishedAt) : null;
+  const lastFailure = newerFailure(known.failures.get(name) ?? null, summary?.lastFailure ?? null);
   const firstSeenAt = known.firstSeen[name] ?? null;
   const staleAfterMs = app ? staleThresholdMs(app, now) : null;
   return {
     app: name,
-    node: app?.node ?? manifest?.node ?? null,
+    node: app?.node ?? newest?.node ?? null,
     state: classifyApp({
       configured: app !== null,
       newestFinishedAt: finishedAt,
@@ -156,9 +175,10 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
       now: now.getTime(),
       firstSeenAt: firstSeenAt ? Date.parse(firstSeenAt) : null,
     }),
-    newest: newest && manifest
-      ? { id: newest.id, path: newest.path, finishedAt: manifest.finishedAt, bytes: manifest.bytes, durationMs: Date.parse(manifest.finishedAt) - Date.parse(manifest.startedAt), warnings: manifest.warnings }
+    newest: newest
+      ? { id: newest.id, path: path.join(appDirectory(repository, name), newest.id), finishedAt: newest.finishedAt, bytes: newest.bytes, durationMs: Date.parse(newest.finishedAt) - Date.parse(newest.startedAt), warnings: newest.warnings }
       : null,
+    keptBytes: summary?.snapshots.map((snapshot) => snapshot.bytes) ?? [],
     ageMs: finishedAt === null ? null : now.getTime() - finishedAt,
     staleAfterMs,
     nextRunAt,
@@ -166,9 +186,19 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
     firstSeenAt,
     problems,
     lastDrill: drill ? { snapshotId: drill.snapshotId, passed: drill.passed, at: drill.finishedAt, node: drill.node, error: drill.error } : null,
-    lastDrillPassedAt: drillPassed?.finishedAt ?? null,
+    lastDrillPassedAt: drillPassedAt,
     drillSince,
+    lastVerify: verify ? { at: verify.at, snapshots: verify.snapshots.length, failed: damaged.map(({ id, problems: found }) => ({ id, problems: found })) } : null,
   };
+}
+
+/** Given the snapshot queue, return each app's next scheduled run from its job scheduler, in one listing. */
+async function nextRuns(snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>): Promise<Map<string, number>> {
+  const runs = new Map<string, number>();
+  for (const scheduler of await snapshotQueue.getJobSchedulers(0, -1)) {
+    if (scheduler.key.startsWith(SNAPSHOT_SCHEDULER_PREFIX) && typeof scheduler.next === 'number') runs.set(scheduler.key.slice(SNAPSHOT_SCHEDULER_PREFIX.length), scheduler.next);
+  }
+  return runs;
 }
 
 /**
@@ -176,24 +206,27 @@ async function statusOf(config: Config, app: AppConfig | null, name: string, kno
  * configured app and of every app directory no longer configured (orphaned).
  * Throw RepositoryUnavailableError when the root is missing or unmarked.
  */
-export async function collectStatus(config: Config, redis: Redis, snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>, now = new Date()): Promise<StatusReport> {
+export async function collectStatus(config: Config, redis: Redis, snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>, options: { now?: Date; logger?: Logger } = {}): Promise<StatusReport> {
+  const now = options.now ?? new Date();
   // A repository that is not there or not marked (not mounted) must not read as "no snapshots yet".
   await requireRepository(config.repository);
-  const known = {
-    failures: await readFailures(redis, config.redis.prefix),
-    firstSeen: await redis.hgetall(redisKeys.appFirstSeen(config.redis.prefix)),
-    drillSince: await readDrillSince(redis, config.redis.prefix),
-  };
-  const apps: AppStatus[] = [];
-  for (const app of config.apps) {
-    const scheduler = await snapshotQueue.getJobScheduler(snapshotSchedulerId(app.name));
-    apps.push(await statusOf(config, app, app.name, known, scheduler?.next ?? null, now));
-  }
-  for (const name of await listAppDirectories(config.repository)) {
-    // Only directories named like an app (not lost+found), holding snapshots, are orphaned apps.
-    if (!NAME_PATTERN.test(name) || config.apps.some((app) => app.name === name)) continue;
-    const orphan = await statusOf(config, null, name, known, null, now);
+  // All of Redis at once: each call below is one or a few commands, sent together rather than one app at a time.
+  const [failures, firstSeen, drillSince, runs, scheduler] = await Promise.all([
+    readFailures(redis, config.redis.prefix),
+    redis.hgetall(redisKeys.appFirstSeen(config.redis.prefix)),
+    readDrillSince(redis, config.redis.prefix),
+    nextRuns(snapshotQueue),
+    readSchedulerHeartbeat(redis, config.redis.prefix),
+  ]);
+  const known: KnownState = { failures, firstSeen, drillSince };
+  const configured = new Set(config.apps.map((app) => app.name));
+  // Only directories named like an app (not lost+found), holding snapshots, are orphaned apps.
+  const orphans = (await listAppDirectories(config.repository)).filter((name) => NAME_PATTERN.test(name) && !configured.has(name));
+  const summaries = await readAppSummaries(config.repository, [...configured, ...orphans], options.logger ? { logger: options.logger } : {});
+  const apps = config.apps.map((app) => statusOf(app, app.name, summaries.get(app.name)!, known, runs.get(app.name) ?? null, now, config.repository));
+  for (const name of orphans) {
+    const orphan = statusOf(null, name, summaries.get(name)!, known, null, now, config.repository);
     if (orphan.newest !== null) apps.push(orphan);
   }
-  return { at: now.toISOString(), apps, scheduler: await readSchedulerHeartbeat(redis, config.redis.prefix) };
+  return { at: now.toISOString(), apps, scheduler };
 }

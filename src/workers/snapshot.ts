@@ -12,9 +12,11 @@ import type { Logger } from '../log.ts';
 import { withAppLock } from '../queue/app-lock.ts';
 import { CLOSE_BOUND_MS, settlesWithin } from '../queue/connection.ts';
 import { enqueueRetention, retentionTargetFor } from '../queue/enqueue.ts';
-import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type FailureRecord, type SnapshotJobData, type SnapshotResult } from '../queue/jobs.ts';
+import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotResult } from '../queue/jobs.ts';
 import { openQueue } from '../queue/open-queue.ts';
 import type { RedisHealth } from '../queue/redis-health.ts';
+import { writeFailureRecord, type FailureRecord } from '../repository/records.ts';
+import { refreshAppSummary } from '../repository/summary.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../snapshot/take-snapshot.ts';
 import { startNodeJobWorker, type RunningNodeJobWorker } from './node-job-worker.ts';
 
@@ -92,6 +94,11 @@ export function startSnapshotWorker(live: LiveConfig, logger: Logger, options: S
       async failedForGood(job, reason) {
         const data = job.data;
         const record: FailureRecord = { at: new Date().toISOString(), reason, jobId: String(job.id), attempts: job.attemptsMade };
+        // Beside the snapshots too, so that status can say it without Redis (not when the repository itself is the failure).
+        const { repository } = live.current();
+        await writeFailureRecord(repository, data.app, record)
+          .then(() => refreshAppSummary(repository, data.app))
+          .catch((error: unknown) => logger.warn({ app: data.app, err: toError(error).message }, 'cannot record the failure in the repository'));
         try {
           await connection.hset(redisKeys.lastFailure(prefix), data.app, JSON.stringify(record));
           await connection.hincrby(redisKeys.failuresTotal(prefix), data.app, 1);

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { Redis } from 'ioredis';
 import { redisKeys } from '../../src/queue/jobs.ts';
-import { writeDrillResult } from '../../src/repository/attempt.ts';
+import { writeDrillResult } from '../../src/repository/records.ts';
 import type { DrillResult } from '../../src/repository/drill-result.ts';
 import type { AppStatus } from '../../src/status/app-status.ts';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';

@@ -1,0 +1,84 @@
+/**
+ * Writing to the repository durably: directories that are never created
+ * with their parents, files fsynced before they count, replacements by
+ * rename, and fs errors in words an operator knows.
+ */
+import { randomBytes } from 'node:crypto';
+import { constants } from 'node:fs';
+import { mkdir, open, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { StorageError } from '../errors.ts';
+import { DIR_MODE, FILE_MODE } from './layout.ts';
+
+/** Given an fs error, return a StorageError that says what happened in words an operator knows. */
+export function storageError(error: unknown, doing: string): Error {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === undefined) return error as Error;
+  const reason = code === 'ENOSPC' ? 'the repository disk is full (ENOSPC)'
+    : code === 'EDQUOT' ? 'the repository quota is exceeded (EDQUOT)'
+      : code === 'EACCES' || code === 'EPERM' ? `permission denied (${code})`
+        : code === 'EROFS' ? 'the repository is read-only (EROFS)'
+          : (error as Error).message.startsWith(`${code}:`) ? (error as Error).message : `${code}: ${(error as Error).message}`;
+  return new StorageError(`cannot ${doing}: ${reason}`, { cause: error });
+}
+
+export async function fsyncPath(target: string): Promise<void> {
+  const handle = await open(target, constants.O_RDONLY);
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Create dir (mode 0700) unless it exists. Never with `recursive`: its parent
+ * must already exist, so that no path of the repository writer can create
+ * the repository root (or an app directory on an unmounted mount point).
+ */
+export async function makeDirectory(dir: string): Promise<void> {
+  try {
+    await mkdir(dir, { mode: DIR_MODE });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+}
+
+export async function writeFileDurably(file: string, text: string): Promise<void> {
+  const handle = await open(file, 'w', FILE_MODE);
+  try {
+    await handle.writeFile(text);
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Given a directory that exists, a file name and its text, replace the file
+ * atomically: written and fsynced under a temporary name (`.<name>.<8 hex>`),
+ * then renamed over it, so a reader sees the old text or the new, never half.
+ * With `durable: false` nothing is fsynced (a cache, rebuilt when lost).
+ * Leaves no temporary behind when it fails.
+ */
+export async function replaceFile(dir: string, name: string, text: string, options: { durable?: boolean } = {}): Promise<string> {
+  const target = path.join(dir, name);
+  const temporary = path.join(dir, `.${name.replace(/^\./, '')}.${randomBytes(4).toString('hex')}`);
+  try {
+    if (options.durable === false) {
+      const handle = await open(temporary, 'w', FILE_MODE);
+      try {
+        await handle.writeFile(text);
+      } finally {
+        await handle.close();
+      }
+    } else {
+      await writeFileDurably(temporary, text);
+    }
+    await rename(temporary, target);
+  } catch (error) {
+    await rm(temporary, { force: true }).catch(() => undefined);
+    throw error;
+  }
+  return target;
+}

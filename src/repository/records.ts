@@ -1,0 +1,114 @@
+/**
+ * The records an app directory keeps beside its snapshots: drill results
+ * (`.drills/<finishedAt>-<job>.json`, one per drill), the last final failure
+ * (`.last-failure.json`) and what the last verification found
+ * (`.last-verify.json`), each written whole and renamed into place. Like the
+ * manifest they are plain JSON, meant to be read without BYSU, and the
+ * summary (summary.ts) is rebuilt from them.
+ */
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { cutToBytes } from '../printable.ts';
+import type { DrillResult } from './drill-result.ts';
+import { makeDirectory, replaceFile, storageError } from './durable.ts';
+import { appDirectory, DRILLS_DIR, FAILURE_RECORD_FILE, safeJobName, VERIFY_RECORD_FILE, VERIFY_RECORD_FORMAT } from './layout.ts';
+import { MAX_WARNING_BYTES, MAX_WARNINGS_PER_PART } from './manifest.ts';
+import { requireRepository } from './marker.ts';
+
+/** An app's last final failure, as the snapshot worker records it (in Redis and in `.last-failure.json`). */
+export interface FailureRecord {
+  /** ISO time. */
+  at: string;
+  reason: string;
+  jobId: string;
+  attempts: number;
+}
+
+/** What one verification of an app found, per snapshot it re-hashed. */
+export interface VerifyRecord {
+  format: typeof VERIFY_RECORD_FORMAT;
+  app: string;
+  /** When the verification finished (ISO). */
+  at: string;
+  snapshots: { id: string; ok: boolean; problems: string[] }[];
+}
+
+/**
+ * Given the repository, an app, a file name in its directory and the text,
+ * replace the file atomically. Throw RepositoryUnavailableError when the
+ * root is missing or unmarked (nothing is created), StorageError when it
+ * cannot write.
+ */
+async function writeAppRecord(repository: string, app: string, subdirectory: string | null, name: string, text: string): Promise<string> {
+  await requireRepository(repository);
+  const appDir = appDirectory(repository, app);
+  const dir = subdirectory === null ? appDir : path.join(appDir, subdirectory);
+  try {
+    await makeDirectory(appDir);
+    if (subdirectory !== null) await makeDirectory(dir);
+    return await replaceFile(dir, name, text);
+  } catch (error) {
+    throw storageError(error, `write ${path.join(dir, name)}`);
+  }
+}
+
+/** Given the repository, an app and a drill result, write it as `<app>/.drills/<finishedAt>-<jobId>.json` (pretty JSON, 0600). */
+export async function writeDrillResult(repository: string, app: string, result: DrillResult): Promise<string> {
+  const name = `${result.finishedAt.replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z')}-${safeJobName(result.jobId)}.json`;
+  return writeAppRecord(repository, app, DRILLS_DIR, name, `${JSON.stringify(result, null, 2)}\n`);
+}
+
+/** Given the repository, an app and its final failure, write it as `<app>/.last-failure.json`. */
+export async function writeFailureRecord(repository: string, app: string, record: FailureRecord): Promise<string> {
+  return writeAppRecord(repository, app, null, FAILURE_RECORD_FILE, `${JSON.stringify(record, null, 2)}\n`);
+}
+
+/**
+ * Given the repository, an app and what its verification found, write it as
+ * `<app>/.last-verify.json`. Each snapshot keeps at most
+ * MAX_WARNINGS_PER_PART problems of MAX_WARNING_BYTES each: a snapshot with
+ * a thousand bad files must not make a record status reads at every call big.
+ */
+export async function writeVerifyRecord(repository: string, app: string, record: VerifyRecord): Promise<string> {
+  const bounded: VerifyRecord = {
+    ...record,
+    snapshots: record.snapshots.map((snapshot) => ({
+      ...snapshot,
+      problems: [
+        ...snapshot.problems.slice(0, MAX_WARNINGS_PER_PART).map((problem) => cutToBytes(problem, MAX_WARNING_BYTES)),
+        ...(snapshot.problems.length > MAX_WARNINGS_PER_PART ? [`… and ${snapshot.problems.length - MAX_WARNINGS_PER_PART} more problems`] : []),
+      ],
+    })),
+  };
+  return writeAppRecord(repository, app, null, VERIFY_RECORD_FILE, `${JSON.stringify(bounded, null, 2)}\n`);
+}
+
+/** Given a file, return its JSON, or null when it is missing or not JSON (a record is never worth failing a read for). */
+async function readJson(file: string): Promise<unknown> {
+  try {
+    return JSON.parse(await readFile(file, 'utf8')) as unknown;
+  } catch {
+    return null;
+  }
+}
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+/** Given an app directory, return its last final failure, or null when there is none or it cannot be read as one. */
+export async function readFailureRecord(appDir: string): Promise<FailureRecord | null> {
+  const value = await readJson(path.join(appDir, FAILURE_RECORD_FILE));
+  if (!isObject(value) || typeof value.at !== 'string' || Number.isNaN(Date.parse(value.at)) || typeof value.reason !== 'string') return null;
+  return { at: value.at, reason: value.reason, jobId: String(value.jobId ?? ''), attempts: Number(value.attempts ?? 0) };
+}
+
+/** Given an app directory, return what its last verification found, or null when there was none or it cannot be read. */
+export async function readVerifyRecord(appDir: string): Promise<VerifyRecord | null> {
+  const value = await readJson(path.join(appDir, VERIFY_RECORD_FILE));
+  if (!isObject(value) || value.format !== VERIFY_RECORD_FORMAT || typeof value.at !== 'string' || !Array.isArray(value.snapshots)) return null;
+  const snapshots = value.snapshots.filter(isObject).map((snapshot) => ({
+    id: String(snapshot.id),
+    ok: snapshot.ok === true,
+    problems: Array.isArray(snapshot.problems) ? snapshot.problems.map(String) : [],
+  }));
+  return { format: VERIFY_RECORD_FORMAT, app: String(value.app ?? ''), at: value.at, snapshots };
+}
