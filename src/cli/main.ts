@@ -122,7 +122,7 @@ why and what to do), 2 configuration error.`)
     .action((app: string) => run(import('./latest.ts').then((command) => command.latest(globals(), app))));
 
   program.command('verify')
-    .description('re-hash snapshots against SHA256SUMS and re-validate tars; exit 1 on any mismatch')
+    .description('re-hash snapshots against SHA256SUMS and re-validate tars; exit 1 on any mismatch (recorded in <app>/.last-verify.json: status names a damaged snapshot while it is kept)')
     .argument('[apps...]')
     .option('--all', 'every configured app')
     .action((apps: string[], options: { all?: boolean }) => run(import('./verify.ts').then((command) => command.verify(globals(), apps, options))));
