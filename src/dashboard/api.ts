@@ -12,15 +12,12 @@ import { open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Router, type Request, type Response } from 'express';
-import type { Redis } from 'ioredis';
 import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
 import type { Config } from '../config/load.ts';
-import type { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
-import type { TypedQueue } from '../queue/open-queue.ts';
 import { isSnapshotId, MANIFEST_FILE, SUMS_FILE } from '../repository/layout.ts';
 import { repositoryProblem } from '../repository/marker.ts';
 import { listAppDirectories, listSnapshots, newestSnapshot, type SnapshotEntry } from '../repository/read.ts';
-import { collectStatus } from '../status/app-status.ts';
+import type { StatusReport } from '../status/app-status.ts';
 
 export interface ByteRange {
   start: number;
@@ -53,10 +50,12 @@ function knownApp(config: Config, name: string, onDisk: string[]): boolean {
 }
 
 /**
- * Given the config (read at each request: a reload applies to the next one),
- * Redis and the snapshot queue, return the API router (mount it behind bearerAuth).
+ * Given the config (read at each request: a reload applies to the next one)
+ * and how to get the apps' states for a config (the dashboard shares one
+ * computation among concurrent requests), return the API router (mount it
+ * behind bearerAuth).
  */
-export function apiRouter(current: () => Config, redis: Redis, snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>): Router {
+export function apiRouter(current: () => Config, statusOf: (config: Config) => Promise<StatusReport>): Router {
   const router = Router();
   const notFound = (response: Response, what: string) => response.status(404).json({ error: `${what} not found` });
   // Every route reads the repository: a missing or unmarked root answers 503 with the reason, never "no snapshots".
@@ -69,7 +68,7 @@ export function apiRouter(current: () => Config, redis: Redis, snapshotQueue: Ty
 
   router.get('/apps', async (_request, response) => {
     const config = current();
-    const report = await collectStatus(config, redis, snapshotQueue);
+    const report = await statusOf(config);
     response.json({
       at: report.at,
       apps: report.apps.map((app) => ({

@@ -12,22 +12,22 @@ import { ExpressAdapter } from '@bull-board/express';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import type { LiveConfig } from '../config/live.ts';
+import type { Config } from '../config/load.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, settlesWithin } from '../queue/connection.ts';
 import { openAllQueues, type AllQueues } from '../queue/open-queue.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
 import { repositoryProblem } from '../repository/marker.ts';
+import { collectStatus, type StatusReport } from '../status/app-status.ts';
 import { BYSU_VERSION } from '../version.ts';
 import { apiRouter } from './api.ts';
 import { basicAuth, bearerAuth, checkDashboardExposure, loopbackHostOnly } from './auth.ts';
-import { renderMetrics } from './metrics.ts';
+import { MetricsPage, metricsBoundMs, PING_TIMEOUT_MS, redisAnswers } from './metrics.ts';
+import { SharedComputation } from './shared-computation.ts';
 
 /** Where Bull Board is served. */
 export const BOARD_PATH = '/board';
-
-/** How long /healthz waits for Redis to answer PING. */
-const HEALTH_TIMEOUT_MS = 2000;
 
 export interface RunningDashboard {
   /** The URL it listens on (with the real port when 0 was configured); Bull Board is at url + 'board/'. */
@@ -39,9 +39,14 @@ export interface RunningDashboard {
  * Given the live config, Redis and the queues, return the Express app (no
  * listening). Every request reads the config as of its arrival: a reload
  * (a new password or token, an app added) applies to the next request.
+ * The apps' states are computed once for the requests that arrive together
+ * and kept KEEP_RESULTS_MS for the config they were computed with (shared by
+ * /metrics and /api/apps); /metrics answers within its bound.
  */
 export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQueues, logger: Logger): express.Express {
   const current = () => live.current();
+  const status = new SharedComputation<Config, StatusReport>(async (config) => ({ value: await collectStatus(config, redis, queues.snapshot), at: Date.now() }));
+  const metrics = new MetricsPage(redis, [queues.snapshot, queues.retention, queues.drill], status, logger);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -54,10 +59,7 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
   app.get('/healthz', async (_request, response) => {
     const config = current();
     const [answered, repository] = await Promise.all([
-      Promise.race([
-        redis.ping().then(() => true, () => false),
-        new Promise<false>((resolve) => setTimeout(() => resolve(false), HEALTH_TIMEOUT_MS).unref()),
-      ]),
+      redisAnswers(redis, PING_TIMEOUT_MS),
       // An unmounted repository is as fatal as a dead Redis: no snapshot can be committed or read.
       repositoryProblem(config.repository).catch((error: unknown) => toError(error).message),
     ]);
@@ -65,12 +67,13 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
     response.status(ok ? 200 : 503).json({ status: ok ? 'ok' : 'unavailable', redis: answered ? 'up' : 'down', repository: repository ?? 'ok', version: BYSU_VERSION });
   });
 
-  app.get('/metrics', async (_request, response) => {
-    const { contentType, text } = await renderMetrics(current(), redis, [queues.snapshot, queues.retention, queues.drill]);
+  app.get('/metrics', async (request, response) => {
+    // Prometheus says how long it waits: answer inside that too, when it is shorter than our own bound.
+    const { contentType, text } = await metrics.answer(current(), metricsBoundMs(request.get('x-prometheus-scrape-timeout-seconds')));
     response.type(contentType).send(text);
   });
 
-  app.use('/api', bearerAuth(() => current().dashboard.apiToken), apiRouter(current, redis, queues.snapshot));
+  app.use('/api', bearerAuth(() => current().dashboard.apiToken), apiRouter(current, async (config) => (await status.get(config)).value));
 
   // Bull Board lives under /board: its own API is /board/api/…, clear of BYSU's /api.
   const board = new ExpressAdapter();
