@@ -25,7 +25,7 @@ import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { redisKeys } from '../queue/jobs.ts';
 import { repositoryProblem } from '../repository/marker.ts';
-import { newestSnapshot } from '../repository/read.ts';
+import { readAppSummaries } from '../repository/summary.ts';
 import { readSchedulerHeartbeat, type AppStateName, type StatusReport } from '../status/app-status.ts';
 import { SharedComputation, type Computed } from './shared-computation.ts';
 
@@ -94,7 +94,6 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
   const state = gauge('bysu_app_state', 'Current state of the app (1 for the state it is in).', ['app', 'state']);
   const failures = new Counter({ name: 'bysu_app_failures_total', help: 'Snapshot jobs that failed for good (after all attempts).', labelNames: ['app'], registers: [registry] });
   const jobs = gauge('bysu_queue_jobs', 'Jobs in the queue by state.', ['queue', 'state']);
-  const heartbeatAge = gauge('bysu_scheduler_heartbeat_age_seconds', 'Seconds since a scheduler last wrote its heartbeat (absent: none in the last minute).');
   const up = gauge('bysu_scheduler_up', '1 when a scheduler heartbeat is present.');
   const drillSuccess = gauge('bysu_drill_last_success_timestamp_seconds', 'Finish time of the newest passed restore drill (Unix seconds).', ['app']);
   const drillResult = gauge('bysu_drill_last_result', 'Outcome of the newest restore drill: 1 passed, 0 failed.', ['app']);
@@ -119,9 +118,10 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
   }
   if (!key.redisUp) {
     // Redis is down: still say what the repository knows, so "last success" alerts keep working.
-    for (const app of config.apps) {
-      const manifest = (await newestSnapshot(config.repository, app.name).catch(() => null))?.manifest;
-      setNewest(app.name, manifest ? { finishedAt: manifest.finishedAt, bytes: manifest.bytes, durationMs: Date.parse(manifest.finishedAt) - Date.parse(manifest.startedAt) } : null);
+    const summaries = await readAppSummaries(config.repository, config.apps.map((app) => app.name));
+    for (const [app, summary] of summaries) {
+      const newest = summary instanceof Error ? null : summary.snapshots[0] ?? null;
+      setNewest(app, newest ? { finishedAt: newest.finishedAt, bytes: newest.bytes, durationMs: Date.parse(newest.finishedAt) - Date.parse(newest.startedAt) } : null);
     }
     up.set(0);
     return { value: await registry.metrics(), at: Date.now() };
@@ -141,7 +141,8 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
   }
   await exportQueues();
   up.set(report.scheduler ? 1 : 0);
-  if (report.scheduler) heartbeatAge.set((Date.parse(report.at) - Date.parse(report.scheduler.at)) / 1000);
+  // Registered only with a heartbeat: prom-client would export an unset gauge as 0, "a heartbeat just now".
+  if (report.scheduler) gauge('bysu_scheduler_heartbeat_age_seconds', 'Seconds since a scheduler last wrote its heartbeat (absent: none in the last minute).').set((Date.parse(report.at) - Date.parse(report.scheduler.at)) / 1000);
   return { value: await registry.metrics(), at };
 }
 

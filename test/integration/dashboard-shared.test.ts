@@ -118,6 +118,9 @@ test('the dashboard shares one computation among concurrent requests, answers /m
       }, 20_000);
       assert.equal(warm.value('bysu_app_state', { app: 'shop', state: 'ok' }), 1, warm.text);
       assert.equal(warm.value('bysu_app_failures_total', { app: 'shop' }), 0);
+      // No scheduler runs here: no heartbeat, so no age at all (not 0, "a heartbeat just now").
+      assert.equal(warm.value('bysu_scheduler_up'), 0);
+      assert.equal(warm.value('bysu_scheduler_heartbeat_age_seconds'), undefined, warm.text);
       assert.ok(warm.value('bysu_metrics_age_seconds')! <= KEEP_RESULTS_MS / 1000, warm.text);
 
       // (2) Concurrent scrapes and API requests: one computation, as many as a single scrape makes.
