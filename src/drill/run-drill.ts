@@ -20,7 +20,7 @@ import { AbortedError, ConfigError, ConnectionError, DrillFailedError, LimitExce
 import type { Logger } from '../log.ts';
 import type { DrillJobData } from '../queue/jobs.ts';
 import { writeDrillResult } from '../repository/records.ts';
-import { refreshAppSummary } from '../repository/summary.ts';
+import { changeApp, type AppLock } from '../repository/summary.ts';
 import type { DrillResult, DrillStepResult } from '../repository/drill-result.ts';
 import { DRILL_RESULT_FORMAT, SUMS_FILE } from '../repository/layout.ts';
 import { parseSums } from '../repository/manifest.ts';
@@ -39,6 +39,8 @@ export interface DrillContext extends NodeConnectSettings {
   logger: Logger;
   /** Aborts the drill (shutdown, cancellation); then no result is written. */
   signal?: AbortSignal;
+  /** Holds the app's lock while the result is written and the app's summary rebuilt (see changeApp); without it only the result is written. */
+  lockApp?: AppLock;
 }
 
 /** Given a payload from Redis, throw ConfigError unless it has the shape of DrillJobData (names become paths). */
@@ -369,10 +371,9 @@ export async function runDrill(data: DrillJobData, context: DrillContext): Promi
     result.finishedAt = new Date().toISOString();
     // A shutdown is not a drill result: the job goes back to the queue and runs again.
     if (!drill.fromOutside()) {
-      await writeDrillResult(context.repository, data.app, result).then(
-        () => refreshAppSummary(context.repository, data.app).catch((error: unknown) => log.warn({ err: toError(error).message }, 'cannot update the app summary')),
-        (error: unknown) => log.error({ err: toError(error).message }, 'cannot write the drill result'),
-      );
+      await changeApp(context.repository, data.app, context.lockApp ?? null, () => writeDrillResult(context.repository, data.app, result),
+        (error) => log.warn({ err: error.message }, 'cannot update the app summary'))
+        .catch((error: unknown) => log.error({ err: toError(error).message }, 'cannot write the drill result'));
     }
   }
 }

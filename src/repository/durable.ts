@@ -5,7 +5,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
+import { chown, mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { StorageError } from '../errors.ts';
 import { DIR_MODE, FILE_MODE } from './layout.ts';
@@ -31,17 +31,38 @@ export async function fsyncPath(target: string): Promise<void> {
   }
 }
 
+/** Whose a file BYSU creates is: the owner of the directory it belongs to, when root writes it (see ownerFor). */
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
 /**
- * Create dir (mode 0700) unless it exists. Never with `recursive`: its parent
- * must already exist, so that no path of the repository writer can create
- * the repository root (or an app directory on an unmounted mount point).
+ * Given a directory of the repository, return the owner that what root
+ * creates in it must get (its own), or null when this process is not root
+ * or already is that owner. A `bysu verify` or `prune` run as root must not
+ * leave files the workers' user cannot read or replace.
  */
-export async function makeDirectory(dir: string): Promise<void> {
+export async function ownerFor(dir: string): Promise<Owner | null> {
+  if (process.getuid?.() !== 0) return null;
+  const info = await stat(dir);
+  return info.uid === 0 && info.gid === 0 ? null : { uid: info.uid, gid: info.gid };
+}
+
+/**
+ * Create dir (mode 0700) unless it exists, owned by `owner` when given. Never
+ * with `recursive`: its parent must already exist, so that no path of the
+ * repository writer can create the repository root (or an app directory on an
+ * unmounted mount point).
+ */
+export async function makeDirectory(dir: string, owner: Owner | null = null): Promise<void> {
   try {
     await mkdir(dir, { mode: DIR_MODE });
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return;
   }
+  if (owner !== null) await chown(dir, owner.uid, owner.gid);
 }
 
 export async function writeFileDurably(file: string, text: string): Promise<void> {
@@ -58,22 +79,21 @@ export async function writeFileDurably(file: string, text: string): Promise<void
  * Given a directory that exists, a file name and its text, replace the file
  * atomically: written and fsynced under a temporary name (`.<name>.<8 hex>`),
  * then renamed over it, so a reader sees the old text or the new, never half.
- * With `durable: false` nothing is fsynced (a cache, rebuilt when lost).
+ * With `durable: false` nothing is fsynced (a cache, rebuilt when lost); with
+ * an `owner` (see ownerFor) the file is given to it before it has content.
  * Leaves no temporary behind when it fails.
  */
-export async function replaceFile(dir: string, name: string, text: string, options: { durable?: boolean } = {}): Promise<string> {
+export async function replaceFile(dir: string, name: string, text: string, options: { durable?: boolean; owner?: Owner | null } = {}): Promise<string> {
   const target = path.join(dir, name);
   const temporary = path.join(dir, `.${name.replace(/^\./, '')}.${randomBytes(4).toString('hex')}`);
   try {
-    if (options.durable === false) {
-      const handle = await open(temporary, 'w', FILE_MODE);
-      try {
-        await handle.writeFile(text);
-      } finally {
-        await handle.close();
-      }
-    } else {
-      await writeFileDurably(temporary, text);
+    const handle = await open(temporary, 'wx', FILE_MODE);
+    try {
+      if (options.owner) await handle.chown(options.owner.uid, options.owner.gid);
+      await handle.writeFile(text);
+      if (options.durable !== false) await handle.sync();
+    } finally {
+      await handle.close();
     }
     await rename(temporary, target);
   } catch (error) {

@@ -10,7 +10,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { cutToBytes } from '../printable.ts';
 import type { DrillResult } from './drill-result.ts';
-import { makeDirectory, replaceFile, storageError } from './durable.ts';
+import { makeDirectory, ownerFor, replaceFile, storageError } from './durable.ts';
 import { appDirectory, DRILLS_DIR, FAILURE_RECORD_FILE, safeJobName, VERIFY_RECORD_FILE, VERIFY_RECORD_FORMAT } from './layout.ts';
 import { MAX_WARNING_BYTES, MAX_WARNINGS_PER_PART } from './manifest.ts';
 import { requireRepository } from './marker.ts';
@@ -44,9 +44,10 @@ async function writeAppRecord(repository: string, app: string, subdirectory: str
   const appDir = appDirectory(repository, app);
   const dir = subdirectory === null ? appDir : path.join(appDir, subdirectory);
   try {
-    await makeDirectory(appDir);
-    if (subdirectory !== null) await makeDirectory(dir);
-    return await replaceFile(dir, name, text);
+    await makeDirectory(appDir, await ownerFor(repository));
+    const owner = await ownerFor(appDir);
+    if (subdirectory !== null) await makeDirectory(dir, owner);
+    return await replaceFile(dir, name, text, { owner });
   } catch (error) {
     throw storageError(error, `write ${path.join(dir, name)}`);
   }

@@ -7,21 +7,25 @@
  *
  * It is a cache and nothing depends on it being right. Every writer (a
  * commit, retention, a drill, a final failure, a verification) rebuilds it
- * from the files after its change. It records what it was built from: the
- * modification times of the app directory and of `.drills` (read before the
- * files, so a change made during the build makes it outdated, never wrong),
- * and the names of the snapshot directories. A reader that finds it missing,
- * unreadable, or built from other times or names rebuilds it from the files
- * (a snapshot deleted by hand, a writer that crashed before the update) and
- * says so at debug level. Writers and readers need no lock for that: a
- * summary written by a slower builder carries the older times and is rebuilt
- * at the next read. It lives in its own directory so that writing it does
- * not change the app directory's time.
+ * from the files after its change, holding the app's lock for both (see
+ * changeApp). It records what it was built from: the modification times of
+ * the app directory and of `.drills` (read before the files, so a change
+ * made during the build makes it outdated, never wrong), the names of the
+ * snapshot directories, and which of them had no manifest yet. A reader that
+ * finds it missing, unreadable, malformed, or built from other times or
+ * names rebuilds it from the files (a snapshot deleted or copied in by hand,
+ * a writer that crashed before the update) and says so at debug level. It
+ * writes that back only when the times it read are older than RACY_MS: a
+ * change within the same tick of a coarse filesystem clock keeps the time,
+ * so a reader's build that raced a writer must not be trusted later (git's
+ * "racily clean" rule). It lives in its own directory so that writing it
+ * does not change the app directory's time.
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
+import { lstat, open, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.ts';
-import { makeDirectory, replaceFile } from './durable.ts';
+import { toError } from '../errors.ts';
+import { makeDirectory, ownerFor, replaceFile } from './durable.ts';
 import { appDirectory, compareSnapshotIds, DRILLS_DIR, isSnapshotId, MANIFEST_FILE, SUMMARY_DIR, SUMMARY_FILE, SUMMARY_FORMAT } from './layout.ts';
 import type { Manifest } from './manifest.ts';
 import { latestDrillResults } from './read.ts';
@@ -67,9 +71,27 @@ export interface AppSummary {
 interface SummaryFile extends AppSummary {
   format: typeof SUMMARY_FORMAT;
   builtAt: string;
-  /** Modification times (ns, decimal) of the app directory and `.drills` (null: none) and the snapshot-id names, read before the build. */
-  source: { appDir: string; drills: string | null; entries: string[] };
+  source: SummarySource;
 }
+
+/** What a summary was built from, read before the files. */
+interface SummarySource {
+  /** Modification time (ns, decimal) of the app directory. */
+  appDir: string;
+  /** Modification time (ns, decimal) of `.drills`; null when there is none. */
+  drills: string | null;
+  /** The snapshot-id directory names, oldest first. */
+  entries: string[];
+  /** Those of them without a manifest.json when it was built (a commit never leaves one; a `cp -a` in progress does). */
+  incomplete: string[];
+}
+
+/** A summary built within this long of a change to what it describes is not written back by a reader (see the header). */
+export const RACY_MS = 2000;
+/** A summary file larger than this is not read (a cache must stay cheap to read): it is rebuilt instead. */
+const MAX_SUMMARY_BYTES = 16 * 1024 * 1024;
+/** Temporaries of a summary write older than this are a crashed writer's: the next refresh removes them. */
+const LEFTOVER_MS = 60_000;
 
 /** Given a directory, return its modification time in ns (decimal), or null when it does not exist. */
 async function mtimeOf(dir: string): Promise<string | null> {
@@ -112,9 +134,10 @@ function summarizeManifest(id: string, manifest: Partial<Manifest>): SnapshotSum
  * snapshot's manifest, the failure and verify records and the drill results.
  * Return it with what it was built from (the times read first).
  */
-async function buildSummary(repository: string, app: string): Promise<SummaryFile> {
+async function buildSummary(repository: string, app: string): Promise<{ file: SummaryFile; racy: boolean }> {
   const appDir = appDirectory(repository, app);
-  const source = { appDir: (await mtimeOf(appDir)) ?? '', drills: await mtimeOf(path.join(appDir, DRILLS_DIR)), entries: await snapshotNames(appDir) };
+  const started = Date.now();
+  const source: SummarySource = { appDir: (await mtimeOf(appDir)) ?? '', drills: await mtimeOf(path.join(appDir, DRILLS_DIR)), entries: await snapshotNames(appDir), incomplete: [] };
   const snapshots: SnapshotSummary[] = [];
   const unreadable: string[] = [];
   for (const id of [...source.entries].reverse()) {
@@ -122,7 +145,8 @@ async function buildSummary(repository: string, app: string): Promise<SummaryFil
     try {
       manifestText = await readFile(path.join(appDir, id, MANIFEST_FILE), 'utf8');
     } catch {
-      continue; // no manifest: not a complete snapshot
+      source.incomplete.push(id); // no manifest: not a complete snapshot (yet)
+      continue;
     }
     try {
       const manifest = JSON.parse(manifestText) as unknown;
@@ -134,7 +158,9 @@ async function buildSummary(repository: string, app: string): Promise<SummaryFil
   }
   const drills = await latestDrillResults(repository, app);
   const drill = drills.latest;
-  return {
+  const racyAfter = BigInt(started - RACY_MS) * 1_000_000n;
+  const racy = [source.appDir, source.drills].some((mtime) => mtime !== null && mtime !== '' && BigInt(mtime) > racyAfter);
+  const file: SummaryFile = {
     format: SUMMARY_FORMAT,
     app,
     builtAt: new Date().toISOString(),
@@ -146,6 +172,7 @@ async function buildSummary(repository: string, app: string): Promise<SummaryFil
     lastDrill: drill ? { snapshotId: drill.snapshotId ?? null, passed: drill.passed === true, finishedAt: text(drill.finishedAt), node: text(drill.node), error: drill.error ?? null } : null,
     lastDrillPassedAt: drills.latestPassed ? text(drills.latestPassed.finishedAt) : null,
   };
+  return { file, racy };
 }
 
 function withoutSource(file: SummaryFile): AppSummary {
@@ -155,42 +182,124 @@ function withoutSource(file: SummaryFile): AppSummary {
 
 /** Given the repository and an app, return what its files say, read from them all (no cache): what the summary must equal. */
 export async function scanAppSummary(repository: string, app: string): Promise<AppSummary> {
-  return withoutSource(await buildSummary(repository, app));
-}
-
-/** Given an app directory and a summary built from it, write it as `.summary/summary.json` (not fsynced: a cache). */
-async function writeSummary(appDir: string, file: SummaryFile): Promise<void> {
-  await replaceFile(path.join(appDir, SUMMARY_DIR), SUMMARY_FILE, `${JSON.stringify(file)}\n`, { durable: false });
+  return withoutSource((await buildSummary(repository, app)).file);
 }
 
 /**
- * Given the repository and an app whose files a writer has just changed,
- * rebuild its summary and write it. Call it after every change (under the
- * app's lock where the change holds it). Throw when the summary cannot be
- * written; the change itself stands (a reader rebuilds a summary it finds
- * outdated), so callers log that and go on. Nothing is created for an app
- * without a directory.
+ * Given an app directory, make `.summary` ready for a write: created (owned
+ * like the app directory when root writes), refused when it is not a
+ * directory of its own (a symlink would send the write elsewhere), and
+ * cleared of temporaries a crashed writer left.
+ */
+async function summaryDirectory(appDir: string): Promise<string> {
+  const dir = path.join(appDir, SUMMARY_DIR);
+  await makeDirectory(dir, await ownerFor(appDir));
+  const info = await lstat(dir);
+  if (!info.isDirectory()) throw new Error(`${dir} is not a directory (a symlink?): remove it, BYSU recreates it`);
+  const now = Date.now();
+  for (const name of await readdir(dir)) {
+    if (name === SUMMARY_FILE) continue;
+    const entry = await lstat(path.join(dir, name)).catch(() => null);
+    if (entry?.isFile() && now - entry.mtimeMs > LEFTOVER_MS) await rm(path.join(dir, name), { force: true });
+  }
+  return dir;
+}
+
+/**
+ * Given the repository and an app whose files a writer has just changed
+ * under the app's lock, rebuild its summary and write it. Throw when the
+ * summary cannot be written; the change itself stands (a reader rebuilds a
+ * summary it finds outdated), so callers log that and go on. Nothing is
+ * created for an app without a directory. Only under the app's lock: two
+ * writers' builds racing within one clock tick could leave the older trusted.
  */
 export async function refreshAppSummary(repository: string, app: string): Promise<AppSummary> {
   const appDir = appDirectory(repository, app);
   if ((await mtimeOf(appDir)) === null) return scanAppSummary(repository, app);
-  // Created before the times are read: creating it changes the app directory's time.
-  await makeDirectory(path.join(appDir, SUMMARY_DIR));
-  const file = await buildSummary(repository, app);
-  await writeSummary(appDir, file);
+  // Made ready before the times are read: creating it changes the app directory's time.
+  const dir = await summaryDirectory(appDir);
+  const { file } = await buildSummary(repository, app);
+  await replaceFile(dir, SUMMARY_FILE, `${JSON.stringify(file)}\n`, { durable: false, owner: await ownerFor(appDir) });
   return withoutSource(file);
 }
 
+/** How a writer holds the app's lock (withAppLock); see changeApp. */
+export type AppLock = <T>(fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * Given the repository, an app, how to hold its lock (null when it cannot be
+ * had: Redis unreachable) and a change to the app's files, make the change
+ * and rebuild the summary, both under the lock. Without the lock only the
+ * change is made: it outdates the summary, and readers rebuild it. A summary
+ * that cannot be written is passed to `onSummaryError`, never thrown.
+ */
+export async function changeApp<T>(repository: string, app: string, lock: AppLock | null, change: () => Promise<T>, onSummaryError: (error: Error) => void): Promise<T> {
+  if (lock === null) return change();
+  return lock(async () => {
+    const result = await change();
+    await refreshAppSummary(repository, app).catch((error: unknown) => onSummaryError(toError(error)));
+    return result;
+  });
+}
+
+const isString = (value: unknown): value is string => typeof value === 'string';
+const isNullableString = (value: unknown) => value === null || typeof value === 'string';
+const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+const isStringArray = (value: unknown): value is string[] => Array.isArray(value) && value.every(isString);
+
+/** Given a parsed summary file, say whether every field has the type the readers rely on (a hand-edited or foreign file must not break status for every app). */
+function wellFormed(file: Record<string, unknown>): file is Record<string, unknown> & SummaryFile {
+  const source = file.source;
+  if (!isRecord(source) || !isString(source.appDir) || !isNullableString(source.drills) || !isStringArray(source.entries) || !isStringArray(source.incomplete)) return false;
+  if (!Array.isArray(file.snapshots) || !isStringArray(file.unreadable)) return false;
+  const snapshotOk = (snapshot: unknown) => isRecord(snapshot) && [snapshot.id, snapshot.node, snapshot.trigger, snapshot.startedAt, snapshot.finishedAt].every(isString)
+    && typeof snapshot.bytes === 'number' && typeof snapshot.parts === 'number' && isStringArray(snapshot.warnings);
+  if (!file.snapshots.every(snapshotOk)) return false;
+  const failure = file.lastFailure;
+  if (failure !== null && !(isRecord(failure) && isString(failure.at) && isString(failure.reason) && isString(failure.jobId) && typeof failure.attempts === 'number')) return false;
+  const verify = file.lastVerify;
+  if (verify !== null && !(isRecord(verify) && isString(verify.at) && isString(verify.app) && Array.isArray(verify.snapshots)
+    && verify.snapshots.every((snapshot) => isRecord(snapshot) && isString(snapshot.id) && typeof snapshot.ok === 'boolean' && isStringArray(snapshot.problems)))) return false;
+  const drill = file.lastDrill;
+  if (drill !== null && !(isRecord(drill) && isNullableString(drill.snapshotId) && typeof drill.passed === 'boolean' && isString(drill.finishedAt) && isString(drill.node) && isNullableString(drill.error))) return false;
+  return isNullableString(file.lastDrillPassedAt);
+}
+
 /** Given the parsed summary file and what the app's files look like now, say why it is outdated, or null when it is current. */
-function outdated(file: unknown, app: string, now: SummaryFile['source']): string | null {
-  if (typeof file !== 'object' || file === null) return 'missing or unreadable';
-  const summary = file as Partial<SummaryFile>;
-  if (summary.format !== SUMMARY_FORMAT || summary.app !== app || !summary.source || !Array.isArray(summary.snapshots)) return `not a ${SUMMARY_FORMAT} summary of ${app}`;
-  if (summary.source.appDir !== now.appDir) return 'the app directory changed since it was built';
-  if (summary.source.drills !== now.drills) return '.drills changed since it was built';
-  const entries = summary.source.entries ?? [];
+function outdated(file: unknown, app: string, now: Omit<SummarySource, 'incomplete'>): string | null {
+  if (!isRecord(file)) return 'missing or unreadable';
+  if (file.format !== SUMMARY_FORMAT || file.app !== app || !wellFormed(file)) return `not a well-formed ${SUMMARY_FORMAT} summary of ${app}`;
+  if (file.source.appDir !== now.appDir) return 'the app directory changed since it was built';
+  if (file.source.drills !== now.drills) return '.drills changed since it was built';
+  const entries = file.source.entries;
   if (entries.length !== now.entries.length || entries.some((name, index) => name !== now.entries[index])) return 'the snapshot directories changed since it was built';
   return null;
+}
+
+/** Given the summary file's path, return its JSON, or null when it is missing, too large or not JSON. */
+async function readSummaryFile(file: string): Promise<unknown> {
+  let handle;
+  try {
+    handle = await open(file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    if ((await handle.stat()).size > MAX_SUMMARY_BYTES) return null;
+    return JSON.parse(await handle.readFile('utf8')) as unknown;
+  } catch {
+    return null;
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Given an app directory and the snapshot directories that had no manifest when its summary was built, say whether one has one now (a copy completed). */
+async function completedSince(appDir: string, incomplete: readonly string[]): Promise<boolean> {
+  for (const id of incomplete) {
+    if (await lstat(path.join(appDir, id, MANIFEST_FILE)).then(() => true, () => false)) return true;
+  }
+  return false;
 }
 
 export interface ReadSummaryOptions {
@@ -215,18 +324,28 @@ export async function readAppSummary(repository: string, app: string, options: R
     throw error;
   }
   const [cached, drills, entries] = await Promise.all([
-    readFile(path.join(appDir, SUMMARY_DIR, SUMMARY_FILE), 'utf8').then((content) => JSON.parse(content) as unknown).catch(() => null),
+    readSummaryFile(path.join(appDir, SUMMARY_DIR, SUMMARY_FILE)),
     mtimeOf(path.join(appDir, DRILLS_DIR)),
     snapshotNames(appDir),
   ]);
-  const reason = outdated(cached, app, { appDir: info.mtimeNs.toString(), drills, entries });
+  let reason = outdated(cached, app, { appDir: info.mtimeNs.toString(), drills, entries });
+  if (reason === null && await completedSince(appDir, (cached as SummaryFile).source.incomplete)) reason = 'a snapshot directory got its manifest since it was built';
   if (reason === null) return withoutSource(cached as SummaryFile);
   options.logger?.debug({ app, reason }, 'summary rebuilt from the snapshots');
-  if (process.getuid?.() !== Number(info.uid)) return scanAppSummary(repository, app);
-  return refreshAppSummary(repository, app).catch(async (error: unknown) => {
-    options.logger?.debug({ app, err: (error as Error).message }, 'cannot write the rebuilt summary');
-    return scanAppSummary(repository, app);
-  });
+  // Written back only by the app directory's owner (a root shell must not leave files the workers cannot
+  // replace), and only when no change was within RACY_MS of the build (it may have raced a writer). The
+  // directory is made ready before the build: creating it changes the app directory's time.
+  const writable = process.getuid?.() === Number(info.uid);
+  const dir = writable ? await summaryDirectory(appDir).catch((error: unknown) => {
+    options.logger?.debug({ app, err: toError(error).message }, 'cannot write the rebuilt summary');
+    return null;
+  }) : null;
+  const { file, racy } = await buildSummary(repository, app);
+  if (dir !== null && !racy) {
+    await replaceFile(dir, SUMMARY_FILE, `${JSON.stringify(file)}\n`, { durable: false })
+      .catch((error: unknown) => options.logger?.debug({ app, err: toError(error).message }, 'cannot write the rebuilt summary'));
+  }
+  return withoutSource(file);
 }
 
 /** How many apps' summaries are read at once: enough to keep libuv's four threads busy. */

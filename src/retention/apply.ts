@@ -35,7 +35,7 @@ export async function applyRetention(
   repository: string,
   target: RetentionTarget,
   runningJobs: ReadonlySet<string>,
-  options: { dryRun?: boolean; logger?: Logger; now?: number; lock?: <T>(fn: () => Promise<T>) => Promise<T> } = {},
+  options: { dryRun?: boolean; logger?: Logger; now?: number; lock?: <T>(fn: () => Promise<T>) => Promise<T>; refreshSummary?: boolean } = {},
 ): Promise<RetentionOutcome> {
   await requireRepository(repository);
   const lock = options.lock ?? (<T>(fn: () => Promise<T>) => fn());
@@ -68,7 +68,9 @@ export async function applyRetention(
       for (const name of planned.deleteDrillResults) if (await removeDrillFile(name)) drillResults.push(name);
       for (const name of planned.deleteDrillTemporaries) await removeDrillFile(name);
       // A cache: an outdated summary is rebuilt by its next reader, so this is logged, never a failed retention.
-      if (renamed.length > 0 || drillResults.length > 0) {
+      // Only under the app's lock (see changeApp); the daily sweep rebuilds every app's, so that what no
+      // writer announces (a manifest removed by hand inside a snapshot) is seen within a day.
+      if (options.lock && (renamed.length > 0 || drillResults.length > 0 || options.refreshSummary)) {
         await refreshAppSummary(repository, target.app).catch((error: unknown) => options.logger?.warn({ app: target.app, err: (error as Error).message }, 'cannot update the app summary'));
       }
     }

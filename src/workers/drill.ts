@@ -8,6 +8,7 @@
 import type { LiveConfig } from '../config/live.ts';
 import { checkDrillJobData, runDrill } from '../drill/run-drill.ts';
 import type { Logger } from '../log.ts';
+import { withAppLock } from '../queue/app-lock.ts';
 import { DRILL_QUEUE } from '../queue/jobs.ts';
 import type { RedisHealth } from '../queue/redis-health.ts';
 import { startNodeJobWorker, type RunningNodeJobWorker } from './node-job-worker.ts';
@@ -19,11 +20,14 @@ import { startNodeJobWorker, type RunningNodeJobWorker } from './node-job-worker
  * the worker has its own.
  */
 export function startDrillWorker(live: LiveConfig, logger: Logger, options: { redisHealth?: RedisHealth } = {}): Promise<RunningNodeJobWorker<typeof DRILL_QUEUE>> {
-  return startNodeJobWorker({ queueName: DRILL_QUEUE, live, logger, check: checkDrillJobData, ...options }, async ({ notifier }) => ({
+  return startNodeJobWorker({ queueName: DRILL_QUEUE, live, logger, check: checkDrillJobData, ...options }, async ({ notifier, connection, prefix }) => ({
     async run(job, { config, connect, signal, log }) {
       const data = job.data;
       log.info({ steps: data.steps.length, drill: true }, 'drill started');
-      const result = await runDrill(data, { jobId: String(job.id), repository: config.repository, ...connect, logger: log, signal });
+      const result = await runDrill(data, {
+        jobId: String(job.id), repository: config.repository, ...connect, logger: log, signal,
+        lockApp: (fn) => withAppLock(connection, prefix, data.app, fn),
+      });
       log.info({ snapshot: result.snapshotId, drill: true }, 'drill passed');
       await notifier.report({ event: 'drill-recovered', app: data.app, node: data.node.name, at: result.finishedAt, lastSnapshot: null }).catch(() => undefined);
       return result;

@@ -72,6 +72,7 @@ export async function startRetentionWorker(live: LiveConfig, logger: Logger, opt
         const outcome = await applyRetention(config.repository, target, running, {
           logger: log,
           lock: (fn) => withAppLock(connection, prefix, target.app, fn),
+          refreshSummary: job.data.reason === 'sweep',
         });
         result.apps.push({ app: target.app, deleted: outcome.deleted, kept: outcome.plan.keep, removedIncoming: outcome.removedIncoming, deletedDrillResults: outcome.deletedDrillResults.length });
         log.info({ kept: outcome.plan.keep.length, deleted: outcome.deleted.length, removedIncoming: outcome.removedIncoming.length, deletedDrillResults: outcome.deletedDrillResults.length }, 'retention applied');

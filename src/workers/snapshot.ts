@@ -16,7 +16,7 @@ import { redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, type SnapshotJobData, type 
 import { openQueue } from '../queue/open-queue.ts';
 import type { RedisHealth } from '../queue/redis-health.ts';
 import { writeFailureRecord, type FailureRecord } from '../repository/records.ts';
-import { refreshAppSummary } from '../repository/summary.ts';
+import { changeApp } from '../repository/summary.ts';
 import { checkSnapshotJobData, takeSnapshot } from '../snapshot/take-snapshot.ts';
 import { startNodeJobWorker, type RunningNodeJobWorker } from './node-job-worker.ts';
 
@@ -94,14 +94,15 @@ export function startSnapshotWorker(live: LiveConfig, logger: Logger, options: S
       async failedForGood(job, reason) {
         const data = job.data;
         const record: FailureRecord = { at: new Date().toISOString(), reason, jobId: String(job.id), attempts: job.attemptsMade };
-        // Beside the snapshots too, so that status can say it without Redis (not when the repository itself is the failure).
-        const { repository } = live.current();
-        await writeFailureRecord(repository, data.app, record)
-          .then(() => refreshAppSummary(repository, data.app))
-          .catch((error: unknown) => logger.warn({ app: data.app, err: toError(error).message }, 'cannot record the failure in the repository'));
         try {
           await connection.hset(redisKeys.lastFailure(prefix), data.app, JSON.stringify(record));
           await connection.hincrby(redisKeys.failuresTotal(prefix), data.app, 1);
+          // Beside the snapshots too, so that status can say it without Redis (not when the repository itself is
+          // the failure). After Redis: a worker killed in between must leave the failure where status looks first.
+          const { repository } = live.current();
+          await changeApp(repository, data.app, (fn) => withAppLock(connection, prefix, data.app, fn), () => writeFailureRecord(repository, data.app, record),
+            (error) => logger.warn({ app: data.app, err: error.message }, 'cannot update the app summary'))
+            .catch((error: unknown) => logger.warn({ app: data.app, err: toError(error).message }, 'cannot record the failure in the repository'));
           await notifier.report({ event: 'failed', app: data.app, node: data.node?.name, at: record.at, reason });
         } finally {
           notifier.ping(data.app, data.ping, false);
