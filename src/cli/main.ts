@@ -10,6 +10,12 @@ import { BYSU_VERSION } from '../version.ts';
 import { EXIT_FAILED, EXIT_USAGE, ExitError, type GlobalOptions } from './context.ts';
 import { releaseHeldSighup } from './run-until-signal.ts';
 
+function parseWorkerIndex(value: string): number {
+  const index = Number(value);
+  if (!Number.isInteger(index) || index < 1) throw new InvalidArgumentError('must be a whole number of at least 1');
+  return index;
+}
+
 function parsePort(value: string): number {
   const port = Number(value);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidArgumentError('must be a port number from 1 to 65535');
@@ -140,7 +146,13 @@ why and what to do), 2 configuration error.`)
     .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
-    .description('scheduler, the three workers (snapshot, retention, drill) and the dashboard in one process; SIGHUP reloads the config')
+    .description('scheduler, the three workers (snapshot, retention, drill) and the dashboard on one machine; SIGHUP reloads the config')
+    .addHelpText('after', `
+The dashboard, the scheduler and the retention and drill workers run in this
+process; the snapshot worker runs in up.snapshotWorkers processes of its own
+(default: one per CPU core, no more than concurrency.global / perWorker), or
+in this process when that is 1. SIGHUP and SIGTERM are passed on to them; one
+that dies is started again, and they stop when this process is gone.`)
     .action(() => run(import('./up.ts').then((command) => command.up(globals()))));
 
   program.command('dashboard')
@@ -154,7 +166,9 @@ why and what to do), 2 configuration error.`)
   program.command('worker')
     .description('run a worker process (snapshot, retention or drill); SIGHUP reloads the config')
     .argument('<kind>', 'snapshot, retention or drill')
-    .action((kind: string) => run(import('./worker.ts').then((command) => command.worker(globals(), kind))));
+    // Set by `bysu up` for the worker processes it runs: their log lines carry it.
+    .addOption(new Option('--worker-index <n>').hideHelp().argParser(parseWorkerIndex))
+    .action((kind: string, options: { workerIndex?: number }) => run(import('./worker.ts').then((command) => command.worker(globals(), kind, options))));
 
   return program;
 }

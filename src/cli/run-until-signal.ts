@@ -1,7 +1,10 @@
 /**
  * Long-running commands (workers, scheduler, dashboard, up) run until SIGTERM
  * or SIGINT, then close gracefully; a second signal exits at once. SIGHUP
- * reloads their config; one that arrives while stopping is ignored.
+ * reloads their config; one that arrives while stopping is ignored. A process
+ * started with an IPC channel (a worker process of `bysu up`) tells its parent
+ * once it runs, and stops as on SIGTERM when the channel closes: a parent that
+ * died, even by SIGKILL, leaves no worker taking jobs.
  */
 import type { LiveConfig } from '../config/live.ts';
 import type { Logger } from '../log.ts';
@@ -19,11 +22,24 @@ export function releaseHeldSighup(): void {
   if (held) process.off('SIGHUP', held);
 }
 
-export async function runUntilSignal(logger: Logger, close: () => Promise<void>, live: LiveConfig): Promise<void> {
+/** The message a process started with an IPC channel sends its parent once it runs (its signal handlers are in place). */
+export const RUNNING_MESSAGE = { bysu: 'running' } as const;
+
+export interface RunUntilSignalOptions {
+  /**
+   * Called with each SIGHUP, and with a second SIGTERM or SIGINT just before
+   * the process exits at once: `bysu up` passes them on to its worker
+   * processes. (The first SIGTERM or SIGINT is close()'s to pass on.)
+   */
+  passOn?: (signal: NodeJS.Signals) => void;
+}
+
+export async function runUntilSignal(logger: Logger, close: () => Promise<void>, live: LiveConfig, options: RunUntilSignalOptions = {}): Promise<void> {
   let stoppingSince: number | null = null;
   // Without a handler SIGHUP would kill the process mid-snapshot (e.g. `kill -HUP` sent to every bysu process).
   // It stays until the process exits: a SIGHUP after "stopped" is ignored too, not a kill.
   const hup = () => {
+    options.passOn?.('SIGHUP');
     if (stoppingSince !== null) {
       logger.info({ signal: 'SIGHUP' }, 'SIGHUP ignored: stopping');
       return;
@@ -39,16 +55,20 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
     logger.info({ signal: 'SIGHUP', count: held.count }, 'a SIGHUP came while starting');
     hup();
   }
+  let parentGone: (() => void) | null = null;
   await new Promise<void>((resolve) => {
-    const stop = (signal: NodeJS.Signals) => {
+    const stop = (signal: NodeJS.Signals | 'parent gone') => {
       if (stoppingSince !== null) {
+        if (signal === 'parent gone') return;
+        options.passOn?.(signal);
         // Running jobs are abandoned here: BullMQ recovers them as stalled.
         logger.warn({ signal, stoppingForMs: Date.now() - stoppingSince }, 'second signal: exiting now');
         process.exit(1);
       }
       const since = Date.now();
       stoppingSince = since;
-      logger.info({ signal }, 'stopping');
+      if (signal === 'parent gone') logger.error('the parent process (bysu up) is gone: stopping, as on SIGTERM');
+      else logger.info({ signal }, 'stopping');
       const stopped = () => {
         logger.info({ signal, stoppedInMs: Date.now() - since }, 'stopped');
         resolve();
@@ -60,5 +80,13 @@ export async function runUntilSignal(logger: Logger, close: () => Promise<void>,
     };
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
+    if (process.send) {
+      parentGone = () => stop('parent gone');
+      process.on('disconnect', parentGone);
+      if (process.connected) process.send(RUNNING_MESSAGE, undefined, {}, () => undefined);
+      else parentGone();
+    }
   });
+  // The channel no longer keeps the process alive once it has stopped.
+  if (parentGone) process.off('disconnect', parentGone);
 }

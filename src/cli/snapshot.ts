@@ -1,7 +1,9 @@
 /**
  * `bysu snapshot <app>...|--all [--wait]`: enqueue snapshots now. With --wait,
  * follow them (live progress on a terminal, plain lines otherwise) and exit 0
- * only when every one committed, 1 when any failed for good.
+ * only when every one committed, 1 when any failed for good. The wait reads
+ * the jobs when their queue events say something happened (JobWatch), so it
+ * ends as soon as the last job does.
  */
 import { Job } from 'bullmq';
 import { formatBytes } from '../config/formats.ts';
@@ -9,12 +11,11 @@ import { findApp } from '../config/load.ts';
 import { escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualSnapshot } from '../queue/enqueue.ts';
+import { JobWatch } from '../queue/job-watch.ts';
 import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotProgress, type SnapshotResult } from '../queue/jobs.ts';
 import { openQueue, type TypedQueue } from '../queue/open-queue.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
-
-const POLL_MS = 500;
 
 interface Followed {
   app: string;
@@ -23,6 +24,8 @@ interface Followed {
   ok: boolean;
   attemptsSeen: number;
   lastPart: string;
+  /** What the live line shows of it (a terminal only). */
+  live: string;
 }
 
 export async function snapshot(globals: GlobalOptions, names: string[], options: { all?: boolean; wait?: boolean }): Promise<number> {
@@ -32,24 +35,36 @@ export async function snapshot(globals: GlobalOptions, names: string[], options:
   await requireRepository(config.repository);
   const connection = await connectProducer(config.redis.url);
   const queue = openQueue(SNAPSHOT_QUEUE, connection, config.redis.prefix);
+  let watch: JobWatch | null = null;
   try {
+    // Subscribed before anything is enqueued: the events of a job that ends at once are not missed.
+    if (options.wait) watch = await JobWatch.open(queue, connection, config.redis.url);
     const followed: Followed[] = [];
     for (const app of apps) {
       const jobId = await enqueueManualSnapshot(queue, config, app);
       console.log(`${app.name}: enqueued (job ${jobId})`);
-      followed.push({ app: app.name, jobId, done: false, ok: false, attemptsSeen: 0, lastPart: '' });
+      watch?.follow(jobId);
+      followed.push({ app: app.name, jobId, done: false, ok: false, attemptsSeen: 0, lastPart: '', live: '' });
     }
-    if (!options.wait) return EXIT_OK;
-    await follow(queue, followed);
+    if (!watch) return EXIT_OK;
+    try {
+      await follow(queue, watch, followed);
+    } catch (error) {
+      throw watch.explain(error);
+    }
     return followed.every((entry) => entry.ok) ? EXIT_OK : EXIT_FAILED;
   } finally {
+    await watch?.close();
     await queue.close();
     connection.disconnect();
   }
 }
 
-/** Poll the jobs until each is completed or failed for good, printing what changes. */
-async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, followed: Followed[]): Promise<void> {
+/**
+ * Read the jobs, then each again after its events, until each is completed or
+ * failed for good, printing what changes.
+ */
+async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, watch: JobWatch, followed: Followed[]): Promise<void> {
   const tty = process.stdout.isTTY === true;
   let liveLine = false;
   const print = (line: string) => {
@@ -57,9 +72,10 @@ async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, followed: Follow
     liveLine = false;
     console.log(line);
   };
+  // Every job at first (they were followed before this read: what happened before it shows in their state).
+  let toRead: Set<string> | 'all' = 'all';
   while (followed.some((entry) => !entry.done)) {
-    const live: string[] = [];
-    for (const entry of followed.filter((candidate) => !candidate.done)) {
+    for (const entry of followed.filter((candidate) => !candidate.done && (toRead === 'all' || toRead.has(candidate.jobId)))) {
       // The state first, then the job: read the other way round, a job that fails in between
       // would show its old data (no reason, no attempt) under its new state.
       const state = await queue.getJobState(entry.jobId);
@@ -88,18 +104,20 @@ async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, followed: Follow
         const text = typeof progress === 'object' && progress.part
           ? `${entry.app}: part ${progress.partIndex}/${progress.parts} ${progress.part} ${formatBytes(progress.partBytes ?? 0)} (total ${formatBytes(progress.bytes ?? 0)})`
           : `${entry.app}: ${state}`;
-        if (tty) live.push(text);
+        if (tty) entry.live = text;
         else if (typeof progress === 'object' && progress.part && progress.part !== entry.lastPart) {
           entry.lastPart = progress.part;
           print(`${entry.app}: part ${progress.partIndex}/${progress.parts} ${progress.part}`);
         }
       }
     }
+    const live = followed.filter((entry) => !entry.done && entry.live !== '').map((entry) => entry.live);
     if (tty && live.length > 0) {
       process.stdout.write(`\r\x1b[2K${live.join(' | ').slice(0, (process.stdout.columns ?? 120) - 1)}`);
       liveLine = true;
     }
-    if (followed.some((entry) => !entry.done)) await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+    // The jobs whose events came meanwhile, at once; else the first to have one (or all after RECHECK_MS).
+    if (followed.some((entry) => !entry.done)) toRead = await watch.next();
   }
   if (liveLine) process.stdout.write('\r\x1b[2K');
 }

@@ -1,13 +1,17 @@
 /**
  * `bysu up`: the scheduler, the three workers (snapshot, retention, drill)
- * and the dashboard in one process, the default for a single small server.
- * The dashboard binds first (a port in use fails before any job is taken); a
- * component that fails to start stops those already started. SIGHUP reloads
- * the config for all of them (each job and request then runs with the new
+ * and the dashboard, the default for a single server. The snapshot worker
+ * runs in `snapshotWorkerCount` processes of its own (one per core by
+ * default; worker-processes.ts), or in this process when that is 1; the rest
+ * runs here. The dashboard binds first (a port in use fails before any job is
+ * taken); a component that fails to start stops those already started.
+ * SIGHUP reloads the config for all of them (the worker processes each
+ * reload the file themselves; each job and request then runs with the new
  * one; see LiveConfig); SIGTERM/SIGINT stop everything at once, so the
- * snapshot worker stops taking jobs immediately and running snapshots get
- * their grace period. All components report Redis errors to one RedisHealth:
- * an outage is one line for the whole process, not one per component.
+ * snapshot workers stop taking jobs immediately and running snapshots get
+ * their grace period. The components of this process report Redis errors to
+ * one RedisHealth: an outage is one line for the process, not one per
+ * component (and one per worker process).
  */
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
@@ -20,31 +24,44 @@ import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { checkUp } from './start-checks.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
+import { snapshotWorkerCount, WorkerProcesses } from './worker-processes.ts';
 
 export async function up(globals: GlobalOptions): Promise<number> {
   // Everything that can be refused is refused before anything starts.
   const live = await loadLiveConfig(globals, checkUp);
   const config = live.current();
   const logger = createLogger(config.log.level, 'bysu');
-  warnAboutMissingFlags(logger);
+  const workerCount = snapshotWorkerCount(config);
   const redisHealth = new RedisHealth(logger, config.redis.url);
   const started: { close(): Promise<void> }[] = [];
   const closeAll = async () => {
     await Promise.allSettled(started.map((component) => component.close()));
   };
+  let workerProcesses: WorkerProcesses | null = null;
   try {
     const dashboard = await startDashboard(live, logger.child({ component: 'dashboard' }), { redisHealth });
     started.push(dashboard);
-    started.push(await startSnapshotWorker(live, logger.child({ component: 'worker-snapshot' }), { redisHealth }));
+    let workersRunning: Promise<void> = Promise.resolve();
+    if (workerCount === 1) {
+      warnAboutMissingFlags(logger);
+      started.push(await startSnapshotWorker(live, logger.child({ component: 'worker-snapshot' }), { redisHealth }));
+    } else {
+      // Started first and awaited last: they load while the components below start.
+      workerProcesses = new WorkerProcesses({ count: workerCount, configFile: live.file, logger: logger.child({ component: 'worker-processes' }), graceMs: config.shutdownGraceMs });
+      started.push(workerProcesses);
+      workersRunning = workerProcesses.start();
+      workersRunning.catch(() => undefined); // awaited below
+    }
     started.push(await startRetentionWorker(live, logger.child({ component: 'worker-retention' }), { redisHealth }));
     // Always: a drill added later by SIGHUP must find a worker.
     started.push(await startDrillWorker(live, logger.child({ component: 'worker-drill' }), { redisHealth }));
     started.push(await startScheduler(live, logger.child({ component: 'scheduler' }), { redisHealth }));
-    logger.info({ dashboard: dashboard.url }, 'bysu up: scheduler, workers and dashboard running');
+    await workersRunning;
+    logger.info({ dashboard: dashboard.url, snapshotWorkerProcesses: workerCount === 1 ? 0 : workerCount }, 'bysu up: scheduler, workers and dashboard running');
   } catch (error) {
     await closeAll();
     throw error;
   }
-  await runUntilSignal(logger, closeAll, live);
+  await runUntilSignal(logger, closeAll, live, { passOn: (signal) => workerProcesses?.signal(signal) });
   return EXIT_OK;
 }

@@ -10,13 +10,19 @@ import { warnAboutMissingFlags } from './runtime-flags.ts';
 
 export const WORKER_KINDS = ['snapshot', 'retention', 'drill'] as const;
 
-export async function worker(globals: GlobalOptions, kind: string): Promise<number> {
+/**
+ * Given the global options, the kind of worker and, for a worker process of
+ * `bysu up`, its index (tagged on every log line), run the worker until
+ * SIGTERM or SIGINT (or, started by `bysu up`, until its parent is gone).
+ */
+export async function worker(globals: GlobalOptions, kind: string, options: { workerIndex?: number } = {}): Promise<number> {
   if (!(WORKER_KINDS as readonly string[]).includes(kind)) {
     throw new ExitError(EXIT_USAGE, `unknown worker "${kind}" (available: ${WORKER_KINDS.join(', ')})`);
   }
   // At start and at each reload: a marked repository, and for the workers that log in to nodes a usable key.
   const live = await loadLiveConfig(globals, kind === 'retention' ? checkRetentionWorker : checkNodeWorker);
-  const logger = createLogger(live.current().log.level, `bysu-worker-${kind}`);
+  const processLogger = createLogger(live.current().log.level, `bysu-worker-${kind}`);
+  const logger = options.workerIndex === undefined ? processLogger : processLogger.child({ worker: options.workerIndex });
   if (kind === 'snapshot') warnAboutMissingFlags(logger);
   const start = kind === 'snapshot' ? startSnapshotWorker : kind === 'drill' ? startDrillWorker : startRetentionWorker;
   const running = await start(live, logger);

@@ -258,6 +258,16 @@ export const positiveInteger: Format<number> = {
   json: { type: 'integer', minimum: 1 },
   fromEnv: digitsToNumber,
 };
+/** The most processes a count of worker processes may ask for: more is a typo, not a machine. */
+export const MAX_WORKER_PROCESSES = 64;
+export const workerCount: Format<number> = {
+  name: 'worker-count',
+  parse: (value) => (Number.isInteger(value) && (value as number) >= 0 && (value as number) <= MAX_WORKER_PROCESSES
+    ? (value as number)
+    : fail(`must be a whole number from 0 (automatic) to ${MAX_WORKER_PROCESSES}`, value)),
+  json: { type: 'integer', minimum: 0, maximum: MAX_WORKER_PROCESSES },
+  fromEnv: digitsToNumber,
+};
 export const port: Format<number> = {
   name: 'port',
   parse: (value) => (Number.isInteger(value) && (value as number) >= 1 && (value as number) <= 65535 ? (value as number) : fail('must be a port number from 1 to 65535', value)),

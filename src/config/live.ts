@@ -45,6 +45,7 @@ const RESTART_KEYS: Record<string, [keyof Config, string]> = {
   'concurrency.perWorker': ['concurrency', 'perWorker'],
   'concurrency.lockDuration': ['concurrency', 'lockDurationMs'],
   'concurrency.stalledInterval': ['concurrency', 'stalledIntervalMs'],
+  'up.snapshotWorkers': ['up', 'snapshotWorkers'],
   'log.level': ['log', 'level'],
 };
 

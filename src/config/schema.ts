@@ -9,7 +9,7 @@
 import { inherited, key, list, mapping, type OutputOf } from './declare.ts';
 import {
   absolutePath, command, cron, duration, exitCodes, fingerprint, fraction, host, httpUrl, listenPort, name, oneOf, optionalDuration,
-  optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timerDuration, timezone, userName,
+  optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timerDuration, timezone, userName, workerCount,
 } from './formats.ts';
 
 export const DEFAULT_DRILL_SCHEDULE = '0 6 * * 0';
@@ -106,6 +106,14 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
     default: '1m',
     env: 'BYSU_SHUTDOWN_GRACE',
     as: 'shutdownGraceMs',
+  }),
+  up: mapping('How bysu up runs its parts.', {
+    snapshotWorkers: key({
+      doc: 'Snapshot worker processes bysu up runs (1: in its own process); 0 = one per CPU core, but no more than concurrency.global / concurrency.perWorker (rounded up). Read at start.',
+      format: workerCount,
+      default: 0,
+      env: 'BYSU_UP_SNAPSHOT_WORKERS',
+    }),
   }),
   log: mapping('Logging.', {
     level: key({ doc: 'pino log level.', format: oneOf('log-level', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), default: 'info', env: 'BYSU_LOG_LEVEL' }),

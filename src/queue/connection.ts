@@ -50,14 +50,28 @@ export function createDashboardConnection(url: string): Redis {
  * connection. Throw RedisUnavailableError naming the URL when Redis does not
  * answer within timeoutMs.
  */
-export async function connectProducer(url: string, timeoutMs = 5000): Promise<Redis> {
+export function connectProducer(url: string, timeoutMs = 5000): Promise<Redis> {
+  return connectOnce(url, timeoutMs, { maxRetriesPerRequest: 1 });
+}
+
+/**
+ * Given the Redis URL, connect for a CLI's QueueEvents (its blocking XREAD
+ * needs `maxRetriesPerRequest: null`, which BullMQ checks) and return the
+ * connection. Like a producer's, it fails fast and never reconnects: a wait
+ * that lost Redis ends with an error rather than hanging.
+ */
+export function connectEventReader(url: string, timeoutMs = 5000): Promise<Redis> {
+  return connectOnce(url, timeoutMs, { maxRetriesPerRequest: null });
+}
+
+async function connectOnce(url: string, timeoutMs: number, options: RedisOptions): Promise<Redis> {
   const client = new Redis(url, {
     ...COMMON,
     lazyConnect: true,
     enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
     connectTimeout: timeoutMs,
     retryStrategy: () => null,
+    ...options,
   });
   // The socket error (ECONNREFUSED, ETIMEDOUT…) says more than connect()'s "Connection is closed".
   let socketError: Error | null = null;

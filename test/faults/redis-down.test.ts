@@ -1,9 +1,10 @@
 /**
  * Redis goes away under every long-running BYSU process (the three workers,
- * the scheduler, the dashboard and `bysu up`): each must log the lost
- * connection once, stay quiet while it is down, say once that it is back, and
- * stop within a few seconds of SIGTERM when nothing is running, saying what
- * it waited for.
+ * the scheduler, the dashboard, `bysu up` and its two snapshot worker
+ * processes, whose lines share its output and are told apart by pid): each
+ * must log the lost connection once, stay quiet while it is down, say once
+ * that it is back, and stop within a few seconds of SIGTERM when nothing is
+ * running, saying what it waited for.
  *
  * Fails before the fix: during 20 s without Redis the processes logged
  * 65 (snapshot worker), 52 (retention), 28 (drill), 91 (scheduler), 2
@@ -19,6 +20,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { recordFault } from '../helpers/fault-report.ts';
+import { waitUntil } from '../helpers/processes.ts';
 
 /** How long Redis stays down while the log lines are counted. */
 const OUTAGE_MS = 20_000;
@@ -33,21 +35,35 @@ interface Process {
   started: string;
 }
 
-/** Given a process's output, return its JSON log lines from character offset `from`. */
-function logLines(child: Child, from = 0): { msg: string; line: string }[] {
+/** Given a process's output, return its JSON log lines from character offset `from` (with the pid that wrote each). */
+function logLines(child: Child, from = 0): { msg: string; line: string; pid: number | null }[] {
   return child.output().slice(from).split('\n').filter((line) => line.trim() !== '').map((line) => {
     try {
-      return { msg: String((JSON.parse(line) as { msg?: unknown }).msg ?? ''), line };
+      const parsed = JSON.parse(line) as { msg?: unknown; pid?: unknown };
+      return { msg: String(parsed.msg ?? ''), line, pid: typeof parsed.pid === 'number' ? parsed.pid : null };
     } catch {
-      return { msg: line, line };
+      return { msg: line, line, pid: null };
     }
   });
+}
+
+/** One process whose lines are counted: a started process, or one of `bysu up`'s worker processes in its output. */
+interface Counted {
+  name: string;
+  child: Child;
+  /** Only the lines of this pid (null: every line of the output). */
+  pid: number | null;
+}
+
+/** The lines of one counted process from character offset `from` of its output. */
+function linesOf(counted: Counted, from = 0): { msg: string; line: string }[] {
+  return logLines(counted.child, from).filter((line) => counted.pid === null || line.pid === counted.pid);
 }
 
 async function startAll(cluster: TestCluster): Promise<Process[]> {
   // `bysu up` runs a dashboard of its own: port 0 lets both it and `bysu dashboard` bind.
   const upConfig = path.join(cluster.dir, 'bysu-up.yaml');
-  await cluster.writeConfig([{ name: 'shop', node: 'db1', parts: [{ file: 'a.sql', run: 'echo a' }] }], { dashboard: { host: '127.0.0.1', port: 0, password: '' } });
+  await cluster.writeConfig([{ name: 'shop', node: 'db1', parts: [{ file: 'a.sql', run: 'echo a' }] }], { dashboard: { host: '127.0.0.1', port: 0, password: '' }, up: { snapshotWorkers: 2 } });
   await writeFile(upConfig, await readFile(cluster.configFile, 'utf8'));
   const processes: Process[] = [
     { name: 'worker snapshot', child: cluster.startProcess(['worker', 'snapshot']), started: 'snapshot worker started' },
@@ -74,22 +90,26 @@ async function stopTimed(child: Child, boundMs: number): Promise<{ ms: number | 
 test('Redis down: every process logs the loss once, stays quiet, says once it is back, and stops within seconds of SIGTERM', async () => {
   await withCluster(['db1'], async (cluster) => {
     const processes = await startAll(cluster);
+    // `bysu up` counts as one process, and each of its snapshot worker processes as one more.
+    const up = processes.find((process) => process.name === 'up')!;
+    const upWorkers = [...new Set(logLines(up.child).filter((line) => line.msg === 'snapshot worker started').map((line) => line.pid!))];
+    assert.equal(upWorkers.length, 2, `bysu up runs two snapshot worker processes:\n${up.child.output()}`);
+    const counted = processes.flatMap((process): Counted[] => process === up
+      ? [{ name: 'up', child: up.child, pid: up.child.pid! }, ...upWorkers.map((pid, index) => ({ name: `up worker ${index + 1}`, child: up.child, pid }))]
+      : [{ name: process.name, child: process.child, pid: null }]);
 
     // (1) 20 s without Redis: count what each process writes.
-    const offsets = processes.map((process) => process.child.output().length);
+    const offsets = counted.map((process) => process.child.output().length);
     await cluster.redis.stop();
     await new Promise((resolve) => setTimeout(resolve, OUTAGE_MS));
-    const counts = processes.map((process, index) => ({ name: process.name, lines: logLines(process.child, offsets[index]) }));
+    const counts = counted.map((process, index) => ({ name: process.name, lines: linesOf(process, offsets[index]) }));
     await cluster.redis.start();
     // A worker retries every 5 s at most: give each process time to reconnect, then a little more to see any flapping.
-    const back = await Promise.all(processes.map(async (process, index) => {
-      await waitForLog({ output: () => process.child.output().slice(offsets[index]) }, 'redis reachable again', 20_000).catch(() => undefined);
-      return process;
-    }));
+    await Promise.all(counted.map((process, index) => waitUntil(`${process.name}: redis reachable again`, async () => linesOf(process, offsets[index]).some((line) => line.msg.startsWith('redis reachable again')), 20_000).catch(() => undefined)));
     await new Promise((resolve) => setTimeout(resolve, 3000));
     const observedLines = counts.map((count) => `${count.name} ${count.lines.length}`).join(', ');
-    const reachable = back.map((process, index) => logLines(process.child, offsets[index]).filter((line) => line.msg.startsWith('redis reachable again')).length);
-    const unreachable = processes.map((process, index) => logLines(process.child, offsets[index]).filter((line) => line.msg.startsWith('redis unreachable at')).length);
+    const reachable = counted.map((process, index) => linesOf(process, offsets[index]).filter((line) => line.msg.startsWith('redis reachable again')).length);
+    const unreachable = counted.map((process, index) => linesOf(process, offsets[index]).filter((line) => line.msg.startsWith('redis unreachable at')).length);
     const quiet = counts.every((count) => count.lines.length <= 3) && reachable.every((n) => n === 1) && unreachable.every((n) => n === 1);
     recordFault({
       kind: 'fault',
@@ -117,7 +137,7 @@ test('Redis down: every process logs the loss once, stays quiet, says once it is
       assert.ok(count.lines.length <= 3, `${count.name} wrote ${count.lines.length} lines in ${OUTAGE_MS} ms without Redis:\n${count.lines.slice(0, 12).map((line) => line.line).join('\n')}`);
       assert.match(count.lines[0]?.line ?? '', /redis unreachable at redis:\/\/127\.0\.0\.1:\d+\/0: .*ECONNREFUSED/, `${count.name}: the first line says what was lost`);
     }
-    processes.forEach((process, index) => {
+    counted.forEach((process, index) => {
       assert.equal(reachable[index], 1, `${process.name} says once that Redis is back`);
       assert.equal(unreachable[index], 1, `${process.name} reports the loss once (no flapping on reconnect)`);
     });
