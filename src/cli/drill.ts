@@ -43,12 +43,17 @@ export async function drill(globals: GlobalOptions, names: string[], options: { 
           // The state first, then the job (see snapshot.ts): terminal data is then complete.
           const state = await queue.getJobState(entry.jobId);
           const job = await Job.fromId<DrillJobData, DrillResult>(queue, entry.jobId);
-          if (!job || state === 'completed' || state === 'failed') {
+          // Gone (removed, or its id taken off the queue's lists by hand: state unknown) ends the wait, as in snapshot.ts.
+          if (!job || state === 'unknown') {
             pending.splice(pending.indexOf(entry), 1);
-            if (state === 'completed') console.log(`${entry.app}: drill passed: snapshot ${job!.returnvalue.snapshotId} restored and checked on ${job!.returnvalue.node}`);
+            failures += 1;
+            console.log(`${entry.app}: drill job ${entry.jobId} disappeared from the queue`);
+          } else if (state === 'completed' || state === 'failed') {
+            pending.splice(pending.indexOf(entry), 1);
+            if (state === 'completed') console.log(`${entry.app}: drill passed: snapshot ${job.returnvalue.snapshotId} restored and checked on ${job.returnvalue.node}`);
             else {
               failures += 1;
-              console.log(`${entry.app}: drill FAILED after ${job?.attemptsMade ?? 0} attempt(s): ${job?.failedReason ?? 'job disappeared'}`);
+              console.log(`${entry.app}: drill FAILED after ${job.attemptsMade} attempt(s): ${job.failedReason ?? ''}`);
             }
           } else if (job.attemptsMade > (seenAttempts.get(entry.jobId) ?? 0)) {
             seenAttempts.set(entry.jobId, job.attemptsMade);

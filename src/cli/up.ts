@@ -24,7 +24,7 @@ import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { checkUp } from './start-checks.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
-import { snapshotWorkerCount, WorkerProcesses } from './worker-processes.ts';
+import { childEnvironment, snapshotWorkerCount, WorkerProcesses } from './worker-processes.ts';
 
 export async function up(globals: GlobalOptions): Promise<number> {
   // Everything that can be refused is refused before anything starts.
@@ -47,7 +47,7 @@ export async function up(globals: GlobalOptions): Promise<number> {
       started.push(await startSnapshotWorker(live, logger.child({ component: 'worker-snapshot' }), { redisHealth }));
     } else {
       // Started first and awaited last: they load while the components below start.
-      workerProcesses = new WorkerProcesses({ count: workerCount, configFile: live.file, logger: logger.child({ component: 'worker-processes' }), graceMs: config.shutdownGraceMs });
+      workerProcesses = new WorkerProcesses({ count: workerCount, configFile: live.file, logger: logger.child({ component: 'worker-processes' }), graceMs: config.shutdownGraceMs, env: childEnvironment(config) });
       started.push(workerProcesses);
       workersRunning = workerProcesses.start();
       workersRunning.catch(() => undefined); // awaited below

@@ -81,6 +81,29 @@ export interface WorkerProcessesOptions {
   logger: Logger;
   /** How long a child's stop may take before it is killed: the grace period (plus STOP_MARGIN_MS). */
   graceMs: number;
+  /**
+   * Environment the children get on top of this process's: the running values
+   * of the restart-only keys (see childEnvironment), so that a child started
+   * again after the file changed still serves the same Redis and prefix.
+   */
+  env?: NodeJS.ProcessEnv;
+}
+
+/**
+ * Given the config `bysu up` runs with, return the environment that pins its
+ * children to the running values of the restart-only keys that have a
+ * variable: a child that dies and starts again reads the file as it is then,
+ * and must not begin to serve another Redis or prefix than its parent's
+ * scheduler (lockDuration and stalledInterval have no variable: a child
+ * started again takes them from the file).
+ */
+export function childEnvironment(config: Config): NodeJS.ProcessEnv {
+  return {
+    BYSU_REDIS_URL: config.redis.url,
+    BYSU_REDIS_PREFIX: config.redis.prefix,
+    BYSU_CONCURRENCY_PER_WORKER: String(config.concurrency.perWorker),
+    BYSU_LOG_LEVEL: config.log.level,
+  };
 }
 
 export class WorkerProcesses {
@@ -161,7 +184,7 @@ export class WorkerProcesses {
   private spawn(slot: Slot): Promise<void> {
     const args = ['--config', this.options.configFile, 'worker', 'snapshot', '--worker-index', String(slot.index)];
     // Its own process group: a terminal's signals reach `bysu up` alone, which passes them on.
-    const child = fork(this.bin, args, { detached: true, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const child = fork(this.bin, args, { detached: true, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, ...this.options.env } });
     slot.child = child;
     slot.startedAt = Date.now();
     slot.running = false;

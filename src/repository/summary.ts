@@ -84,6 +84,8 @@ interface SummarySource {
   entries: string[];
   /** Those of them without a manifest.json when it was built (a commit never leaves one; a `cp -a` in progress does). */
   incomplete: string[];
+  /** Those of them whose manifest.json was not JSON then (one being copied or edited), with its size and mtime (ns) then. */
+  unreadable: { id: string; size: number; mtime: string }[];
 }
 
 /** A summary built within this long of a change to what it describes is not written back by a reader (see the header). */
@@ -129,6 +131,22 @@ function summarizeManifest(id: string, manifest: Partial<Manifest>): SnapshotSum
   };
 }
 
+/** Given a manifest's path, return it parsed, 'missing' when there is none, or 'unreadable' when it is not a JSON object. */
+async function readManifest(file: string): Promise<Partial<Manifest> | 'missing' | 'unreadable'> {
+  let content: string;
+  try {
+    content = await readFile(file, 'utf8');
+  } catch {
+    return 'missing';
+  }
+  try {
+    const manifest = JSON.parse(content) as unknown;
+    return typeof manifest === 'object' && manifest !== null && !Array.isArray(manifest) ? manifest as Partial<Manifest> : 'unreadable';
+  } catch {
+    return 'unreadable';
+  }
+}
+
 /**
  * Given the repository and an app, read the summary from the files: every
  * snapshot's manifest, the failure and verify records and the drill results.
@@ -137,24 +155,28 @@ function summarizeManifest(id: string, manifest: Partial<Manifest>): SnapshotSum
 async function buildSummary(repository: string, app: string): Promise<{ file: SummaryFile; racy: boolean }> {
   const appDir = appDirectory(repository, app);
   const started = Date.now();
-  const source: SummarySource = { appDir: (await mtimeOf(appDir)) ?? '', drills: await mtimeOf(path.join(appDir, DRILLS_DIR)), entries: await snapshotNames(appDir), incomplete: [] };
+  const source: SummarySource = { appDir: (await mtimeOf(appDir)) ?? '', drills: await mtimeOf(path.join(appDir, DRILLS_DIR)), entries: await snapshotNames(appDir), incomplete: [], unreadable: [] };
   const snapshots: SnapshotSummary[] = [];
   const unreadable: string[] = [];
   for (const id of [...source.entries].reverse()) {
-    let manifestText: string;
-    try {
-      manifestText = await readFile(path.join(appDir, id, MANIFEST_FILE), 'utf8');
-    } catch {
+    const manifestPath = path.join(appDir, id, MANIFEST_FILE);
+    let manifest = await readManifest(manifestPath);
+    if (manifest === 'missing') {
       source.incomplete.push(id); // no manifest: not a complete snapshot (yet)
       continue;
     }
-    try {
-      const manifest = JSON.parse(manifestText) as unknown;
-      if (typeof manifest !== 'object' || manifest === null) throw new TypeError('not an object');
-      snapshots.push(summarizeManifest(id, manifest as Partial<Manifest>));
-    } catch {
-      unreadable.push(id);
+    if (manifest === 'unreadable') {
+      // What a reader compares later, read before the manifest is read again: a write after it changes it.
+      const info = await stat(manifestPath, { bigint: true }).catch(() => null);
+      manifest = await readManifest(manifestPath);
+      if (manifest === 'missing' || manifest === 'unreadable') {
+        if (manifest === 'missing') source.incomplete.push(id);
+        else unreadable.push(id);
+        if (manifest === 'unreadable' && info) source.unreadable.push({ id, size: Number(info.size), mtime: info.mtimeNs.toString() });
+        continue;
+      }
     }
+    snapshots.push(summarizeManifest(id, manifest));
   }
   const drills = await latestDrillResults(repository, app);
   const drill = drills.latest;
@@ -251,6 +273,7 @@ const isStringArray = (value: unknown): value is string[] => Array.isArray(value
 function wellFormed(file: Record<string, unknown>): file is Record<string, unknown> & SummaryFile {
   const source = file.source;
   if (!isRecord(source) || !isString(source.appDir) || !isNullableString(source.drills) || !isStringArray(source.entries) || !isStringArray(source.incomplete)) return false;
+  if (!Array.isArray(source.unreadable) || !source.unreadable.every((entry) => isRecord(entry) && isString(entry.id) && typeof entry.size === 'number' && isString(entry.mtime))) return false;
   if (!Array.isArray(file.snapshots) || !isStringArray(file.unreadable)) return false;
   const snapshotOk = (snapshot: unknown) => isRecord(snapshot) && [snapshot.id, snapshot.node, snapshot.trigger, snapshot.startedAt, snapshot.finishedAt].every(isString)
     && typeof snapshot.bytes === 'number' && typeof snapshot.parts === 'number' && isStringArray(snapshot.warnings);
@@ -266,7 +289,7 @@ function wellFormed(file: Record<string, unknown>): file is Record<string, unkno
 }
 
 /** Given the parsed summary file and what the app's files look like now, say why it is outdated, or null when it is current. */
-function outdated(file: unknown, app: string, now: Omit<SummarySource, 'incomplete'>): string | null {
+function outdated(file: unknown, app: string, now: Pick<SummarySource, 'appDir' | 'drills' | 'entries'>): string | null {
   if (!isRecord(file)) return 'missing or unreadable';
   if (file.format !== SUMMARY_FORMAT || file.app !== app || !wellFormed(file)) return `not a well-formed ${SUMMARY_FORMAT} summary of ${app}`;
   if (file.source.appDir !== now.appDir) return 'the app directory changed since it was built';
@@ -294,10 +317,20 @@ async function readSummaryFile(file: string): Promise<unknown> {
   }
 }
 
-/** Given an app directory and the snapshot directories that had no manifest when its summary was built, say whether one has one now (a copy completed). */
-async function completedSince(appDir: string, incomplete: readonly string[]): Promise<boolean> {
-  for (const id of incomplete) {
+/**
+ * Given an app directory and what its summary was built from, say whether a
+ * snapshot directory's manifest changed since without changing the app
+ * directory: one that was missing exists now (a copy completed), or one that
+ * was not JSON has another size or time (written whole since). Normally
+ * there is none of either, and this costs nothing.
+ */
+async function manifestsChanged(appDir: string, source: SummarySource): Promise<boolean> {
+  for (const id of source.incomplete) {
     if (await lstat(path.join(appDir, id, MANIFEST_FILE)).then(() => true, () => false)) return true;
+  }
+  for (const { id, size, mtime } of source.unreadable) {
+    const info = await stat(path.join(appDir, id, MANIFEST_FILE), { bigint: true }).catch(() => null);
+    if (info === null || Number(info.size) !== size || info.mtimeNs.toString() !== mtime) return true;
   }
   return false;
 }
@@ -329,7 +362,7 @@ export async function readAppSummary(repository: string, app: string, options: R
     snapshotNames(appDir),
   ]);
   let reason = outdated(cached, app, { appDir: info.mtimeNs.toString(), drills, entries });
-  if (reason === null && await completedSince(appDir, (cached as SummaryFile).source.incomplete)) reason = 'a snapshot directory got its manifest since it was built';
+  if (reason === null && await manifestsChanged(appDir, (cached as SummaryFile).source)) reason = 'a snapshot\'s manifest appeared or changed since it was built';
   if (reason === null) return withoutSource(cached as SummaryFile);
   options.logger?.debug({ app, reason }, 'summary rebuilt from the snapshots');
   // Written back only by the app directory's owner (a root shell must not leave files the workers cannot

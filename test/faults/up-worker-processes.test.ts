@@ -179,3 +179,27 @@ test('kill -9 of bysu up: its worker processes stop by themselves within seconds
     assert.match(up.output(), /the parent process \(bysu up\) is gone: stopping/);
   });
 });
+
+test('bysu up: a worker process started again keeps the running Redis prefix, though the file now names another (a restart-only key)', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const apps = [{ name: 'shop', node: 'db1', schedule: NEVER, parts: [{ file: 'shop.txt', run: 'echo shop' }] }];
+    const settings = { up: { snapshotWorkers: 2 }, dashboard: { host: '127.0.0.1', port: 0 }, concurrency: FAST_FAILOVER };
+    await cluster.writeConfig(apps, settings);
+    const up = cluster.startProcess(['up']);
+    await waitForLog(up, RUNNING, 120_000);
+    const before = await workerPids(up);
+    assert.equal(before.length, 2);
+    // Edited on disk, not applied: `bysu up` keeps serving its prefix until it is restarted.
+    await cluster.writeConfig(apps, { ...settings, redis: { url: cluster.redis.url, prefix: `${cluster.prefix}-next` } });
+    for (const pid of before) process.kill(pid, 'SIGKILL');
+    await waitUntil('both worker processes started again', async () => {
+      const now = await workerPids(up);
+      return now.length === 2 && now.every((pid) => !before.includes(pid));
+    }, 60_000);
+    await waitUntil('both running again', async () => up.output().split('running again').length - 1 >= 2, 30_000);
+    const result = await cluster.bysu(['snapshot', 'shop', '--wait'], { env: { BYSU_REDIS_PREFIX: cluster.prefix }, timeoutMs: 60_000 });
+    assert.equal(result.code, 0, `a job on the running prefix is still taken: ${result.stdout}${result.stderr}\n${up.output().slice(-3000)}`);
+    up.kill('SIGTERM');
+    assert.equal(await exitWithin(up, 60_000), 0);
+  });
+});
