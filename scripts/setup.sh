@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs what BYSU's tests and demo need on a Debian machine: npm packages,
-# and redis-server, OpenSSH sshd and the PostgreSQL client when missing.
+# Installs what BYSU's tests, demo and benchmark need on a Debian machine: npm
+# packages, and redis-server, OpenSSH sshd and the PostgreSQL client when
+# missing (and, optional, chromium, busybox, bsdtar and rsnapshot).
 # As root it installs them with apt-get; otherwise it prints the exact command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,6 +58,18 @@ if ! command -v bsdtar >/dev/null 2>&1; then
     apt-get install -y -qq --no-install-recommends libarchive-tools >/dev/null
   else
     echo "setup: bsdtar is missing, so the tar validator's comparison tests will be skipped. To run them: sudo apt-get install -y libarchive-tools" >&2
+  fi
+fi
+
+# rsnapshot is the baseline of the benchmark's scenario (r) (rsync over ssh, as an operator would pick instead). Optional:
+# without it `npm run bench` skips that scenario, saying so.
+if ! command -v rsnapshot >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing rsnapshot with apt-get (the benchmark's rsnapshot baseline)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -qq --no-install-recommends rsnapshot >/dev/null || { apt-get update -qq && apt-get install -y -qq --no-install-recommends rsnapshot >/dev/null; }
+  else
+    echo "setup: rsnapshot is missing, so the benchmark skips its rsnapshot baseline. To run it: sudo apt-get install -y rsnapshot" >&2
   fi
 fi
 
