@@ -14,6 +14,7 @@
  * schema has the key (bysu.schema.json); without it, `bysu up` runs its one
  * in-process snapshot worker, and that is the side measured.
  */
+import { snapshotWorkerCount } from '../src/cli/worker-processes.ts';
 import { mkdir, readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -55,12 +56,18 @@ interface Deployment {
 }
 
 /** Given the run's setup and the (b) round's nodes, measure `bysu up` against two worker processes and record the figures. */
+/** Concurrency of every (u) side: the defaults of bysu.example.yaml. */
+const UP_CONCURRENCY = { global: 16, perWorker: 4 };
+
 export async function upScenario(setup: BenchSetup, round: { nodes: TestNode[]; bytesPerNode: number }): Promise<void> {
   const supported = await upHasSnapshotWorkers();
   const cores = os.cpus().length;
+  // The product's own perWorker (4), not the bench's 16: with 16 one process could fill global alone, and the
+  // automatic count (ceil(global / perWorker), at most one per core) would be 1.
+  const defaultWorkers = snapshotWorkerCount({ up: { snapshotWorkers: 0 }, concurrency: UP_CONCURRENCY }, cores);
   const sides: Side[] = supported
     ? [
-      { key: 'upDefault', label: `bysu up, up.snapshotWorkers default (one per core: ${cores})`, up: {}, workers: cores },
+      { key: 'upDefault', label: `bysu up, up.snapshotWorkers default (one per core, at most global/perWorker: ${defaultWorkers})`, up: {}, workers: defaultWorkers },
       { key: 'upOne', label: 'bysu up, up.snapshotWorkers: 1', up: { snapshotWorkers: 1 }, workers: 1 },
       { key: 'workers', label: 'two `bysu worker snapshot` processes (compose)', up: null, workers: 2 },
     ]
@@ -141,6 +148,7 @@ async function deploy(setup: BenchSetup, side: Side, nodes: TestNode[]): Promise
       // `bysu up` runs a scheduler: no scheduled run may fall into the bench (once a year, at New Year).
       defaults: { schedule: '0 0 1 1 *' },
       dashboard: { host: '127.0.0.1', port: 0 },
+      concurrency: { ...UP_CONCURRENCY, perNode: 1, busyNodeDelay: '200ms' },
       ...(side.up && Object.keys(side.up).length > 0 ? { up: side.up } : {}),
     },
   });
