@@ -20,12 +20,21 @@ import { test } from 'node:test';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { DRILL_QUEUE, SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
-import { JobWatch } from '../../src/queue/job-watch.ts';
+import { JobWatch, RECHECK_MS } from '../../src/queue/job-watch.ts';
 import { openQueue } from '../../src/queue/open-queue.ts';
 import { connectProducer } from '../../src/queue/connection.ts';
 import { withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { stopProcess, waitUntil } from '../helpers/processes.ts';
 import { withRedis } from '../helpers/redis.ts';
+
+/** One app with a drill: every test here waits on both kinds of job. */
+const SHOP = {
+  name: 'shop',
+  node: 'db1',
+  attempts: 1,
+  parts: [{ file: 'shop.txt', run: 'echo shop' }],
+  drill: { node: 'staging1', steps: [{ run: 'cat', stdin: 'shop.txt', expect: '^shop$' }] },
+};
 
 /** How long the CLI is watched while its job waits for a worker. */
 const IDLE_MS = 3000;
@@ -56,13 +65,7 @@ async function commandsWhileIdle(cluster: TestCluster, queueName: string): Promi
 
 test('--wait reads nothing while its job waits, and ends on the job\'s events (snapshot, then drill)', async () => {
   await withCluster(['db1', 'staging1'], async (cluster) => {
-    await cluster.writeConfig([{
-      name: 'shop',
-      node: 'db1',
-      attempts: 1,
-      parts: [{ file: 'shop.txt', run: 'echo shop' }],
-      drill: { node: 'staging1', steps: [{ run: 'cat', stdin: 'shop.txt', expect: '^shop$' }] },
-    }]);
+    await cluster.writeConfig([SHOP]);
 
     const snapshot = cluster.bysu(['snapshot', 'shop', '--wait']);
     const snapshotIdle = await commandsWhileIdle(cluster, SNAPSHOT_QUEUE);
@@ -126,5 +129,33 @@ test('Redis lost while waiting: exit 1 within seconds, one line that names Redis
     assert.ok(Date.now() - stoppedAt < 10_000, `exited ${Date.now() - stoppedAt} ms after Redis stopped`);
     assert.match(result.stderr, /^bysu: Redis unreachable at redis:\/\/127\.0\.0\.1:\d+\/0: the connection was lost while waiting for the outcome/);
     assert.equal(result.stderr.trim().split('\n').length, 1, result.stderr);
+  });
+});
+
+/**
+ * From the attack on `--wait`: a job taken off its queue by hand (its id removed from the wait list, its hash
+ * left behind: BullMQ then reports its state as 'unknown') must end the wait; `drill --wait` re-read it for ever.
+ */
+test('a job taken off the wait list by hand ends snapshot --wait and drill --wait alike', async () => {
+  await withCluster(['db1', 'staging1'], async (cluster) => {
+    await cluster.writeConfig([SHOP]);
+    const redis = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
+    try {
+      for (const [command, queue] of [['snapshot', SNAPSHOT_QUEUE], ['drill', DRILL_QUEUE]] as const) {
+        // No worker runs: the job waits.
+        const waiting = cluster.bysu([command, 'shop', '--wait'], { timeoutMs: RECHECK_MS * 3 });
+        const wait = `${cluster.prefix}:${queue}:wait`;
+        const [jobId] = await waitUntil(`a ${queue} job waiting`, async () => {
+          const ids = await redis.lrange(wait, 0, -1);
+          return ids.length > 0 && String(await redis.client('LIST')).includes('cmd=xread') ? ids : null;
+        }, 60_000);
+        await redis.lrem(wait, 0, jobId!); // taken off the queue by hand; its hash stays
+        const result = await waiting;
+        assert.notEqual(result.code, null, `${command} --wait still waiting ${RECHECK_MS * 3} ms after its job left the queue:\n${result.stdout}${result.stderr}`);
+        assert.equal(result.code, 1, result.stdout + result.stderr);
+      }
+    } finally {
+      redis.disconnect();
+    }
   });
 });
