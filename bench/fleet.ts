@@ -13,7 +13,8 @@
  *
  * The readers keep a per-app summary beside the snapshots: status's "cold"
  * is taken after removing every summary (the first read after an upgrade, or
- * after all were deleted), "warm" is the call after it. The dashboard's are
+ * after all were deleted), "warm" once the readers have written them back
+ * (the read after the app directories are RACY_MS old). The dashboard's are
  * taken with the summaries present, as the writers keep them. Page cache:
  * warm throughout, both sides.
  */
@@ -27,6 +28,7 @@ import { BYSU_BIN } from '../test/helpers/cluster.ts';
 import { run, stopProcess } from '../test/helpers/processes.ts';
 import { withRedis } from '../test/helpers/redis.ts';
 import { KEEP_RESULTS_MS } from '../src/dashboard/shared-computation.ts';
+import { RACY_MS } from '../src/repository/summary.ts';
 import { median, startBysu, writeBenchConfig, type BenchSetup } from './common.ts';
 
 /** The app whose one real snapshot the fleet is made of (configured in run.ts's main config). */
@@ -220,13 +222,23 @@ async function measureFleet(setup: BenchSetup, source: string, apps: number): Pr
       const roundStarted = Date.now();
       floorSamples.push(await floor());
       await removeCache();
-      samples.status.push({ cold: await status(false), warm: await status(false) });
+      // Warm is the steady state: a reader writes a rebuilt summary back only when the app directory has not
+      // changed for RACY_MS (creating `.summary` changes it), so the cache fills on the read after that.
+      const fill = async () => {
+        await new Promise((resolve) => setTimeout(resolve, RACY_MS + 500));
+        await status(false);
+      };
+      const cold = await status(false);
+      await fill();
+      samples.status.push({ cold, warm: await status(false) });
       await removeCache();
-      samples.statusJson.push({ cold: await status(true), warm: await status(true) });
+      const coldJson = await status(true);
+      await fill();
+      samples.statusJson.push({ cold: coldJson, warm: await status(true) });
       await removeCache();
       // The dashboard's cold and warm: its first scrape after it started (summaries as the writers keep them),
       // then one past its keep time; the summaries' own cold start (none at all) is status's cold above.
-      await status(false);
+      await fill();
       const [metricsStart, metricsPair] = await withDashboard(async (url) => {
         const cold = await metrics(url);
         await pastKeepTime();
