@@ -66,10 +66,16 @@ export async function makeDirectory(dir: string, owner: Owner | null = null): Pr
 }
 
 export async function writeFileDurably(file: string, text: string): Promise<void> {
-  const handle = await open(file, 'w', FILE_MODE);
+  await writeWhole(file, text, { flag: 'w', durable: true, owner: null });
+}
+
+/** Given a file and its text, write it (mode 0600, given to `owner` before it has content), fsynced when durable. */
+async function writeWhole(file: string, text: string, options: { flag: 'w' | 'wx'; durable: boolean; owner: Owner | null }): Promise<void> {
+  const handle = await open(file, options.flag, FILE_MODE);
   try {
+    if (options.owner) await handle.chown(options.owner.uid, options.owner.gid);
     await handle.writeFile(text);
-    await handle.sync();
+    if (options.durable) await handle.sync();
   } finally {
     await handle.close();
   }
@@ -87,14 +93,7 @@ export async function replaceFile(dir: string, name: string, text: string, optio
   const target = path.join(dir, name);
   const temporary = path.join(dir, `.${name.replace(/^\./, '')}.${randomBytes(4).toString('hex')}`);
   try {
-    const handle = await open(temporary, 'wx', FILE_MODE);
-    try {
-      if (options.owner) await handle.chown(options.owner.uid, options.owner.gid);
-      await handle.writeFile(text);
-      if (options.durable !== false) await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    await writeWhole(temporary, text, { flag: 'wx', durable: options.durable !== false, owner: options.owner ?? null });
     await rename(temporary, target);
   } catch (error) {
     await rm(temporary, { force: true }).catch(() => undefined);

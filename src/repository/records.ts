@@ -93,7 +93,8 @@ async function readJson(file: string): Promise<unknown> {
   }
 }
 
-const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+/** Whether a parsed JSON value is an object (not null, not an array). */
+export const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
 /** Given an app directory, return its last final failure, or null when there is none or it cannot be read as one. */
 export async function readFailureRecord(appDir: string): Promise<FailureRecord | null> {

@@ -29,7 +29,7 @@ import { makeDirectory, ownerFor, replaceFile } from './durable.ts';
 import { appDirectory, compareSnapshotIds, DRILLS_DIR, isSnapshotId, MANIFEST_FILE, SUMMARY_DIR, SUMMARY_FILE, SUMMARY_FORMAT } from './layout.ts';
 import type { Manifest } from './manifest.ts';
 import { latestDrillResults } from './read.ts';
-import { readFailureRecord, readVerifyRecord, type FailureRecord, type VerifyRecord } from './records.ts';
+import { isObject, readFailureRecord, readVerifyRecord, type FailureRecord, type VerifyRecord } from './records.ts';
 
 /** A complete snapshot as the summary keeps it: its manifest without the parts' details. */
 export interface SnapshotSummary {
@@ -266,31 +266,30 @@ export async function changeApp<T>(repository: string, app: string, lock: AppLoc
 
 const isString = (value: unknown): value is string => typeof value === 'string';
 const isNullableString = (value: unknown) => value === null || typeof value === 'string';
-const isRecord = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 const isStringArray = (value: unknown): value is string[] => Array.isArray(value) && value.every(isString);
 
 /** Given a parsed summary file, say whether every field has the type the readers rely on (a hand-edited or foreign file must not break status for every app). */
 function wellFormed(file: Record<string, unknown>): file is Record<string, unknown> & SummaryFile {
   const source = file.source;
-  if (!isRecord(source) || !isString(source.appDir) || !isNullableString(source.drills) || !isStringArray(source.entries) || !isStringArray(source.incomplete)) return false;
-  if (!Array.isArray(source.unreadable) || !source.unreadable.every((entry) => isRecord(entry) && isString(entry.id) && typeof entry.size === 'number' && isString(entry.mtime))) return false;
+  if (!isObject(source) || !isString(source.appDir) || !isNullableString(source.drills) || !isStringArray(source.entries) || !isStringArray(source.incomplete)) return false;
+  if (!Array.isArray(source.unreadable) || !source.unreadable.every((entry) => isObject(entry) && isString(entry.id) && typeof entry.size === 'number' && isString(entry.mtime))) return false;
   if (!Array.isArray(file.snapshots) || !isStringArray(file.unreadable)) return false;
-  const snapshotOk = (snapshot: unknown) => isRecord(snapshot) && [snapshot.id, snapshot.node, snapshot.trigger, snapshot.startedAt, snapshot.finishedAt].every(isString)
+  const snapshotOk = (snapshot: unknown) => isObject(snapshot) && [snapshot.id, snapshot.node, snapshot.trigger, snapshot.startedAt, snapshot.finishedAt].every(isString)
     && typeof snapshot.bytes === 'number' && typeof snapshot.parts === 'number' && isStringArray(snapshot.warnings);
   if (!file.snapshots.every(snapshotOk)) return false;
   const failure = file.lastFailure;
-  if (failure !== null && !(isRecord(failure) && isString(failure.at) && isString(failure.reason) && isString(failure.jobId) && typeof failure.attempts === 'number')) return false;
+  if (failure !== null && !(isObject(failure) && isString(failure.at) && isString(failure.reason) && isString(failure.jobId) && typeof failure.attempts === 'number')) return false;
   const verify = file.lastVerify;
-  if (verify !== null && !(isRecord(verify) && isString(verify.at) && isString(verify.app) && Array.isArray(verify.snapshots)
-    && verify.snapshots.every((snapshot) => isRecord(snapshot) && isString(snapshot.id) && typeof snapshot.ok === 'boolean' && isStringArray(snapshot.problems)))) return false;
+  if (verify !== null && !(isObject(verify) && isString(verify.at) && isString(verify.app) && Array.isArray(verify.snapshots)
+    && verify.snapshots.every((snapshot) => isObject(snapshot) && isString(snapshot.id) && typeof snapshot.ok === 'boolean' && isStringArray(snapshot.problems)))) return false;
   const drill = file.lastDrill;
-  if (drill !== null && !(isRecord(drill) && isNullableString(drill.snapshotId) && typeof drill.passed === 'boolean' && isString(drill.finishedAt) && isString(drill.node) && isNullableString(drill.error))) return false;
+  if (drill !== null && !(isObject(drill) && isNullableString(drill.snapshotId) && typeof drill.passed === 'boolean' && isString(drill.finishedAt) && isString(drill.node) && isNullableString(drill.error))) return false;
   return isNullableString(file.lastDrillPassedAt);
 }
 
 /** Given the parsed summary file and what the app's files look like now, say why it is outdated, or null when it is current. */
 function outdated(file: unknown, app: string, now: Pick<SummarySource, 'appDir' | 'drills' | 'entries'>): string | null {
-  if (!isRecord(file)) return 'missing or unreadable';
+  if (!isObject(file)) return 'missing or unreadable';
   if (file.format !== SUMMARY_FORMAT || file.app !== app || !wellFormed(file)) return `not a well-formed ${SUMMARY_FORMAT} summary of ${app}`;
   if (file.source.appDir !== now.appDir) return 'the app directory changed since it was built';
   if (file.source.drills !== now.drills) return '.drills changed since it was built';
