@@ -21,7 +21,8 @@
  * "racily clean" rule). It lives in its own directory so that writing it
  * does not change the app directory's time.
  */
-import { lstat, open, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { lstat, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.ts';
 import { toError } from '../errors.ts';
@@ -95,20 +96,15 @@ const MAX_SUMMARY_BYTES = 16 * 1024 * 1024;
 /** Temporaries of a summary write older than this are a crashed writer's: the next refresh removes them. */
 const LEFTOVER_MS = 60_000;
 
-/** Given a directory, return its modification time in ns (decimal), or null when it does not exist. */
-async function mtimeOf(dir: string): Promise<string | null> {
-  try {
-    return (await stat(dir, { bigint: true })).mtimeNs.toString();
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw error;
-  }
+/** Given a directory, return its modification time in ns (decimal), or null when it does not exist. (Synchronous: see currentSummary.) */
+function mtimeOf(dir: string): string | null {
+  return statSync(dir, { bigint: true, throwIfNoEntry: false })?.mtimeNs.toString() ?? null;
 }
 
 /** Given an app directory, return the names in it that are snapshot ids (directories), oldest first; [] when it does not exist. */
-async function snapshotNames(appDir: string): Promise<string[]> {
+function snapshotNames(appDir: string): string[] {
   try {
-    return (await readdir(appDir, { withFileTypes: true })).filter((entry) => entry.isDirectory() && isSnapshotId(entry.name)).map((entry) => entry.name).sort(compareSnapshotIds);
+    return readdirSync(appDir, { withFileTypes: true }).filter((entry) => entry.isDirectory() && isSnapshotId(entry.name)).map((entry) => entry.name).sort(compareSnapshotIds);
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw error;
@@ -155,7 +151,7 @@ async function readManifest(file: string): Promise<Partial<Manifest> | 'missing'
 async function buildSummary(repository: string, app: string): Promise<{ file: SummaryFile; racy: boolean }> {
   const appDir = appDirectory(repository, app);
   const started = Date.now();
-  const source: SummarySource = { appDir: (await mtimeOf(appDir)) ?? '', drills: await mtimeOf(path.join(appDir, DRILLS_DIR)), entries: await snapshotNames(appDir), incomplete: [], unreadable: [] };
+  const source: SummarySource = { appDir: mtimeOf(appDir) ?? '', drills: mtimeOf(path.join(appDir, DRILLS_DIR)), entries: snapshotNames(appDir), incomplete: [], unreadable: [] };
   const snapshots: SnapshotSummary[] = [];
   const unreadable: string[] = [];
   for (const id of [...source.entries].reverse()) {
@@ -237,7 +233,7 @@ async function summaryDirectory(appDir: string): Promise<string> {
  */
 export async function refreshAppSummary(repository: string, app: string): Promise<AppSummary> {
   const appDir = appDirectory(repository, app);
-  if ((await mtimeOf(appDir)) === null) return scanAppSummary(repository, app);
+  if (mtimeOf(appDir) === null) return scanAppSummary(repository, app);
   // Made ready before the times are read: creating it changes the app directory's time.
   const dir = await summaryDirectory(appDir);
   const { file } = await buildSummary(repository, app);
@@ -298,24 +294,6 @@ function outdated(file: unknown, app: string, now: Pick<SummarySource, 'appDir' 
   return null;
 }
 
-/** Given the summary file's path, return its JSON, or null when it is missing, too large or not JSON. */
-async function readSummaryFile(file: string): Promise<unknown> {
-  let handle;
-  try {
-    handle = await open(file, 'r');
-  } catch {
-    return null;
-  }
-  try {
-    if ((await handle.stat()).size > MAX_SUMMARY_BYTES) return null;
-    return JSON.parse(await handle.readFile('utf8')) as unknown;
-  } catch {
-    return null;
-  } finally {
-    await handle.close();
-  }
-}
-
 /**
  * Given an app directory and what its summary was built from, say whether a
  * snapshot directory's manifest changed since without changing the app
@@ -323,15 +301,55 @@ async function readSummaryFile(file: string): Promise<unknown> {
  * was not JSON has another size or time (written whole since). Normally
  * there is none of either, and this costs nothing.
  */
-async function manifestsChanged(appDir: string, source: SummarySource): Promise<boolean> {
+function manifestsChanged(appDir: string, source: SummarySource): boolean {
   for (const id of source.incomplete) {
-    if (await lstat(path.join(appDir, id, MANIFEST_FILE)).then(() => true, () => false)) return true;
+    if (lstatSync(path.join(appDir, id, MANIFEST_FILE), { throwIfNoEntry: false }) !== undefined) return true;
   }
   for (const { id, size, mtime } of source.unreadable) {
-    const info = await stat(path.join(appDir, id, MANIFEST_FILE), { bigint: true }).catch(() => null);
-    if (info === null || Number(info.size) !== size || info.mtimeNs.toString() !== mtime) return true;
+    const info = statSync(path.join(appDir, id, MANIFEST_FILE), { bigint: true, throwIfNoEntry: false });
+    if (info === undefined || Number(info.size) !== size || info.mtimeNs.toString() !== mtime) return true;
   }
   return false;
+}
+
+/** Given the summary file's path, return its JSON, or null when it is missing, too large or not JSON. */
+function readSummaryFile(file: string): unknown {
+  let fd;
+  try {
+    fd = openSync(file, 'r');
+  } catch {
+    return null;
+  }
+  try {
+    if (fstatSync(fd).size > MAX_SUMMARY_BYTES) return null;
+    return JSON.parse(readFileSync(fd, 'utf8')) as unknown;
+  } catch {
+    return null;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Given the repository and an app, look at its summary file and what it
+ * describes, and return the summary when it is current; else why it is not,
+ * with the app directory's owner (null: there is no app directory). Throw
+ * when the app directory cannot be read (EACCES, EIO).
+ *
+ * Synchronous on purpose: it is a handful of metadata calls on what the
+ * kernel has cached (a stat, the small file, a readdir), which take a few
+ * microseconds each, where a round trip through libuv's thread pool costs
+ * ten times that; a fleet's read takes them in batches (readAppSummaries)
+ * and yields between them, so a dashboard is never held for long.
+ */
+function currentSummary(repository: string, app: string): { summary: AppSummary } | { reason: string; owner: number | null } {
+  const appDir = appDirectory(repository, app);
+  const info = statSync(appDir, { bigint: true, throwIfNoEntry: false });
+  if (info === undefined) return { reason: 'no app directory', owner: null };
+  const cached = readSummaryFile(path.join(appDir, SUMMARY_DIR, SUMMARY_FILE));
+  let reason = outdated(cached, app, { appDir: info.mtimeNs.toString(), drills: mtimeOf(path.join(appDir, DRILLS_DIR)), entries: snapshotNames(appDir) });
+  if (reason === null && manifestsChanged(appDir, (cached as SummaryFile).source)) reason = 'a snapshot\'s manifest appeared or changed since it was built';
+  return reason === null ? { summary: withoutSource(cached as SummaryFile) } : { reason, owner: Number(info.uid) };
 }
 
 export interface ReadSummaryOptions {
@@ -339,35 +357,19 @@ export interface ReadSummaryOptions {
 }
 
 /**
- * Given the repository and an app, return its summary: from
- * `.summary/summary.json` when that was built from the files as they are
- * now, else rebuilt from the files (and written back when this process owns
- * the app directory, so a root shell's `bysu status` never leaves a file the
- * workers cannot replace). An app without a directory has an empty summary.
- * Throw when the app directory cannot be read (EACCES, EIO).
+ * Given the repository, an app and why its summary is not current, rebuild
+ * it from the files, and write it back when this process owns the app
+ * directory (so a root shell's `bysu status` never leaves a file the workers
+ * cannot replace). An app without a directory has an empty summary.
  */
-export async function readAppSummary(repository: string, app: string, options: ReadSummaryOptions = {}): Promise<AppSummary> {
+async function rebuildSummary(repository: string, app: string, outdatedBy: { reason: string; owner: number | null }, options: ReadSummaryOptions): Promise<AppSummary> {
+  if (outdatedBy.owner === null) return scanAppSummary(repository, app);
   const appDir = appDirectory(repository, app);
-  let info;
-  try {
-    info = await stat(appDir, { bigint: true });
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return scanAppSummary(repository, app);
-    throw error;
-  }
-  const [cached, drills, entries] = await Promise.all([
-    readSummaryFile(path.join(appDir, SUMMARY_DIR, SUMMARY_FILE)),
-    mtimeOf(path.join(appDir, DRILLS_DIR)),
-    snapshotNames(appDir),
-  ]);
-  let reason = outdated(cached, app, { appDir: info.mtimeNs.toString(), drills, entries });
-  if (reason === null && await manifestsChanged(appDir, (cached as SummaryFile).source)) reason = 'a snapshot\'s manifest appeared or changed since it was built';
-  if (reason === null) return withoutSource(cached as SummaryFile);
-  options.logger?.debug({ app, reason }, 'summary rebuilt from the snapshots');
+  options.logger?.debug({ app, reason: outdatedBy.reason }, 'summary rebuilt from the snapshots');
   // Written back only by the app directory's owner (a root shell must not leave files the workers cannot
   // replace), and only when no change was within RACY_MS of the build (it may have raced a writer). The
   // directory is made ready before the build: creating it changes the app directory's time.
-  const writable = process.getuid?.() === Number(info.uid);
+  const writable = process.getuid?.() === outdatedBy.owner;
   const dir = writable ? await summaryDirectory(appDir).catch((error: unknown) => {
     options.logger?.debug({ app, err: toError(error).message }, 'cannot write the rebuilt summary');
     return null;
@@ -380,23 +382,53 @@ export async function readAppSummary(repository: string, app: string, options: R
   return withoutSource(file);
 }
 
-/** How many apps' summaries are read at once: enough to keep libuv's four threads busy. */
-const READ_CONCURRENCY = 16;
+/**
+ * Given the repository and an app, return its summary: from
+ * `.summary/summary.json` when that was built from the files as they are
+ * now, else rebuilt from the files (see rebuildSummary). Throw when the app
+ * directory cannot be read (EACCES, EIO).
+ */
+export async function readAppSummary(repository: string, app: string, options: ReadSummaryOptions = {}): Promise<AppSummary> {
+  const current = currentSummary(repository, app);
+  return 'summary' in current ? current.summary : rebuildSummary(repository, app, current, options);
+}
+
+/** How many apps' summaries are looked at between two turns of the event loop (about a millisecond's work). */
+const CHECK_BATCH = 64;
+/** How many outdated summaries are rebuilt at once: enough to keep libuv's four threads busy. */
+const REBUILD_CONCURRENCY = 16;
+
+const asError = (error: unknown) => (error instanceof Error ? error : new Error(String(error)));
 
 /**
  * Given the repository and app names, return each app's summary, or the
- * error that kept it from being read, in the order given, reading several at once.
+ * error that kept it from being read, in the order given. The current
+ * summaries are read in batches of synchronous calls, yielding to the event
+ * loop between batches; the outdated ones are rebuilt several at once.
  */
 export async function readAppSummaries(repository: string, apps: readonly string[], options: ReadSummaryOptions = {}): Promise<Map<string, AppSummary | Error>> {
   const results = new Map<string, AppSummary | Error>();
+  const outdatedApps: { app: string; outdatedBy: { reason: string; owner: number | null } }[] = [];
+  for (let start = 0; start < apps.length; start += CHECK_BATCH) {
+    if (start > 0) await new Promise((resolve) => setImmediate(resolve));
+    for (const app of apps.slice(start, start + CHECK_BATCH)) {
+      try {
+        const current = currentSummary(repository, app);
+        if ('summary' in current) results.set(app, current.summary);
+        else outdatedApps.push({ app, outdatedBy: current });
+      } catch (error) {
+        results.set(app, asError(error));
+      }
+    }
+  }
   let next = 0;
-  const reader = async () => {
-    while (next < apps.length) {
-      const app = apps[next]!;
+  const rebuilder = async () => {
+    while (next < outdatedApps.length) {
+      const { app, outdatedBy } = outdatedApps[next]!;
       next += 1;
-      results.set(app, await readAppSummary(repository, app, options).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error)))));
+      results.set(app, await rebuildSummary(repository, app, outdatedBy, options).catch(asError));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(READ_CONCURRENCY, apps.length) }, reader));
+  await Promise.all(Array.from({ length: Math.min(REBUILD_CONCURRENCY, outdatedApps.length) }, rebuilder));
   return new Map(apps.map((app) => [app, results.get(app)!]));
 }
