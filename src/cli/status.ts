@@ -6,8 +6,6 @@
 import { formatBytes, formatDuration } from '../config/formats.ts';
 import { cutToBytes, escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
-import { SNAPSHOT_QUEUE } from '../queue/jobs.ts';
-import { openQueue } from '../queue/open-queue.ts';
 import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
 import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
@@ -52,9 +50,8 @@ function row(app: AppStatus, now: number): string[] {
 export async function status(globals: GlobalOptions, options: { json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   const connection = await connectProducer(config.redis.url);
-  const queue = openQueue(SNAPSHOT_QUEUE, connection, config.redis.prefix);
   try {
-    const report = await collectStatus(config, connection, queue);
+    const report = await collectStatus(config, connection);
     const healthy = isHealthy(report);
     if (options.json) {
       // Still valid JSON: C0 controls are escaped by JSON.stringify, the C1 and bidi ones by escapeControls.
@@ -71,7 +68,6 @@ export async function status(globals: GlobalOptions, options: { json?: boolean }
     if (report.apps.length === 0) console.log('no apps configured');
     return healthy ? EXIT_OK : EXIT_FAILED;
   } finally {
-    await queue.close();
     connection.disconnect();
   }
 }

@@ -45,7 +45,7 @@ export interface RunningDashboard {
  */
 export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQueues, logger: Logger): express.Express {
   const current = () => live.current();
-  const status = new SharedComputation<Config, StatusReport>(async (config) => ({ value: await collectStatus(config, redis, queues.snapshot), at: Date.now() }));
+  const status = new SharedComputation<Config, StatusReport>(async (config) => ({ value: await collectStatus(config, redis), at: Date.now() }));
   const metrics = new MetricsPage(redis, [queues.snapshot, queues.retention, queues.drill], status, logger);
   const app = express();
   app.disable('x-powered-by');

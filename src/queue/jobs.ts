@@ -108,6 +108,13 @@ export const redisKeys = {
   failuresTotal: (prefix: string) => `${prefix}:bysu:failures-total`,
   /** Hash app → JSON { at, reason, jobId, attempts } of its last final failure. */
   lastFailure: (prefix: string) => `${prefix}:bysu:last-failure`,
+  /**
+   * BullMQ's own sorted set of a queue's job schedulers: member = scheduler id,
+   * score = its next run (ms). Read directly by status (one ZRANGE, and a
+   * `bysu status` that need not load BullMQ); test/integration/next-runs.test.ts
+   * holds it equal to what `queue.getJobSchedulers()` returns.
+   */
+  jobSchedulers: (prefix: string, queue: string) => `${prefix}:${queue}:repeat`,
 };
 
 /** Given a manual snapshot request, return its job id (BullMQ forbids ':' in custom ids). */

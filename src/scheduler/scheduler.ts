@@ -233,7 +233,7 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
     if (checking) return; // the last check is still running (slow Redis or repository): skip this tick
     checking = true;
     try {
-      const report = await collectStatus(live.current(), connection, snapshotQueue);
+      const report = await collectStatus(live.current(), connection);
       for (const app of report.apps) {
         if (app.state === 'failing' && app.lastFailure !== null) {
           // Normally announced by the worker that failed the job; this sends it when that worker died before it

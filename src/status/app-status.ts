@@ -11,8 +11,7 @@ import type { Redis } from 'ioredis';
 import { NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import { parseDrillSince, redisKeys, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord, type SNAPSHOT_QUEUE } from '../queue/jobs.ts';
-import type { TypedQueue } from '../queue/open-queue.ts';
+import { parseDrillSince, redisKeys, SNAPSHOT_QUEUE, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord } from '../queue/jobs.ts';
 import { appDirectory } from '../repository/layout.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { listAppDirectories } from '../repository/read.ts';
@@ -192,11 +191,17 @@ function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error,
   };
 }
 
-/** Given the snapshot queue, return each app's next scheduled run from its job scheduler, in one listing. */
-async function nextRuns(snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>): Promise<Map<string, number>> {
+/**
+ * Given Redis and the prefix, return each app's next scheduled run from its
+ * job scheduler: one ZRANGE of the snapshot queue's job schedulers, where
+ * `queue.getJobSchedulers()` would also read every scheduler's hash.
+ */
+export async function readNextRuns(redis: Redis, prefix: string): Promise<Map<string, number>> {
   const runs = new Map<string, number>();
-  for (const scheduler of await snapshotQueue.getJobSchedulers(0, -1)) {
-    if (scheduler.key.startsWith(SNAPSHOT_SCHEDULER_PREFIX) && typeof scheduler.next === 'number') runs.set(scheduler.key.slice(SNAPSHOT_SCHEDULER_PREFIX.length), scheduler.next);
+  const listing = await redis.zrange(redisKeys.jobSchedulers(prefix, SNAPSHOT_QUEUE), 0, '-1', 'WITHSCORES');
+  for (let index = 0; index + 1 < listing.length; index += 2) {
+    const [key, next] = [listing[index]!, Number(listing[index + 1])];
+    if (key.startsWith(SNAPSHOT_SCHEDULER_PREFIX) && Number.isFinite(next)) runs.set(key.slice(SNAPSHOT_SCHEDULER_PREFIX.length), next);
   }
   return runs;
 }
@@ -206,7 +211,7 @@ async function nextRuns(snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>): Promi
  * configured app and of every app directory no longer configured (orphaned).
  * Throw RepositoryUnavailableError when the root is missing or unmarked.
  */
-export async function collectStatus(config: Config, redis: Redis, snapshotQueue: TypedQueue<typeof SNAPSHOT_QUEUE>, options: { now?: Date; logger?: Logger } = {}): Promise<StatusReport> {
+export async function collectStatus(config: Config, redis: Redis, options: { now?: Date; logger?: Logger } = {}): Promise<StatusReport> {
   const now = options.now ?? new Date();
   // A repository that is not there or not marked (not mounted) must not read as "no snapshots yet".
   await requireRepository(config.repository);
@@ -215,7 +220,7 @@ export async function collectStatus(config: Config, redis: Redis, snapshotQueue:
     readFailures(redis, config.redis.prefix),
     redis.hgetall(redisKeys.appFirstSeen(config.redis.prefix)),
     readDrillSince(redis, config.redis.prefix),
-    nextRuns(snapshotQueue),
+    readNextRuns(redis, config.redis.prefix),
     readSchedulerHeartbeat(redis, config.redis.prefix),
   ]);
   const known: KnownState = { failures, firstSeen, drillSince };
