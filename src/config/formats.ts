@@ -86,21 +86,30 @@ export function checkPartFileName(value: unknown): asserts value is string {
   }
 }
 
+/** Time zones found valid (each app names one; building a formatter to ask costs a fraction of a millisecond). */
+const validTimezones = new Set<string>();
+
 /** Throw unless `value` is an IANA time zone this Node.js knows. */
 export function checkTimezone(value: unknown): asserts value is string {
+  if (typeof value === 'string' && validTimezones.has(value)) return;
   if (typeof value !== 'string' || value === '') throw new Error(`must be a time zone name like UTC or Europe/Berlin, got ${JSON.stringify(value)}`);
   try {
     new Intl.DateTimeFormat('en-US', { timeZone: value });
   } catch {
     throw new Error(`unknown time zone ${JSON.stringify(value)}`);
   }
+  validTimezones.add(value);
 }
+
+/** Patterns (with their time zone) found valid: a fleet's apps share a few schedules, and cron-parser takes milliseconds per pattern. */
+const validCrons = new Set<string>();
 
 /**
  * Throw unless `pattern` is a cron pattern (5 fields, or 6 with seconds first)
  * that has a next run in `timezone`.
  */
 export function checkCron(pattern: unknown, timezone = 'UTC'): asserts pattern is string {
+  if (typeof pattern === 'string' && validCrons.has(`${timezone}\0${pattern}`)) return;
   if (typeof pattern !== 'string' || pattern.trim() === '') {
     throw new Error(`must be a cron pattern like "0 3 * * *", got ${JSON.stringify(pattern)}`);
   }
@@ -115,6 +124,7 @@ export function checkCron(pattern: unknown, timezone = 'UTC'): asserts pattern i
   } catch (error) {
     throw new Error(`invalid cron pattern ${JSON.stringify(pattern)}: ${(error as Error).message}`);
   }
+  validCrons.add(`${timezone}\0${pattern}`);
 }
 
 const CRON_FIELDS = [
