@@ -74,6 +74,15 @@ function peerText(message: string): string {
   return cutToBytes(escapeControls(message), PEER_TEXT_BYTES);
 }
 
+/** The last private key parsed, by its bytes: a worker reads the key file for every job, and parsing it costs more than reading it. */
+let lastParsed: { bytes: Buffer; key: ReturnType<typeof ssh2.utils.parseKey> } | null = null;
+
+/** Given a private key's bytes, return it parsed (or the Error ssh2 gives), once per distinct key. */
+function parsedKey(bytes: Buffer): ReturnType<typeof ssh2.utils.parseKey> {
+  if (lastParsed === null || !lastParsed.bytes.equals(bytes)) lastParsed = { bytes: Buffer.from(bytes), key: ssh2.utils.parseKey(bytes) };
+  return lastParsed.key;
+}
+
 /**
  * Given file paths, read the private key once and note where known_hosts is
  * (read at each connection, see readKnownHosts). Throw ConfigError when the
@@ -81,7 +90,7 @@ function peerText(message: string): string {
  */
 export function readIdentity(identityFile: string, knownHostsFile: string): SshIdentity {
   const privateKey = readFileSync(identityFile);
-  const parsed = ssh2.utils.parseKey(privateKey);
+  const parsed = parsedKey(privateKey);
   if (parsed instanceof Error) {
     throw new ConfigError([`ssh.identityFile: cannot use ${identityFile} as an SSH private key: ${parsed.message} (BYSU needs an unencrypted key, mode 0600)`]);
   }
@@ -164,6 +173,9 @@ export async function openSession(target: NodeAddress, identity: SshIdentity, op
     return false;
   };
 
+  const key = parsedKey(identity.privateKey);
+  if (key instanceof Error) throw new ConfigError([`ssh.identityFile: cannot use the key as an SSH private key: ${key.message}`]);
+  const publicKeyAuth: ssh2.PublicKeyAuthMethod = { type: 'publickey', username: target.user, key };
   const client = new Client();
   // Our own socket, so that it can be destroyed even after client.end(), which makes ssh2's destroy() a no-op.
   let socket: net.Socket | null = null;
@@ -217,7 +229,8 @@ export async function openSession(target: NodeAddress, identity: SshIdentity, op
       host: target.host,
       port: target.port,
       username: target.user,
-      privateKey: identity.privateKey,
+      // The key already parsed (ssh2 would parse privateKey again at every connection).
+      authHandler: [publicKeyAuth],
       readyTimeout: options.readyTimeoutMs,
       keepaliveInterval: options.keepaliveIntervalMs ?? 15_000,
       keepaliveCountMax: options.keepaliveCountMax ?? 3,
