@@ -18,11 +18,11 @@
  * taken with the summaries present, as the writers keep them. Page cache:
  * warm throughout, both sides.
  */
-import { linkSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync, copyFileSync } from 'node:fs';
 import { mkdir, readdir, rm } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
-import { DIR_MODE, FILE_MODE, LATEST_LINK, MANIFEST_FILE, REPOSITORY_MARKER_FILE, snapshotIdFor, INCOMING_DIR, COMMITS_DIR } from '../src/repository/layout.ts';
+import { DIR_MODE, FILE_MODE, LATEST_LINK, MANIFEST_FILE, REPOSITORY_MARKER_FILE, snapshotIdFor, INCOMING_DIR, COMMITS_DIR, SUMMARY_DIR, SUMMARY_FILE } from '../src/repository/layout.ts';
 import { renderManifest, type Manifest } from '../src/repository/manifest.ts';
 import { BYSU_BIN } from '../test/helpers/cluster.ts';
 import { run, stopProcess } from '../test/helpers/processes.ts';
@@ -223,10 +223,14 @@ async function measureFleet(setup: BenchSetup, source: string, apps: number): Pr
       floorSamples.push(await floor());
       await removeCache();
       // Warm is the steady state: a reader writes a rebuilt summary back only when the app directory has not
-      // changed for RACY_MS (creating `.summary` changes it), so the cache fills on the read after that.
+      // changed for RACY_MS, and the first reader after a removal changes it (it creates `.summary`), so the
+      // cache fills on a read RACY_MS after that one. Checked: a warm figure must not time a rebuild.
       const fill = async () => {
+        await status(false);
         await new Promise((resolve) => setTimeout(resolve, RACY_MS + 500));
         await status(false);
+        const missing = appNames.filter((app) => !existsSync(path.join(repository, app, SUMMARY_DIR, SUMMARY_FILE)));
+        if (missing.length > 0) throw new Error(`${missing.length} apps have no summary after two reads RACY_MS apart (${missing.slice(0, 3).join(', ')}, …)`);
       };
       const cold = await status(false);
       await fill();
@@ -286,7 +290,7 @@ async function measureFleet(setup: BenchSetup, source: string, apps: number): Pr
  * Synchronous calls: 140,000 small directories are made faster without a
  * threadpool round trip per call.
  */
-function buildTree(source: string, root: string, repository: string, apps: string[], nodes: { name: string; host: string }[], perApp: number): void {
+export function buildTree(source: string, root: string, repository: string, apps: string[], nodes: { name: string; host: string }[], perApp: number): void {
   const real = JSON.parse(readFileSync(path.join(source, MANIFEST_FILE), 'utf8')) as Manifest;
   const durationMs = Date.parse(real.finishedAt) - Date.parse(real.startedAt);
   const files = readdirSync(source).filter((name) => name !== MANIFEST_FILE);
