@@ -21,7 +21,7 @@
  * "racily clean" rule). It lives in its own directory so that writing it
  * does not change the app directory's time.
  */
-import { closeSync, fstatSync, lstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { closeSync, constants as fsConstants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { lstat, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Logger } from '../log.ts';
@@ -302,26 +302,44 @@ function outdated(file: unknown, app: string, now: Pick<SummarySource, 'appDir' 
  * there is none of either, and this costs nothing.
  */
 function manifestsChanged(appDir: string, source: SummarySource): boolean {
+  // A manifest that cannot be looked at (a directory a root `cp -a` has not opened yet: EACCES) is still missing.
+  const exists = (file: string) => {
+    try {
+      return lstatSync(file, { throwIfNoEntry: false }) !== undefined;
+    } catch {
+      return false;
+    }
+  };
   for (const id of source.incomplete) {
-    if (lstatSync(path.join(appDir, id, MANIFEST_FILE), { throwIfNoEntry: false }) !== undefined) return true;
+    if (exists(path.join(appDir, id, MANIFEST_FILE))) return true;
   }
   for (const { id, size, mtime } of source.unreadable) {
-    const info = statSync(path.join(appDir, id, MANIFEST_FILE), { bigint: true, throwIfNoEntry: false });
+    let info;
+    try {
+      info = statSync(path.join(appDir, id, MANIFEST_FILE), { bigint: true, throwIfNoEntry: false });
+    } catch {
+      info = undefined;
+    }
     if (info === undefined || Number(info.size) !== size || info.mtimeNs.toString() !== mtime) return true;
   }
   return false;
 }
 
-/** Given the summary file's path, return its JSON, or null when it is missing, too large or not JSON. */
+/**
+ * Given the summary file's path, return its JSON, or null when it is missing,
+ * not a regular file, too large or not JSON. Opened without blocking: a FIFO
+ * put there must not hold the event loop (the read is synchronous).
+ */
 function readSummaryFile(file: string): unknown {
   let fd;
   try {
-    fd = openSync(file, 'r');
+    fd = openSync(file, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK | fsConstants.O_NOFOLLOW);
   } catch {
     return null;
   }
   try {
-    if (fstatSync(fd).size > MAX_SUMMARY_BYTES) return null;
+    const info = fstatSync(fd);
+    if (!info.isFile() || info.size > MAX_SUMMARY_BYTES) return null;
     return JSON.parse(readFileSync(fd, 'utf8')) as unknown;
   } catch {
     return null;

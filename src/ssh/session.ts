@@ -74,7 +74,7 @@ function peerText(message: string): string {
   return cutToBytes(escapeControls(message), PEER_TEXT_BYTES);
 }
 
-/** The last private key parsed, by its bytes: a worker reads the key file for every job, and parsing it costs more than reading it. */
+/** The last private key parsed, by its bytes: ssh2 would parse it again at every connection (each job), and a reload reads it anew. */
 let lastParsed: { bytes: Buffer; key: ReturnType<typeof ssh2.utils.parseKey> } | null = null;
 
 /** Given a private key's bytes, return it parsed (or the Error ssh2 gives), once per distinct key. */

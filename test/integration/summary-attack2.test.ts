@@ -5,10 +5,13 @@
  * summary must say so, as it does for a directory that had no manifest yet.
  * Writing a file inside a snapshot directory does not change the app
  * directory's time, so only a re-check of what was unreadable notices it.
+ * Then two found by the attack on the synchronous read of the summaries: a
+ * FIFO in place of a summary file, and a snapshot directory the reader
+ * cannot enter.
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmod, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -40,5 +43,61 @@ test('a snapshot whose manifest was read half-written is in the summary once the
     await writeFile(path.join(copy, 'manifest.json'), manifest); // …then written whole, in place
     assert.deepEqual(await readAppSummary(repository, 'shop'), await scanAppSummary(repository, 'shop'), 'the summary says what the files say');
     await rm(copy, { recursive: true });
+  });
+});
+
+/** Given a repository, read every app's summary in a child process (as `uid` when given); its stdout and exit code, or a timeout. */
+function readInChild(repository: string, apps: string[], uid?: number): { code: number | null; stdout: string; timedOut: boolean } {
+  const script = `import { readAppSummaries } from ${JSON.stringify(path.resolve('src/repository/summary.ts'))};
+const found = await readAppSummaries(${JSON.stringify(repository)}, ${JSON.stringify(apps)});
+console.log(JSON.stringify(Object.fromEntries([...found].map(([app, summary]) => [app, summary instanceof Error ? summary.message : summary.snapshots.map((snapshot) => snapshot.id)]))));`;
+  const command = [process.execPath, '--import', 'tsx', '--input-type=module', '-e', script];
+  const [file, ...args] = uid === undefined ? command : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', ...command];
+  const result = spawnSync(file!, args, { encoding: 'utf8', timeout: 20_000 });
+  return { code: result.status, stdout: result.stdout, timedOut: result.error !== undefined || result.signal !== null };
+}
+
+/** Given a repository, write a hand-made snapshot of `app` for day `day` of November 2026; return its id. */
+async function handSnapshot(repository: string, app: string, day: number): Promise<string> {
+  const id = `202611${String(day).padStart(2, '0')}T020000Z`;
+  await mkdir(path.join(repository, app, id), { recursive: true });
+  const at = `2026-11-${String(day).padStart(2, '0')}T02:00:00.000Z`;
+  await writeFile(path.join(repository, app, id, 'manifest.json'), JSON.stringify({ format: 'bysu-snapshot/1', app, node: 'db1', trigger: 'schedule', startedAt: at, finishedAt: at, bytes: day, parts: [], warnings: [] }));
+  return id;
+}
+
+// Fails before the fix: the summary file was opened with a blocking open on the event loop, so a FIFO put in its
+// place held the whole process (a dashboard's /healthz and /metrics with it) until the child was killed.
+test('a FIFO in place of a summary file does not hold the reader: it is rebuilt from the snapshots', async () => {
+  await withTempDir(async (dir) => {
+    const repository = path.join(dir, 'repo');
+    await initRepository(repository);
+    const id = await handSnapshot(repository, 'shop', 1);
+    await mkdir(path.join(repository, 'shop', '.summary'));
+    execFileSync('mkfifo', [path.join(repository, 'shop', '.summary', 'summary.json')]);
+    const result = readInChild(repository, ['shop']);
+    assert.equal(result.timedOut, false, 'the read of the summaries finished');
+    assert.deepEqual(JSON.parse(result.stdout), { shop: [id] });
+  });
+});
+
+// Fails before the fix: once a rebuild had recorded the directory as one without a manifest, the next check of it
+// threw EACCES, and the app showed no snapshot at all ("cannot read …"), as if it had never been backed up.
+test("a snapshot directory the reader cannot enter (root's cp -a in progress) does not hide the app's other snapshots", { skip: process.getuid?.() !== 0 ? 'needs root to read as another user (setpriv)' : false }, async () => {
+  await withTempDir(async (dir) => {
+    const repository = path.join(dir, 'repo');
+    await initRepository(repository);
+    const ids = [await handSnapshot(repository, 'blog', 1), await handSnapshot(repository, 'blog', 2)];
+    await chmod(dir, 0o755);
+    execFileSync('chown', ['-R', '65534:65534', repository]);
+    await mkdir(path.join(repository, 'blog', '20261105T020000Z'), { mode: 0o700 }); // root's, 0700, still being copied
+    const old = new Date(Date.now() - 60_000);
+    for (const round of [1, 2, 3]) {
+      // Not racy (the first reader's `.summary` is a minute old too): the reader writes its summary back, and the next trusts it.
+      await utimes(path.join(repository, 'blog'), old, old);
+      const result = readInChild(repository, ['blog'], 65534);
+      assert.deepEqual(JSON.parse(result.stdout), { blog: [...ids].reverse() }, `read ${round}: ${result.stdout}`);
+    }
+    assert.ok(JSON.parse(await readFile(path.join(repository, 'blog', '.summary', 'summary.json'), 'utf8')).source.incomplete.includes('20261105T020000Z'), 'the summary was written, with the directory as incomplete');
   });
 });
