@@ -14,7 +14,7 @@
  * The workers' user is a bare uid (setpriv needs no passwd entry).
  */
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { appendFile, chmod, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -38,7 +38,11 @@ async function commitSnapshot(repository: string, app: string, startedAt: string
 }
 
 const WORKERS_UID = '64123';
-const rootOnly = process.getuid?.() === 0 ? false : 'running bysu as another user needs root (CI runs as root)';
+/** Whether the workers' user can run this checkout's bysu: not when it lies under a directory only root may enter (a `mktemp -d` clone). */
+const workersCanRunBysu = () => spawnSync('setpriv', ['--reuid', WORKERS_UID, '--regid', WORKERS_UID, '--clear-groups', 'test', '-r', BYSU_BIN]).status === 0;
+const rootOnly = process.getuid?.() !== 0 ? 'running bysu as another user needs root (CI runs as root)'
+  : !workersCanRunBysu() ? `uid ${WORKERS_UID} cannot read ${BYSU_BIN} (the checkout is under a directory only root may enter): clone it where others may read it to run this test`
+  : false;
 
 describe('the summary under attack', () => {
   let cluster: TestCluster;

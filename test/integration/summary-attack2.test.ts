@@ -11,7 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmod, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
@@ -46,13 +46,18 @@ test('a snapshot whose manifest was read half-written is in the summary once the
   });
 });
 
-/** Given a repository, read every app's summary in a child process (as `uid` when given); its stdout and exit code, or a timeout. */
-function readInChild(repository: string, apps: string[], uid?: number): { code: number | null; stdout: string; timedOut: boolean } {
+/**
+ * Given a repository, read every app's summary in a child process; its stdout
+ * and exit code, or a timeout. With `withoutDacOverride`, root reads without
+ * the capabilities that let it enter any directory: it meets EACCES as the
+ * workers' user would, and still reads the project wherever it is checked out.
+ */
+function readInChild(repository: string, apps: string[], withoutDacOverride = false): { code: number | null; stdout: string; timedOut: boolean } {
   const script = `import { readAppSummaries } from ${JSON.stringify(path.resolve('src/repository/summary.ts'))};
 const found = await readAppSummaries(${JSON.stringify(repository)}, ${JSON.stringify(apps)});
 console.log(JSON.stringify(Object.fromEntries([...found].map(([app, summary]) => [app, summary instanceof Error ? summary.message : summary.snapshots.map((snapshot) => snapshot.id)]))));`;
   const command = [process.execPath, '--import', 'tsx', '--input-type=module', '-e', script];
-  const [file, ...args] = uid === undefined ? command : ['setpriv', `--reuid=${uid}`, `--regid=${uid}`, '--clear-groups', ...command];
+  const [file, ...args] = withoutDacOverride ? ['setpriv', '--bounding-set=-dac_override,-dac_read_search', ...command] : command;
   const result = spawnSync(file!, args, { encoding: 'utf8', timeout: 20_000 });
   return { code: result.status, stdout: result.stdout, timedOut: result.error !== undefined || result.signal !== null };
 }
@@ -83,19 +88,19 @@ test('a FIFO in place of a summary file does not hold the reader: it is rebuilt 
 
 // Fails before the fix: once a rebuild had recorded the directory as one without a manifest, the next check of it
 // threw EACCES, and the app showed no snapshot at all ("cannot read …"), as if it had never been backed up.
-test("a snapshot directory the reader cannot enter (root's cp -a in progress) does not hide the app's other snapshots", { skip: process.getuid?.() !== 0 ? 'needs root to read as another user (setpriv)' : false }, async () => {
+test("a snapshot directory the reader cannot enter (root's cp -a in progress) does not hide the app's other snapshots", { skip: process.getuid?.() !== 0 ? 'needs root (to drop its capabilities with setpriv)' : false }, async () => {
   await withTempDir(async (dir) => {
     const repository = path.join(dir, 'repo');
     await initRepository(repository);
     const ids = [await handSnapshot(repository, 'blog', 1), await handSnapshot(repository, 'blog', 2)];
-    await chmod(dir, 0o755);
-    execFileSync('chown', ['-R', '65534:65534', repository]);
-    await mkdir(path.join(repository, 'blog', '20261105T020000Z'), { mode: 0o700 }); // root's, 0700, still being copied
+    const copying = path.join(repository, 'blog', '20261105T020000Z');
+    await mkdir(copying, { mode: 0o700 }); // another user's, 0700, still being copied
+    execFileSync('chown', ['65534:65534', copying]);
     const old = new Date(Date.now() - 60_000);
     for (const round of [1, 2, 3]) {
       // Not racy (the first reader's `.summary` is a minute old too): the reader writes its summary back, and the next trusts it.
       await utimes(path.join(repository, 'blog'), old, old);
-      const result = readInChild(repository, ['blog'], 65534);
+      const result = readInChild(repository, ['blog'], true);
       assert.deepEqual(JSON.parse(result.stdout), { blog: [...ids].reverse() }, `read ${round}: ${result.stdout}`);
     }
     assert.ok(JSON.parse(await readFile(path.join(repository, 'blog', '.summary', 'summary.json'), 'utf8')).source.incomplete.includes('20261105T020000Z'), 'the summary was written, with the directory as incomplete');
