@@ -302,27 +302,27 @@ function outdated(file: unknown, app: string, now: Pick<SummarySource, 'appDir' 
  * there is none of either, and this costs nothing.
  */
 function manifestsChanged(appDir: string, source: SummarySource): boolean {
-  // A manifest that cannot be looked at (a directory a root `cp -a` has not opened yet: EACCES) is still missing.
-  const exists = (file: string) => {
-    try {
-      return lstatSync(file, { throwIfNoEntry: false }) !== undefined;
-    } catch {
-      return false;
-    }
-  };
   for (const id of source.incomplete) {
-    if (exists(path.join(appDir, id, MANIFEST_FILE))) return true;
+    if (lookAt(() => lstatSync(path.join(appDir, id, MANIFEST_FILE), { throwIfNoEntry: false })) !== undefined) return true;
   }
   for (const { id, size, mtime } of source.unreadable) {
-    let info;
-    try {
-      info = statSync(path.join(appDir, id, MANIFEST_FILE), { bigint: true, throwIfNoEntry: false });
-    } catch {
-      info = undefined;
-    }
+    const info = lookAt(() => statSync(path.join(appDir, id, MANIFEST_FILE), { bigint: true, throwIfNoEntry: false }));
     if (info === undefined || Number(info.size) !== size || info.mtimeNs.toString() !== mtime) return true;
   }
   return false;
+}
+
+/**
+ * Given a stat call, return what it found, or undefined when the path is
+ * missing or cannot be looked at: a manifest in a directory that a root
+ * `cp -a` has not opened yet (EACCES) is still missing.
+ */
+function lookAt<T>(call: () => T | undefined): T | undefined {
+  try {
+    return call();
+  } catch {
+    return undefined;
+  }
 }
 
 /**
