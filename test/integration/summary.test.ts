@@ -93,6 +93,8 @@ describe('the app summary agrees with a full scan after every kind of write', ()
       return found.lastFailure ? found : null;
     });
     assert.match(summary.lastFailure!.reason, /connection refused/);
+    // The worker writes the record, then rebuilds the summary under the app's lock: wait for that second step too.
+    await waitUntil('the summary rebuilt after the failure', async () => ((await readText(summaryFile(cluster, 'broken')))?.includes('connection refused') ? true : null));
     await assertSummaryAgrees(cluster, 'broken', 'cached');
   });
 
