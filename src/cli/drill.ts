@@ -4,11 +4,10 @@
  * failed (with the failing step and its stderr). Like `bysu snapshot --wait`,
  * the wait reads a job when its queue events say something happened.
  */
-import { Job } from 'bullmq';
 import { findApp } from '../config/load.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualDrill } from '../queue/enqueue.ts';
-import { JobWatch } from '../queue/job-watch.ts';
+import { JobWatch, readJobWithState } from '../queue/job-watch.ts';
 import { DRILL_QUEUE, type DrillJobData } from '../queue/jobs.ts';
 import { openQueue } from '../queue/open-queue.ts';
 import type { DrillResult } from '../repository/drill-result.ts';
@@ -40,9 +39,7 @@ export async function drill(globals: GlobalOptions, names: string[], options: { 
     try {
       while (pending.length > 0) {
         for (const entry of pending.filter((candidate) => toRead === 'all' || toRead.has(candidate.jobId))) {
-          // The state first, then the job (see snapshot.ts): terminal data is then complete.
-          const state = await queue.getJobState(entry.jobId);
-          const job = await Job.fromId<DrillJobData, DrillResult>(queue, entry.jobId);
+          const { state, job } = await readJobWithState(queue, entry.jobId);
           // Gone (removed, or its id taken off the queue's lists by hand: state unknown) ends the wait, as in snapshot.ts.
           if (!job || state === 'unknown') {
             pending.splice(pending.indexOf(entry), 1);

@@ -5,13 +5,12 @@
  * the jobs when their queue events say something happened (JobWatch), so it
  * ends as soon as the last job does.
  */
-import { Job } from 'bullmq';
 import { formatBytes } from '../config/formats.ts';
 import { findApp } from '../config/load.ts';
 import { escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualSnapshot } from '../queue/enqueue.ts';
-import { JobWatch } from '../queue/job-watch.ts';
+import { JobWatch, readJobWithState } from '../queue/job-watch.ts';
 import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotProgress, type SnapshotResult } from '../queue/jobs.ts';
 import { openQueue, type TypedQueue } from '../queue/open-queue.ts';
 import { requireRepository } from '../repository/marker.ts';
@@ -76,10 +75,7 @@ async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, watch: JobWatch,
   let toRead: Set<string> | 'all' = 'all';
   while (followed.some((entry) => !entry.done)) {
     for (const entry of followed.filter((candidate) => !candidate.done && (toRead === 'all' || toRead.has(candidate.jobId)))) {
-      // The state first, then the job: read the other way round, a job that fails in between
-      // would show its old data (no reason, no attempt) under its new state.
-      const state = await queue.getJobState(entry.jobId);
-      const job = await Job.fromId<SnapshotJobData, SnapshotResult>(queue, entry.jobId);
+      const { state, job } = await readJobWithState(queue, entry.jobId);
       if (!job || state === 'unknown') {
         entry.done = true;
         print(`${entry.app}: job ${entry.jobId} disappeared from the queue`);

@@ -12,12 +12,29 @@
  * job's state after it starts following it. A re-read every RECHECK_MS covers
  * what sends no event at all (the job's keys deleted by hand, a FLUSHALL).
  */
-import { QueueEvents } from 'bullmq';
+import { Job, QueueEvents, type JobState } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { RedisUnavailableError } from '../errors.ts';
 import { connectEventReader, redactRedisUrl } from './connection.ts';
-import type { QueueName } from './jobs.ts';
+import type { QueueName, QueuePayload, QueueResult } from './jobs.ts';
 import type { TypedQueue } from './open-queue.ts';
+
+/**
+ * A job and its state, read so that they agree: the state, the job, then the
+ * state again, until it did not change in between. Read once each, a job that
+ * failed for good between the two reads shows its final data (one attempt
+ * made, a reason) under its old state ("active"), and a follower would print
+ * "will retry" for a job that is not retried.
+ */
+export async function readJobWithState<N extends QueueName>(queue: TypedQueue<N>, jobId: string): Promise<{ state: JobState | 'unknown'; job: Job<QueuePayload<N>, QueueResult<N>> | undefined }> {
+  let state = await queue.getJobState(jobId);
+  for (;;) {
+    const job = await Job.fromId<QueuePayload<N>, QueueResult<N>>(queue, jobId);
+    const again = await queue.getJobState(jobId);
+    if (again === state) return { state, job };
+    state = again;
+  }
+}
 
 /** How long a follower waits without any event before it reads the jobs' states anyway. */
 export const RECHECK_MS = 15_000;

@@ -17,10 +17,10 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Queue, Worker } from 'bullmq';
+import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { DRILL_QUEUE, SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
-import { JobWatch, RECHECK_MS } from '../../src/queue/job-watch.ts';
+import { JobWatch, readJobWithState, RECHECK_MS } from '../../src/queue/job-watch.ts';
 import { openQueue } from '../../src/queue/open-queue.ts';
 import { connectProducer } from '../../src/queue/connection.ts';
 import { withCluster, type TestCluster } from '../helpers/cluster.ts';
@@ -156,6 +156,45 @@ test('a job taken off the wait list by hand ends snapshot --wait and drill --wai
       }
     } finally {
       redis.disconnect();
+    }
+  });
+});
+
+/**
+ * Seen once in CI: a job that failed for good between the follower's read of its state and its read of the job
+ * showed its final data (one attempt made) under its old state, "active", and `snapshot --wait` printed
+ * "attempt 1 of 3 failed, will retry" for a job that was not retried. Here the job fails for good, through a real
+ * worker, exactly between those two reads. Fails on the old order of reads (the state once, then the job):
+ * state 'active' with attemptsMade 1.
+ */
+test('a job that fails for good between the reads of its state and of its data is read as failed, never as a retry', async () => {
+  await withRedis(async (redis) => {
+    const connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    const queue = openQueue(SNAPSHOT_QUEUE, connection, 'race');
+    const workerConnection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    let release: (error: Error) => void = () => undefined;
+    const worker = new Worker(SNAPSHOT_QUEUE, () => new Promise((_resolve, reject) => { release = reject; }), { connection: workerConnection, prefix: 'race' });
+    try {
+      const job = await queue.add(SNAPSHOT_QUEUE, {} as never, { attempts: 3 });
+      await waitUntil('the job active', async () => (await queue.getJobState(job.id!)) === 'active', 30_000);
+      const getJobState = queue.getJobState.bind(queue);
+      let reads = 0;
+      queue.getJobState = async (id: string) => {
+        const state = await getJobState(id);
+        if (++reads === 1) { // the job fails for good right after its first state was read
+          release(new UnrecoverableError('repository has no BYSU marker'));
+          await waitUntil('the job failed', async () => (await getJobState(id)) === 'failed', 30_000);
+        }
+        return state;
+      };
+      const read = await readJobWithState(queue, job.id!);
+      assert.equal(read.job?.attemptsMade, 1);
+      assert.equal(read.state, 'failed', 'its data and its state are of the same moment');
+    } finally {
+      await worker.close();
+      await queue.close();
+      workerConnection.disconnect();
+      connection.disconnect();
     }
   });
 });
