@@ -53,8 +53,18 @@ export function retentionTargetFor(config: Config, app: Pick<AppConfig, 'name' |
   return { app: app.name, keep: app.keep, incomingMaxAgeMs: app.timeoutMs + config.retention.incomingMarginMs };
 }
 
+/**
+ * BullMQ keeps a JavaScript stack trace of every failed attempt in the job
+ * unless told not to, and Bull Board shows them (`at takeSnapshot (file:///…)`,
+ * once per attempt). A job's reason is the whole story for an operator: it is
+ * bounded, escaped and says what to do. The worker logs the stack of each
+ * failed attempt at debug level.
+ */
+const NO_STACK_TRACES = { stackTraceLimit: 0 } satisfies JobsOptions;
+
 /** Options of every retention job, after a commit or in the sweep. */
 export const RETENTION_JOB_OPTIONS = {
+  ...NO_STACK_TRACES,
   attempts: 3,
   backoff: { type: 'exponential', delay: 30_000 },
   removeOnComplete: KEEP_COMPLETED,
@@ -74,6 +84,7 @@ export async function enqueueRetention(queue: TypedQueue<typeof RETENTION_QUEUE>
 /** Given an app, return the BullMQ options of its snapshot jobs (attempts, exponential backoff, history). */
 export function snapshotJobOptions(app: AppConfig): JobsOptions {
   return {
+    ...NO_STACK_TRACES,
     attempts: app.attempts,
     backoff: { type: 'exponential', delay: app.backoffMs },
     removeOnComplete: KEEP_COMPLETED,

@@ -173,6 +173,8 @@ export async function startNodeJobWorker<N extends NodeJobQueue>(
   // handleFailed), and only final ones have finishedOn. The handlers announce it once per change of state.
   const finalFailures = new Set<Promise<void>>();
   worker.on('failed', (job, error) => {
+    // The jobs keep no stack trace (stackTraceLimit 0, for the dashboard's sake): a developer finds it here.
+    logger.debug({ app: job?.data.app, jobId: job?.id, attempt: job?.attemptsMade, stack: error.stack }, `${kind} attempt failed`);
     const reason = job === undefined ? null : finalFailureReason(job, error);
     if (!job || reason === null) return;
     logger.error({ app: job.data.app, node: job.data.node?.name, jobId: job.id, attempt: job.attemptsMade, reason }, `${kind} failed for good`);
