@@ -1,4 +1,4 @@
-/** `bysu dashboard`: Bull Board, /healthz, /metrics and /api until SIGTERM or SIGINT; SIGHUP reloads the config. */
+/** `bysu dashboard`: the overview at /, Bull Board at /board/, /healthz, /metrics and /api until SIGTERM or SIGINT; SIGHUP reloads the config. */
 import { startDashboard } from '../dashboard/server.ts';
 import { createLogger } from '../log.ts';
 import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';

@@ -156,7 +156,7 @@ that dies is started again, and they stop when this process is gone.`)
     .action(() => run(import('./up.ts').then((command) => command.up(globals()))));
 
   program.command('dashboard')
-    .description('Bull Board, /healthz, /metrics and the read-only /api; SIGHUP reloads the config')
+    .description('the overview of apps and nodes at /, Bull Board at /board/, /healthz, /metrics and the read-only /api; SIGHUP reloads the config')
     .action(() => run(import('./dashboard.ts').then((command) => command.dashboard(globals()))));
 
   program.command('scheduler')

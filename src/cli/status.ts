@@ -3,7 +3,7 @@
  * next run, the last failure and the state; exit 1 when any app is stale or
  * failing, or no scheduler is running, so cron or a monitoring agent can call it.
  */
-import { formatBytes, formatDuration } from '../config/formats.ts';
+import { formatAge, formatBytes } from '../config/formats.ts';
 import { cutToBytes, escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
@@ -13,12 +13,6 @@ import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './conte
 /** Given a report, say whether it is healthy (exit 0): nothing stale or failing, a scheduler alive. */
 export function isHealthy(report: StatusReport): boolean {
   return report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing' && app.problems.length === 0);
-}
-
-function age(ms: number | null): string {
-  if (ms === null) return '-';
-  const rounded = ms < 120_000 ? Math.round(ms / 1000) * 1000 : ms < 7_200_000 ? Math.round(ms / 60_000) * 60_000 : Math.round(ms / 3_600_000) * 3_600_000;
-  return formatDuration(Math.max(rounded, 1000));
 }
 
 function drillNote(app: AppStatus): string {
@@ -40,9 +34,9 @@ function row(app: AppStatus, now: number): string[] {
     app.app,
     app.state.toUpperCase(),
     app.newest?.id ?? '-',
-    age(app.ageMs),
+    formatAge(app.ageMs),
     app.newest ? formatBytes(app.newest.bytes) : '-',
-    app.nextRunAt === null ? '-' : app.nextRunAt >= now ? `in ${age(app.nextRunAt - now)}` : `overdue ${age(now - app.nextRunAt)}`,
+    app.nextRunAt === null ? '-' : app.nextRunAt >= now ? `in ${formatAge(app.nextRunAt - now)}` : `overdue ${formatAge(now - app.nextRunAt)}`,
     [...app.problems, never, failure, warnings, drillNote(app)].filter(Boolean).join('; '),
   ];
 }

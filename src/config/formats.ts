@@ -192,6 +192,13 @@ export function formatDuration(milliseconds: number): string {
   return `${milliseconds}ms`;
 }
 
+/** Given an age or a wait in ms (or null), return it rounded to a unit a person reads at a glance (`45s`, `12m`, `3h`), or `-`. */
+export function formatAge(ms: number | null): string {
+  if (ms === null) return '-';
+  const rounded = ms < 120_000 ? Math.round(ms / 1000) * 1000 : ms < 7_200_000 ? Math.round(ms / 60_000) * 60_000 : Math.round(ms / 3_600_000) * 3_600_000;
+  return formatDuration(Math.max(rounded, 1000));
+}
+
 /** Given bytes, return a human size (`1.5 GiB`) for messages and tables. */
 export function formatBytes(bytes: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];

@@ -1,6 +1,7 @@
 /**
- * `bysu dashboard`: Bull Board over the snapshot, retention and drill queues at
- * /board/ behind HTTP basic auth (/ redirects there), /healthz, /metrics, and
+ * `bysu dashboard`: the overview of every app and node at / (and each app's
+ * page at /apps/<app>) and Bull Board over the snapshot, retention and drill
+ * queues at /board/, both behind HTTP basic auth; /healthz, /metrics, and
  * the read-only /api behind a bearer token. It refuses to listen beyond
  * loopback without a password.
  */
@@ -25,6 +26,12 @@ import { apiRouter } from './api.ts';
 import { basicAuth, bearerAuth, checkDashboardExposure, loopbackHostOnly } from './auth.ts';
 import { MetricsPage, metricsBoundMs, PING_TIMEOUT_MS, redisAnswers } from './metrics.ts';
 import { SharedComputation } from './shared-computation.ts';
+import { recentAttempts, renderAppPage, renderOverview } from './overview.ts';
+import { NAME_PATTERN } from '../config/formats.ts';
+import { listSnapshots } from '../repository/read.ts';
+
+/** How long an app's page waits for its recent attempts from Redis before it says Redis did not answer. */
+const PAGE_REDIS_BOUND_MS = 5000;
 
 /** Where Bull Board is served. */
 export const BOARD_PATH = '/board';
@@ -85,8 +92,33 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'BYSU backups' } },
   });
-  app.use(BOARD_PATH, basicAuth(() => current().dashboard), board.getRouter());
-  app.get('/', (_request, response) => response.redirect(`${BOARD_PATH}/`));
+  const pageAuth = basicAuth(() => current().dashboard);
+  app.use(BOARD_PATH, pageAuth, board.getRouter());
+
+  // The overview pages, behind the same password as Bull Board. A page is always answered: what cannot be
+  // read (Redis down, an unmounted repository) is said on the page rather than failing it.
+  const sendPage = (response: Response, code: number, text: string) => response.status(code).type('html').set('Cache-Control', 'no-store').send(text);
+  app.get('/', pageAuth, async (_request, response) => {
+    const config = current();
+    const report = await status.get(config).then(({ value }) => value, toError);
+    sendPage(response, 200, renderOverview(config, report, Date.now()));
+  });
+  app.get('/apps/:app', pageAuth, async (request, response) => {
+    const config = current();
+    const name = String(request.params.app);
+    const report = await status.get(config).then(({ value }) => value, toError);
+    if (report instanceof Error) return sendPage(response, 503, renderOverview(config, report, Date.now()));
+    const found = NAME_PATTERN.test(name) ? report.apps.find((candidate) => candidate.app === name) : undefined;
+    if (!found) return sendPage(response, 404, renderOverview(config, new Error(`no app named "${name.slice(0, 100)}": the list of apps is on the overview page`), Date.now()));
+    const [snapshots, attempts] = await Promise.all([
+      listSnapshots(config.repository, name),
+      Promise.race([
+        recentAttempts(redis, config.redis.prefix, queues.snapshot, name),
+        new Promise<Error>((resolve) => setTimeout(() => resolve(new Error(`Redis did not answer within ${PAGE_REDIS_BOUND_MS} ms`)), PAGE_REDIS_BOUND_MS).unref()),
+      ]).catch(toError),
+    ]);
+    sendPage(response, 200, renderAppPage(found, snapshots, attempts, Date.now()));
+  });
 
   // Errors answer with their HTTP status (a malformed URL is a 400), never a stack trace.
   app.use((error: unknown, _request: Request, response: Response, _next: NextFunction) => {

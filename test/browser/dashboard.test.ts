@@ -55,10 +55,10 @@ test('a person logs in to the dashboard and sees a completed and a failed snapsh
 
       const context = await browser.newContext({ httpCredentials: { username: 'admin', password }, viewport: { width: 1280, height: 800 } });
       const page = await context.newPage();
-      await page.goto(base); // redirected to Bull Board at /board/
+      await page.goto(`${base}board/`);
       await page.getByText('snapshot', { exact: true }).first().waitFor({ timeout: 30_000 });
       await page.getByText('retention', { exact: true }).first().waitFor();
-      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-overview.png'), fullPage: true });
+      await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-board.png'), fullPage: true });
 
       await page.goto(`${base}board/queue/snapshot?status=completed`);
       await page.getByText(shopJob).first().waitFor({ timeout: 30_000 });

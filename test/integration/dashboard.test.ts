@@ -72,10 +72,15 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     await close?.();
   });
 
-  test('Bull Board (at /board/, where / leads) needs the right basic-auth credentials', async () => {
-    const root = await fetch(base, { redirect: 'manual' });
-    assert.equal(root.status, 302);
-    assert.equal(root.headers.get('location'), '/board/');
+  test('the overview at / and Bull Board at /board/ need the right basic-auth credentials', async () => {
+    for (const page of [base, `${base}apps/shop`]) {
+      assert.equal((await fetch(page, { redirect: 'manual' })).status, 401, page);
+      assert.equal((await fetch(page, { headers: basic('admin', 'wrong') })).status, 401, page);
+      const shown = await fetch(page, { headers: basic('admin', PASSWORD) });
+      assert.equal(shown.status, 200, page);
+      assert.match(shown.headers.get('content-type') ?? '', /^text\/html/);
+      assert.match(await shown.text(), /BYSU backups/);
+    }
     const board = `${base}board/`;
     const none = await fetch(board);
     assert.equal(none.status, 401);
