@@ -55,6 +55,9 @@ what would later refuse to start or run:
     name ssh looks up ([host]:port when the port is not 22).
 It reads the same environment (BYSU_*) as the processes: run it with theirs.
 
+Example:
+  sudo -u bysu bysu config check --connect
+
 Exit status: 0 all good, 1 --connect could not log in to some node,
 2 a problem above or in the file.`)
     .action((options: { connect?: boolean }) => run(import('./config-check.ts').then((command) => command.configCheck(globals(), options))));
@@ -71,7 +74,9 @@ It checks types, patterns, ranges and unknown keys as you type; bysu config
 check stays the authority (cron fields, time zones, an app's node exists).
 
 Example:
-  bysu config schema > bysu.schema.json`)
+  bysu config schema > bysu.schema.json
+
+Exit status: 0 printed.`)
     .action(() => run(import('./config-schema.ts').then((command) => command.configSchema())));
 
   program.command('init')
@@ -100,42 +105,100 @@ why and what to do), 2 configuration error.`)
     .argument('<host>')
     .addOption(new Option('--port <n>', 'SSH port').default(22).argParser(parsePort))
     .addOption(new Option('--timeout <ms>', 'connect timeout in ms').default(10_000).argParser(Number))
+    .addHelpText('after', `
+Example:
+  bysu keyscan db1.example.com        # then pin the SHA256:… under the node's hostKeys
+
+Exit status: 0 printed, 1 the server could not be reached or sent no key.`)
     .action((host: string, options: { port: number; timeout: number }) => run(import('./keyscan.ts').then((command) => command.keyscan(host, options))));
 
   program.command('snapshot')
     .description('enqueue a snapshot now; --wait shows progress and exits 0/1 on the outcome')
     .argument('[apps...]')
     .option('--all', 'every configured app')
-    .option('--wait', 'wait for the outcome')
-    .action((apps: string[], options: { all?: boolean; wait?: boolean }) => run(import('./snapshot.ts').then((command) => command.snapshot(globals(), apps, options))));
+    .option('--wait', 'wait for the outcome, showing progress')
+    .option('--json', 'print the job ids (with --wait: each outcome) as JSON, nothing else')
+    .addHelpText('after', `
+With --wait it shows each running part with its elapsed time, rate and, from
+the size of the app's previous snapshot, about how long is left; a job that
+waits says why (its node at its concurrency.perNode limit, or no snapshot
+worker running). Colour on a terminal; none when NO_COLOR is set or the output
+is not a terminal.
+
+Examples:
+  bysu snapshot shop --wait
+  bysu snapshot --all --wait --json | jq '.[] | select(.ok | not)'
+
+Exit status: 0 enqueued (with --wait: every snapshot committed), 1 a snapshot
+failed for good or Redis was lost while waiting, 2 usage, configuration or
+repository error (nothing was enqueued).`)
+    .action((apps: string[], options: { all?: boolean; wait?: boolean; json?: boolean }) => run(import('./snapshot.ts').then((command) => command.snapshot(globals(), apps, options))));
 
   program.command('drill')
     .description('restore drill: stream the newest snapshot into the drill steps now; --wait exits 0/1 on the outcome')
     .argument('[apps...]')
     .option('--all', 'every app with a drill')
     .option('--wait', 'wait for the outcome')
-    .action((apps: string[], options: { all?: boolean; wait?: boolean }) => run(import('./drill.ts').then((command) => command.drill(globals(), apps, options))));
+    .option('--json', 'print the job ids (with --wait: each outcome) as JSON, nothing else')
+    .addHelpText('after', `
+Examples:
+  bysu drill shop --wait
+  bysu drill --all --wait --json
+
+Exit status: 0 enqueued (with --wait: every drill passed), 1 a drill failed or
+Redis was lost while waiting, 2 usage or configuration error, or an app without
+a drill.`)
+    .action((apps: string[], options: { all?: boolean; wait?: boolean; json?: boolean }) => run(import('./drill.ts').then((command) => command.drill(globals(), apps, options))));
 
   program.command('list')
-    .description('complete snapshots of an app, newest first')
-    .argument('<app>')
-    .option('--json', 'machine-readable output')
-    .action((app: string, options: { json?: boolean }) => run(import('./list.ts').then((command) => command.list(globals(), app, options))));
+    .description('complete snapshots of an app (or of every configured app), newest first')
+    .argument('[app]')
+    .option('--all', 'every configured app, each line starting with its name')
+    .option('--json', 'machine-readable output: one object per snapshot, with its app')
+    .addHelpText('after', `
+Examples:
+  bysu list shop
+  bysu list --all --json
+
+Exit status: 0 listed (also when there is none), 2 usage, configuration or
+repository error.`)
+    .action((app: string | undefined, options: { all?: boolean; json?: boolean }) => run(import('./list.ts').then((command) => command.list(globals(), app, options))));
 
   program.command('latest')
     .description('absolute path of the newest complete snapshot (exit 1 if none)')
     .argument('<app>')
-    .action((app: string) => run(import('./latest.ts').then((command) => command.latest(globals(), app))));
+    .option('--json', 'its id, path, finish time, size and parts as JSON')
+    .addHelpText('after', `
+Example:
+  cd "$(bysu latest shop)" && sha256sum -c SHA256SUMS
+
+Exit status: 0 printed, 1 the app has no complete snapshot, 2 usage,
+configuration or repository error.`)
+    .action((app: string, options: { json?: boolean }) => run(import('./latest.ts').then((command) => command.latest(globals(), app, options))));
 
   program.command('verify')
     .description('re-hash snapshots against SHA256SUMS and re-validate tars; exit 1 on any mismatch (recorded in <app>/.last-verify.json: status names a damaged snapshot while it is kept)')
     .argument('[apps...]')
     .option('--all', 'every configured app')
+    .addHelpText('after', `
+Example:
+  bysu verify --all
+
+Exit status: 0 every snapshot checked is intact, 1 a file is damaged or
+missing (named, one line each), 2 usage, configuration or repository error.`)
     .action((apps: string[], options: { all?: boolean }) => run(import('./verify.ts').then((command) => command.verify(globals(), apps, options))));
 
   program.command('status')
     .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale or failing')
     .option('--json', 'machine-readable output')
+    .addHelpText('after', `
+Examples:
+  bysu status
+  bysu status --json | jq '.apps[] | select(.state != "ok") | .app'
+
+Exit status: 0 every app healthy and a scheduler alive, 1 an app stale,
+failing or with a problem (a failed drill, a damaged snapshot, no scheduler),
+or Redis unreachable, 2 configuration or repository error.`)
     .action((options: { json?: boolean }) => run(import('./status.ts').then((command) => command.status(globals(), options))));
 
   program.command('prune')
@@ -143,7 +206,15 @@ why and what to do), 2 configuration error.`)
     .argument('[apps...]')
     .option('--all', 'every configured app')
     .option('--dry-run', 'only show what would be deleted')
-    .action((apps: string[], options: { all?: boolean; dryRun?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
+    .option('--json', 'print what was (or would be) kept and deleted per app as JSON')
+    .addHelpText('after', `
+Examples:
+  bysu prune --all --dry-run
+  bysu prune shop
+
+Exit status: 0 applied (or shown), 1 retention failed for an app (named),
+2 usage, configuration or repository error.`)
+    .action((apps: string[], options: { all?: boolean; dryRun?: boolean; json?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
     .description('scheduler, the three workers (snapshot, retention, drill) and the dashboard on one machine; SIGHUP reloads the config')
@@ -152,15 +223,33 @@ The dashboard, the scheduler and the retention and drill workers run in this
 process; the snapshot worker runs in up.snapshotWorkers processes of its own
 (default: one per CPU core, no more than concurrency.global / perWorker), or
 in this process when that is 1. SIGHUP and SIGTERM are passed on to them; one
-that dies is started again, and they stop when this process is gone.`)
+that dies is started again, and they stop when this process is gone.
+
+Example:
+  bysu up                   # the whole of BYSU on one server; systemd: contrib/systemd/bysu-up.service
+
+Exit status: 0 stopped by SIGTERM or SIGINT, 1 it could not start or run,
+2 configuration or repository error.`)
     .action(() => run(import('./up.ts').then((command) => command.up(globals()))));
 
   program.command('dashboard')
     .description('the overview of apps and nodes at /, Bull Board at /board/, /healthz, /metrics and the read-only /api; SIGHUP reloads the config')
+    .addHelpText('after', `
+Example:
+  bysu dashboard            # then open http://127.0.0.1:3000/ (dashboard.host, dashboard.port)
+
+Exit status: 0 stopped by SIGTERM or SIGINT, 1 it could not start or run,
+2 configuration error (e.g. listening beyond loopback without a password).`)
     .action(() => run(import('./dashboard.ts').then((command) => command.dashboard(globals()))));
 
   program.command('scheduler')
     .description('run the scheduler: job schedulers from the config (reloaded on SIGHUP), heartbeat, stale alerts')
+    .addHelpText('after', `
+Example:
+  bysu scheduler            # one per deployment is enough; more are safe
+
+Exit status: 0 stopped by SIGTERM or SIGINT, 1 it could not start or run,
+2 configuration or repository error.`)
     .action(() => run(import('./scheduler.ts').then((command) => command.scheduler(globals()))));
 
   program.command('worker')
@@ -168,6 +257,12 @@ that dies is started again, and they stop when this process is gone.`)
     .argument('<kind>', 'snapshot, retention or drill')
     // Set by `bysu up` for the worker processes it runs: their log lines carry it.
     .addOption(new Option('--worker-index <n>').hideHelp().argParser(parseWorkerIndex))
+    .addHelpText('after', `
+Example:
+  bysu worker snapshot      # as many as you like, on this or other machines
+
+Exit status: 0 stopped by SIGTERM or SIGINT (running jobs finished or handed
+back), 1 it could not start or run, 2 configuration or repository error.`)
     .action((kind: string, options: { workerIndex?: number }) => run(import('./worker.ts').then((command) => command.worker(globals(), kind, options))));
 
   return program;

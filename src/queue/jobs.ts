@@ -65,6 +65,17 @@ export interface RetentionResult {
   apps: { app: string; deleted: string[]; kept: string[]; removedIncoming: string[]; deletedDrillResults: number; error?: string }[];
 }
 
+/**
+ * Reported with job.updateProgress by a worker that put a snapshot or drill
+ * job back because its node was at its limit: `--wait` says why it waits.
+ */
+export interface WaitingProgress {
+  /** E.g. `node db1: 1 of 1 slots in use`. */
+  waitingFor: string;
+  /** When the job will be tried again (ms since the epoch). */
+  until: number;
+}
+
 /** Reported with job.updateProgress while a snapshot runs. */
 export interface SnapshotProgress {
   part: string;

@@ -13,6 +13,7 @@ import type { Logger } from '../log.ts';
 import type { LiveConfig } from '../config/live.ts';
 import { readIdentity, type NodeConnectSettings, type SshIdentity } from '../ssh/session.ts';
 import { NODE_SLOT_LEASE_MS, type NodeSlots } from '../queue/node-slots.ts';
+import type { WaitingProgress } from '../queue/jobs.ts';
 
 /**
  * Deaths of the worker running a job (stalls: a worker killed, out of memory,
@@ -69,7 +70,11 @@ export async function takeNodeSlot<T>(job: Job, token: string | undefined, optio
   const slot = await options.slots.acquire(node.name, node.perNode, job.id ?? 'job');
   if (slot === null) {
     options.log.debug('node busy; delaying the job');
-    await job.moveToDelayed(Date.now() + options.busyDelayMs + Math.floor(Math.random() * options.busyDelayMs), token);
+    const until = Date.now() + options.busyDelayMs + Math.floor(Math.random() * options.busyDelayMs);
+    // Said in the job for `--wait` (a follower prints it); losing it loses only that line.
+    const waiting: WaitingProgress = { waitingFor: `node ${node.name}: ${node.perNode} of ${node.perNode} slot(s) in use`, until };
+    await job.updateProgress(waiting).catch(() => undefined);
+    await job.moveToDelayed(until, token);
     throw new DelayedError();
   }
   const lost = new AbortController();
