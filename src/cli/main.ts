@@ -36,7 +36,7 @@ export function buildProgram(run: (status: Promise<number>) => void): Command {
     .exitOverride();
   const globals = (): GlobalOptions => program.opts<GlobalOptions>();
 
-  const config = program.command('config').description('check the configuration, or print its JSON Schema');
+  const config = program.command('config').description('check the configuration, print its JSON Schema, or print the allow-list of a node');
   config.command('check')
     .description('validate the config file; with --connect also log in to every node and check its host key')
     .option('--connect', 'log in to every node')
@@ -78,6 +78,29 @@ Example:
 
 Exit status: 0 printed.`)
     .action(() => run(import('./config-schema.ts').then((command) => command.configSchema())));
+  config.command('allow-list')
+    .description('print the commands a node may run, for its allow-list (/etc/bysu/allowed-commands; see contrib/node/setup-node.sh)')
+    .argument('<node>')
+    .addHelpText('after', `
+Prints the allow-list of the node's forced command, bysu-allow: the run: of
+each part of the apps on the node, and of each drill step that runs there, one
+per line under a "# app" (or "# app (drill)") comment, exactly as bysu.yaml has
+them. bysu-allow runs a command only when it is one whole line of that list,
+byte for byte, so print the list rather than retype it. A run: that bysu-allow
+could never match is refused, naming it: one holding a newline (a YAML block
+scalar "|" ends with one), a tab or another control character, or starting
+with "#".
+
+Example (node db1, from the BYSU checkout on the backup server):
+  bysu config allow-list db1 > db1.allowed-commands
+  scp contrib/node/setup-node.sh contrib/node/bysu-allow /etc/bysu/id_ed25519.pub db1.allowed-commands root@db1:
+  ssh root@db1 sh setup-node.sh --key-file id_ed25519.pub --allow-list db1.allowed-commands
+
+Run it again, and the script, when the apps of a node change.
+
+Exit status: 0 printed, 1 no app or drill runs on the node (nothing printed),
+2 an unknown node, a run: the node could never run, or a configuration error.`)
+    .action((node: string) => run(import('./config-allow-list.ts').then((command) => command.configAllowList(globals(), node))));
 
   program.command('init')
     .description('make the configured repository a BYSU repository (run once, by hand; idempotent)')

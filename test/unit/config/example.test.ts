@@ -18,5 +18,5 @@ test('the example config loads and says what the defaults are', () => {
   assert.equal(shop.keep, 7);
   assert.equal(shop.timeoutMs, 2 * 3_600_000, 'inherited from defaults');
   assert.deepEqual(shop.parts[1]!.okExitCodes, [0, 1]);
-  assert.equal(config.nodes[0]!.user, 'backup');
+  assert.equal(config.nodes[0]!.user, 'bysu', 'ssh.user: the user contrib/node/setup-node.sh makes by default');
 });
