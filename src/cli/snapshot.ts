@@ -121,7 +121,8 @@ async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, watch: JobWatch,
       return describeRunning({ app: entry.app, part: progress.part ?? '', partIndex: progress.partIndex ?? 0, parts: progress.parts ?? 0, bytes: progress.bytes ?? 0, startedAt: shown.startedAt, now, previousBytes: entry.previousBytes });
     });
     if (live.length === 0) return;
-    process.stdout.write(`\r\x1b[2K${live.join(' | ').slice(0, (process.stdout.columns ?? 120) - 1)}`);
+    // A terminal of unknown width (0 under script(1) without a size) counts as 120 columns.
+    process.stdout.write(`\r\x1b[2K${live.join(' | ').slice(0, (process.stdout.columns || 120) - 1)}`);
     liveLine = true;
   };
   const redraw = tty ? setInterval(drawLive, REDRAW_MS) : undefined;

@@ -262,8 +262,9 @@ async function streamParts(data: SnapshotJobData, context: SnapshotContext, run:
     };
     report(0, true);
     const { inspection, exitCode } = await streamPart(part, data, run, { maxBytes: data.limits.maxBytes - total, onBytes: (bytes) => report(bytes) });
-    total += inspection.bytes;
+    // Reported before it joins the total: after, the part's bytes counted twice in `bytes`.
     report(inspection.bytes, true);
+    total += inspection.bytes;
     const entry = manifestPart(part, inspection, exitCode, partStarted);
     // Bounded per part: a node cannot make the manifest or the job's return value in Redis grow with what it sends.
     const partWarnings = [...(exitCode !== 0 ? [`command exited with accepted code ${exitCode}`] : []), ...(inspection.tar?.warnings ?? [])];

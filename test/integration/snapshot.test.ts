@@ -219,8 +219,13 @@ describe('snapshot pipeline against a real sshd node', () => {
     const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(BYSU_BIN)} snapshot progress --wait`;
     const result = await run('script', ['-qec', command, '/dev/null'], { env: { ...process.env, BYSU_CONFIG: cluster.configFile } });
     assert.equal(result.code, 0, result.stdout);
-    assert.match(result.stdout, /\r\x1b\[2Kprogress: part 1\/1 zero\.bin \d+(\.\d)? (KiB|MiB) \(total /);
-    assert.match(result.stdout, /progress: committed \d{8}T\d{6}Z \(1\.4 MiB\)/);
+    assert.match(result.stdout, /\r\x1b\[2Kprogress: part 1\/1 zero\.bin, \d+(\.\d)? (KiB|MiB) in 0:0\d \(\d+(\.\d)? (B|KiB|MiB)\/s\)/);
+    assert.match(result.stdout, /progress: \x1b\[32mcommitted\x1b\[39m \d{8}T\d{6}Z \(1\.4 MiB\)/, 'in colour on a terminal');
+    // Never more than the snapshot holds: the last report of a part counted its bytes twice (2.9 MiB of 1.4).
+    const shown = [...result.stdout.matchAll(/zero\.bin, (\d+(?:\.\d)?) (B|KiB|MiB) in/g)].map(([, value, unit]) => Number(value) * { B: 1, KiB: 1024, MiB: 1024 ** 2 }[unit as 'B']);
+    assert.ok(shown.length > 0 && Math.max(...shown) <= 1_500_000 * 1.01, `bytes shown: ${shown.join(', ')}`);
+    const plain = await run('script', ['-qec', command, '/dev/null'], { env: { ...process.env, BYSU_CONFIG: cluster.configFile, NO_COLOR: '1' } });
+    assert.match(plain.stdout, /progress: committed \d{8}T\d{6}Z \(1\.4 MiB\)/, 'no colour under NO_COLOR');
   });
 
   test('an accepted non-zero exit code commits, with a warning in the manifest', async () => {
