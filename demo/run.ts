@@ -10,7 +10,7 @@
  * Ctrl-C; `--once` exits after the first round: 0 only when the expected
  * outcome was seen.
  */
-import { mkdir, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { randomBytes } from 'node:crypto';
@@ -20,7 +20,9 @@ import { withRedis } from '../test/helpers/redis.ts';
 import { withSshNodes } from '../test/helpers/sshd.ts';
 
 const once = process.argv.includes('--once');
-const say = (text: string) => console.log(`\n\x1b[1m== ${text}\x1b[0m`);
+/** Bold on a terminal; plain text when the output is a file or a pipe, or NO_COLOR is set. */
+const bold = process.stdout.isTTY === true && (process.env.NO_COLOR ?? '') === '' ? (text: string) => `\x1b[1m${text}\x1b[0m` : (text: string) => text;
+const say = (text: string) => console.log(`\n${bold(`== ${text}`)}`);
 
 async function postgresAnswers(): Promise<boolean> {
   const probe = await run('psql', ['-h', '127.0.0.1', '-U', 'postgres', '-tAc', 'select 1', 'postgres']).catch(() => ({ code: 1 }));
@@ -64,12 +66,16 @@ async function main(): Promise<number> {
     say('bysu init (creates the repository and its marker)');
     const init = await run(BYSU_BIN, ['init'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
     if (init.code !== 0) throw new Error(`bysu init failed (exit ${init.code})`);
-    say('bysu up (scheduler, snapshot and retention workers, dashboard)');
-    const up = spawnTracked(BYSU_BIN, ['up'], { env, stdio: ['ignore', 'inherit', 'pipe'] });
+    // Its log goes to a file: on the terminal its lines would land in the middle of snapshot --wait's live line.
+    const upLogFile = path.join(dir, 'bysu-up.log');
+    say(`bysu up (scheduler, workers, dashboard; its log: ${upLogFile})`);
+    // In a process group of its own: Ctrl-C reaches only the demo, which stops it with one SIGTERM (a SIGINT
+    // from the terminal and then the demo's SIGTERM were two signals, and up exited at once on the second).
+    const up = spawnTracked(BYSU_BIN, ['up'], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let upLog = '';
     up.stderr!.on('data', (chunk: Buffer) => {
       upLog += chunk.toString();
-      process.stderr.write(chunk);
+      void appendFile(upLogFile, chunk);
     });
     try {
       const deadline = Date.now() + 30_000;
@@ -104,14 +110,17 @@ async function main(): Promise<number> {
       const ok = outcomeOk && checksOk && dashboardOk;
       say(ok ? 'expected outcome: shop and uploads committed and verified; ledger failed loudly; dashboard up' : 'UNEXPECTED outcome (see above)');
       if (once) return ok ? 0 : 1;
-      console.log(`\nbysu up keeps running (snapshots every night at 03:00 UTC). In another terminal:\n  export BYSU_CONFIG=${configFile}\n  npx bysu status\n  npx bysu snapshot shop --wait\n  npx bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
+      console.log(`\nbysu up keeps running (snapshots every night at 03:00 UTC). In another terminal:\n  export BYSU_CONFIG=${configFile}\n  bysu status\n  bysu snapshot shop --wait\n  bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);
       });
+      say('stopping: bysu up, the nodes and Redis; removing the demo directory');
       return 0;
     } finally {
       await stopProcess(up, 70_000);
+      // Exit 1 with "second signal" in its log would mean it was cut short rather than stopped.
+      if (!once) console.log(`bysu up stopped: exit ${up.exitCode ?? up.signalCode}${/second signal/.test(upLog) ? ' (cut short by a second signal)' : ''}`);
     }
   })));
 }

@@ -29,7 +29,7 @@ fi
 # Chromium drives the browser test of the dashboard. Optional: without it that one test is skipped, saying so.
 if [ ! -x /usr/bin/chromium ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "setup: installing chromium with apt-get (for the dashboard's browser test)"
+    echo "setup: installing chromium with apt-get, a few hundred MB, for the browser tests of the dashboard (the demo itself does not use it; it takes a minute or two)"
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq chromium >/dev/null
