@@ -6,20 +6,15 @@
  */
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { PROJECT_ROOT, waitForLog, withCluster } from '../helpers/cluster.ts';
+import { ARTIFACTS, assertRefusedWithoutCredentials, launchChromium, skipWithoutChromium } from '../helpers/browser.ts';
+import { waitForLog, withCluster } from '../helpers/cluster.ts';
 import { freePort } from '../helpers/processes.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');
-/** Flags for a headless Chromium on a machine with no network but loopback. */
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 test('a person logs in to the dashboard and sees a completed and a failed snapshot', {
-  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install -y chromium; npm test installs it when run as root)`,
+  skip: skipWithoutChromium,
   timeout: 180_000,
 }, async () => {
   await withCluster(['db1'], async (cluster) => {
@@ -39,14 +34,10 @@ test('a person logs in to the dashboard and sees a completed and a failed snapsh
     const shopJob = /shop: enqueued \(job ([^)]+)\)/.exec(snapshot.stdout)![1]!;
     const brokenJob = /broken: enqueued \(job ([^)]+)\)/.exec(snapshot.stdout)![1]!;
 
-    await mkdir(ARTIFACTS, { recursive: true });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    const browser = await launchChromium();
     try {
       const base = `http://127.0.0.1:${port}/`;
-      const anonymous = await browser.newPage();
-      const refused = await anonymous.goto(base).catch((error: Error) => error);
-      // Headless Chromium turns the 401 challenge it cannot answer into an error page.
-      assert.ok(refused instanceof Error ? /ERR_INVALID_AUTH_CREDENTIALS/.test(refused.message) : refused?.status() === 401, 'no credentials, no dashboard');
+      await assertRefusedWithoutCredentials(browser, base, 'dashboard');
       const wrong = await browser.newContext({ httpCredentials: { username: 'admin', password: 'wrong' } });
       const wrongPage = await wrong.newPage();
       const denied = await wrongPage.goto(base).catch((error: Error) => error);

@@ -7,22 +7,18 @@
  * page; screenshots go to test-artifacts/ for a person to look at.
  */
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
-import { chromium } from 'playwright-core';
-import { PROJECT_ROOT, waitForLog, withCluster } from '../helpers/cluster.ts';
+import { ARTIFACTS, assertRefusedWithoutCredentials, launchChromium, skipWithoutChromium } from '../helpers/browser.ts';
+import { waitForLog, withCluster } from '../helpers/cluster.ts';
 import { freePort, run } from '../helpers/processes.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-const ARTIFACTS = path.join(PROJECT_ROOT, 'test-artifacts');
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 /** What the failing dump says on stderr: markup that must reach the page as text, never as HTML. */
 const HOSTILE = 'pg_dump: connection refused <script>document.title="pwned"</script><img src=x onerror=alert(1)>';
 
 test('the overview: every app and node at a glance, an app\'s snapshots and attempts, on a desktop and a phone', {
-  skip: existsSync(CHROMIUM) ? false : `${CHROMIUM} is not installed (apt-get install -y chromium; npm test installs it when run as root)`,
+  skip: skipWithoutChromium,
   timeout: 240_000,
 }, async () => {
   await withCluster(['db1', 'db2'], async (cluster) => {
@@ -48,13 +44,10 @@ test('the overview: every app and node at a glance, an app\'s snapshots and atte
     const failed = await cluster.bysu(['snapshot', 'broken', '--wait']);
     assert.equal(failed.code, 1, failed.stdout);
 
-    await mkdir(ARTIFACTS, { recursive: true });
-    const browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    const browser = await launchChromium();
     try {
       const base = `http://127.0.0.1:${port}/`;
-      const anonymous = await browser.newPage();
-      const refused = await anonymous.goto(base).catch((error: Error) => error);
-      assert.ok(refused instanceof Error ? /ERR_INVALID_AUTH_CREDENTIALS/.test(refused.message) : refused?.status() === 401, 'no credentials, no overview');
+      await assertRefusedWithoutCredentials(browser, base, 'overview');
 
       const desktop = await browser.newContext({ httpCredentials: { username: 'admin', password }, viewport: { width: 1280, height: 800 } });
       const page = await desktop.newPage();
