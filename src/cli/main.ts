@@ -52,8 +52,11 @@ what would later refuse to start or run:
     or not a usable unencrypted private key;
   - ssh.knownHosts that exists but cannot be read;
   - a node whose host key is neither pinned nor in ssh.knownHosts under the
-    name ssh looks up ([host]:port when the port is not 22).
-It reads the same environment (BYSU_*) as the processes: run it with theirs.
+    name ssh looks up ([host]:port when the port is not 22);
+  - email alerts (notify.email): the variable passwordEnv names not set or
+    empty, a caFile that cannot be read or holds no certificate.
+It reads the same environment (BYSU_*, the SMTP password's variable) as the
+processes: run it with theirs.
 
 Example:
   sudo -u bysu bysu config check --connect
