@@ -21,7 +21,10 @@ const PASSWORD = 'correct horse battery staple';
 async function writeEmailConfig(cluster: TestCluster, server: TestSmtpServer, ca: string, passwordEnv = 'BYSU_SMTP_PASSWORD'): Promise<void> {
   const fixed = path.join(cluster.dir, 'fixed');
   await cluster.writeConfig(
-    [{ name: 'shop', node: 'db1', attempts: 1, schedule: '0 0 1 1 *', parts: [{ file: 'shop.sql', run: `test -f ${fixed} || { echo 'pg_dump: error: connection to server refused' >&2; exit 1; }; echo 'CREATE TABLE t();'` }] }],
+    [
+      { name: 'shop', node: 'db1', attempts: 1, schedule: '0 0 1 1 *', parts: [{ file: 'shop.sql', run: `test -f ${fixed} || { echo 'pg_dump: error: connection to server refused' >&2; exit 1; }; echo 'CREATE TABLE t();'` }] },
+      { name: 'wiki', node: 'db1', schedule: '0 0 1 1 *', parts: [{ file: 'wiki.tar', run: 'tar -cf - -T /dev/null' }] },
+    ],
     {
       notify: {
         timeout: '5s',
@@ -60,6 +63,13 @@ test('a failing app sends exactly one FAILING email, and its recovery one OK aga
       assert.match(text, /pg_dump: error: connection to server refused/, 'the reason, with the command\'s stderr');
       assert.match(text, /^ {2}bysu status shop /m);
       assert.match(text, /^ {2}Dashboard: https:\/\/backup\.example\.com\//m);
+      // The command the email says to run next runs, and shows that app.
+      const next = /^ {2}bysu (status \S+) /m.exec(text)![1]!.split(' ');
+      const shown = await cluster.bysu(next);
+      assert.equal(shown.code, 1, shown.stdout + shown.stderr);
+      assert.match(shown.stdout, /^shop +FAILING /m);
+      assert.doesNotMatch(shown.stdout, /^wiki /m, 'only the app named');
+      assert.equal((await cluster.bysu(['status', 'nope'])).code, 2);
 
       // The same failure again is no news: no second email.
       assert.equal((await cluster.bysu(['snapshot', 'shop', '--wait'])).code, 1);
