@@ -91,7 +91,7 @@ const email = mapping('Email alerts over SMTP: the events of the webhook, once p
   }),
   from: key({ doc: 'The sender: bysu@example.com or "BYSU <bysu@example.com>".', format: mailAddress }),
   to: key({ doc: 'The recipients: one address, or a list of them.', format: mailAddresses }),
-  dashboardUrl: key({ doc: 'The dashboard\'s URL as the recipients reach it (behind its TLS proxy), shown in each email.', format: httpUrl, optional: true }),
+  dashboardUrl: key({ doc: 'The dashboard\'s URL as the recipients reach it (behind its TLS proxy); each email links the app\'s page under it.', format: httpUrl, optional: true }),
 }, { optional: true });
 
 /** The whole file. */

@@ -110,6 +110,11 @@ function quotedLines(text: string): string[] {
   return shown;
 }
 
+/** Given the dashboard's URL as its users reach it (perhaps under a path of a proxy) and an app, return the app's page. */
+function appPage(dashboardUrl: string, app: string): string {
+  return new URL(`apps/${encodeURIComponent(app)}`, dashboardUrl.endsWith('/') ? dashboardUrl : `${dashboardUrl}/`).href;
+}
+
 export interface AlertEmail {
   subject: string;
   text: string;
@@ -143,7 +148,7 @@ export function composeAlertEmail(event: AlertEvent, settings: Pick<EmailConfig,
     '',
     'What to do next:',
     ...next.map(([command, why]) => `  ${command.padEnd(width)}   ${why}`),
-    ...(settings.dashboardUrl ? [`  Dashboard: ${settings.dashboardUrl}   (the job's attempts and their errors)`] : []),
+    ...(settings.dashboardUrl ? [`  Dashboard: ${appPage(settings.dashboardUrl, event.app)}   (its snapshots, and its recent jobs with their errors)`] : []),
     '',
     '-- ',
     `Sent by BYSU ${BYSU_VERSION} on ${sender}, once per change of state: the next email about ${event.app} comes when its state changes again.`,

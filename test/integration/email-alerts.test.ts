@@ -62,7 +62,7 @@ test('a failing app sends exactly one FAILING email, and its recovery one OK aga
       assert.match(text, /^When: +\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$/m);
       assert.match(text, /pg_dump: error: connection to server refused/, 'the reason, with the command\'s stderr');
       assert.match(text, /^ {2}bysu status shop /m);
-      assert.match(text, /^ {2}Dashboard: https:\/\/backup\.example\.com\//m);
+      assert.match(text, /^ {2}Dashboard: https:\/\/backup\.example\.com\/apps\/shop /m);
       // The command the email says to run next runs, and shows that app.
       const next = /^ {2}bysu (status \S+) /m.exec(text)![1]!.split(' ');
       const shown = await cluster.bysu(next);

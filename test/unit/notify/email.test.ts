@@ -18,10 +18,18 @@ test('a failure: app, state and node in the subject; when (UTC), the reason and 
   assert.match(text, /^Reason:\n  part shop\.sql: command exited with code 1\n  stderr: pg_dump: error: connection refused\n/m);
   assert.match(text, /^ {2}bysu status shop +its state/m);
   assert.match(text, /^ {2}bysu snapshot shop --wait +once the cause is fixed/m);
-  assert.match(text, /^ {2}Dashboard: https:\/\/backup\.example\.com\//m);
+  assert.match(text, /^ {2}Dashboard: https:\/\/backup\.example\.com\/apps\/shop +\(its snapshots/m);
   assert.match(text, /BYSU \S+ on backup1, once per change of state/);
   assert.equal(mail.headers['Auto-Submitted'], 'auto-generated');
   assert.equal(mail.headers['X-BYSU-Event'], 'failed');
+});
+
+test('the dashboard link is the app\'s page, under the path the dashboard is reached by', () => {
+  const at = '2026-11-26T02:19:44Z';
+  const link = (dashboardUrl: string) => /Dashboard: (\S+)/.exec(composeAlertEmail({ event: 'recovered', app: 'shop', at }, { dashboardUrl }).text)![1];
+  assert.equal(link('https://backup.example.com'), 'https://backup.example.com/apps/shop');
+  assert.equal(link('https://example.com/bysu'), 'https://example.com/bysu/apps/shop');
+  assert.equal(link('https://example.com/bysu/'), 'https://example.com/bysu/apps/shop');
 });
 
 test('stale, recovered and drill alerts say so in their subject', () => {
