@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what BYSU's tests, demo and benchmark need on a Debian machine: npm
-# packages, and redis-server, OpenSSH sshd and the PostgreSQL client when
-# missing (and, optional, chromium, busybox, bsdtar and rsnapshot).
+# packages, and redis-server, OpenSSH sshd, the PostgreSQL client and aiosmtpd
+# (the SMTP server the email alert tests send to) when missing (and, optional,
+# chromium, busybox, bsdtar and rsnapshot).
 # As root it installs them with apt-get; otherwise it prints the exact command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,8 @@ missing=()
 command -v ssh-keygen >/dev/null 2>&1 || missing+=(openssh-client)
 command -v psql >/dev/null 2>&1 && command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 command -v sha256sum >/dev/null 2>&1 && command -v tar >/dev/null 2>&1 || missing+=(coreutils tar)
+# Debian's python3 (a python3 earlier on the PATH, pyenv's, may not see Debian's modules).
+[ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import aiosmtpd' 2>/dev/null || missing+=(python3-aiosmtpd)
 
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,7 +1,8 @@
 /**
  * `bysu config check [--connect]`: validate the config, then everything that
  * would later refuse to start or run (preflight.ts: the dashboard's
- * exposure rule, the repository, the SSH key, each node's host key), all
+ * exposure rule, the repository, the SSH key, each node's host key, the
+ * email password's variable and CA file), all
  * problems at once; with --connect log in to every node.
  */
 import { preflight } from './preflight.ts';

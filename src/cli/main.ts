@@ -52,8 +52,11 @@ what would later refuse to start or run:
     or not a usable unencrypted private key;
   - ssh.knownHosts that exists but cannot be read;
   - a node whose host key is neither pinned nor in ssh.knownHosts under the
-    name ssh looks up ([host]:port when the port is not 22).
-It reads the same environment (BYSU_*) as the processes: run it with theirs.
+    name ssh looks up ([host]:port when the port is not 22);
+  - email alerts (notify.email): the variable passwordEnv names not set or
+    empty, a caFile that cannot be read or holds no certificate.
+It reads the same environment (BYSU_*, the SMTP password's variable) as the
+processes: run it with theirs.
 
 Example:
   sudo -u bysu bysu config check --connect
@@ -212,17 +215,19 @@ missing (named, one line each), 2 usage, configuration or repository error.`)
     .action((apps: string[], options: { all?: boolean }) => run(import('./verify.ts').then((command) => command.verify(globals(), apps, options))));
 
   program.command('status')
-    .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale or failing')
+    .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale or failing (named apps: only those)')
+    .argument('[apps...]')
     .option('--json', 'machine-readable output')
     .addHelpText('after', `
 Examples:
   bysu status
+  bysu status shop ledger
   bysu status --json | jq '.apps[] | select(.state != "ok") | .app'
 
-Exit status: 0 every app healthy and a scheduler alive, 1 an app stale,
+Exit status: 0 every app shown healthy and a scheduler alive, 1 an app stale,
 failing or with a problem (a failed drill, a damaged snapshot, no scheduler),
-or Redis unreachable, 2 configuration or repository error.`)
-    .action((options: { json?: boolean }) => run(import('./status.ts').then((command) => command.status(globals(), options))));
+or Redis unreachable, 2 an unknown app, configuration or repository error.`)
+    .action((apps: string[], options: { json?: boolean }) => run(import('./status.ts').then((command) => command.status(globals(), apps, options))));
 
   program.command('prune')
     .description('apply retention now (or show what it would delete)')

@@ -3,7 +3,8 @@
  * would later make a process refuse to start or a job refuse to run, found at
  * once and reported together, one line per problem saying what is wrong and
  * what to do. It reuses the checks those processes make (the dashboard's
- * exposure rule, the repository marker, the SSH key and known_hosts), so the
+ * exposure rule, the repository marker, the SSH key and known_hosts, the
+ * environment email alerts need), so the
  * check and the refusal cannot disagree. Reads only; creates nothing.
  */
 import { lookup } from 'node:dns/promises';
@@ -13,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { checkDashboardExposure, isLoopback } from '../dashboard/auth.ts';
 import { ConfigError, RepositoryUnavailableError, toError } from '../errors.ts';
+import { emailProblems } from '../notify/email.ts';
 import { COMMITS_DIR, DRILLS_DIR, INCOMING_DIR } from '../repository/layout.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { identityFileProblems } from '../ssh/ssh-files.ts';
@@ -32,8 +34,9 @@ export interface PreflightReport {
  * Given a loaded Config, check what the processes will check when they start
  * or run: the dashboard's exposure rule, the repository (exists, is a
  * directory, has its marker, is writable by the user running this), the SSH
- * key (present, readable, mode, parseable) and that every node's host key is
- * pinned or in known_hosts. Return every problem found, not just the first.
+ * key (present, readable, mode, parseable), that every node's host key is
+ * pinned or in known_hosts, and what email alerts need from this environment
+ * (the password's variable, the CA file). Return every problem found, not just the first.
  */
 export async function preflight(config: Config): Promise<PreflightReport> {
   const notes: string[] = [];
@@ -43,6 +46,7 @@ export async function preflight(config: Config): Promise<PreflightReport> {
     ...(await repositoryProblems(config, notes)),
     ...identityProblems(config),
     ...knownHostsProblems(config),
+    ...emailProblems(config.notify.email),
   ];
   return { problems, notes };
 }

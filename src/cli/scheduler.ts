@@ -3,9 +3,10 @@ import { createLogger } from '../log.ts';
 import { startScheduler } from '../scheduler/scheduler.ts';
 import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
+import { checkAlerts } from './start-checks.ts';
 
 export async function scheduler(globals: GlobalOptions): Promise<number> {
-  const live = await loadLiveConfig(globals);
+  const live = await loadLiveConfig(globals, checkAlerts);
   const logger = createLogger(live.current().log.level, 'bysu-scheduler');
   const running = await startScheduler(live, logger);
   await runUntilSignal(logger, () => running.close(), live);

@@ -7,15 +7,27 @@ import type { StartCheck } from '../config/live.ts';
 import { checkSshFiles } from '../ssh/ssh-files.ts';
 import { checkDashboardExposure } from '../dashboard/auth.ts';
 import { ConfigError } from '../errors.ts';
+import { emailProblems } from '../notify/email.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { readIdentity } from '../ssh/session.ts';
 import { dashboardAddressProblems } from './preflight.ts';
 
-/** A worker that logs in to nodes (snapshot, drill): a key it can read and parse, known_hosts, a marked repository. */
+/**
+ * A process that sends alerts (the scheduler, the snapshot and drill workers):
+ * with email alerts, the password's environment variable set and the CA file
+ * readable, so that the first alert is not the moment they are found missing.
+ */
+export const checkAlerts: StartCheck = (config) => {
+  const problems = emailProblems(config.notify.email);
+  if (problems.length > 0) throw new ConfigError(problems);
+};
+
+/** A worker that logs in to nodes (snapshot, drill): a key it can read and parse, known_hosts, a marked repository; what alerting needs. */
 export const checkNodeWorker: StartCheck = async (config) => {
   checkSshFiles(config);
   readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
   await requireRepository(config.repository);
+  checkAlerts(config);
 };
 
 /** The retention worker: a marked repository. */

@@ -1,14 +1,16 @@
 /**
- * `bysu status [--json]`: per app the newest snapshot, its age and size, the
- * next run, the last failure and the state; exit 1 when any app is stale or
- * failing, or no scheduler is running, so cron or a monitoring agent can call it.
+ * `bysu status [apps...] [--json]`: per app the newest snapshot, its age and
+ * size, the next run, the last failure and the state; exit 1 when any app
+ * shown is stale or failing, or no scheduler is running, so cron or a
+ * monitoring agent can call it. Named apps: only their rows (what an alert
+ * email tells its reader to run).
  */
 import { formatAge, formatBytes } from '../config/formats.ts';
 import { cutToBytes, escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
 import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
-import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
+import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
 /** Given a report, say whether it is healthy (exit 0): nothing stale or failing, a scheduler alive. */
 export function isHealthy(report: StatusReport): boolean {
@@ -41,11 +43,13 @@ function row(app: AppStatus, now: number): string[] {
   ];
 }
 
-export async function status(globals: GlobalOptions, options: { json?: boolean }): Promise<number> {
+export async function status(globals: GlobalOptions, apps: string[], options: { json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
+  const only = apps.length > 0 ? new Set(requireAppNames(config, apps, false)) : null;
   const connection = await connectProducer(config.redis.url);
   try {
-    const report = await collectStatus(config, connection);
+    const collected = await collectStatus(config, connection);
+    const report = only === null ? collected : { ...collected, apps: collected.apps.filter((app) => only.has(app.app)) };
     const healthy = isHealthy(report);
     if (options.json) {
       // Still valid JSON: C0 controls are escaped by JSON.stringify, the C1 and bidi ones by escapeControls.

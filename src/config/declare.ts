@@ -252,15 +252,18 @@ function lowerFirst(text: string): string {
 /**
  * Given the file's root mapping, return the convict schema that reads its
  * sources: each key's default, the file, then its environment variable
- * (coerced by its format's fromEnv). Lists are left out: they come from the
- * file alone (convict would merge a mapping given in their place). Convict does not
- * check anything here: readMapping does, with the same messages everywhere.
+ * (coerced by its format's fromEnv). Lists and optional mappings are left
+ * out: they come from the file alone (convict would merge a mapping given in
+ * place of a list, and fill an absent optional mapping with its defaults, as
+ * if it were written). Convict does not check anything here: readMapping
+ * does, with the same messages everywhere.
  */
 export function toConvictSchema(root: Mapping, register: (name: string, coerce: (text: string) => unknown) => void): Record<string, unknown> {
   register('bysu-raw', (text) => text);
   const convert = (spec: Spec): unknown => {
     if (spec.kind === 'mapping') {
-      return Object.fromEntries(Object.entries(spec.keys as Keys).filter(([, child]) => child.kind !== 'list').map(([name, child]) => [name, convert(child)]));
+      const fromFileAlone = (child: Spec) => child.kind === 'list' || (child.kind === 'mapping' && child.optional);
+      return Object.fromEntries(Object.entries(spec.keys as Keys).filter(([, child]) => !fromFileAlone(child)).map(([name, child]) => [name, convert(child)]));
     }
     if (spec.kind === 'list') throw new Error('a list has no convict schema');
     if (spec.env === undefined) return { doc: spec.doc, format: 'bysu-raw', default: spec.default ?? null };

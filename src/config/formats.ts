@@ -386,3 +386,31 @@ export const regularExpression: Format<string> = {
   },
   json: { type: 'string' },
 };
+
+/**
+ * One mail address, bare (`ops@example.com`) or with a display name
+ * (`BYSU <bysu@example.com>`): a local part and a domain, no spaces, angle
+ * brackets or line breaks in the address itself. Loose on purpose (the SMTP
+ * server is the judge of what it delivers); strict enough to catch a typo and
+ * any header injection.
+ */
+const MAIL_ADDRESS = /^(?:[^<>\r\n]*<[^\s<>@]+@[^\s<>@]+>|[^\s<>@]+@[^\s<>@]+)$/;
+/** The name of an environment variable, as a shell can set it. */
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+export const mailAddress = matching('mail-address', MAIL_ADDRESS, 'must be a mail address like ops@example.com or "BYSU <bysu@example.com>"');
+export const mailAddresses: Format<string[]> = {
+  name: 'mail-addresses',
+  parse: (value) => {
+    const list = typeof value === 'string' ? [value] : value;
+    const valid = Array.isArray(list) && list.length > 0 && list.every((address) => typeof address === 'string' && MAIL_ADDRESS.test(address));
+    return valid ? [...new Set(list as string[])] : fail('must be a mail address or a non-empty list of them, like [ops@example.com, oncall@example.com]', value);
+  },
+  json: {
+    oneOf: [
+      { type: 'string', pattern: MAIL_ADDRESS.source },
+      { type: 'array', items: { type: 'string', pattern: MAIL_ADDRESS.source }, minItems: 1 },
+    ],
+  },
+};
+export const environmentName = matching('environment-name', ENV_NAME, 'must be the name of an environment variable, like BYSU_SMTP_PASSWORD (the password itself never goes in the file)');

@@ -17,7 +17,7 @@ import { ConfigError } from '../errors.ts';
 import { environmentKeys, isMapping, itemPaths, kindOf, readMapping, toConvictSchema, type Mapping } from './declare.ts';
 import { configDeclaration, type AppConfig, type Config } from './schema.ts';
 
-export type { AppConfig, AppPolicy, Config, DrillConfig, DrillStep, NodeConfig, PartConfig } from './schema.ts';
+export type { AppConfig, AppPolicy, Config, DrillConfig, DrillStep, EmailConfig, NodeConfig, PartConfig } from './schema.ts';
 export { DEFAULT_DRILL_SCHEDULE } from './schema.ts';
 
 const { nodes: nodeList, apps: appList } = configDeclaration.keys;
@@ -78,6 +78,7 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   const fromEnv = new Map([...ENVIRONMENT_KEYS].filter(([, variable]) => env[variable] !== undefined));
   const loaded = readMapping(merged, configDeclaration, '', { problems, fromEnv });
   checkAcrossKeys(merged, problems);
+  checkEmail(merged, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
   const nodes = loaded.nodes.map((node) => ({ ...node, user: node.user ?? loaded.ssh.user }));
@@ -129,6 +130,26 @@ function checkAcrossKeys(merged: Record<string, unknown>, problems: string[]): v
       problems.push(`${field}.drill.steps: at least one step must restore a part of the snapshot (stdin: <part file>)`);
     }
   });
+}
+
+/**
+ * Given the merged raw config, record what notify.email's keys say together:
+ * a login needs both user and passwordEnv, and never crosses the network in
+ * clear (security none); a CA file only means something with TLS. Whether the
+ * password's variable is set is checked where the password is used (the
+ * processes that send alerts, and config check), not by every command.
+ */
+function checkEmail(merged: Record<string, unknown>, problems: string[]): void {
+  const email = isMapping(merged.notify) && isMapping(merged.notify.email) ? merged.notify.email : null;
+  if (email === null) return;
+  if (email.user !== undefined && email.passwordEnv === undefined) {
+    problems.push('notify.email.passwordEnv: missing; with a user, name the environment variable that holds the SMTP password (e.g. passwordEnv: BYSU_SMTP_PASSWORD)');
+  }
+  if (email.passwordEnv !== undefined && email.user === undefined) problems.push('notify.email.user: missing; passwordEnv is set, so name the SMTP login user too');
+  if (email.security === 'none' && email.user !== undefined) {
+    problems.push('notify.email.security: "none" would send the SMTP password in clear; use starttls or tls (or a relay that needs no login)');
+  }
+  if (email.security === 'none' && email.caFile !== undefined) problems.push('notify.email.caFile: only used with TLS; remove it, or set security to starttls or tls');
 }
 
 /** Given a list's raw items, record each repeated value of their label key and return the distinct string values. */

@@ -8,8 +8,9 @@
  */
 import { inherited, key, list, mapping, type OutputOf } from './declare.ts';
 import {
-  absolutePath, command, cron, duration, exitCodes, fingerprint, fraction, host, httpUrl, listenPort, name, oneOf, optionalDuration,
-  optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timerDuration, timezone, userName, workerCount,
+  absolutePath, command, cron, duration, environmentName, exitCodes, fingerprint, fraction, host, httpUrl, listenPort, mailAddress, mailAddresses, name,
+  oneOf, optionalDuration, optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timerDuration, timezone,
+  userName, workerCount,
 } from './formats.ts';
 
 export const DEFAULT_DRILL_SCHEDULE = '0 6 * * 0';
@@ -71,6 +72,28 @@ const appItem = mapping('An application to back up.', {
   ...inherited(policyKeys, 'defaults'),
 }, { label: 'name' });
 
+const email = mapping('Email alerts over SMTP: the events of the webhook, once per change of state, delivered independently of it.', {
+  host: key({ doc: 'The SMTP server: host name or IP address.', format: host }),
+  port: key({ doc: 'SMTP port (default: 587 for starttls, 465 for tls, 25 for none).', format: port, optional: true }),
+  security: key({
+    doc: 'starttls: connect, then STARTTLS, and refuse a server that does not offer it; tls: TLS from the first byte (SMTPS); ' +
+      'none: no encryption at all (a relay on this machine; refused with a user). The server\'s certificate is always verified.',
+    format: oneOf('smtp-security', ['starttls', 'tls', 'none']),
+    default: 'starttls',
+  }),
+  caFile: key({ doc: 'PEM file of the CA (or the self-signed certificate) that signs the server\'s certificate, trusted instead of the system\'s CAs.', format: absolutePath, optional: true }),
+  user: key({ doc: 'SMTP login user (absent: no login).', format: text, optional: true }),
+  passwordEnv: key({
+    doc: 'Name of the environment variable that holds the SMTP password (never the password itself); required with user.',
+    format: environmentName,
+    optional: true,
+    sensitive: true,
+  }),
+  from: key({ doc: 'The sender: bysu@example.com or "BYSU <bysu@example.com>".', format: mailAddress }),
+  to: key({ doc: 'The recipients: one address, or a list of them.', format: mailAddresses }),
+  dashboardUrl: key({ doc: 'The dashboard\'s URL as the recipients reach it (behind its TLS proxy); each email links the app\'s page under it.', format: httpUrl, optional: true }),
+}, { optional: true });
+
 /** The whole file. */
 export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
   redis: mapping('The Redis that holds the queues.', {
@@ -131,13 +154,14 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
       env: 'BYSU_NOTIFY_WEBHOOK',
       sensitive: true,
     }),
-    timeout: key({ doc: 'Time allowed for one webhook or ping request.', format: timerDuration, default: '10s', as: 'timeoutMs' }),
+    timeout: key({ doc: 'Time allowed for one webhook or ping request, or one email delivery.', format: timerDuration, default: '10s', as: 'timeoutMs' }),
     staleCheckInterval: key({
       doc: 'How often the scheduler checks: apps gone stale, failing apps whose alert was not delivered, job schedulers Redis lost.',
       format: timerDuration,
       default: '1m',
       as: 'staleCheckIntervalMs',
     }),
+    email,
   }),
   dashboard: mapping('The web dashboard.', {
     host: key({ doc: 'Address the dashboard listens on.', format: text, default: '127.0.0.1', env: 'BYSU_DASHBOARD_HOST' }),
@@ -159,6 +183,7 @@ export type NodeConfig = OutputOf<typeof nodeItem.keys>;
 export type PartConfig = OutputOf<typeof partItem.keys>;
 export type DrillStep = OutputOf<typeof drillStep.keys>;
 export type DrillConfig = OutputOf<typeof drill.keys>;
+export type EmailConfig = OutputOf<typeof email.keys>;
 export type AppConfig = OutputOf<typeof appItem.keys>;
 /** The loaded configuration; `source` is the file it was loaded from. */
 export type Config = OutputOf<typeof configDeclaration.keys> & { source: string };

@@ -1,15 +1,20 @@
 /**
- * Alerts: a JSON POST to `notify.webhook` when an app fails for good, goes
- * stale, or recovers, once per change of state (the last alerted state of
- * each app lives in Redis, so several workers and schedulers agree); and
+ * Alerts: a JSON POST to `notify.webhook` and an email (`notify.email`,
+ * email.ts) when an app fails for good, goes stale, or recovers, once per
+ * change of state and per channel (the last alerted state of each app and
+ * channel lives in Redis, so several workers and schedulers agree, and one
+ * channel failing never holds back or repeats the other); and
  * healthchecks-style pings per app (GET <url> on success, <url>/fail on
  * failure). Deliveries are retried a few times in the background; a failed
- * delivery is logged and never fails a snapshot.
+ * delivery is logged and never fails or delays a snapshot.
  */
 import type { Redis } from 'ioredis';
+import type { EmailConfig } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { redisKeys } from '../queue/jobs.ts';
 import { BYSU_VERSION } from '../version.ts';
+import { DeliveryHealth } from './delivery-health.ts';
+import { sendAlertEmail, smtpServer } from './email.ts';
 
 export type AlertState = 'ok' | 'failing' | 'stale';
 
@@ -62,13 +67,35 @@ return 0
 
 export interface NotifySettings {
   webhook: string;
+  /** Email alerts; absent: none. */
+  email?: EmailConfig;
   timeoutMs: number;
   retryDelaysMs?: number[];
+}
+
+/** One way an alert goes out, with its own alert state in Redis. */
+interface AlertChannel {
+  /** The field of the alert-state hash that holds this channel's state of the app. */
+  field: string;
+  /** The alert, in log lines: `webhook for shop`. */
+  what: string;
+  /** One try at delivering the alert (throws when it did not arrive); null when the channel is off. */
+  send: (() => Promise<void>) | null;
+  /** Where its failures are counted (once per outage) instead of logged one by one. */
+  health?: { tracker: DeliveryHealth; server: string };
+}
+
+/** What a delivery does once it ends, and where its failures go. */
+interface DeliveryHooks {
+  delivered?: () => Promise<void>;
+  undelivered?: () => Promise<void>;
+  health?: AlertChannel['health'];
 }
 
 export class Notifier {
   private readonly pending = new Set<Promise<void>>();
   private readonly settings: () => NotifySettings;
+  private readonly emailHealth: DeliveryHealth;
 
   /**
    * `settings` may be a function: each report and ping reads it when it
@@ -82,41 +109,70 @@ export class Notifier {
     private readonly logger: Logger,
   ) {
     this.settings = typeof settings === 'function' ? settings : () => settings;
+    this.emailHealth = new DeliveryHealth(logger, 'email');
   }
 
   /**
-   * Given an event, record the app's new state and, when it changed, POST the
-   * event to the webhook. A recovery is only announced after failing or stale.
-   * The state is kept in two phases: `<state>|sending|<ms>` while a delivery is
-   * under way, `<state>` once it was delivered. So an alert whose sender died
-   * (kill -9, a power cut) or gave up is not taken as sent: the same event
-   * reported again (the scheduler re-reports every failing and stale app on
-   * each check) sends it, once its sending is older than the delivery bound.
-   * Returns whether an alert was sent (queued for delivery).
+   * Given an event, record the app's new state and, when it changed, send the
+   * event through each channel: a POST to the webhook, an email. Each channel
+   * keeps its own state of the app (the webhook's field is the app's name,
+   * the email's `email:<app>`), so each sends once per change and one that
+   * fails is sent again without repeating the other. A recovery is only
+   * announced after failing or stale. The state is kept in two phases:
+   * `<state>|sending|<ms>` while a delivery is under way, `<state>` once it
+   * was delivered. So an alert whose sender died (kill -9, a power cut) or
+   * gave up is not taken as sent: the same event reported again (the
+   * scheduler re-reports every failing and stale app on each check) sends
+   * it, once its sending is older than the delivery bound. Returns whether
+   * an alert was sent (queued for delivery) through any channel.
    */
   async report(event: AlertEvent): Promise<boolean> {
-    const state = STATE_FOR_EVENT[event.event];
-    const key = redisKeys.alertState(this.prefix);
+    const options = this.settings();
     // Drills have a state of their own: a failed drill and a failed backup are separate news.
     const field = event.event.startsWith('drill') ? `drill:${event.app}` : event.app;
+    const channels: AlertChannel[] = [{
+      field,
+      what: `webhook for ${event.app}`,
+      send: options.webhook === '' ? null : () => this.post(options.webhook, options.timeoutMs, JSON.stringify({ source: 'bysu', ...event })),
+    }];
+    const { email } = options;
+    if (email !== undefined) {
+      const what = `email for ${event.app}`;
+      channels.push({
+        field: `email:${field}`,
+        what,
+        send: async () => {
+          const { rejected } = await sendAlertEmail(email, event, options.timeoutMs);
+          if (rejected.length > 0) this.logger.warn({ rejected }, `${what}: delivered, but the server refused ${rejected.join(', ')}`);
+        },
+        health: { tracker: this.emailHealth, server: smtpServer(email) },
+      });
+    }
+    let sent = false;
+    for (const channel of channels) {
+      if (await this.reportTo(channel, STATE_FOR_EVENT[event.event], options)) sent = true;
+    }
+    return sent;
+  }
+
+  /** Given a channel and the app's new state, record it in the channel's field and deliver when it changed; returns whether it sends. */
+  private async reportTo(channel: AlertChannel, state: AlertState, options: NotifySettings): Promise<boolean> {
+    const key = redisKeys.alertState(this.prefix);
     const now = Date.now();
-    const options = this.settings();
-    const sending = options.webhook === '' ? state : `${state}|sending|${now}`;
+    const sending = channel.send === null ? state : `${state}|sending|${now}`;
     // One script: read the previous value and decide and write, so that two reporters never both send.
-    const previous = (await this.redis.eval(REPORT_SCRIPT, 1, key, field, state, sending, String(now - deliveryBoundMs(options)))) as string | null;
-    if (previous === null) return false;
-    if (options.webhook === '') return false;
-    this.deliver(options, `webhook for ${event.app}`, () => fetch(options.webhook, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', 'user-agent': `bysu/${BYSU_VERSION}` },
-      body: JSON.stringify({ source: 'bysu', ...event }),
-      signal: AbortSignal.timeout(options.timeoutMs),
-    }), async () => {
+    const previous = (await this.redis.eval(REPORT_SCRIPT, 1, key, channel.field, state, sending, String(now - deliveryBoundMs(options)))) as string | null;
+    if (previous === null || channel.send === null) return false;
+    this.deliver(options, channel.what, channel.send, {
       // Delivered: the state is settled (unless it moved on meanwhile).
-      await this.redis.eval(SETTLE_SCRIPT, 1, key, field, sending, state);
-    }, async () => {
+      delivered: async () => {
+        await this.redis.eval(SETTLE_SCRIPT, 1, key, channel.field, sending, state);
+      },
       // Undelivered: put the old state back (unless it moved on meanwhile) so that the next report alerts again.
-      await this.redis.eval(SETTLE_SCRIPT, 1, key, field, sending, previous);
+      undelivered: async () => {
+        await this.redis.eval(SETTLE_SCRIPT, 1, key, channel.field, sending, previous);
+      },
+      health: channel.health,
     });
     return true;
   }
@@ -127,7 +183,7 @@ export class Notifier {
     const target = new URL(url);
     if (!success) target.pathname = `${target.pathname.replace(/\/+$/, '')}/fail`;
     const options = this.settings();
-    this.deliver(options, `ping for ${app}`, () => fetch(target, { headers: { 'user-agent': `bysu/${BYSU_VERSION}` }, signal: AbortSignal.timeout(options.timeoutMs) }));
+    this.deliver(options, `ping for ${app}`, () => this.get(target, options.timeoutMs));
   }
 
   /** Wait for deliveries in flight (bounded by timeoutMs per try), e.g. before exit. */
@@ -152,27 +208,47 @@ export class Notifier {
     return left;
   }
 
-  private deliver(options: NotifySettings, what: string, send: () => Promise<Response>, delivered?: () => Promise<void>, undelivered?: () => Promise<void>): void {
+  /** POST a JSON body; throws unless the answer is 2xx. */
+  private async post(url: string, timeoutMs: number, body: string): Promise<void> {
+    const response = await fetch(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'user-agent': `bysu/${BYSU_VERSION}` },
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    await answered(response);
+  }
+
+  /** GET a URL; throws unless the answer is 2xx. */
+  private async get(url: URL, timeoutMs: number): Promise<void> {
+    await answered(await fetch(url, { headers: { 'user-agent': `bysu/${BYSU_VERSION}` }, signal: AbortSignal.timeout(timeoutMs) }));
+  }
+
+  /**
+   * Given one try at a delivery, run it in the background, retried after each
+   * of the retry delays, then given up. A channel with a health tracker has
+   * its failures counted there (logged once per outage); the others log each.
+   */
+  private deliver(options: NotifySettings, what: string, send: () => Promise<void>, hooks: DeliveryHooks = {}): void {
+    const { delivered, undelivered, health } = hooks;
     const task = (async () => {
       for (let attempt = 0; ; attempt += 1) {
         try {
-          const response = await send();
-          await response.body?.cancel();
-          if (response.ok) {
-            await delivered?.().catch((failure: unknown) => this.logger.error({ err: (failure as Error).message }, `${what}: delivered, but cannot record it (it may be sent again)`));
-            return;
-          }
-          throw new Error(`HTTP ${response.status}`);
+          await send();
+          health?.tracker.delivered(health.server);
+          await delivered?.().catch((failure: unknown) => this.logger.error({ err: (failure as Error).message }, `${what}: delivered, but cannot record it (it may be sent again)`));
+          return;
         } catch (error) {
           const delay = (options.retryDelaysMs ?? RETRY_DELAYS_MS)[attempt];
           // URLs may carry tokens: never log them.
           const reason = redactUrls((error as Error).message);
+          if (health) health.tracker.failed(health.server, what, reason, delay);
+          else if (delay === undefined) this.logger.error({ err: reason, attempts: attempt + 1 }, `${what}: delivery failed`);
+          else this.logger.warn({ err: reason, retryInMs: delay }, `${what}: delivery failed, retrying`);
           if (delay === undefined) {
-            this.logger.error({ err: reason, attempts: attempt + 1 }, `${what}: delivery failed`);
             await undelivered?.().catch((failure: unknown) => this.logger.error({ err: (failure as Error).message }, `${what}: cannot reset the alert state`));
             return;
           }
-          this.logger.warn({ err: reason, retryInMs: delay }, `${what}: delivery failed, retrying`);
           await new Promise((resolve) => setTimeout(resolve, delay));
         }
       }
@@ -180,6 +256,12 @@ export class Notifier {
     this.pending.add(task);
     void task.finally(() => this.pending.delete(task));
   }
+}
+
+/** Given an HTTP answer, discard its body; throw unless it is 2xx. */
+async function answered(response: Response): Promise<void> {
+  await response.body?.cancel();
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
 }
 
 /** The longest one delivery can take, every try included. */

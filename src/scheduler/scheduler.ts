@@ -228,6 +228,14 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
     await connection.set(redisKeys.schedulerHeartbeat(prefix), heartbeat, 'PX', HEARTBEAT_TTL_MS);
   };
 
+  // The state each app's alert line was last logged for: while a webhook or mail server is down, every check sends the
+  // failing and stale apps' alerts again, and a line each time would be one per app per check for the whole outage.
+  const alertLogged = new Map<string, string>();
+  const logAlertOnce = (app: string, state: string, log: () => void) => {
+    if (alertLogged.get(app) === state) return;
+    alertLogged.set(app, state);
+    log();
+  };
   let checking = false;
   const checkStale = async () => {
     if (checking) return; // the last check is still running (slow Redis or repository): skip this tick
@@ -239,10 +247,13 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
           // Normally announced by the worker that failed the job; this sends it when that worker died before it
           // was delivered, or the webhook was down for all its tries. Sent once: the notifier keeps the state.
           const sent = await notifier.report({ event: 'failed', app: app.app, ...(app.node ? { node: app.node } : {}), at: app.lastFailure.at, reason: app.lastFailure.reason });
-          if (sent) logger.warn({ app: app.app }, 'app is failing and its alert was not delivered: alert sent');
+          if (sent) logAlertOnce(app.app, 'failing', () => logger.warn({ app: app.app }, 'app is failing and its alert was not delivered: alert sent (again at each check until delivered)'));
           continue;
         }
-        if (app.state !== 'stale') continue;
+        if (app.state !== 'stale') {
+          alertLogged.delete(app.app);
+          continue;
+        }
         const sent = await notifier.report({
           event: 'stale',
           app: app.app,
@@ -251,7 +262,7 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
           reason: app.newest ? `newest snapshot ${app.newest.id} is older than ${app.staleAfterMs} ms` : `no snapshot since the app was configured (${app.firstSeenAt})`,
           lastSnapshot: app.newest ? { id: app.newest.id, finishedAt: app.newest.finishedAt } : null,
         });
-        if (sent) logger.warn({ app: app.app, ageMs: app.ageMs }, 'app is stale: alert sent');
+        if (sent) logAlertOnce(app.app, 'stale', () => logger.warn({ app: app.app, ageMs: app.ageMs }, 'app is stale: alert sent'));
       }
     } finally {
       checking = false;
