@@ -33,6 +33,14 @@ import { listSnapshots } from '../repository/read.ts';
 /** How long an app's page waits for its recent attempts from Redis before it says Redis did not answer. */
 const PAGE_REDIS_BOUND_MS = 5000;
 
+const UTC_TIME = { hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23', timeZone: 'UTC', timeZoneName: 'short' } as const;
+/** Bull Board's times: today's as `16:40:12 UTC`, this year's with the day, older ones with the year. */
+const BOARD_DATE_FORMATS = {
+  short: UTC_TIME,
+  common: { month: 'short', day: 'numeric', ...UTC_TIME },
+  full: { year: 'numeric', month: 'short', day: 'numeric', ...UTC_TIME },
+} satisfies Record<string, Intl.DateTimeFormatOptions>;
+
 /** Where Bull Board is served. */
 export const BOARD_PATH = '/board';
 
@@ -90,7 +98,8 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
     // through the dashboard (re-run a snapshot with `bysu snapshot <app>`).
     queues: [queues.snapshot, queues.retention, queues.drill].map((queue) => new BullMQAdapter(queue, { readOnlyMode: true })),
     serverAdapter: board,
-    options: { uiConfig: { boardTitle: 'BYSU backups' } },
+    // UTC and 24 hours, as the CLI and the overview speak (Bull Board showed the browser's local 12-hour time).
+    options: { uiConfig: { boardTitle: 'BYSU backups', dateFormats: BOARD_DATE_FORMATS } },
   });
   const pageAuth = basicAuth(() => current().dashboard);
   app.use(BOARD_PATH, pageAuth, board.getRouter());

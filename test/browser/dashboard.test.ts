@@ -53,6 +53,9 @@ test('a person logs in to the dashboard and sees a completed and a failed snapsh
 
       await page.goto(`${base}board/queue/snapshot?status=completed`);
       await page.getByText(shopJob).first().waitFor({ timeout: 30_000 });
+      // Times in UTC on a 24-hour clock, as the CLI and the overview show them (it showed the browser's 12-hour local time).
+      await page.getByText(/\b\d\d:\d\d:\d\d UTC\b/).first().waitFor({ timeout: 10_000 });
+      assert.doesNotMatch(await page.locator('body').innerText(), /\d:\d\d:\d\d ?[AP]M/);
       await page.screenshot({ path: path.join(ARTIFACTS, 'dashboard-completed.png'), fullPage: true });
 
       await page.goto(`${base}board/queue/snapshot?status=failed`);
