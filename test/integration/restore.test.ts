@@ -221,8 +221,12 @@ describe('bysu restore and bysu cat', () => {
     child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
     // The staging directory appears once the first pass has checked the file: the copy is under way.
+    // Once: its removal is an event too, and a second Ctrl-C after the cleanup would end the process by the signal.
+    let interrupted = false;
     const watcher = watch(parent, (_event, name) => {
-      if (String(name).includes('.bysu-restore-')) child.kill('SIGINT');
+      if (interrupted || !String(name).includes('.bysu-restore-')) return;
+      interrupted = true;
+      child.kill('SIGINT');
     });
     try {
       const code = await exited;
