@@ -110,7 +110,7 @@ async function main(): Promise<number> {
       const ok = outcomeOk && checksOk && dashboardOk;
       say(ok ? 'expected outcome: shop and uploads committed and verified; ledger failed loudly; dashboard up' : 'UNEXPECTED outcome (see above)');
       if (once) return ok ? 0 : 1;
-      console.log(`\nbysu up keeps running (snapshots every night at 03:00 UTC). In another terminal:\n  export BYSU_CONFIG=${configFile}\n  bysu status\n  bysu snapshot shop --wait\n  bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
+      console.log(`\nbysu up keeps running (snapshots every night at 03:00 UTC). In another terminal (npm run demo linked \`bysu\` to ${BYSU_BIN}; that path works too):\n  export BYSU_CONFIG=${configFile}\n  bysu status\n  bysu snapshot shop --wait\n  bysu restore shop --to /tmp/shop-restored\n  bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
         process.once('SIGTERM', resolve);

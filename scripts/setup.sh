@@ -4,8 +4,69 @@
 # (the SMTP server the email alert tests send to) when missing (and, optional,
 # chromium, busybox, bsdtar and rsnapshot).
 # As root it installs them with apt-get; otherwise it prints the exact command.
+# Then it puts a `bysu` command on the PATH: a symbolic link to this checkout's
+# bin/bysu.js, in /usr/local/bin as root, else in ~/.local/bin.
+#   bash scripts/setup.sh              all of it
+#   bash scripts/setup.sh --link-only  only the `bysu` link (a production install needs no test tools)
+#   bash scripts/setup.sh --no-link    all but the link (what `npm test` runs)
+# BYSU_LINK_DIR=<dir> puts the link there instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+mode=all
+case "${1:-}" in
+  '') ;;
+  --link-only) mode=link-only ;;
+  --no-link) mode=no-link ;;
+  *) echo "usage: bash scripts/setup.sh [--link-only|--no-link]" >&2; exit 2 ;;
+esac
+
+# The `bysu` command: a symbolic link to this checkout's bin/bysu.js (which runs itself: its #! line finds
+# node and carries the V8 flags). Idempotent; a `bysu` that is not a link to this checkout is never replaced,
+# except a link to a bin/bysu.js that no longer exists (a checkout moved or deleted). Returns 1 when it left
+# someone else's `bysu` in place.
+link_bysu() {
+  local target dir link current
+  target="$PWD/bin/bysu.js"
+  if [ -n "${BYSU_LINK_DIR:-}" ]; then dir="$BYSU_LINK_DIR"
+  elif [ "$(id -u)" = 0 ]; then dir=/usr/local/bin
+  else dir="$HOME/.local/bin"
+  fi
+  link="$dir/bysu"
+  if [ -L "$link" ]; then
+    current="$(readlink "$link")"
+    if [ "$current" = "$target" ] || { [ -e "$link" ] && [ "$(readlink -f "$link")" = "$(readlink -f "$target")" ]; }; then
+      echo "setup: bysu is already linked: $link -> $current"
+    elif [ ! -e "$link" ] && [[ "$current" == */bin/bysu.js ]]; then
+      ln -sfn "$target" "$link"
+      echo "setup: $link pointed at $current, which no longer exists; relinked: $link -> $target"
+    else
+      echo "setup: $link is a link to $current, not to this checkout: left alone. To use this checkout's instead: ln -sfn '$target' '$link'" >&2
+      return 1
+    fi
+  elif [ -e "$link" ]; then
+    echo "setup: $link exists and is not a link to BYSU: left alone. Run '$target' instead, or remove $link and run: bash scripts/setup.sh --link-only" >&2
+    return 1
+  else
+    mkdir -p "$dir"
+    ln -s "$target" "$link"
+    echo "setup: linked $link -> $target"
+  fi
+  case ":$PATH:" in
+    *":$dir:"*) ;;
+    *)
+      local shown="$dir"
+      [ "${dir#"$HOME"/}" != "$dir" ] && shown="\$HOME/${dir#"$HOME"/}"
+      echo "setup: $dir is not on your PATH, so \`bysu\` is not found yet. Add it with:"
+      echo "  echo 'export PATH=\"$shown:\$PATH\"' >> ~/.profile && export PATH=\"$shown:\$PATH\""
+      ;;
+  esac
+}
+
+if [ "$mode" = link-only ]; then
+  link_bysu
+  exit $?
+fi
 
 missing=()
 [ -x /usr/bin/redis-server ] || [ -x /usr/local/bin/redis-server ] || missing+=(redis-server)
@@ -83,3 +144,6 @@ fi
 
 # Compile to dist/ when the sources changed (a no-op otherwise; bin/bysu.js runs the sources through tsx when dist/ is stale).
 node scripts/build.mjs
+
+# Someone else's `bysu` left in place is said above; it does not fail the rest of the setup.
+if [ "$mode" = all ]; then link_bysu || true; fi

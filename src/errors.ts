@@ -108,6 +108,25 @@ export class DrillFailedError extends BysuError {
   readonly retryable = false;
 }
 
+/**
+ * A snapshot's files do not match its SHA256SUMS, a file is missing or not a
+ * regular file, or SHA256SUMS does not cover what manifest.json lists:
+ * `bysu restore` and `bysu cat` refuse to hand it out as a good copy. Not
+ * retried: the bytes on disk will not mend themselves.
+ */
+export class SnapshotDamagedError extends BysuError {
+  readonly retryable = false;
+}
+
+/**
+ * An archive holds an entry that would land outside the directory it is
+ * extracted into (an absolute path, `..`, a link pointing out): `bysu restore
+ * --extract` refuses it. Not retried.
+ */
+export class UnsafeArchiveError extends BysuError {
+  readonly retryable = false;
+}
+
 /** The operation was cancelled (shutdown or the snapshot's own timeout). */
 export class AbortedError extends BysuError {
   readonly retryable: boolean = true;

@@ -202,6 +202,73 @@ Exit status: 0 printed, 1 the app has no complete snapshot, 2 usage,
 configuration or repository error.`)
     .action((app: string, options: { json?: boolean }) => run(import('./latest.ts').then((command) => command.latest(globals(), app, options))));
 
+  program.command('restore')
+    .description('check a snapshot\'s files against SHA256SUMS and copy them (or extract its tar parts) into a new directory')
+    .argument('<app>')
+    .option('--snapshot <id>', 'the snapshot to restore (see bysu list <app>; default: the newest complete one, as bysu latest)')
+    .option('--to <dir>', 'directory to create (or an empty one to fill; default: ./<app>-<snapshot id>)')
+    .addOption(new Option('--part <file>', 'restore only this part (repeat for more)').argParser((file: string, files: string[]) => [...files, file]).default([], 'every part'))
+    .option('--extract', 'extract tar parts (*.tar, *.tar.gz, *.tgz) with GNU tar instead of copying them')
+    .addHelpText('after', `
+Every chosen file is first read whole and checked against the snapshot's
+SHA256SUMS (which must also list manifest.json, checked too, and every part the
+manifest names); only then is it copied, hashed again on the way, into a hidden
+staging directory beside the target, which is renamed to the target's name once
+everything is written and on disk. So the target never holds a partial or
+unchecked restore: after a failure or Ctrl-C it does not exist (or, if it was
+an empty directory, stays empty). A target that is not empty is refused.
+
+Without --extract the target gets the files, manifest.json and a SHA256SUMS of
+what it holds (the snapshot's own lines), so that sha256sum -c SHA256SUMS in it
+checks the copy. With --extract a tar part is extracted in place of its copy,
+as tar -C <dir> -xf would, and no listing is written. An archive is refused
+(nothing extracted) when an entry has an absolute path or a "..", or a link
+would point outside the target; two parts holding the same file are refused
+too (tar --keep-old-files). Owners and modes are tar's defaults (kept as root).
+
+Examples:
+  bysu restore shop                                # ./shop-<id>: every part of the newest snapshot
+  bysu restore shop --part shop.sql --to /tmp/r    # one file, into /tmp/r
+  bysu restore shop --snapshot 20261126T021500Z --part uploads.tar --extract --to /srv/shop.restored
+
+It prints what it wrote where, and the command to load each file
+(psql … < DIR/shop.sql). It reads only the config and the repository: it
+works while Redis is down.
+
+Exit status: 0 restored; 1 a file does not match SHA256SUMS (it is named), the
+snapshot is incomplete, an archive is unsafe or tar failed, or the app has no
+complete snapshot: nothing restored; 2 unknown app, snapshot id or part, a
+target that exists and is not empty, or a repository that is not mounted.`)
+    .action((app: string, options: { snapshot?: string; to?: string; part: string[]; extract?: boolean }) => run(import('./restore.ts').then((command) => command.restore(globals(), app, options))));
+
+  program.command('cat')
+    .description('write one file of a snapshot to stdout, checked against SHA256SUMS (e.g. bysu cat shop shop.sql | psql staging)')
+    .argument('<app>')
+    .argument('<file>', 'a part of the snapshot, or manifest.json')
+    .option('--snapshot <id>', 'the snapshot to read (see bysu list <app>; default: the newest complete one, as bysu latest)')
+    .addHelpText('after', `
+Output cannot be taken back once written, so the file is read twice: first
+whole, checked against SHA256SUMS (a damaged file writes nothing at all and
+exits 1), then written to stdout while it is hashed again. Should the file
+change between the two reads (someone writing into the repository), the
+command still exits 1 at the end with "the output is NOT to be trusted" on
+stderr: what the reader got must then be discarded. In a shell pipeline that
+status is only seen with set -o pipefail (bash) or by checking it, so a staging
+refresh should run:
+
+  set -o pipefail
+  bysu cat shop shop.sql | psql -v ON_ERROR_STOP=1 staging
+
+The price of the first read is reading the file twice (the second mostly from
+the page cache). It reads only the config and the repository: it works while
+Redis is down.
+
+Exit status: 0 the whole file was written and matched; 1 a mismatch (nothing
+written, or, if it changed while being written, the output is not to be
+trusted), the reader closed the pipe early, or no complete snapshot; 2 unknown
+app, snapshot id or file, or a repository that is not mounted.`)
+    .action((app: string, file: string, options: { snapshot?: string }) => run(import('./cat.ts').then((command) => command.cat(globals(), app, file, options))));
+
   program.command('verify')
     .description('re-hash snapshots against SHA256SUMS and re-validate tars; exit 1 on any mismatch (recorded in <app>/.last-verify.json: status names a damaged snapshot while it is kept)')
     .argument('[apps...]')

@@ -3,18 +3,21 @@
  * size, the next run, the last failure and the state; exit 1 when any app
  * shown is stale or failing, or no scheduler is running, so cron or a
  * monitoring agent can call it. Named apps: only their rows (what an alert
- * email tells its reader to run).
+ * email tells its reader to run). With Redis unreachable it shows what the
+ * repository knows, says that Redis is unreachable, and exits 1.
  */
+import type { Redis } from 'ioredis';
 import { formatAge, formatBytes } from '../config/formats.ts';
+import { RedisUnavailableError } from '../errors.ts';
 import { cutToBytes, escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
 import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
-/** Given a report, say whether it is healthy (exit 0): nothing stale or failing, a scheduler alive. */
+/** Given a report, say whether it is healthy (exit 0): Redis answered, nothing stale or failing, a scheduler alive. */
 export function isHealthy(report: StatusReport): boolean {
-  return report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing' && app.problems.length === 0);
+  return report.redis.reachable && report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing' && app.problems.length === 0);
 }
 
 function drillNote(app: AppStatus): string {
@@ -26,7 +29,14 @@ function printableLine(text: string): string {
   return cutToBytes(escapeControls(text), MAX_WARNING_BYTES);
 }
 
-function row(app: AppStatus, now: number): string[] {
+function nextRun(app: AppStatus, now: number, redisReachable: boolean): string {
+  // Next runs live in Redis: without it they are unknown, which is not "none".
+  if (!redisReachable) return '?';
+  if (app.nextRunAt === null) return '-';
+  return app.nextRunAt >= now ? `in ${formatAge(app.nextRunAt - now)}` : `overdue ${formatAge(now - app.nextRunAt)}`;
+}
+
+function row(app: AppStatus, now: number, redisReachable: boolean): string[] {
   // Warnings and failure reasons carry what a node sent (entry names, stderr): cut and escaped, also when an
   // older manifest holds them whole, so that one line stays one short line and no escape sequence reaches the terminal.
   const warnings = app.newest?.warnings.length ? `${app.newest.warnings.length} warning(s): ${printableLine(app.newest.warnings[0]!)}` : '';
@@ -38,15 +48,25 @@ function row(app: AppStatus, now: number): string[] {
     app.newest?.id ?? '-',
     formatAge(app.ageMs),
     app.newest ? formatBytes(app.newest.bytes) : '-',
-    app.nextRunAt === null ? '-' : app.nextRunAt >= now ? `in ${formatAge(app.nextRunAt - now)}` : `overdue ${formatAge(now - app.nextRunAt)}`,
+    nextRun(app, now, redisReachable),
     [...app.problems, never, failure, warnings, drillNote(app)].filter(Boolean).join('; '),
   ];
+}
+
+/** Given the Redis URL, connect, or return why Redis did not answer (status then shows what the repository knows). */
+async function connectOrReason(url: string): Promise<Redis | { unreachable: string }> {
+  try {
+    return await connectProducer(url);
+  } catch (error) {
+    if (error instanceof RedisUnavailableError) return { unreachable: error.message };
+    throw error;
+  }
 }
 
 export async function status(globals: GlobalOptions, apps: string[], options: { json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   const only = apps.length > 0 ? new Set(requireAppNames(config, apps, false)) : null;
-  const connection = await connectProducer(config.redis.url);
+  const connection = await connectOrReason(config.redis.url);
   try {
     const collected = await collectStatus(config, connection);
     const report = only === null ? collected : { ...collected, apps: collected.apps.filter((app) => only.has(app.app)) };
@@ -57,15 +77,19 @@ export async function status(globals: GlobalOptions, apps: string[], options: { 
       return healthy ? EXIT_OK : EXIT_FAILED;
     }
     const now = Date.parse(report.at);
-    const rows = [['APP', 'STATE', 'NEWEST', 'AGE', 'SIZE', 'NEXT RUN', 'NOTES'], ...report.apps.map((app) => row(app, now))];
+    const rows = [['APP', 'STATE', 'NEWEST', 'AGE', 'SIZE', 'NEXT RUN', 'NOTES'], ...report.apps.map((app) => row(app, now, report.redis.reachable))];
     const widths = rows[0]!.map((_, column) => Math.max(...rows.map((cells) => cells[column]!.length)));
     for (const cells of rows) console.log(cells.map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column]!))).join('  ').trimEnd());
-    console.log(report.scheduler
-      ? `scheduler: alive (${report.scheduler.host} pid ${report.scheduler.pid}, heartbeat ${report.scheduler.at})`
-      : 'scheduler: NOT RUNNING (no heartbeat in Redis): nothing will be scheduled');
+    if (!report.redis.reachable) {
+      console.log(`${report.redis.error}: job states, the scheduler and next runs are unknown; the table is what the repository knows`);
+    } else {
+      console.log(report.scheduler
+        ? `scheduler: alive (${report.scheduler.host} pid ${report.scheduler.pid}, heartbeat ${report.scheduler.at})`
+        : 'scheduler: NOT RUNNING (no heartbeat in Redis): nothing will be scheduled');
+    }
     if (report.apps.length === 0) console.log('no apps configured');
     return healthy ? EXIT_OK : EXIT_FAILED;
   } finally {
-    connection.disconnect();
+    if (!('unreachable' in connection)) connection.disconnect();
   }
 }

@@ -170,7 +170,8 @@ export function renderOverview(config: Config, report: StatusReport | Error, now
   const nodes = nodeRows(config, report);
   const body = html`<header><h1>BYSU backups</h1>
 <span class="counts">${[...counts].sort((a, b) => order.indexOf(a[0]) - order.indexOf(b[0])).map(([state, count]) => html`<span>${stateBadge(state)} ${count}</span>`)}</span>
-<span class="dim">scheduler: ${report.scheduler ? html`alive, ${when(report.scheduler.at, now)}` : html`<span class="problem">no heartbeat: is the scheduler running?</span>`}</span></header>
+<span class="dim">scheduler: ${!report.redis.reachable ? 'unknown' : report.scheduler ? html`alive, ${when(report.scheduler.at, now)}` : html`<span class="problem">no heartbeat: is the scheduler running?</span>`}</span></header>
+${report.redis.reachable ? '' : html`<div class="banner">${oneLine(report.redis.error, 1000)}: failures, next runs and the scheduler are unknown; the rest is what the repository knows.</div>`}
 <h2>Apps</h2>
 <table><thead><tr><th>App</th><th>State</th><th>Newest</th><th>Age</th><th>Size</th><th>Next run</th><th>Last error</th><th>Last drill</th><th>Last verify</th></tr></thead>
 <tbody>${apps.map((app) => appRow(app, now))}</tbody></table>

@@ -16,7 +16,7 @@ import type { LiveConfig } from '../config/live.ts';
 import type { Config } from '../config/load.ts';
 import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, settlesWithin } from '../queue/connection.ts';
+import { CLOSE_BOUND_MS, closeConnection, createDashboardConnection, redactRedisUrl, settlesWithin } from '../queue/connection.ts';
 import { openAllQueues, type AllQueues } from '../queue/open-queue.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
 import { repositoryProblem } from '../repository/marker.ts';
@@ -107,15 +107,22 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
   // The overview pages, behind the same password as Bull Board. A page is always answered: what cannot be
   // read (Redis down, an unmounted repository) is said on the page rather than failing it.
   const sendPage = (response: Response, code: number, text: string) => response.status(code).type('html').set('Cache-Control', 'no-store').send(text);
+  // With Redis down the pages still show what the repository knows, as `bysu status` does, and say so.
+  // Redis is asked first (as /metrics does): the shared states may have been computed just before it went away.
+  const pageReport = async (config: Config): Promise<StatusReport | Error> => {
+    if (!(await redisAnswers(redis, PING_TIMEOUT_MS))) {
+      return collectStatus(config, { unreachable: `Redis unreachable at ${redactRedisUrl(config.redis.url)}` }).catch(toError);
+    }
+    return status.get(config).then(({ value }) => value, toError);
+  };
   app.get('/', pageAuth, async (_request, response) => {
     const config = current();
-    const report = await status.get(config).then(({ value }) => value, toError);
-    sendPage(response, 200, renderOverview(config, report, Date.now()));
+    sendPage(response, 200, renderOverview(config, await pageReport(config), Date.now()));
   });
   app.get('/apps/:app', pageAuth, async (request, response) => {
     const config = current();
     const name = String(request.params.app);
-    const report = await status.get(config).then(({ value }) => value, toError);
+    const report = await pageReport(config);
     if (report instanceof Error) return sendPage(response, 503, renderOverview(config, report, Date.now()));
     const found = NAME_PATTERN.test(name) ? report.apps.find((candidate) => candidate.app === name) : undefined;
     if (!found) return sendPage(response, 404, renderOverview(config, new Error(`no app named "${name.slice(0, 100)}": the list of apps is on the overview page`), Date.now()));

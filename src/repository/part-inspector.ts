@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { createGunzip, type Gunzip } from 'node:zlib';
 import { InvalidArchiveError } from '../errors.ts';
 import { archiveKind } from './layout.ts';
-import { TarValidator, type TarSummary } from './tar-validator.ts';
+import { TarValidator, type TarEntry, type TarSummary } from './tar-validator.ts';
 
 export interface Inspection {
   bytes: number;
@@ -32,6 +32,8 @@ export interface InspectorOptions {
    * @defaultValue false
    */
   keepHashingInvalidArchives?: boolean;
+  /** For tar parts: called with each entry as its header is read (see TarValidator). */
+  onTarEntry?: (entry: TarEntry) => void;
 }
 
 export class PartInspector {
@@ -45,7 +47,7 @@ export class PartInspector {
   constructor(file: string, private readonly options: InspectorOptions = {}) {
     this.hash = options.hash === false ? null : createHash('sha256');
     const kind = archiveKind(file);
-    this.tar = kind ? new TarValidator() : null;
+    this.tar = kind ? new TarValidator(options.onTarEntry ? { onEntry: options.onTarEntry } : {}) : null;
     if (kind === 'tar.gz') {
       const gunzip = createGunzip();
       gunzip.on('data', (data: Buffer) => this.validate(data));

@@ -9,9 +9,10 @@
  * its end, whose pax / long-name headers exceed the cap, whose pax header has
  * a malformed record, or whose pax / long-name header is followed by the end
  * of the archive instead of the entry it describes. Entry names that are
- * absolute or contain `..` are recorded as warnings, not errors: BYSU never
- * extracts. It understands ustar, GNU (long names, base-256 sizes, old-GNU
- * sparse entries) and pax.
+ * absolute or contain `..` are recorded as warnings, not errors: a snapshot
+ * never extracts (`bysu restore --extract` judges each entry itself, through
+ * the `onEntry` option). It understands ustar, GNU (long names, long link
+ * names, base-256 sizes, old-GNU sparse entries) and pax.
  *
  * Where GNU tar and bsdtar agree on an archive, so does this validator, except
  * for three deliberate strictnesses (README, "Archive validation"): the end
@@ -43,6 +44,20 @@ export interface TarSummary {
 
 type State = 'header' | 'data' | 'meta' | 'sparse' | 'end';
 
+/** An entry of the archive as the validator read its header (pax and long-name headers applied). */
+export interface TarEntry {
+  name: string;
+  /** The type flag: '0' a file, '1' a hard link, '2' a symbolic link, '5' a directory… */
+  type: string;
+  /** The target of a hard or symbolic link (empty for other entries). */
+  linkName: string;
+}
+
+export interface TarValidatorOptions {
+  /** Called with each entry as its header is read, in archive order. */
+  onEntry?: (entry: TarEntry) => void;
+}
+
 export class TarValidator {
   private offset = 0;
   private state: State = 'header';
@@ -51,16 +66,18 @@ export class TarValidator {
   /** Bytes of entry data (plus padding) still to skip. */
   private skip = 0;
   private meta: { type: string; size: number; padded: number; chunks: Buffer[]; received: number; offset: number } | null = null;
-  private pending: { path?: string; size?: number; longName?: string } = {};
+  private pending: { path?: string; size?: number; longName?: string; linkPath?: string; longLink?: string } = {};
   /** The pax or long-name header read since the last entry, which that entry must follow. */
   private pendingMeta: { type: string; offset: number } | null = null;
-  private globalPax: { path?: string; size?: number } = {};
+  private globalPax: { path?: string; size?: number; linkPath?: string } = {};
   private zeroBlocks = 0;
   /** Data bytes of an old-GNU sparse entry, skipped after its extension headers. */
   private sparseData = 0;
   private entries = 0;
   private warnings: string[] = [];
   private suppressedWarnings = 0;
+
+  constructor(private readonly options: TarValidatorOptions = {}) {}
 
   /** Given the next bytes of the archive, check them; throw InvalidArchiveError on the first problem. */
   write(chunk: Buffer): void {
@@ -170,6 +187,10 @@ export class TarValidator {
     const name = pending.longName ?? pending.path ?? this.globalPax.path ?? ustarName(block);
     this.entries += 1;
     this.checkName(name);
+    if (this.options.onEntry) {
+      const linkName = pending.longLink ?? pending.linkPath ?? this.globalPax.linkPath ?? cString(block.subarray(157, 257));
+      this.options.onEntry({ name, type: typeflag, linkName });
+    }
     const dataBytes = NO_DATA_TYPES.has(typeflag) ? 0 : roundUp(size);
     if (typeflag === 'S' && block[482] !== 0) {
       // Old-GNU sparse entry (`tar -S`): more sparse maps follow in extension blocks, then the data.
@@ -202,12 +223,14 @@ export class TarValidator {
     if (meta.type === 'L') {
       this.pending.longName = cString(data);
     } else if (meta.type === 'K') {
-      // Long link target: not needed for validation.
+      // Long link target: not needed for validation, only for onEntry.
+      if (this.options.onEntry) this.pending.longLink = cString(data);
     } else {
       const records = parsePax(data);
       if (typeof records === 'string') this.fail(`malformed pax header at byte ${meta.offset}: ${records}`);
       const target = meta.type === 'g' ? this.globalPax : this.pending;
       if (records.path !== undefined) target.path = records.path;
+      if (records.linkpath !== undefined) target.linkPath = records.linkpath;
       if (records.size !== undefined) {
         const parsed = /^\d+$/.test(records.size) ? Number(records.size) : NaN;
         if (!Number.isSafeInteger(parsed)) this.fail(`bad pax size ${quoteName(records.size, 64)} in the header at byte ${meta.offset}`);

@@ -5,6 +5,8 @@
  * the repository, whichever is newer) and the next run from Redis, classified
  * as ok, stale, failing, never or orphaned. A call reads one summary per app
  * and makes a fixed number of Redis round trips, however many apps there are.
+ * Without Redis (`bysu status` while it is down) it reports what the
+ * repository alone knows, and says that Redis was unreachable.
  */
 import path from 'node:path';
 import type { Redis } from 'ioredis';
@@ -57,8 +59,14 @@ export interface SchedulerHeartbeat {
 export interface StatusReport {
   at: string;
   apps: AppStatus[];
-  /** Null when no scheduler has written a heartbeat lately. */
+  /** Null when no scheduler has written a heartbeat lately (or Redis was unreachable). */
   scheduler: SchedulerHeartbeat | null;
+  /**
+   * Whether Redis answered. When it did not, the report is what the repository
+   * knows: the scheduler, the next runs, when the scheduler first saw each app
+   * and drill, and failures recorded only in Redis are unknown.
+   */
+  redis: { reachable: true; error: null } | { reachable: false; error: string };
 }
 
 /**
@@ -112,6 +120,8 @@ export async function readSchedulerHeartbeat(redis: Redis, prefix: string): Prom
 
 /** What Redis knows of every app, read once per status. */
 interface KnownState {
+  /** False when Redis was unreachable: everything below is then empty, unknown rather than absent. */
+  fromRedis: boolean;
   failures: Map<string, FailureRecord>;
   firstSeen: Record<string, string>;
   drillSince: Map<string, DrillSinceRecord>;
@@ -137,7 +147,8 @@ function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error,
   const problems: string[] = [];
   if (read instanceof Error) problems.push(`cannot read ${appDirectory(repository, name)}: ${(read as NodeJS.ErrnoException).code ?? read.message}`);
   const summary = read instanceof Error ? null : read;
-  if (app !== null && nextRunAt === null) problems.push('no job scheduler: is a scheduler running with this config (reload it with SIGHUP)?');
+  // Without Redis the job schedulers are unknown, not missing: the report says so once, not per app.
+  if (app !== null && nextRunAt === null && known.fromRedis) problems.push('no job scheduler: is a scheduler running with this config (reload it with SIGHUP)?');
   // Drill results count only while the app has a drill configured.
   const drill = app?.drill ? summary?.lastDrill ?? null : null;
   const drillPassedAt = app?.drill ? summary?.lastDrillPassedAt ?? null : null;
@@ -206,24 +217,35 @@ export async function readNextRuns(redis: Redis, prefix: string): Promise<Map<st
   return runs;
 }
 
+/** Given Redis and the prefix, return what Redis knows of every app, the next runs and the scheduler's heartbeat, in one round of commands. */
+async function readRedisState(redis: Redis, prefix: string): Promise<{ known: KnownState; runs: Map<string, number>; scheduler: SchedulerHeartbeat | null }> {
+  // All of Redis at once: each call below is one or a few commands, sent together rather than one app at a time.
+  const [failures, firstSeen, drillSince, runs, scheduler] = await Promise.all([
+    readFailures(redis, prefix),
+    redis.hgetall(redisKeys.appFirstSeen(prefix)),
+    readDrillSince(redis, prefix),
+    readNextRuns(redis, prefix),
+    readSchedulerHeartbeat(redis, prefix),
+  ]);
+  return { known: { fromRedis: true, failures, firstSeen, drillSince }, runs, scheduler };
+}
+
 /**
- * Given the config, Redis and the snapshot queue, return the state of every
- * configured app and of every app directory no longer configured (orphaned).
- * Throw RepositoryUnavailableError when the root is missing or unmarked.
+ * Given the config and Redis, return the state of every configured app and
+ * of every app directory no longer configured (orphaned). Given
+ * `{ unreachable }` instead of Redis (why it did not answer), return what the
+ * repository alone knows: the newest snapshots, ages, sizes, the last verify,
+ * drill and final failure as the repository keeps them, with no scheduler and
+ * no next runs. Throw RepositoryUnavailableError when the root is missing or
+ * unmarked.
  */
-export async function collectStatus(config: Config, redis: Redis, options: { now?: Date; logger?: Logger } = {}): Promise<StatusReport> {
+export async function collectStatus(config: Config, redis: Redis | { unreachable: string }, options: { now?: Date; logger?: Logger } = {}): Promise<StatusReport> {
   const now = options.now ?? new Date();
   // A repository that is not there or not marked (not mounted) must not read as "no snapshots yet".
   await requireRepository(config.repository);
-  // All of Redis at once: each call below is one or a few commands, sent together rather than one app at a time.
-  const [failures, firstSeen, drillSince, runs, scheduler] = await Promise.all([
-    readFailures(redis, config.redis.prefix),
-    redis.hgetall(redisKeys.appFirstSeen(config.redis.prefix)),
-    readDrillSince(redis, config.redis.prefix),
-    readNextRuns(redis, config.redis.prefix),
-    readSchedulerHeartbeat(redis, config.redis.prefix),
-  ]);
-  const known: KnownState = { failures, firstSeen, drillSince };
+  const { known, runs, scheduler } = 'unreachable' in redis
+    ? { known: { fromRedis: false, failures: new Map(), firstSeen: {}, drillSince: new Map() }, runs: new Map<string, number>(), scheduler: null }
+    : await readRedisState(redis, config.redis.prefix);
   const configured = new Set(config.apps.map((app) => app.name));
   // Only directories named like an app (not lost+found), holding snapshots, are orphaned apps.
   const orphans = (await listAppDirectories(config.repository)).filter((name) => NAME_PATTERN.test(name) && !configured.has(name));
@@ -233,5 +255,6 @@ export async function collectStatus(config: Config, redis: Redis, options: { now
     const orphan = statusOf(null, name, summaries.get(name)!, known, null, now, config.repository);
     if (orphan.newest !== null) apps.push(orphan);
   }
-  return { at: now.toISOString(), apps, scheduler };
+  const reachability: StatusReport['redis'] = 'unreachable' in redis ? { reachable: false, error: redis.unreachable } : { reachable: true, error: null };
+  return { at: now.toISOString(), apps, scheduler, redis: reachability };
 }

@@ -35,7 +35,14 @@ describe('bysu CLI', () => {
   test('--help and --version exit 0', async () => {
     const help = await cluster.bysu(['--help']);
     assert.equal(help.code, 0);
-    for (const command of ['snapshot', 'list', 'latest', 'verify', 'config', 'keyscan', 'worker']) assert.match(help.stdout, new RegExp(`\\b${command}\\b`));
+    for (const command of ['snapshot', 'list', 'latest', 'restore', 'cat', 'verify', 'config', 'keyscan', 'worker']) assert.match(help.stdout, new RegExp(`\\b${command}\\b`));
+    // The two read commands an operator reaches for in a restore carry an example and their exit statuses.
+    for (const command of ['restore', 'cat']) {
+      const own = await cluster.bysu([command, '--help']);
+      assert.equal(own.code, 0);
+      assert.match(own.stdout, /Exit status: 0 /, command);
+      assert.match(own.stdout, new RegExp(`^  bysu ${command} shop`, 'm'), `${command} --help shows an example`);
+    }
     assert.equal((await cluster.bysu(['--version'])).code, 0);
   });
 

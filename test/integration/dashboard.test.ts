@@ -258,6 +258,13 @@ describe('bysu up: dashboard, health, metrics, API', () => {
       const text = await metrics.text();
       assert.match(text, /^bysu_redis_up 0$/m);
       assert.match(text, /^bysu_app_last_success_timestamp_seconds\{app="shop"\} \d/m, 'what the repository knows is still exported');
+      // The overview too: the apps as the repository knows them, and a line saying what is unknown.
+      const overview = await fetch(base, { headers: basic('admin', PASSWORD) });
+      assert.equal(overview.status, 200);
+      const page = await overview.text();
+      assert.match(page, /<div class="banner">Redis unreachable at redis:\/\/127\.0\.0\.1:\d+\/0: failures, next runs and the scheduler are unknown/);
+      assert.match(page, /apps\/shop">shop<\/a>[\s\S]*\d{8}T\d{6}Z/, 'shop and its newest snapshot');
+      assert.ok(Date.now() - started < 15_000, 'the page answers promptly with Redis down');
     } finally {
       await cluster.redis.start();
     }

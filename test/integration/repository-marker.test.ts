@@ -137,7 +137,7 @@ test('every command refuses an unmarked repository with one line; the dashboard 
     await cluster.writeConfig([{ ...HELD_APP, drill: { node: 'db1', steps: [{ run: 'cat >/dev/null', stdin: 'shop.sql' }] } }], { dashboard: { host: '127.0.0.1', port, apiToken: 'token-0123456789abcdef' } });
     const remount = await unmount(cluster, 'empty mount point');
     try {
-      for (const args of [['list', 'shop'], ['latest', 'shop'], ['verify', '--all'], ['prune', '--all'], ['status'], ['snapshot', 'shop'], ['drill', 'shop']]) {
+      for (const args of [['list', 'shop'], ['latest', 'shop'], ['verify', '--all'], ['prune', '--all'], ['status'], ['snapshot', 'shop'], ['drill', 'shop'], ['restore', 'shop'], ['cat', 'shop', 'shop.sql']]) {
         const result = await cluster.bysu(args);
         assert.equal(result.code, 2, `${args.join(' ')}: ${result.stdout}${result.stderr}`);
         assert.match(result.stderr.trim(), NOT_MOUNTED, args.join(' '));

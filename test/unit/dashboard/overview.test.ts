@@ -34,6 +34,7 @@ function app(fields: Partial<AppStatus> & Pick<AppStatus, 'app' | 'state'>): App
 const REPORT: StatusReport = {
   at: new Date(NOW).toISOString(),
   scheduler: { at: new Date(NOW - 5000).toISOString(), host: 'backup', pid: 1 },
+  redis: { reachable: true, error: null },
   apps: [
     app({
       app: 'shop', node: 'db1', state: 'ok', keptBytes: [300, 100, 200], ageMs: 3_600_000,
@@ -89,6 +90,12 @@ describe('renderOverview', () => {
     assert.match(page, /2026-12-02 11:00 UTC<\/time> <span class="dim">\(1h ago\)/);
     assert.doesNotMatch(page, /<script/i);
     assert.match(page, /<meta http-equiv="refresh" content="60">/);
+  });
+  test('with Redis unreachable, what the repository knows, and a line saying what is unknown', () => {
+    const down = renderOverview(CONFIG, { ...REPORT, scheduler: null, redis: { reachable: false, error: 'Redis unreachable at redis://127.0.0.1:6390/0' } }, NOW);
+    assert.match(down, /<div class="banner">Redis unreachable at redis:\/\/127\.0\.0\.1:6390\/0: failures, next runs and the scheduler are unknown/);
+    assert.match(down, /scheduler: unknown/);
+    assert.match(down, /20261202T110000Z/);
   });
   test('when the states cannot be read, the page says why instead of failing', () => {
     const broken = renderOverview(CONFIG, new Error('Redis unreachable at redis://127.0.0.1:6390'), NOW);

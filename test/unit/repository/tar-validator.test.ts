@@ -614,3 +614,54 @@ describe('TarValidator against GNU tar and bsdtar', () => {
     });
   }
 });
+
+describe('TarValidator: onEntry (what bysu restore --extract judges)', () => {
+  /** Given an archive, return the entries onEntry saw, with every chunking agreeing. */
+  function entriesOf(archive: Buffer): { name: string; type: string; linkName: string }[] {
+    const seen = CHUNKINGS.map((size) => {
+      const entries: { name: string; type: string; linkName: string }[] = [];
+      const validator = new TarValidator({ onEntry: (entry) => entries.push(entry) });
+      if (size === 0) validator.write(archive);
+      else for (let offset = 0; offset < archive.length; offset += size) validator.write(archive.subarray(offset, offset + size));
+      validator.finish();
+      return entries;
+    });
+    for (const entries of seen) assert.deepEqual(entries, seen[0]);
+    return seen[0]!;
+  }
+
+  test('names, types and link targets as GNU tar wrote them: ustar, a GNU long link name, a pax linkpath', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bysu-tar-'));
+    try {
+      const long = `${'deep/'.repeat(30)}target.txt`;
+      fs.mkdirSync(path.join(dir, 'tree'));
+      fs.writeFileSync(path.join(dir, 'tree/file.txt'), 'x\n');
+      fs.symlinkSync('file.txt', path.join(dir, 'tree/short'));
+      fs.symlinkSync(long, path.join(dir, 'tree/long'));
+      fs.linkSync(path.join(dir, 'tree/file.txt'), path.join(dir, 'tree/hard'));
+      for (const format of ['gnu', 'pax', 'ustar'] as const) {
+        // ustar cannot hold a link target over 100 bytes: that archive leaves the long link out.
+        const members = format === 'ustar' ? ['tree/file.txt', 'tree/short', 'tree/hard'] : ['tree/file.txt', 'tree/short', 'tree/long', 'tree/hard'];
+        const archive = gnuTar([`--format=${format}`, '-cf', '-', '-C', dir, ...members]);
+        const entries = entriesOf(archive);
+        const expected = [
+          { name: 'tree/file.txt', type: '0', linkName: '' },
+          { name: 'tree/short', type: '2', linkName: 'file.txt' },
+          ...(format === 'ustar' ? [] : [{ name: 'tree/long', type: '2', linkName: long }]),
+          { name: 'tree/hard', type: '1', linkName: 'tree/file.txt' },
+        ];
+        assert.deepEqual(entries, expected, format);
+      }
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('the hook does not change the verdict: the same summary with and without it', async () => {
+    const archive = await packWithTarStream([{ name: '../up.txt', content: 'x' }, { name: 'ok.txt', content: 'y' }]);
+    const without = validate(archive, 0);
+    const validator = new TarValidator({ onEntry: () => undefined });
+    validator.write(archive);
+    assert.deepEqual(validator.finish(), without);
+  });
+});
