@@ -253,9 +253,9 @@ exits 1), then written to stdout while it is hashed again. Should the file
 change between the two reads (someone writing into the repository), the
 command still exits 1 at the end with "the output is NOT to be trusted" on
 stderr: what the reader got must then be discarded. In a shell pipeline that
-status is only seen with set -o pipefail (bash) or by checking it, so a staging
-refresh should run:
+status is only seen with set -o pipefail (bash) or by checking it.
 
+Example (a staging refresh):
   set -o pipefail
   bysu cat shop shop.sql | psql -v ON_ERROR_STOP=1 staging
 
