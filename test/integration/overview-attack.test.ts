@@ -24,14 +24,19 @@
  *     renderAppPage reads `manifest.parts.map`, `manifest.warnings.length`.
  *     (`/` survives: it reads the validated summary.)
  *  3. An app (and node) named with the 63 characters NAME_PATTERN allows and
- *     no break opportunity: on a 375 px phone `/` is 561 px wide and the app's
- *     page 862 px (the name in a table cell / the <h1> does not wrap).
+ *     no break opportunity: on a 375 px phone `/` is 561-580 px wide and the app's
+ *     page 862 px (the name in a table cell / the <h1> does not wrap). And a
+ *     node-controlled one: a tar entry with a 151-character absolute name
+ *     gives a warning that the app's page shows unbroken (cut to 160
+ *     characters, no word-break on `.problem`): that page is 1239 px wide.
  */
 import assert from 'node:assert/strict';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { buffer } from 'node:stream/consumers';
 import { Redis } from 'ioredis';
+import tar from 'tar-stream';
 import { launchChromium, skipWithoutChromium } from '../helpers/browser.ts';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { freePort } from '../helpers/processes.ts';
@@ -97,16 +102,26 @@ test('an app\'s page answers when a manifest.json is JSON but not a manifest', a
   });
 });
 
-test('no horizontal scroll on a 375 px phone with the longest app and node names allowed', { skip: skipWithoutChromium }, async () => {
+test('no horizontal scroll on a 375 px phone with the longest app name allowed, or a tar entry name in a warning', { skip: skipWithoutChromium }, async () => {
   await withCluster(['db1'], async (cluster) => {
     const name = 'a'.repeat(63);
-    const base = await startDashboard(cluster, [SHOP, { ...SHOP, name }]);
+    // A tar from the node whose one entry has a long absolute name: the snapshot commits with a warning naming it.
+    const pack = tar.pack();
+    pack.entry({ name: `/${'x'.repeat(150)}` }, 'x');
+    pack.finalize();
+    await writeFile(path.join(cluster.nodes[0]!.dir, 'long.tar'), await buffer(pack));
+    const tarry = { name: 'tarry', node: 'db1', parts: [{ file: 't.tar', run: 'cat "$NODE_DIR/long.tar"' }] };
+    const base = await startDashboard(cluster, [SHOP, { ...SHOP, name }, tarry]);
+    const worker = cluster.startWorker();
+    await waitForLog(worker, 'worker started');
+    const taken = await cluster.bysu(['snapshot', 'tarry', '--wait']);
+    assert.match(taken.stdout, /tarry: committed .*1 warnings/, taken.stdout + taken.stderr);
     const browser = await launchChromium();
     try {
       const phone = await browser.newContext({ httpCredentials: { username: 'admin', password: PASSWORD }, viewport: { width: 375, height: 812 }, isMobile: true });
       const page = await phone.newPage();
       const widths: Record<string, number> = {};
-      for (const url of [base, `${base}apps/${name}`]) {
+      for (const url of [base, `${base}apps/${name}`, `${base}apps/tarry`]) {
         assert.equal((await page.goto(url))?.status(), 200);
         widths[url.slice(base.length) || '/'] = await page.evaluate(() => document.documentElement.scrollWidth);
       }
