@@ -10,7 +10,8 @@
  * Ctrl-C; `--once` exits after the first round: 0 only when the expected
  * outcome was seen.
  */
-import { appendFile, mkdir, writeFile } from 'node:fs/promises';
+import { createWriteStream } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { stringify } from 'yaml';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +21,14 @@ import { withRedis } from '../test/helpers/redis.ts';
 import { withSshNodes } from '../test/helpers/sshd.ts';
 
 const once = process.argv.includes('--once');
+/**
+ * Ctrl-C (or SIGTERM) at any moment: from the start, not only at the prompt, so that an interrupt mid-round
+ * still stops bysu up (in its own process group, the terminal's SIGINT does not reach it) and cleans up.
+ */
+const interrupted = new AbortController();
+process.once('SIGINT', () => interrupted.abort());
+process.once('SIGTERM', () => interrupted.abort());
+const onInterrupt = new Promise<void>((resolve) => interrupted.signal.addEventListener('abort', () => resolve(), { once: true }));
 /** Bold on a terminal; plain text when the output is a file or a pipe, or NO_COLOR is set. */
 const bold = process.stdout.isTTY === true && (process.env.NO_COLOR ?? '') === '' ? (text: string) => `\x1b[1m${text}\x1b[0m` : (text: string) => text;
 const say = (text: string) => console.log(`\n${bold(`== ${text}`)}`);
@@ -51,6 +60,9 @@ async function main(): Promise<number> {
       repository,
       ssh: { user: db!.user, identityFile: keys.identityFile, knownHosts: keys.knownHostsFile },
       concurrency: { busyNodeDelay: '1s' },
+      // A Ctrl-C also stops the demo's Redis and nodes at once: running jobs cannot finish, so waiting the
+      // default minute for them would only delay the end.
+      shutdownGrace: '5s',
       dashboard: { host: '127.0.0.1', port: dashboardPort, user: 'admin', password, apiToken },
       nodes: [db!, files!, broken!].map((node) => ({ name: node.name, host: node.host, port: node.port })),
       apps: [
@@ -73,9 +85,12 @@ async function main(): Promise<number> {
     // from the terminal and then the demo's SIGTERM were two signals, and up exited at once on the second).
     const up = spawnTracked(BYSU_BIN, ['up'], { env, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
     let upLog = '';
+    const logStream = createWriteStream(upLogFile, { flags: 'a' });
+    // After a Ctrl-C the directory may be gone before up's last lines are written: those are dropped.
+    logStream.on('error', () => undefined);
     up.stderr!.on('data', (chunk: Buffer) => {
       upLog += chunk.toString();
-      void appendFile(upLogFile, chunk);
+      logStream.write(chunk);
     });
     try {
       const deadline = Date.now() + 30_000;
@@ -85,6 +100,10 @@ async function main(): Promise<number> {
       }
       say('bysu snapshot --all --wait');
       const snapshot = await run(BYSU_BIN, ['snapshot', '--all', '--wait'], { env, stdio: ['pipe', 'inherit', 'inherit'] });
+      if (interrupted.signal.aborted) {
+        say('interrupted: stopping bysu up, the nodes and Redis; removing the demo directory');
+        return 0;
+      }
       const outcomeOk = snapshot.code === 1; // ledger is meant to fail
       let checksOk = true;
       for (const app of ['shop', 'uploads']) {
@@ -111,16 +130,13 @@ async function main(): Promise<number> {
       say(ok ? 'expected outcome: shop and uploads committed and verified; ledger failed loudly; dashboard up' : 'UNEXPECTED outcome (see above)');
       if (once) return ok ? 0 : 1;
       console.log(`\nbysu up keeps running (snapshots every night at 03:00 UTC). In another terminal (npm run demo linked \`bysu\` to ${BYSU_BIN}; that path works too):\n  export BYSU_CONFIG=${configFile}\n  bysu status\n  bysu snapshot shop --wait\n  bysu restore shop --to /tmp/shop-restored\n  bysu verify --all\nPress Ctrl-C to stop and remove the demo.`);
-      await new Promise<void>((resolve) => {
-        process.once('SIGINT', resolve);
-        process.once('SIGTERM', resolve);
-      });
+      await onInterrupt;
       say('stopping: bysu up, the nodes and Redis; removing the demo directory');
       return 0;
     } finally {
       await stopProcess(up, 70_000);
       // Exit 1 with "second signal" in its log would mean it was cut short rather than stopped.
-      if (!once) console.log(`bysu up stopped: exit ${up.exitCode ?? up.signalCode}${/second signal/.test(upLog) ? ' (cut short by a second signal)' : ''}`);
+      if (!once || interrupted.signal.aborted) console.log(`bysu up stopped: exit ${up.exitCode ?? up.signalCode}${/second signal/.test(upLog) ? ' (cut short by a second signal)' : ''}`);
     }
   })));
 }

@@ -38,6 +38,22 @@ export async function up(globals: GlobalOptions): Promise<number> {
     await Promise.allSettled(started.map((component) => component.close()));
   };
   let workerProcesses: WorkerProcesses | null = null;
+  // A stop asked for while the components start (systemd stopping it, a Ctrl-C) stops what has started and
+  // exits: Node's default action killed this process with the dashboard and worker processes already running,
+  // and waiting for the start to finish could wait for ever (a component waits for Redis to answer).
+  let stoppingWhileStarting = false;
+  const stopWhileStarting = (signal: NodeJS.Signals) => {
+    if (stoppingWhileStarting) process.exit(1); // a second signal: at once, as when running
+    stoppingWhileStarting = true;
+    const since = Date.now();
+    logger.info({ signal }, 'stopping (asked while starting)');
+    void closeAll().finally(() => {
+      logger.info({ signal, stoppedInMs: Date.now() - since }, 'stopped');
+      process.exit(EXIT_OK);
+    });
+  };
+  process.on('SIGTERM', stopWhileStarting);
+  process.on('SIGINT', stopWhileStarting);
   try {
     const dashboard = await startDashboard(live, logger.child({ component: 'dashboard' }), { redisHealth });
     started.push(dashboard);
@@ -59,9 +75,17 @@ export async function up(globals: GlobalOptions): Promise<number> {
     await workersRunning;
     logger.info({ dashboard: dashboard.url, snapshotWorkerProcesses: workerCount === 1 ? 0 : workerCount }, 'bysu up: scheduler, workers and dashboard running');
   } catch (error) {
+    if (stoppingWhileStarting) return new Promise<never>(() => undefined); // the stop above ends the process
     await closeAll();
     throw error;
+  } finally {
+    if (!stoppingWhileStarting) {
+      process.off('SIGTERM', stopWhileStarting);
+      process.off('SIGINT', stopWhileStarting);
+    }
   }
+  // The stop above ends the process once what started has stopped.
+  if (stoppingWhileStarting) return new Promise<never>(() => undefined);
   await runUntilSignal(logger, closeAll, live, { passOn: (signal) => workerProcesses?.signal(signal) });
   return EXIT_OK;
 }

@@ -203,3 +203,20 @@ test('bysu up: a worker process started again keeps the running Redis prefix, th
     assert.equal(await exitWithin(up, 60_000), 0);
   });
 });
+
+// Fails before the fix: a SIGTERM while bysu up was still starting its components (the dashboard already answering,
+// the worker processes loading) killed it by Node's default action (signal SIGTERM, no "stopped" line), and the
+// workers it had forked were left to notice the lost parent on their own. Found by the attack on the demo's Ctrl-C.
+test('a SIGTERM while bysu up starts is served once it has started: it stops cleanly, exit 0', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    await cluster.writeConfig([{ name: 'shop', node: 'db1', parts: [{ file: 'shop.sql', run: 'echo shop' }] }], { up: { snapshotWorkers: 2 } });
+    const up = cluster.startProcess(['up']);
+    await waitForLog(up, 'dashboard started');
+    up.kill('SIGTERM');
+    assert.equal(await exitWithin(up, 60_000), 0, up.output());
+    assert.equal(up.signalCode, null, 'it exited, it was not killed by the signal');
+    assert.match(up.output(), /stopping \(asked while starting\)/);
+    assert.match(up.output(), /"msg":"stopped"/);
+    assert.deepEqual(descendants(up.pid!), [], 'no worker process left behind');
+  });
+});
