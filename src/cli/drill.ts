@@ -5,6 +5,7 @@
  * the wait reads a job when its queue events say something happened.
  */
 import { findApp } from '../config/load.ts';
+import { toError } from '../errors.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualDrill } from '../queue/enqueue.ts';
 import { JobWatch, readJobWithState } from '../queue/job-watch.ts';
@@ -98,7 +99,13 @@ export async function drill(globals: GlobalOptions, names: string[], options: { 
         if (pending.length > 0) toRead = await watch.next();
       }
     } catch (error) {
-      throw watch.explain(error);
+      const explained = watch.explain(error);
+      // Still JSON on stdout for a script: what is known, and for the rest why it is not.
+      if (options.json) {
+        for (const { jobId } of pending) outcomes.find((outcome) => outcome.jobId === jobId)!.reason = `outcome unknown: ${toError(explained).message}`;
+        console.log(JSON.stringify(outcomes, null, 2));
+      }
+      throw explained;
     }
     if (options.json) console.log(JSON.stringify(outcomes, null, 2));
     return failures === 0 ? EXIT_OK : EXIT_FAILED;

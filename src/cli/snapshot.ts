@@ -7,6 +7,7 @@
  */
 import { formatBytes } from '../config/formats.ts';
 import { findApp } from '../config/load.ts';
+import { toError } from '../errors.ts';
 import { escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualSnapshot } from '../queue/enqueue.ts';
@@ -25,8 +26,10 @@ interface Followed {
   ok: boolean;
   attemptsSeen: number;
   lastPart: string;
-  /** The last thing said of a waiting job (printed again only when it changes). */
+  /** The last thing said of a queued job (printed again only when it changes). */
   lastNote: string;
+  /** Why the job waited, as said so far: each reason is said once, however often the job comes back to it. */
+  saidWaiting: Set<string>;
   /** The newest complete snapshot's size before this one, for the estimate. */
   previousBytes: number | null;
   /** What the live line shows of it (a terminal only), from when and what was last read. */
@@ -74,7 +77,7 @@ export async function snapshot(globals: GlobalOptions, names: string[], options:
       watch?.follow(jobId);
       const summary = previous.get(app.name);
       followed.push({
-        app: app.name, jobId, done: false, ok: false, attemptsSeen: 0, lastPart: '', lastNote: '', live: null,
+        app: app.name, jobId, done: false, ok: false, attemptsSeen: 0, lastPart: '', lastNote: '', saidWaiting: new Set(), live: null,
         previousBytes: summary && !(summary instanceof Error) ? summary.snapshots[0]?.bytes ?? null : null,
         outcome: { app: app.name, jobId, ok: false, snapshot: null, attempts: 0, reason: null, elapsedMs: null },
       });
@@ -86,7 +89,13 @@ export async function snapshot(globals: GlobalOptions, names: string[], options:
     try {
       await follow(queue, watch, followed, { json: options.json === true });
     } catch (error) {
-      throw watch.explain(error);
+      const explained = watch.explain(error);
+      // Still JSON on stdout for a script: what is known, and for the rest why it is not.
+      if (options.json) {
+        for (const entry of followed.filter((candidate) => !candidate.done)) entry.outcome.reason = `outcome unknown: ${toError(explained).message}`;
+        console.log(JSON.stringify(followed.map((entry) => entry.outcome), null, 2));
+      }
+      throw explained;
     }
     if (options.json) console.log(JSON.stringify(followed.map((entry) => entry.outcome), null, 2));
     return followed.every((entry) => entry.ok) ? EXIT_OK : EXIT_FAILED;
@@ -181,10 +190,15 @@ async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, watch: JobWatch,
           } else {
             const text = note ?? `${entry.app}: ${state}`;
             entry.live = { note: text };
-            // Off a terminal, a waiting job's reason is printed when it changes (not its countdown).
-            const key = waiting ? waiting.waitingFor : text;
-            if (!tty && note !== null && key !== entry.lastNote) print(note);
-            entry.lastNote = key;
+            // Off a terminal: a busy node's reason once per job (not its countdown, nor at each return to the
+            // queue); a queued job's note when it changes.
+            if (!tty && waiting !== null) {
+              if (!entry.saidWaiting.has(waiting.waitingFor)) print(note!);
+              entry.saidWaiting.add(waiting.waitingFor);
+            } else {
+              if (!tty && note !== null && text !== entry.lastNote) print(note);
+              entry.lastNote = text;
+            }
           }
         }
       }

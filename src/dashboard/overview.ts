@@ -31,7 +31,7 @@ const STYLE = `
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;padding:12px;max-width:1400px}
 header{display:flex;flex-wrap:wrap;gap:4px 16px;align-items:baseline;margin-bottom:8px}
 h1{font-size:20px;margin:0}h2{font-size:16px;margin:20px 0 6px}
-a{color:inherit}.dim{color:var(--dim)}code,.mono{font-family:ui-monospace,monospace;font-size:12px}
+a{color:inherit}.dim{color:var(--dim)}h1,td{overflow-wrap:anywhere}code,.mono{font-family:ui-monospace,monospace;font-size:12px}
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:5px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{font-weight:600;white-space:nowrap}td.num{text-align:right;white-space:nowrap}
 .state{display:inline-block;padding:1px 6px;border-radius:4px;font-weight:700;font-size:12px;color:#fff;background:var(--dim)}

@@ -58,6 +58,22 @@ export function boundPartWarnings(file: string, warnings: readonly string[], omi
   return kept;
 }
 
+/**
+ * Given parsed JSON, say whether it has the shape every reader relies on:
+ * the times, the size, the warnings and each part's file, size and sha256. A
+ * manifest.json that is JSON but not that (`{}`, `[]`, a part that is null)
+ * is then read as unreadable, like one that is not JSON, instead of failing
+ * the reader that trusted its fields.
+ */
+export function isManifest(value: unknown): value is Manifest {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const manifest = value as Record<string, unknown>;
+  return typeof manifest.startedAt === 'string' && typeof manifest.finishedAt === 'string' && typeof manifest.bytes === 'number'
+    && Array.isArray(manifest.warnings) && manifest.warnings.every((warning) => typeof warning === 'string')
+    && Array.isArray(manifest.parts) && manifest.parts.every((part: unknown) => typeof part === 'object' && part !== null
+      && typeof (part as ManifestPart).file === 'string' && typeof (part as ManifestPart).bytes === 'number' && typeof (part as ManifestPart).sha256 === 'string');
+}
+
 /** Given a manifest, return its file text (pretty JSON, final newline). */
 export function renderManifest(manifest: Manifest): string {
   return `${JSON.stringify(manifest, null, 2)}\n`;

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { appDirectory, COMMITS_DIR, compareSnapshotIds, DRILL_RESULT_PATTERN, DRILL_TEMPORARY_PATTERN, DRILLS_DIR, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
 import type { DrillResult } from './drill-result.ts';
-import { parseSums, type Manifest } from './manifest.ts';
+import { isManifest, parseSums, type Manifest } from './manifest.ts';
 import { inspectingSink, PartInspector } from './part-inspector.ts';
 
 export interface SnapshotEntry {
@@ -44,7 +44,8 @@ export async function listSnapshots(repository: string, app: string): Promise<Sn
     }
     let manifest: Manifest | null = null;
     try {
-      manifest = JSON.parse(text) as Manifest;
+      const parsed: unknown = JSON.parse(text);
+      manifest = isManifest(parsed) ? parsed : null;
     } catch {
       manifest = null;
     }

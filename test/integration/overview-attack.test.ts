@@ -77,8 +77,11 @@ test('the overview answers while redis-server is stopped (SIGSTOP)', async () =>
       await new Promise((resolve) => setTimeout(resolve, PAST_KEPT_STATES_MS));
       const health = await fetch(`${base}healthz`, { signal: AbortSignal.timeout(15_000) }).then((response) => response.status, () => 'no answer');
       const [overview, appPage] = await Promise.all([get(base), get(`${base}apps/shop`)]);
-      assert.deepEqual({ health, overview, appPage }, { health: 503, overview: 200, appPage: 503 },
+      // Both answer with what the repository knows, and say that Redis cannot be read.
+      assert.deepEqual({ health, overview, appPage }, { health: 503, overview: 200, appPage: 200 },
         'the pages answer (saying Redis cannot be read) within 15 s, as /healthz does');
+      const page = await fetch(base, { headers: AUTH, signal: AbortSignal.timeout(15_000) }).then((response) => response.text(), () => '');
+      assert.match(page, /Redis unreachable at/);
     } finally {
       process.kill(pid, 'SIGCONT');
     }
