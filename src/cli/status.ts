@@ -1,7 +1,8 @@
 /**
  * `bysu status [--json]`: per app the newest snapshot, its age and size, the
- * next run, the last failure and the state; exit 1 when any app is stale or
- * failing, or no scheduler is running, so cron or a monitoring agent can call it.
+ * next run, the last failure and the state; exit 1 when any app is stale,
+ * failing or corrupt (a kept snapshot found damaged, named with its file), or
+ * no scheduler is running, so cron or a monitoring agent can call it.
  */
 import { formatBytes, formatDuration } from '../config/formats.ts';
 import { cutToBytes, escapeControls } from '../printable.ts';
@@ -10,9 +11,12 @@ import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
 import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, type GlobalOptions } from './context.ts';
 
-/** Given a report, say whether it is healthy (exit 0): nothing stale or failing, a scheduler alive. */
+/** The states that make status exit 1. */
+const UNHEALTHY_STATES: readonly string[] = ['stale', 'failing', 'corrupt'];
+
+/** Given a report, say whether it is healthy (exit 0): nothing stale, failing or corrupt, no other problem, a scheduler alive. */
 export function isHealthy(report: StatusReport): boolean {
-  return report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing' && app.problems.length === 0);
+  return report.scheduler !== null && report.apps.every((app) => !UNHEALTHY_STATES.includes(app.state) && app.problems.length === 0);
 }
 
 function age(ms: number | null): string {
