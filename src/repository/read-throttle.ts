@@ -10,6 +10,13 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+/**
+ * How much of a late start is made up: a timer that fires late (and every
+ * wait is rounded up to a whole millisecond) must not slow the read below
+ * the bound, while time the reader spent idle must not become a burst.
+ */
+const CATCH_UP_MS = 20;
+
 export class ReadThrottle {
   /** When the bytes let through so far have used up their time at the bound (ms since epoch). */
   private nextFree = 0;
@@ -23,15 +30,15 @@ export class ReadThrottle {
   }
 
   /**
-   * Given a number of bytes about to be passed on, wait until passing them
-   * keeps every stretch of time since the throttle was last idle under the
-   * bound: the bytes are paid for before they go, and time spent idle is not
-   * saved up for a burst later.
+   * Given a number of bytes about to be passed on, wait until they are paid
+   * for at the bound. Over any stretch of time the bytes passed stay under
+   * the bound, give or take CATCH_UP_MS of it: a pause of the reader is not
+   * saved up for a burst later, and a wait that overslept is made up.
    */
   async take(bytes: number): Promise<void> {
     if (this.bytesPerSecond === 0) return;
     const now = Date.now();
-    this.nextFree = Math.max(now, this.nextFree) + (bytes * 1000) / this.bytesPerSecond;
+    this.nextFree = Math.max(now - CATCH_UP_MS, this.nextFree) + (bytes * 1000) / this.bytesPerSecond;
     const wait = this.nextFree - now;
     // Timers are coarse and a wait under a millisecond is not worth one; the debt stays in nextFree.
     if (wait >= 1) await sleep(Math.ceil(wait), undefined, this.signal ? { signal: this.signal } : {});

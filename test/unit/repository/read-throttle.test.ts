@@ -58,7 +58,18 @@ test('time spent idle is not saved up for a burst', async () => {
   const started = Date.now();
   for (let chunk = 0; chunk < 80; chunk += 1) await throttle.take(64 * 1024); // 5 MiB after a second of nothing
   const seconds = (Date.now() - started) / 1000;
-  assert.ok(seconds >= 0.45, `5 MiB after an idle second took ${seconds.toFixed(2)} s: the idle time was spent as a burst`);
+  assert.ok(seconds >= 0.4, `5 MiB after an idle second took ${seconds.toFixed(2)} s: the idle time was spent as a burst`);
+});
+
+// Fails when every late timer is lost (a wait of 1.25 ms rounded up to 2 and counted from when it ended): 64 KiB
+// chunks at 50 MiB/s then pass at about 30 MiB/s.
+test('64 KiB chunks at 50 MiB/s pass at the bound, not far below it', async () => {
+  const throttle = new ReadThrottle(50 * MiB);
+  const started = Date.now();
+  for (let chunk = 0; chunk < 25 * 16; chunk += 1) await throttle.take(64 * 1024); // 25 MiB: 0.5 s at the bound
+  const seconds = (Date.now() - started) / 1000;
+  assert.ok(seconds >= 0.45, `25 MiB at 50 MiB/s took ${seconds.toFixed(2)} s: faster than the bound`);
+  assert.ok(seconds < 0.8, `25 MiB at 50 MiB/s took ${seconds.toFixed(2)} s (${(25 / seconds).toFixed(0)} MiB/s): late timers were not made up`);
 });
 
 test('a stop ends a wait at once, with its reason', async () => {
