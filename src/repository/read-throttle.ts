@@ -5,7 +5,7 @@
  * each file's stream passes through its `stream()`, which lets a chunk on
  * only once the bytes before it, at the bound, have had their time. Piped
  * with backpressure, the file is then read no faster than that: the reader
- * stays at most one chunk (64 KiB) ahead.
+ * stays at most a chunk or two (1 MiB each, verifySnapshot's) ahead.
  */
 import { Transform, type TransformCallback } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';

@@ -169,6 +169,14 @@ export interface VerifyResult {
   bytes: number;
 }
 
+/**
+ * How much of a file a verification reads at once. Against the default
+ * 64 KiB, 1 MiB halves the CPU of an unbounded read (0.21 against 0.46 s for
+ * 200 MiB here), and at 50 MiB/s saves the throttle 750 waits a second (0.35
+ * against 0.78 s of CPU: a fifth of a core on its own).
+ */
+const VERIFY_READ_BYTES = 1024 * 1024;
+
 export interface VerifyOptions {
   /** Paces every read (the verification's bandwidth bound); none: read as fast as the disk goes. */
   throttle?: ReadThrottle;
@@ -204,7 +212,7 @@ export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOpt
     signal?.throwIfAborted();
     const inspector = new PartInspector(entry.file, { keepHashingInvalidArchives: true });
     try {
-      const source = createReadStream(path.join(snapshot.path, entry.file));
+      const source = createReadStream(path.join(snapshot.path, entry.file), { highWaterMark: VERIFY_READ_BYTES });
       await (throttle
         ? pipeline(source, throttle.stream(), inspectingSink(inspector), signal ? { signal } : {})
         : pipeline(source, inspectingSink(inspector), signal ? { signal } : {}));
