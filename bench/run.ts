@@ -18,12 +18,15 @@
  * (b), a fresh copy and a night with 1 % changed (rsnapshot.ts); (n) a nightly
  * round of 1,000 tiny apps on 100 nodes (nightly.ts); (u) the (b) round with
  * `bysu up` as the deployment (up.ts); (f) reads of a fleet-sized repository:
- * status, /metrics, /api/apps against a `find | xargs cat` floor (fleet.ts).
+ * status, /metrics, /api/apps against a `find | xargs cat` floor (fleet.ts);
+ * (v) the scheduled verification of a 1 GiB snapshot alone and beside a
+ * running snapshot, unbounded and at its default bound (verify.ts).
  *
  *   npm run bench               the full run (about 40 minutes, most of it (f) at 10,000 apps)
  *   npm run bench -- --smoke    tiny sizes, one round: keeps the benchmark working (CI)
  *   npm run bench -- --rounds 9   (default 5, after one warm-up round that is not counted)
  *   npm run bench -- --only a,b --workers 1   (some scenarios; snapshot worker processes, default 2)
+ *   npm run bench -- --only v   (the verification alone: a few minutes)
  *   npm run bench -- --only f --fleet 100,1000   (the fleet's app counts; default 100,1000,10000)
  *   npm run bench -- --plain-node   workers as `node bin/bysu.js`, without its #! line's V8 flags
  * Writes bench/results.json; prints a table.
@@ -49,6 +52,7 @@ import { FLEET_SOURCE_APP, fleetScenario, fleetSourceParts } from './fleet.ts';
 import { NIGHTLY_SIZES, nightlyScenario } from './nightly.ts';
 import { rsnapshotScenario } from './rsnapshot.ts';
 import { upScenario } from './up.ts';
+import { verifyScenario } from './verify.ts';
 
 const OPTIONS = parseOptions(process.argv);
 const { smoke, rounds: ROUNDS, workers: WORKERS, plainNode: PLAIN_NODE, only: ONLY } = OPTIONS;
@@ -228,6 +232,7 @@ async function main(): Promise<void> {
     if (ONLY.includes('n')) await nightlyScenario(setup);
     if (ONLY.includes('u')) await upScenario(setup, { nodes: bNodes, bytesPerNode: SIZES.b });
     if (ONLY.includes('f')) extraTables.push(await fleetScenario(setup, fleetSource!));
+    if (ONLY.includes('v')) await verifyScenario(setup);
   })));
 
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));

@@ -270,19 +270,33 @@ app, snapshot id or file, or a repository that is not mounted.`)
     .action((app: string, file: string, options: { snapshot?: string }) => run(import('./cat.ts').then((command) => command.cat(globals(), app, file, options))));
 
   program.command('verify')
-    .description('re-hash snapshots against SHA256SUMS and re-validate tars; exit 1 on any mismatch (recorded in <app>/.last-verify.json: status names a damaged snapshot while it is kept)')
+    .description('re-hash snapshots against SHA256SUMS and re-validate tars now; exit 1 on any mismatch (recorded in <app>/.last-verify.json: status calls the app CORRUPT while a damaged snapshot is kept)')
     .argument('[apps...]')
     .option('--all', 'every configured app')
     .addHelpText('after', `
+Every complete snapshot of each app is read, newest first: each file listed in
+SHA256SUMS is hashed again (a missing file, a checksum or size that does not
+agree with SHA256SUMS or the manifest is a failure), and tar parts are
+validated again. The verify worker (bysu worker verify, or bysu up) does the
+same on verify.schedule (weekly by default), no faster than
+verify.maxBytesPerSecond; this command reads as fast as the disk goes.
+
+The verdicts are merged into <app>/.last-verify.json (readable without BYSU or
+Redis) and the app's summary. While a kept snapshot is damaged, bysu status
+calls the app CORRUPT, names the file and exits 1, /metrics has
+bysu_app_damaged_snapshots, and the webhook gets "corrupt" once (from the
+scheduler's next check). It clears when retention deletes the snapshot or a
+later verification finds it whole again (after a repair).
+
 Example:
   bysu verify --all
 
-Exit status: 0 every snapshot checked is intact, 1 a file is damaged or
-missing (named, one line each), 2 usage, configuration or repository error.`)
+Exit status: 0 every snapshot verified, 1 a snapshot is damaged, 2 usage or
+configuration error, or a repository that is missing or not marked.`)
     .action((apps: string[], options: { all?: boolean }) => run(import('./verify.ts').then((command) => command.verify(globals(), apps, options))));
 
   program.command('status')
-    .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale or failing (named apps: only those)')
+    .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale, failing or corrupt (named apps: only those)')
     .argument('[apps...]')
     .option('--json', 'machine-readable output')
     .addHelpText('after', `
@@ -312,10 +326,10 @@ Exit status: 0 applied (or shown), 1 retention failed for an app (named),
     .action((apps: string[], options: { all?: boolean; dryRun?: boolean; json?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
-    .description('scheduler, the three workers (snapshot, retention, drill) and the dashboard on one machine; SIGHUP reloads the config')
+    .description('scheduler, the four workers (snapshot, retention, drill, verify) and the dashboard on one machine; SIGHUP reloads the config')
     .addHelpText('after', `
-The dashboard, the scheduler and the retention and drill workers run in this
-process; the snapshot worker runs in up.snapshotWorkers processes of its own
+The dashboard, the scheduler and the retention, drill and verify workers run
+in this process; the snapshot worker runs in up.snapshotWorkers processes of its own
 (default: one per CPU core, no more than concurrency.global / perWorker), or
 in this process when that is 1. SIGHUP and SIGTERM are passed on to them; one
 that dies is started again, and they stop when this process is gone.
@@ -338,7 +352,7 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 it could not start or run,
     .action(() => run(import('./dashboard.ts').then((command) => command.dashboard(globals()))));
 
   program.command('scheduler')
-    .description('run the scheduler: job schedulers from the config (reloaded on SIGHUP), heartbeat, stale alerts')
+    .description('run the scheduler: job schedulers from the config (reloaded on SIGHUP), heartbeat, stale and damaged-snapshot alerts')
     .addHelpText('after', `
 Example:
   bysu scheduler            # one per deployment is enough; more are safe
@@ -348,8 +362,8 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 it could not start or run,
     .action(() => run(import('./scheduler.ts').then((command) => command.scheduler(globals()))));
 
   program.command('worker')
-    .description('run a worker process (snapshot, retention or drill); SIGHUP reloads the config')
-    .argument('<kind>', 'snapshot, retention or drill')
+    .description('run a worker process (snapshot, retention, drill or verify); SIGHUP reloads the config')
+    .argument('<kind>', 'snapshot, retention, drill or verify')
     // Set by `bysu up` for the worker processes it runs: their log lines carry it.
     .addOption(new Option('--worker-index <n>').hideHelp().argParser(parseWorkerIndex))
     .addHelpText('after', `

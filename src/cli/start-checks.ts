@@ -30,8 +30,8 @@ export const checkNodeWorker: StartCheck = async (config) => {
   checkAlerts(config);
 };
 
-/** The retention worker: a marked repository. */
-export const checkRetentionWorker: StartCheck = async (config) => {
+/** A worker that only reads and writes the repository (retention, verify): a marked repository. */
+export const checkRepositoryWorker: StartCheck = async (config) => {
   await requireRepository(config.repository);
 };
 

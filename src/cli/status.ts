@@ -1,10 +1,11 @@
 /**
  * `bysu status [apps...] [--json]`: per app the newest snapshot, its age and
  * size, the next run, the last failure and the state; exit 1 when any app
- * shown is stale or failing, or no scheduler is running, so cron or a
- * monitoring agent can call it. Named apps: only their rows (what an alert
- * email tells its reader to run). With Redis unreachable it shows what the
- * repository knows, says that Redis is unreachable, and exits 1.
+ * shown is stale, failing or corrupt (a kept snapshot found damaged, named
+ * with its file), or no scheduler is running, so cron or a monitoring agent
+ * can call it. Named apps: only their rows (what an alert email tells its
+ * reader to run). With Redis unreachable it shows what the repository knows,
+ * says that Redis is unreachable, and exits 1.
  */
 import type { Redis } from 'ioredis';
 import { formatAge, formatBytes } from '../config/formats.ts';
@@ -15,9 +16,12 @@ import { MAX_WARNING_BYTES } from '../repository/manifest.ts';
 import { collectStatus, type AppStatus, type StatusReport } from '../status/app-status.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
-/** Given a report, say whether it is healthy (exit 0): Redis answered, nothing stale or failing, a scheduler alive. */
+/** The states that make status exit 1. */
+const UNHEALTHY_STATES: readonly string[] = ['stale', 'failing', 'corrupt'];
+
+/** Given a report, say whether it is healthy (exit 0): Redis answered, nothing stale, failing or corrupt, no other problem, a scheduler alive. */
 export function isHealthy(report: StatusReport): boolean {
-  return report.redis.reachable && report.scheduler !== null && report.apps.every((app) => app.state !== 'stale' && app.state !== 'failing' && app.problems.length === 0);
+  return report.redis.reachable && report.scheduler !== null && report.apps.every((app) => !UNHEALTHY_STATES.includes(app.state) && app.problems.length === 0);
 }
 
 function drillNote(app: AppStatus): string {

@@ -253,6 +253,19 @@ export const size: Format<number> = {
   parse: parseSize,
   json: { type: ['string', 'integer'], pattern: '^\\s*\\d+(\\.\\d+)?\\s*(B|KiB|MiB|GiB|TiB)?\\s*$', minimum: 1, examples: ['512MiB', '50GiB'] },
 };
+/** A read bound in bytes per second: a size (`50MiB`: 50 MiB/s), or 0 for none. */
+export const bandwidth: Format<number> = {
+  name: 'bandwidth',
+  parse: (value) => {
+    if (value === 0 || value === '0') return 0;
+    try {
+      return parseSize(value);
+    } catch {
+      return fail('must be a size per second like 50MiB, or 0 for no bound', value);
+    }
+  },
+  json: { type: ['string', 'integer'], pattern: '^\\s*\\d+(\\.\\d+)?\\s*(B|KiB|MiB|GiB|TiB)?\\s*$', minimum: 0, examples: ['50MiB', 0] },
+};
 export const cron: Format<string> = {
   name: 'cron',
   parse: (value) => {

@@ -8,12 +8,19 @@
  */
 import { inherited, key, list, mapping, type OutputOf } from './declare.ts';
 import {
-  absolutePath, command, cron, duration, environmentName, exitCodes, fingerprint, fraction, host, httpUrl, listenPort, mailAddress, mailAddresses, name,
-  oneOf, optionalDuration, optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text, timerDuration, timezone,
-  userName, workerCount,
+  absolutePath, bandwidth, command, cron, duration, environmentName, exitCodes, fingerprint, fraction, host, httpUrl, listenPort, mailAddress,
+  mailAddresses, name, oneOf, optionalDuration, optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text,
+  timerDuration, timezone, userName, workerCount,
 } from './formats.ts';
 
 export const DEFAULT_DRILL_SCHEDULE = '0 6 * * 0';
+/**
+ * Saturday 12:00: as far from the nightly window (snapshots at 03:00, the
+ * retention sweep at 04:30 by default) and from the drills (Sunday 06:00) as
+ * a weekly run gets; at the default bound, 15 hours before the next night
+ * read about 2.6 TiB.
+ */
+export const DEFAULT_VERIFY_SCHEDULE = '0 12 * * 6';
 
 /** What each app inherits from `defaults` and may override: declared once for both. */
 export const policyKeys = {
@@ -146,9 +153,19 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
     sweepSchedule: key({ doc: 'Cron pattern of the daily retention sweep over every app.', format: cron, default: '30 4 * * *', env: 'BYSU_RETENTION_SWEEP' }),
     incomingMargin: key({ doc: 'An attempt left in .incoming is removed once older than the app\'s timeout plus this.', format: duration, default: '1h', as: 'incomingMarginMs' }),
   }),
+  verify: mapping('Reading every kept snapshot again against its SHA256SUMS on a schedule (bysu worker verify): bit rot is found before a restore needs the file.', {
+    schedule: key({ doc: 'Cron pattern of the verification of every app, in defaults.timezone (default: weekly, Saturday 12:00, away from the nightly snapshots).', format: cron, default: DEFAULT_VERIFY_SCHEDULE, env: 'BYSU_VERIFY_SCHEDULE' }),
+    concurrency: key({ doc: 'Apps verified at once, all verify workers together.', format: positiveInteger, default: 1 }),
+    maxBytesPerSecond: key({
+      doc: 'The most one app\'s verification reads from the repository per second (a size: 50MiB is 50 MiB/s; 0: no bound).',
+      format: bandwidth,
+      default: '50MiB',
+      env: 'BYSU_VERIFY_MAX_BYTES_PER_SECOND',
+    }),
+  }),
   notify: mapping('Alerts.', {
     webhook: key({
-      doc: 'URL that gets a JSON POST when an app fails for good, goes stale, or recovers ("" = none).',
+      doc: 'URL that gets a JSON POST when an app fails for good, goes stale, recovers, or has a damaged snapshot ("" = none).',
       format: optionalHttpUrl,
       default: '',
       env: 'BYSU_NOTIFY_WEBHOOK',

@@ -79,6 +79,7 @@ export function apiRouter(current: () => Config, statusOf: (config: Config) => P
         nextRunAt: app.nextRunAt === null ? null : new Date(app.nextRunAt).toISOString(),
         lastFailure: app.lastFailure,
         lastDrill: app.lastDrill,
+        lastVerify: app.lastVerify,
       })),
     });
   });

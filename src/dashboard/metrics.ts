@@ -1,6 +1,7 @@
 /**
  * /metrics in the Prometheus text format, from the repository and Redis: per
- * app the last success, size, duration, failures and state; queue counts by
+ * app the last success, size, duration, failures, state, damaged snapshots
+ * and last verification; queue counts by
  * state; the scheduler's heartbeat age; whether Redis answered and whether
  * the repository is there.
  *
@@ -14,7 +15,8 @@
  *
  * bysu_redis_up and bysu_repository_ok are checked at every scrape, and the
  * figures are computed again when either changed: while Redis is down the
- * page exports what the repository knows (last success, size, duration);
+ * page exports what the repository knows (last success, size, duration,
+ * damaged snapshots);
  * while the repository is missing or unmarked it exports no per-app figures.
  */
 import type { Queue } from 'bullmq';
@@ -26,7 +28,7 @@ import type { Logger } from '../log.ts';
 import { redisKeys } from '../queue/jobs.ts';
 import { repositoryProblem } from '../repository/marker.ts';
 import { readAppSummaries } from '../repository/summary.ts';
-import { readSchedulerHeartbeat, type AppStateName, type StatusReport } from '../status/app-status.ts';
+import { damagedSnapshots, readSchedulerHeartbeat, type AppStateName, type StatusReport } from '../status/app-status.ts';
 import { SharedComputation, type Computed } from './shared-computation.ts';
 
 /** The longest a /metrics answer takes: well inside Prometheus' default scrape_timeout of 10 s. */
@@ -38,7 +40,7 @@ const SCRAPE_MARGIN_MS = 500;
 /** The shortest bound a scraper's timeout can ask for. */
 const MIN_BOUND_MS = 250;
 
-const STATES: AppStateName[] = ['ok', 'stale', 'failing', 'never', 'orphaned'];
+const STATES: AppStateName[] = ['ok', 'stale', 'failing', 'corrupt', 'never', 'orphaned'];
 const JOB_STATES = ['waiting', 'active', 'delayed', 'completed', 'failed', 'prioritized'] as const;
 
 /** What a scrape checks itself, and what its figures were computed with. */
@@ -97,6 +99,8 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
   const up = gauge('bysu_scheduler_up', '1 when a scheduler heartbeat is present.');
   const drillSuccess = gauge('bysu_drill_last_success_timestamp_seconds', 'Finish time of the newest passed restore drill (Unix seconds).', ['app']);
   const drillResult = gauge('bysu_drill_last_result', 'Outcome of the newest restore drill: 1 passed, 0 failed.', ['app']);
+  const damaged = gauge('bysu_app_damaged_snapshots', 'Kept snapshots that their last verification found damaged (a file that does not match SHA256SUMS or the manifest, or is missing).', ['app']);
+  const lastVerify = gauge('bysu_app_last_verify_timestamp_seconds', 'When the app\'s verification record was last written (Unix seconds): the end of a verification, or when one found damage.', ['app']);
 
   const exportQueues = async () => {
     for (const queue of queues) {
@@ -110,6 +114,10 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
     lastBytes.set({ app }, newest.bytes);
     lastDuration.set({ app }, newest.durationMs / 1000);
   };
+  const setVerify = (app: string, verify: { at: string; failed: unknown[] } | null) => {
+    damaged.set({ app }, verify?.failed.length ?? 0);
+    if (verify) lastVerify.set({ app }, Date.parse(verify.at) / 1000);
+  };
   if (!key.repositoryOk) {
     // Nothing the repository says can be trusted (an empty mount point reads as "no snapshots"): export no app figures.
     if (key.redisUp) await exportQueues();
@@ -120,8 +128,10 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
     // Redis is down: still say what the repository knows, so "last success" alerts keep working.
     const summaries = await readAppSummaries(config.repository, config.apps.map((app) => app.name));
     for (const [app, summary] of summaries) {
-      const newest = summary instanceof Error ? null : summary.snapshots[0] ?? null;
+      if (summary instanceof Error) continue;
+      const newest = summary.snapshots[0] ?? null;
       setNewest(app, newest ? { finishedAt: newest.finishedAt, bytes: newest.bytes, durationMs: Date.parse(newest.finishedAt) - Date.parse(newest.startedAt) } : null);
+      setVerify(app, summary.lastVerify ? { at: summary.lastVerify.at, failed: damagedSnapshots(summary) } : null);
     }
     up.set(0);
     return { value: await registry.metrics(), at: Date.now() };
@@ -138,6 +148,7 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
     if (app.lastDrill) drillResult.set({ app: app.app }, app.lastDrill.passed ? 1 : 0);
     // The last success stays exported while drills fail, so "no passed drill for 8 days" can fire.
     if (app.lastDrillPassedAt) drillSuccess.set({ app: app.app }, Date.parse(app.lastDrillPassedAt) / 1000);
+    setVerify(app.app, app.lastVerify);
   }
   await exportQueues();
   up.set(report.scheduler ? 1 : 0);

@@ -1,7 +1,7 @@
 /**
  * `bysu dashboard`: the overview of every app and node at / (and each app's
- * page at /apps/<app>) and Bull Board over the snapshot, retention and drill
- * queues at /board/, both behind HTTP basic auth; /healthz, /metrics, and
+ * page at /apps/<app>) and Bull Board over the snapshot, retention, drill and
+ * verify queues at /board/, both behind HTTP basic auth; /healthz, /metrics, and
  * the read-only /api behind a bearer token. It refuses to listen beyond
  * loopback without a password.
  */
@@ -61,7 +61,7 @@ export interface RunningDashboard {
 export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQueues, logger: Logger): express.Express {
   const current = () => live.current();
   const status = new SharedComputation<Config, StatusReport>(async (config) => ({ value: await collectStatus(config, redis), at: Date.now() }));
-  const metrics = new MetricsPage(redis, [queues.snapshot, queues.retention, queues.drill], status, logger);
+  const metrics = new MetricsPage(redis, [queues.snapshot, queues.retention, queues.drill, queues.verify], status, logger);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -96,7 +96,7 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
   createBullBoard({
     // Read-only: a job's data says which host to log in to and what to run there, so nobody edits or adds one
     // through the dashboard (re-run a snapshot with `bysu snapshot <app>`).
-    queues: [queues.snapshot, queues.retention, queues.drill].map((queue) => new BullMQAdapter(queue, { readOnlyMode: true })),
+    queues: [queues.snapshot, queues.retention, queues.drill, queues.verify].map((queue) => new BullMQAdapter(queue, { readOnlyMode: true })),
     serverAdapter: board,
     // UTC and 24 hours, as the CLI and the overview speak (Bull Board showed the browser's local 12-hour time).
     options: { uiConfig: { boardTitle: 'BYSU backups', dateFormats: BOARD_DATE_FORMATS } },

@@ -94,6 +94,20 @@ const WORDING: Record<AlertEvent['event'], { state: string; opening: (app: strin
     opening: (app) => `The restore drill of ${app} passed again.`,
     next: (app) => [[`bysu status ${app}`, 'nothing to do; this shows the last drill']],
   },
+  corrupt: {
+    state: 'CORRUPT',
+    opening: (app) => `${app} is CORRUPT: a kept snapshot no longer matches its SHA256SUMS (bit rot, a disk error, or a change by hand). Restore from another snapshot until it is repaired.`,
+    next: (app) => [
+      [`bysu status ${app}`, 'which snapshot and which file'],
+      [`bysu verify ${app}`, 'read every kept snapshot again now'],
+      [`bysu restore ${app} --snapshot <an intact id>`, 'restore from a snapshot that verified'],
+    ],
+  },
+  'corrupt-cleared': {
+    state: 'no damaged snapshot any more',
+    opening: (app) => `${app} keeps no damaged snapshot any more: retention deleted it, or a later verification found it whole.`,
+    next: (app) => [[`bysu status ${app}`, 'nothing to do; this shows the last verification']],
+  },
 };
 
 /** Given an ISO time, return it as `2026-11-26 02:19:44 UTC` (or as given, when it is not a time). */

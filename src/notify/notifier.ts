@@ -19,18 +19,18 @@ import { sendAlertEmail, smtpServer } from './email.ts';
 export type AlertState = 'ok' | 'failing' | 'stale';
 
 export interface AlertEvent {
-  event: 'failed' | 'stale' | 'recovered' | 'drill-failed' | 'drill-recovered';
+  event: 'failed' | 'stale' | 'recovered' | 'drill-failed' | 'drill-recovered' | 'corrupt' | 'corrupt-cleared';
   app: string;
   node?: string;
   /** ISO time of the event. */
   at: string;
-  /** Why it failed (failed), or since when nothing new (stale). */
+  /** Why it failed (failed), since when nothing new (stale), or which snapshot and file are damaged (corrupt). */
   reason?: string;
   /** The newest complete snapshot, when there is one. */
   lastSnapshot?: { id: string; finishedAt: string } | null;
 }
 
-const STATE_FOR_EVENT: Record<AlertEvent['event'], AlertState> = { failed: 'failing', stale: 'stale', recovered: 'ok', 'drill-failed': 'failing', 'drill-recovered': 'ok' };
+const STATE_FOR_EVENT: Record<AlertEvent['event'], AlertState> = { failed: 'failing', stale: 'stale', recovered: 'ok', 'drill-failed': 'failing', 'drill-recovered': 'ok', corrupt: 'failing', 'corrupt-cleared': 'ok' };
 /** Delays between delivery attempts. */
 const RETRY_DELAYS_MS = [1000, 3000, 9000];
 
@@ -128,8 +128,8 @@ export class Notifier {
    */
   async report(event: AlertEvent): Promise<boolean> {
     const options = this.settings();
-    // Drills have a state of their own: a failed drill and a failed backup are separate news.
-    const field = event.event.startsWith('drill') ? `drill:${event.app}` : event.app;
+    // Drills and verifications have states of their own: a failed drill, a damaged snapshot and a failed backup are separate news.
+    const field = event.event.startsWith('drill') ? `drill:${event.app}` : event.event.startsWith('corrupt') ? `verify:${event.app}` : event.app;
     const channels: AlertChannel[] = [{
       field,
       what: `webhook for ${event.app}`,

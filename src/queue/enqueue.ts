@@ -20,6 +20,7 @@ import {
   type SNAPSHOT_QUEUE,
   type SnapshotJobData,
   type SnapshotTrigger,
+  type VerifyJobData,
 } from './jobs.ts';
 import type { TypedQueue } from './open-queue.ts';
 
@@ -124,3 +125,17 @@ export async function enqueueManualDrill(queue: TypedQueue<typeof DRILL_QUEUE>, 
   const job = await queue.add(DRILL_JOB, buildDrillJob(config, app, 'manual'), { ...drillJobOptions(app), jobId: manualDrillJobId(app.name, now) });
   return String(job.id);
 }
+
+/** Given an app and why it runs, return the payload of its verification (the worker reads its bound from its own config). */
+export function buildVerifyJob(app: Pick<AppConfig, 'name'>, trigger: SnapshotTrigger): VerifyJobData {
+  return { app: app.name, trigger };
+}
+
+/** Options of every verification job: a failure to read the listing or write the record is retried; history kept like the others. */
+export const VERIFY_JOB_OPTIONS = {
+  ...NO_STACK_TRACES,
+  attempts: 3,
+  backoff: { type: 'exponential', delay: 60_000 },
+  removeOnComplete: KEEP_COMPLETED,
+  removeOnFail: KEEP_FAILED,
+} satisfies JobsOptions;

@@ -13,7 +13,7 @@ export const SNAPSHOT_JOB = 'snapshot';
 export const RETENTION_JOB = 'retention';
 export const RETENTION_SWEEP_JOB = 'retention-sweep';
 
-/** Job scheduler ids: one per app on the snapshot queue, one sweep on the retention queue. */
+/** Job scheduler ids: one per app on the snapshot queue (and on the drill and verify queues), one sweep on the retention queue. */
 export const SNAPSHOT_SCHEDULER_PREFIX = 'app-';
 export const snapshotSchedulerId = (app: string) => `${SNAPSHOT_SCHEDULER_PREFIX}${app}`;
 export const RETENTION_SWEEP_SCHEDULER = 'retention-sweep';
@@ -21,6 +21,11 @@ export const DRILL_QUEUE = 'drill';
 export const DRILL_JOB = 'drill';
 export const DRILL_SCHEDULER_PREFIX = 'drill-';
 export const drillSchedulerId = (app: string) => `${DRILL_SCHEDULER_PREFIX}${app}`;
+export const VERIFY_QUEUE = 'verify';
+export const VERIFY_JOB = 'verify';
+/** One verification scheduler per app on the verify queue (verify.schedule). */
+export const VERIFY_SCHEDULER_PREFIX = 'verify-';
+export const verifySchedulerId = (app: string) => `${VERIFY_SCHEDULER_PREFIX}${app}`;
 
 /** Why a snapshot or drill runs: as its manifest records it. */
 export type SnapshotTrigger = Manifest['trigger'];
@@ -166,6 +171,25 @@ export interface DrillJobData {
   ping?: string;
 }
 
+/** A verification of one app: every kept snapshot read again against its SHA256SUMS, newest first. */
+export interface VerifyJobData {
+  app: string;
+  trigger: SnapshotTrigger;
+}
+
+/** What a verification job found. */
+export interface VerifyJobResult {
+  app: string;
+  /** Snapshots read, and those of them found damaged. */
+  verified: string[];
+  damaged: string[];
+  /** Bytes read, and how long the verification took (ms). */
+  bytes: number;
+  ms: number;
+  /** Why nothing was verified (the app left the config), if so. */
+  skipped?: string;
+}
+
 /** Given a manual drill request, return its job id. */
 export function manualDrillJobId(app: string, now: Date): string {
   return `manual-drill-${app}-${now.getTime()}`;
@@ -180,6 +204,7 @@ export interface QueueJobTypes {
   [SNAPSHOT_QUEUE]: { data: SnapshotJobData; result: SnapshotResult };
   [RETENTION_QUEUE]: { data: RetentionJobData; result: RetentionResult };
   [DRILL_QUEUE]: { data: DrillJobData; result: DrillResult };
+  [VERIFY_QUEUE]: { data: VerifyJobData; result: VerifyJobResult };
 }
 
 export type QueueName = keyof QueueJobTypes;

@@ -11,6 +11,7 @@ import { appDirectory, COMMITS_DIR, compareSnapshotIds, DRILL_RESULT_PATTERN, DR
 import type { DrillResult } from './drill-result.ts';
 import { isManifest, parseSums, type Manifest } from './manifest.ts';
 import { inspectingSink, PartInspector } from './part-inspector.ts';
+import type { ReadThrottle } from './read-throttle.ts';
 
 export interface SnapshotEntry {
   id: string;
@@ -165,16 +166,36 @@ export interface VerifyResult {
   ok: boolean;
   problems: string[];
   files: number;
+  /** Bytes read and hashed. */
+  bytes: number;
+}
+
+/**
+ * How much of a file a verification reads at once. Against the default
+ * 64 KiB, 1 MiB halves the CPU of an unbounded read (0.21 against 0.46 s for
+ * 200 MiB here), and at 50 MiB/s saves the throttle 750 waits a second (0.35
+ * against 0.78 s of CPU: a fifth of a core on its own).
+ */
+const VERIFY_READ_BYTES = 1024 * 1024;
+
+export interface VerifyOptions {
+  /** Paces every read (the verification's bandwidth bound); none: read as fast as the disk goes. */
+  throttle?: ReadThrottle;
+  /** Stops the verification: it then throws the signal's reason instead of returning a verdict. */
+  signal?: AbortSignal;
 }
 
 /**
  * Given a snapshot directory, re-hash every file listed in SHA256SUMS,
  * re-validate tar parts, and check that every part of the manifest is listed.
- * Return the problems found (none = ok); never throws for a bad snapshot.
+ * Return the problems found (none = ok); never throws for a bad snapshot, only
+ * when `options.signal` stopped it (with its reason).
  */
-export async function verifySnapshot(snapshot: SnapshotEntry): Promise<VerifyResult> {
+export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOptions = {}): Promise<VerifyResult> {
+  const { throttle, signal } = options;
   const problems: string[] = [];
   let sums: { file: string; sha256: string }[] = [];
+  let bytes = 0;
   try {
     sums = parseSums(await readFile(path.join(snapshot.path, SUMS_FILE), 'utf8'));
   } catch (error) {
@@ -189,21 +210,28 @@ export async function verifySnapshot(snapshot: SnapshotEntry): Promise<VerifyRes
       problems.push(`${entry.file}: not a plain file name`);
       continue;
     }
+    signal?.throwIfAborted();
     const inspector = new PartInspector(entry.file, { keepHashingInvalidArchives: true });
     try {
-      await pipeline(createReadStream(path.join(snapshot.path, entry.file)), inspectingSink(inspector));
+      const source = createReadStream(path.join(snapshot.path, entry.file), { highWaterMark: VERIFY_READ_BYTES });
+      await (throttle
+        ? pipeline(source, throttle.stream(), inspectingSink(inspector), signal ? { signal } : {})
+        : pipeline(source, inspectingSink(inspector), signal ? { signal } : {}));
       const inspection = await inspector.finish();
+      bytes += inspection.bytes;
       if (inspection.sha256 !== entry.sha256) problems.push(`${entry.file}: checksum mismatch (expected ${entry.sha256}, got ${inspection.sha256})`);
       const part = snapshot.manifest?.parts?.find((candidate) => candidate.file === entry.file);
       if (part && part.bytes !== inspection.bytes) problems.push(`${entry.file}: ${inspection.bytes} bytes, the manifest says ${part.bytes}`);
       if (inspection.archiveProblem) problems.push(`${entry.file}: ${inspection.archiveProblem}`);
     } catch (error) {
       inspector.discard();
+      // Stopped, not damaged: no verdict.
+      signal?.throwIfAborted();
       const code = (error as NodeJS.ErrnoException).code;
       problems.push(`${entry.file}: ${code === 'ENOENT' ? 'missing' : (error as Error).message}`);
     }
   }
-  return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length };
+  return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length, bytes };
 }
 
 /** Given the repository and an app, return its newest drill result and its newest passed one (each null if none), in one pass. */

@@ -1,7 +1,7 @@
 /**
  * The records an app directory keeps beside its snapshots: drill results
  * (`.drills/<finishedAt>-<job>.json`, one per drill), the last final failure
- * (`.last-failure.json`) and what the last verification found
+ * (`.last-failure.json`) and the newest verdict of each kept snapshot
  * (`.last-verify.json`), each written whole and renamed into place. Like the
  * manifest they are plain JSON, meant to be read without BYSU, and the
  * summary (summary.ts) is rebuilt from them.
@@ -14,6 +14,7 @@ import { makeDirectory, ownerFor, replaceFile, storageError } from './durable.ts
 import { appDirectory, DRILLS_DIR, FAILURE_RECORD_FILE, safeJobName, VERIFY_RECORD_FILE, VERIFY_RECORD_FORMAT } from './layout.ts';
 import { MAX_WARNING_BYTES, MAX_WARNINGS_PER_PART } from './manifest.ts';
 import { requireRepository } from './marker.ts';
+import { listSnapshots } from './read.ts';
 
 /** An app's last final failure, as the snapshot worker records it (in Redis and in `.last-failure.json`). */
 export interface FailureRecord {
@@ -24,13 +25,22 @@ export interface FailureRecord {
   attempts: number;
 }
 
-/** What one verification of an app found, per snapshot it re-hashed. */
+/** One snapshot's verdict: whether every file matched SHA256SUMS and the manifest, what did not, and when it was read. */
+export interface VerifiedSnapshot {
+  id: string;
+  ok: boolean;
+  problems: string[];
+  /** When this snapshot was verified (ISO); a record written before this field had only the record's `at`. */
+  at: string;
+}
+
+/** What the verifications of an app found: the newest verdict of each complete snapshot it has. */
 export interface VerifyRecord {
   format: typeof VERIFY_RECORD_FORMAT;
   app: string;
-  /** When the verification finished (ISO). */
+  /** When the record was written (ISO): the end of a verification, or the moment one found a damaged snapshot. */
   at: string;
-  snapshots: { id: string; ok: boolean; problems: string[] }[];
+  snapshots: VerifiedSnapshot[];
 }
 
 /**
@@ -84,6 +94,26 @@ export async function writeVerifyRecord(repository: string, app: string, record:
   return writeAppRecord(repository, app, null, VERIFY_RECORD_FILE, `${JSON.stringify(bounded, null, 2)}\n`);
 }
 
+/**
+ * Given the repository, an app and the verdicts a verification has found so
+ * far, merge them into `<app>/.last-verify.json` and return the record
+ * written: each complete snapshot keeps its newest verdict (these, else the
+ * one recorded before), and a snapshot no longer there (retention deleted
+ * it, perhaps while it was being read) is dropped. Run it under the app's
+ * lock: retention deletes under it, and two verifications must not lose each
+ * other's verdicts. Throws as writeVerifyRecord does.
+ */
+export async function recordVerification(repository: string, app: string, found: readonly VerifiedSnapshot[], now = new Date()): Promise<VerifyRecord> {
+  const appDir = appDirectory(repository, app);
+  const previous = await readVerifyRecord(appDir);
+  const verdicts = new Map((previous?.snapshots ?? []).map((snapshot) => [snapshot.id, snapshot]));
+  for (const snapshot of found) verdicts.set(snapshot.id, snapshot);
+  const snapshots = (await listSnapshots(repository, app)).flatMap(({ id }) => verdicts.get(id) ?? []);
+  const record: VerifyRecord = { format: VERIFY_RECORD_FORMAT, app, at: now.toISOString(), snapshots };
+  await writeVerifyRecord(repository, app, record);
+  return record;
+}
+
 /** Given a file, return its JSON, or null when it is missing or not JSON (a record is never worth failing a read for). */
 async function readJson(file: string): Promise<unknown> {
   try {
@@ -107,10 +137,12 @@ export async function readFailureRecord(appDir: string): Promise<FailureRecord |
 export async function readVerifyRecord(appDir: string): Promise<VerifyRecord | null> {
   const value = await readJson(path.join(appDir, VERIFY_RECORD_FILE));
   if (!isObject(value) || value.format !== VERIFY_RECORD_FORMAT || typeof value.at !== 'string' || !Array.isArray(value.snapshots)) return null;
+  const recordAt = value.at;
   const snapshots = value.snapshots.filter(isObject).map((snapshot) => ({
     id: String(snapshot.id),
     ok: snapshot.ok === true,
     problems: Array.isArray(snapshot.problems) ? snapshot.problems.map(String) : [],
+    at: typeof snapshot.at === 'string' && !Number.isNaN(Date.parse(snapshot.at)) ? snapshot.at : recordAt,
   }));
-  return { format: VERIFY_RECORD_FORMAT, app: String(value.app ?? ''), at: value.at, snapshots };
+  return { format: VERIFY_RECORD_FORMAT, app: String(value.app ?? ''), at: recordAt, snapshots };
 }

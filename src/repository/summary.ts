@@ -277,7 +277,7 @@ function wellFormed(file: Record<string, unknown>): file is Record<string, unkno
   if (failure !== null && !(isObject(failure) && isString(failure.at) && isString(failure.reason) && isString(failure.jobId) && typeof failure.attempts === 'number')) return false;
   const verify = file.lastVerify;
   if (verify !== null && !(isObject(verify) && isString(verify.at) && isString(verify.app) && Array.isArray(verify.snapshots)
-    && verify.snapshots.every((snapshot) => isObject(snapshot) && isString(snapshot.id) && typeof snapshot.ok === 'boolean' && isStringArray(snapshot.problems)))) return false;
+    && verify.snapshots.every((snapshot) => isObject(snapshot) && isString(snapshot.id) && typeof snapshot.ok === 'boolean' && isStringArray(snapshot.problems) && isString(snapshot.at)))) return false;
   const drill = file.lastDrill;
   if (drill !== null && !(isObject(drill) && isNullableString(drill.snapshotId) && typeof drill.passed === 'boolean' && isString(drill.finishedAt) && isString(drill.node) && isNullableString(drill.error))) return false;
   return isNullableString(file.lastDrillPassedAt);

@@ -1,11 +1,13 @@
 /**
  * The scheduler: reconciles BullMQ job schedulers with the config (one per
- * app on the snapshot queue, the daily sweep on the retention queue) at start
- * and on reload, re-creates those Redis lost (on reconnect and before each
- * stale check), writes a heartbeat so that `bysu status` can tell when no
- * scheduler runs, and looks for apps that went stale to alert once. Several
- * replicas may run: upserting a job scheduler is idempotent, and BullMQ makes
- * one job per tick of a scheduler however many replicas upsert it.
+ * app on the snapshot and verify queues, one per drill, the daily sweep on
+ * the retention queue) at start and on reload, re-creates those Redis lost
+ * (on reconnect and before each stale check), writes a heartbeat so that
+ * `bysu status` can tell when no scheduler runs, and looks for apps that went
+ * stale, or whose damaged snapshot went unannounced or was deleted, to alert
+ * once. Several replicas may run: upserting a job scheduler is idempotent,
+ * and BullMQ makes one job per tick of a scheduler however many replicas
+ * upsert it.
  */
 import os from 'node:os';
 import { isDeepStrictEqual } from 'node:util';
@@ -17,7 +19,7 @@ import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
-import { buildDrillJob, buildSnapshotJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions } from '../queue/enqueue.ts';
+import { buildDrillJob, buildSnapshotJob, buildVerifyJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions, VERIFY_JOB_OPTIONS } from '../queue/enqueue.ts';
 import {
   DRILL_JOB,
   DRILL_SCHEDULER_PREFIX,
@@ -29,14 +31,19 @@ import {
   SNAPSHOT_JOB,
   SNAPSHOT_SCHEDULER_PREFIX,
   snapshotSchedulerId,
+  VERIFY_JOB,
+  VERIFY_SCHEDULER_PREFIX,
+  verifySchedulerId,
   type DrillJobData,
   type DrillSinceRecord,
   type RetentionJobData,
   type SnapshotJobData,
+  type VerifyJobData,
 } from '../queue/jobs.ts';
 import { Notifier } from '../notify/notifier.ts';
 import { openAllQueues } from '../queue/open-queue.ts';
-import { collectStatus } from '../status/app-status.ts';
+import { collectStatus, type AppStatus } from '../status/app-status.ts';
+import { damageReason } from '../verify/verify-app.ts';
 
 /** How often the heartbeat is written, and how long it lives. */
 export const HEARTBEAT_INTERVAL_MS = 15_000;
@@ -56,21 +63,22 @@ export interface RunningScheduler {
 
 /** One job scheduler the config asks for, on the queue it belongs to. */
 interface WantedScheduler {
-  queue: 'snapshot' | 'drill' | 'retention';
+  queue: 'snapshot' | 'drill' | 'retention' | 'verify';
   id: string;
   pattern: string;
   tz: string;
-  template: { name: string; data: SnapshotJobData | DrillJobData | RetentionJobData; opts: object };
+  template: { name: string; data: SnapshotJobData | DrillJobData | RetentionJobData | VerifyJobData; opts: object };
 }
 
-/** The scheduler's three queues. */
+/** The scheduler's queues (a test may leave out those it does not look at). */
 export interface SchedulerQueues {
   snapshot: Queue<SnapshotJobData>;
   retention: Queue<RetentionJobData>;
   drill?: Queue<DrillJobData>;
+  verify?: Queue<VerifyJobData>;
 }
 
-/** Given the config, list every job scheduler it asks for: one per app, one per drill, the retention sweep. */
+/** Given the config, list every job scheduler it asks for: one per app, one per drill, one verification per app, the retention sweep. */
 function wantedSchedulers(config: Config): WantedScheduler[] {
   const wanted: WantedScheduler[] = [];
   for (const app of config.apps) {
@@ -82,13 +90,19 @@ function wantedSchedulers(config: Config): WantedScheduler[] {
     wanted.push({ queue: 'drill', id: drillSchedulerId(app.name), pattern: app.drill.schedule, tz: app.timezone,
       template: { name: DRILL_JOB, data: buildDrillJob(config, app, 'schedule'), opts: drillJobOptions(app) } });
   }
+  // One per app rather than one sweep: each app is its own job (one failing does not stop the others), and at most
+  // verify.concurrency of them run at once however many are due.
+  for (const app of config.apps) {
+    wanted.push({ queue: 'verify', id: verifySchedulerId(app.name), pattern: config.verify.schedule, tz: config.defaults.timezone,
+      template: { name: VERIFY_JOB, data: buildVerifyJob(app, 'schedule'), opts: VERIFY_JOB_OPTIONS } });
+  }
   wanted.push({ queue: 'retention', id: RETENTION_SWEEP_SCHEDULER, pattern: config.retention.sweepSchedule, tz: config.defaults.timezone,
     template: { name: RETENTION_SWEEP_JOB, data: { targets: config.apps.map((app) => retentionTargetFor(config, app)), reason: 'sweep' as const }, opts: RETENTION_JOB_OPTIONS } });
   return wanted;
 }
 
 function queueOf(queues: SchedulerQueues, wanted: WantedScheduler): Queue | undefined {
-  return (wanted.queue === 'snapshot' ? queues.snapshot : wanted.queue === 'drill' ? queues.drill : queues.retention) as Queue | undefined;
+  return queues[wanted.queue] as Queue | undefined;
 }
 
 /** Given Redis and the config, record when each app was first seen (kept if known) and each drill's since-record. */
@@ -100,12 +114,12 @@ async function recordFirstSeen(redis: Redis, config: Config): Promise<void> {
 }
 
 /**
- * Given the snapshot and retention queues and the config, make the job
- * schedulers match it: upsert one per app (schedule, time zone and the
- * resolved job), remove those of apps no longer configured, upsert the sweep.
+ * Given the scheduler's queues and the config, make the job schedulers match
+ * it: upsert one per app (schedule, time zone and the resolved job), per
+ * drill and per app's verification, remove those of apps (and drills) no
+ * longer configured, upsert the sweep.
  */
-export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>, retentionQueue: Queue<RetentionJobData>, config: Config, redis?: Redis, drillQueue?: Queue<DrillJobData>): Promise<ReconcileResult> {
-  const queues: SchedulerQueues = { snapshot: snapshotQueue, retention: retentionQueue, ...(drillQueue ? { drill: drillQueue } : {}) };
+export async function reconcileSchedulers(queues: SchedulerQueues, config: Config, redis?: Redis): Promise<ReconcileResult> {
   const upserted: string[] = [];
   const unchanged: string[] = [];
   const wanted = wantedSchedulers(config);
@@ -121,7 +135,7 @@ export async function reconcileSchedulers(snapshotQueue: Queue<SnapshotJobData>,
     }
   }
   const removed: string[] = [];
-  for (const [queue, prefix] of [[snapshotQueue, SNAPSHOT_SCHEDULER_PREFIX], [drillQueue, DRILL_SCHEDULER_PREFIX]] as const) {
+  for (const [queue, prefix] of [[queues.snapshot, SNAPSHOT_SCHEDULER_PREFIX], [queues.drill, DRILL_SCHEDULER_PREFIX], [queues.verify, VERIFY_SCHEDULER_PREFIX]] as const) {
     if (!queue) continue;
     for (const scheduler of await queue.getJobSchedulers(0, -1)) {
       const id = scheduler.id ?? scheduler.key;
@@ -199,7 +213,6 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
   const redisHealth = options.redisHealth ?? new RedisHealth(logger, started.redis.url);
   redisHealth.watch(connection, 'scheduler connection');
   const queues = openAllQueues(connection, prefix, redisHealth);
-  const { snapshot: snapshotQueue, retention: retentionQueue, drill: drillQueue } = queues;
   const notifier = new Notifier(connection, prefix, () => live.current().notify, logger);
 
   // Reconcile and restore never run at once: both read and then write the same job schedulers.
@@ -211,7 +224,7 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
   };
   const reconcile = () => serially(async () => {
     const config = live.current();
-    const result = await reconcileSchedulers(snapshotQueue, retentionQueue, config, connection, drillQueue);
+    const result = await reconcileSchedulers(queues, config, connection);
     logger.info({ apps: config.apps.length, upserted: result.upserted, removed: result.removed }, 'job schedulers reconciled');
   });
   // Redis that comes back empty (no persistence, a new instance, a FLUSHALL) has lost the job schedulers: without
@@ -236,6 +249,25 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
     alertLogged.set(app, state);
     log();
   };
+
+  /**
+   * Given an app's state, report its damaged kept snapshots, or none: sent once by the verify worker that found
+   * them, this sends it when that was not delivered, and is what clears the alert when retention (which does not
+   * verify) deleted the damaged snapshot. A no-op for a state already delivered.
+   */
+  const reportDamage = async (app: AppStatus, at: string) => {
+    if (app.state === 'orphaned' || app.lastVerify === null) return;
+    const damaged = app.lastVerify.failed;
+    const node = app.node ? { node: app.node } : {};
+    const sent = await notifier.report(damaged.length > 0
+      ? { event: 'corrupt', app: app.app, ...node, at: damaged[0]!.at, reason: damageReason(app.app, damaged) }
+      : { event: 'corrupt-cleared', app: app.app, ...node, at });
+    if (sent) {
+      logAlertOnce(`verify:${app.app}`, damaged.length > 0 ? 'corrupt' : 'ok', () => logger.warn({ app: app.app, damaged: damaged.map(({ id }) => id) },
+        damaged.length > 0 ? 'app has a damaged snapshot and its alert was not delivered: alert sent' : 'no damaged snapshot is kept any more: all-clear sent'));
+    }
+  };
+
   let checking = false;
   const checkStale = async () => {
     if (checking) return; // the last check is still running (slow Redis or repository): skip this tick
@@ -243,6 +275,7 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
     try {
       const report = await collectStatus(live.current(), connection);
       for (const app of report.apps) {
+        await reportDamage(app, report.at);
         if (app.state === 'failing' && app.lastFailure !== null) {
           // Normally announced by the worker that failed the job; this sends it when that worker died before it
           // was delivered, or the webhook was down for all its tries. Sent once: the notifier keeps the state.

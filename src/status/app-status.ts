@@ -3,7 +3,7 @@
  * see it: the newest complete snapshot, the last verification and drill from
  * the app's summary in the repository, the last final failure from Redis (or
  * the repository, whichever is newer) and the next run from Redis, classified
- * as ok, stale, failing, never or orphaned. A call reads one summary per app
+ * as ok, stale, failing, corrupt, never or orphaned. A call reads one summary per app
  * and makes a fixed number of Redis round trips, however many apps there are.
  * Without Redis (`bysu status` while it is down) it reports what the
  * repository alone knows, and says that Redis was unreachable.
@@ -21,7 +21,7 @@ import type { FailureRecord } from '../repository/records.ts';
 import { readAppSummaries, type AppSummary } from '../repository/summary.ts';
 import { drillOverdue, drillOverdueSince, staleThresholdMs } from './stale.ts';
 
-export type AppStateName = 'ok' | 'stale' | 'failing' | 'never' | 'orphaned';
+export type AppStateName = 'ok' | 'stale' | 'failing' | 'corrupt' | 'never' | 'orphaned';
 
 export interface AppStatus {
   app: string;
@@ -38,7 +38,7 @@ export interface AppStatus {
   lastFailure: FailureRecord | null;
   /** When the scheduler first had the app in its config (ISO), if it ever did. */
   firstSeenAt: string | null;
-  /** Things wrong beside the state: no job scheduler, an unreadable directory, a failed drill. */
+  /** Things wrong beside the state: no job scheduler, an unreadable directory, a failed drill, a damaged snapshot (naming the file). */
   problems: string[];
   /** The newest restore drill, when the app has a drill and has had one. */
   lastDrill: { snapshotId: string | null; passed: boolean; at: string; node: string; error: string | null } | null;
@@ -46,8 +46,15 @@ export interface AppStatus {
   lastDrillPassedAt: string | null;
   /** When the scheduler first saw the app's drill with its current schedule (ISO): an overdue drill counts from here or the newest pass. */
   drillSince: string | null;
-  /** The last `bysu verify` of the app: when, and the snapshots it found damaged that are still kept. */
-  lastVerify: { at: string; snapshots: number; failed: { id: string; problems: string[] }[] } | null;
+  /** The app's verifications (`bysu verify`, the verify worker): when the record was last written, how many kept snapshots it judges, and those it found damaged that are still kept. */
+  lastVerify: { at: string; snapshots: number; failed: DamagedSnapshot[] } | null;
+}
+
+/** A kept snapshot that its last verification found damaged: what is wrong (each problem names the file) and when it was read. */
+export interface DamagedSnapshot {
+  id: string;
+  problems: string[];
+  at: string;
 }
 
 export interface SchedulerHeartbeat {
@@ -73,7 +80,10 @@ export interface StatusReport {
  * Given what is known of an app, return its state (pure). Failing wins over
  * stale: it says more. An app that never produced a snapshot is stale once it
  * has been configured (firstSeenAt) for longer than staleAfter: the job that
- * never ran at all must not look healthy.
+ * never ran at all must not look healthy. Corrupt (a kept snapshot found
+ * damaged) takes the place of ok only: failing and stale, which alert rules
+ * and scripts already watch, are never hidden by it, and the damage is never
+ * hidden either (status names it, it has its own alert and gauge).
  */
 export function classifyApp(input: {
   configured: boolean;
@@ -82,15 +92,27 @@ export function classifyApp(input: {
   staleAfterMs: number | null;
   now: number;
   firstSeenAt?: number | null;
+  /** Whether a kept snapshot was found damaged by its last verification. */
+  damaged?: boolean;
 }): AppStateName {
   if (!input.configured) return 'orphaned';
   if (input.lastFailureAt !== null && (input.newestFinishedAt === null || input.lastFailureAt > input.newestFinishedAt)) return 'failing';
-  if (input.newestFinishedAt === null) {
-    const since = input.firstSeenAt ?? null;
-    return since !== null && input.staleAfterMs !== null && input.now - since > input.staleAfterMs ? 'stale' : 'never';
-  }
-  if (input.staleAfterMs !== null && input.now - input.newestFinishedAt > input.staleAfterMs) return 'stale';
-  return 'ok';
+  // With no snapshot, staleness counts from when the app was first configured.
+  const since = input.newestFinishedAt ?? input.firstSeenAt ?? null;
+  if (since !== null && input.staleAfterMs !== null && input.now - since > input.staleAfterMs) return 'stale';
+  if (input.damaged) return 'corrupt';
+  return input.newestFinishedAt === null ? 'never' : 'ok';
+}
+
+/**
+ * Given an app's summary, return its kept snapshots that their last
+ * verification found damaged: a snapshot retention deleted, or a later
+ * verification passed, no longer counts. A snapshot whose manifest is not
+ * JSON is kept too (the verification says so).
+ */
+export function damagedSnapshots(summary: AppSummary): DamagedSnapshot[] {
+  const kept = new Set([...summary.snapshots.map((snapshot) => snapshot.id), ...summary.unreadable]);
+  return (summary.lastVerify?.snapshots ?? []).filter((snapshot) => !snapshot.ok && kept.has(snapshot.id)).map(({ id, problems, at }) => ({ id, problems, at }));
 }
 
 /** Given Redis and the prefix, return every app's last final failure. */
@@ -165,10 +187,9 @@ function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error,
     }
   }
   // A damaged snapshot counts while it is kept: retention deleting it, or a verify passing again, clears it.
-  const kept = new Set(summary?.snapshots.map((snapshot) => snapshot.id));
   const verify = summary?.lastVerify ?? null;
-  const damaged = verify ? verify.snapshots.filter((snapshot) => !snapshot.ok && kept.has(snapshot.id)) : [];
-  for (const snapshot of damaged) problems.push(`verify FAILED ${verify!.at}: ${name}/${snapshot.id}: ${snapshot.problems[0] ?? 'damaged'}`);
+  const damaged = summary ? damagedSnapshots(summary) : [];
+  for (const snapshot of damaged) problems.push(`verify FAILED ${snapshot.at}: ${name}/${snapshot.id}: ${snapshot.problems[0] ?? 'damaged'}`);
   const newest = summary?.snapshots[0] ?? null;
   const finishedAt = newest ? Date.parse(newest.finishedAt) : null;
   const lastFailure = newerFailure(known.failures.get(name) ?? null, summary?.lastFailure ?? null);
@@ -184,6 +205,7 @@ function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error,
       staleAfterMs,
       now: now.getTime(),
       firstSeenAt: firstSeenAt ? Date.parse(firstSeenAt) : null,
+      damaged: damaged.length > 0,
     }),
     newest: newest
       ? { id: newest.id, path: path.join(appDirectory(repository, name), newest.id), finishedAt: newest.finishedAt, bytes: newest.bytes, durationMs: Date.parse(newest.finishedAt) - Date.parse(newest.startedAt), warnings: newest.warnings }
@@ -198,7 +220,7 @@ function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error,
     lastDrill: drill ? { snapshotId: drill.snapshotId, passed: drill.passed, at: drill.finishedAt, node: drill.node, error: drill.error } : null,
     lastDrillPassedAt: drillPassedAt,
     drillSince,
-    lastVerify: verify ? { at: verify.at, snapshots: verify.snapshots.length, failed: damaged.map(({ id, problems: found }) => ({ id, problems: found })) } : null,
+    lastVerify: verify ? { at: verify.at, snapshots: verify.snapshots.length, failed: damaged } : null,
   };
 }
 

@@ -62,10 +62,10 @@ test('Redis back empty: the scheduler re-creates the missing job schedulers on r
       fault: 'Redis restarted empty (no persistence) under a running scheduler',
       expected: `job schedulers re-created by the scheduler itself; status healthy within ${BOUND_MS / 1000} s`,
       observed: afterRestart.ms === null ? `status still unhealthy after ${BOUND_MS / 1000} s: ${afterRestart.last.stdout.slice(0, 300)}` : `status healthy after ${(afterRestart.ms / 1000).toFixed(1)} s`,
-      pass: afterRestart.ms !== null && /redis had lost 4 job schedulers/.test(restartLog),
+      pass: afterRestart.ms !== null && /redis had lost 6 job schedulers/.test(restartLog),
     });
     assert.notEqual(afterRestart.ms, null, `status healthy again within ${BOUND_MS} ms:\n${afterRestart.last.stdout}\n${restartLog}`);
-    assert.match(restartLog, /"msg":"redis had lost 4 job schedulers \(app-shop, app-blog, drill-shop, retention-sweep\): re-created \(redis reconnected\)"/);
+    assert.match(restartLog, /"msg":"redis had lost 6 job schedulers \(app-shop, app-blog, drill-shop, verify-shop, verify-blog, retention-sweep\): re-created \(redis reconnected\)"/);
 
     // A check every second from here (SIGHUP restarts the timer; its reconcile finds nothing to change).
     await cluster.writeConfig(apps, { notify: { staleCheckInterval: '1s' } });
@@ -92,7 +92,7 @@ test('Redis back empty: the scheduler re-creates the missing job schedulers on r
       pass: afterFlush.ms !== null && /re-created \(periodic check\)/.test(flushLog),
     });
     assert.notEqual(afterFlush.ms, null, `status healthy again within ${BOUND_MS} ms:\n${afterFlush.last.stdout}\n${flushLog}`);
-    assert.match(flushLog, /"msg":"redis had lost 4 job schedulers \(app-shop, app-blog, drill-shop, retention-sweep\): re-created \(periodic check\)"/);
+    assert.match(flushLog, /"msg":"redis had lost 6 job schedulers \(app-shop, app-blog, drill-shop, verify-shop, verify-blog, retention-sweep\): re-created \(periodic check\)"/);
     // Existing schedulers are never upserted again: one line per loss, not one per check.
     await new Promise((resolve) => setTimeout(resolve, 3000));
     assert.equal(scheduler.output().split('\n').filter((line) => line.includes('re-created (')).length, 2, scheduler.output());

@@ -9,7 +9,7 @@ import { run } from '../helpers/processes.ts';
 test('the benchmark runs in smoke mode', async () => {
   const result = await run(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'bench/run.ts'), '--smoke'], { cwd: PROJECT_ROOT, timeout: 240_000 });
   assert.equal(result.code, 0, result.stderr.slice(-3000));
-  for (const scenario of ['(a)', '(a2)', '(b)', '(b2)', '(c)', '(d)', '(r)', '(n)', '(u)', '(f)']) assert.ok(result.stdout.includes(scenario), `${scenario} in the table`);
+  for (const scenario of ['(a)', '(a2)', '(b)', '(b2)', '(c)', '(d)', '(r)', '(n)', '(u)', '(f)', '(v)']) assert.ok(result.stdout.includes(scenario), `${scenario} in the table`);
   const results = JSON.parse(await readFile(path.join(PROJECT_ROOT, 'bench/results-smoke.json'), 'utf8'));
   assert.equal(results.smoke, true);
   for (const key of ['a', 'a2', 'b', 'b2', 'c', 'n']) assert.ok(results.scenarios[key].bysu > 0 && results.scenarios[key].openssh > 0, key);
@@ -37,4 +37,9 @@ test('the benchmark runs in smoke mode', async () => {
   assert.equal(fleet.snapshots, 60);
   assert.ok(fleet.floorSeconds > 0 && fleet.reconcileSeconds.first > 0 && fleet.dashboardStartSeconds > 0, 'f: floor, reconcile, dashboard start');
   for (const reader of ['status', 'statusJson', 'metrics', 'apiApps']) assert.ok(fleet[reader].cold > 0 && fleet[reader].warm > 0, `f: ${reader}`);
+  // (v): the verification alone and beside a snapshot, unbounded and at the default bound, each side measured.
+  const verify = results.scenarios.v;
+  for (const [key, value] of Object.entries(verify.mibPerSecond as Record<string, number>)) assert.ok(value > 0, `v: ${key}`);
+  assert.equal(Object.keys(verify.mibPerSecond).length, 8);
+  assert.ok(verify.verifyCpuSecondsPerGiB.unbounded > 0 && verify.verifyCpuSecondsPerGiB.bound > 0, 'v: CPU per GiB verified');
 });

@@ -34,7 +34,7 @@ async function readmeRecipe(): Promise<{ allowList: string; scp: string; setup: 
   const blocks = [...section.slice(0, section.indexOf('\n## ')).matchAll(/```sh\n([\s\S]*?)```/g)].map((match) => match[1]!);
   const commands = (block: string) => block.split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#'));
   const [allowList, scp, setup, ...rest] = commands(blocks[0] ?? '');
-  assert.match(allowList ?? '', /^npx bysu config allow-list db1 > \S+$/, 'the recipe prints the allow-list of db1 into a file');
+  assert.match(allowList ?? '', /^bysu config allow-list db1 > \S+$/, 'the recipe prints the allow-list of db1 into a file');
   assert.match(scp ?? '', /^scp \S+( \S+)+ root@db1:$/, 'then copies the files to root\'s home on db1');
   assert.match(setup ?? '', /^sh setup-node\.sh /, 'then runs the script on the node');
   assert.deepEqual(rest, [], 'the recipe has three commands');
@@ -43,10 +43,10 @@ async function readmeRecipe(): Promise<{ allowList: string; scp: string; setup: 
   return { allowList: allowList!, scp: scp!, setup: setup!, update };
 }
 
-/** Given a line of the README run on the backup server, return it runnable here: `npx bysu` is this checkout's bin/bysu.js. */
+/** Given a line of the README run on the backup server, return it runnable here: `bysu` is this checkout's bin/bysu.js. */
 function onServer(line: string): string {
-  assert.match(line, /^npx bysu /);
-  return line.replace(/^npx bysu /, `'${BYSU_BIN}' `);
+  assert.match(line, /^bysu /);
+  return line.replace(/^bysu /, `'${BYSU_BIN}' `);
 }
 
 /**

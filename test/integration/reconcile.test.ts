@@ -31,7 +31,7 @@ test('reconcile leaves unchanged schedulers alone, applies changes, removes what
       const first = config(redis.url, `
   - { name: shop, node: db1, schedule: "* * * * * *", parts: [{ file: a.sql, run: "echo a" }] }
   - { name: wiki, node: db1, schedule: "0 3 * * *", parts: [{ file: w.sql, run: "echo w" }] }`);
-      const created = await reconcileSchedulers(snapshots, retention, first, connection);
+      const created = await reconcileSchedulers({ snapshot: snapshots, retention }, first, connection);
       assert.deepEqual(created.upserted.sort(), ['app-shop', 'app-wiki']);
       assert.deepEqual(Object.keys(await connection.hgetall(redisKeys.appFirstSeen('rc'))).sort(), ['shop', 'wiki']);
 
@@ -40,14 +40,14 @@ test('reconcile leaves unchanged schedulers alone, applies changes, removes what
       const due = (await snapshots.getJobs(['delayed', 'waiting'])).filter((job) => job.data.app === 'shop' && job.timestamp + (job.delay ?? 0) <= Date.now());
       assert.equal(due.length, 1, 'one due run of shop');
       const waiting = due.map((job) => job.id);
-      const again = await reconcileSchedulers(snapshots, retention, first, connection);
+      const again = await reconcileSchedulers({ snapshot: snapshots, retention }, first, connection);
       assert.deepEqual(again.upserted, [], 'nothing changed, nothing upserted');
       assert.deepEqual(again.unchanged.sort(), ['app-shop', 'app-wiki']);
       assert.ok((await snapshots.getJobs(['delayed', 'waiting'])).some((job) => job.id === waiting[0]), 'the due run survives a restart of the scheduler');
 
       const changed = config(redis.url, `
   - { name: shop, node: db1, schedule: "* * * * * *", parts: [{ file: a.sql, run: "echo changed" }] }`);
-      const applied = await reconcileSchedulers(snapshots, retention, changed, connection);
+      const applied = await reconcileSchedulers({ snapshot: snapshots, retention }, changed, connection);
       assert.deepEqual(applied.upserted, ['app-shop'], 'a changed command reaches the template');
       assert.deepEqual(applied.removed, ['app-wiki']);
       const scheduler = await snapshots.getJobScheduler('app-shop');

@@ -34,7 +34,9 @@ test('compose.yaml: services, Redis settings, replicas, volumes, real commands',
     services: Record<string, { command: string[]; image?: string; build?: string; volumes?: string[]; deploy?: { replicas?: number }; environment?: Record<string, string>; restart?: string; depends_on?: Record<string, { condition: string }> }>;
     volumes: Record<string, unknown>;
   };
-  assert.deepEqual(Object.keys(compose.services).sort(), ['dashboard', 'drill-worker', 'init', 'redis', 'retention-worker', 'scheduler', 'snapshot-worker']);
+  assert.deepEqual(Object.keys(compose.services).sort(), ['dashboard', 'drill-worker', 'init', 'redis', 'retention-worker', 'scheduler', 'snapshot-worker', 'verify-worker']);
+  // Every kind of worker runs somewhere: a kind left out would leave its queue unserved, with nothing said.
+  for (const kind of WORKER_KINDS) assert.ok(Object.values(compose.services).some((service) => service.command.join(' ') === `worker ${kind}`), `compose runs a ${kind} worker`);
   // The repository volume is made a repository once, before anything that requires its marker starts.
   assert.deepEqual(compose.services.init!.command, ['init']);
   assert.equal(compose.services.init!.restart, 'no', 'init runs once per start, never in a loop');
@@ -83,6 +85,7 @@ const systemdAnalyze = spawnSync('systemd-analyze', ['--version']).status === 0;
 test('systemd units start real subcommands', () => {
   const units = readdirSync(path.join(ROOT, 'contrib/systemd')).filter((name) => name.endsWith('.service'));
   assert.ok(units.length >= 5);
+  for (const kind of WORKER_KINDS) assert.ok(units.includes(`bysu-worker-${kind}.service`), `a unit runs the ${kind} worker`);
   for (const unit of units) {
     const text = readFileSync(path.join(ROOT, 'contrib/systemd', unit), 'utf8');
     const exec = /^ExecStart=\/opt\/bysu\/bin\/bysu\.js (.+)$/m.exec(text);

@@ -2,7 +2,7 @@
  * Staleness: the interval of a schedule is the longest gap between its next
  * runs (so weekends and short months are not alarms), the default stale
  * threshold is 1.5 times it, `staleAfter` overrides it; and the pure
- * classification of an app as ok, stale, failing, never or orphaned.
+ * classification of an app as ok, stale, failing, corrupt, never or orphaned.
  */
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
@@ -145,7 +145,7 @@ describe('nextRunMs', () => {
 describe('classifyApp', () => {
   const now = Date.parse('2026-11-26T12:00:00Z');
   const staleAfterMs = 36 * HOUR;
-  const base = { configured: true, newestFinishedAt: null as number | null, lastFailureAt: null as number | null, staleAfterMs: staleAfterMs as number | null, now };
+  const base = { configured: true, newestFinishedAt: null as number | null, lastFailureAt: null as number | null, staleAfterMs: staleAfterMs as number | null, now, damaged: false };
 
   const table: { name: string; input: Partial<typeof base>; expected: AppStateName }[] = [
     { name: 'not configured → orphaned', input: { configured: false, newestFinishedAt: now - HOUR }, expected: 'orphaned' },
@@ -167,6 +167,10 @@ describe('classifyApp', () => {
     { name: 'staleAfter null, newer failure → failing', input: { newestFinishedAt: now - 365 * DAY, lastFailureAt: now - DAY, staleAfterMs: null }, expected: 'failing' },
     { name: 'stale and a newer failure → failing wins over stale', input: { newestFinishedAt: now - 3 * DAY, lastFailureAt: now - HOUR }, expected: 'failing' },
     { name: 'staleAfter 0 and any age → stale', input: { newestFinishedAt: now - 1, staleAfterMs: 0 }, expected: 'stale' },
+    { name: 'a damaged kept snapshot, otherwise ok → corrupt', input: { newestFinishedAt: now - HOUR, damaged: true }, expected: 'corrupt' },
+    { name: 'damaged and failing → failing: corrupt never hides it', input: { newestFinishedAt: now - 2 * HOUR, lastFailureAt: now - HOUR, damaged: true }, expected: 'failing' },
+    { name: 'damaged and stale → stale: corrupt never hides it', input: { newestFinishedAt: now - 3 * DAY, damaged: true }, expected: 'stale' },
+    { name: 'damaged, not configured → orphaned', input: { configured: false, newestFinishedAt: now - HOUR, damaged: true }, expected: 'orphaned' },
   ];
   for (const row of table) {
     test(row.name, () => {
@@ -177,14 +181,15 @@ describe('classifyApp', () => {
   test('property: the classification agrees with the definitions', () => {
     const time = fc.option(fc.integer({ min: now - 100 * DAY, max: now }), { nil: null });
     fc.assert(
-      fc.property(fc.boolean(), time, time, fc.option(fc.integer({ min: 0, max: 50 * DAY }), { nil: null }), (configured, newest, failure, stale) => {
-        const state = classifyApp({ configured, newestFinishedAt: newest, lastFailureAt: failure, staleAfterMs: stale, now });
+      fc.property(fc.boolean(), time, time, fc.option(fc.integer({ min: 0, max: 50 * DAY }), { nil: null }), fc.boolean(), (configured, newest, failure, stale, damaged) => {
+        // A damaged snapshot is a kept one: none without a snapshot.
+        const state = classifyApp({ configured, newestFinishedAt: newest, lastFailureAt: failure, staleAfterMs: stale, now, damaged: damaged && newest !== null });
         if (!configured) return assert.equal(state, 'orphaned');
         const failing = failure !== null && (newest === null || failure > newest);
         if (failing) return assert.equal(state, 'failing');
         if (newest === null) return assert.equal(state, 'never');
         if (stale !== null && now - newest > stale) return assert.equal(state, 'stale');
-        return assert.equal(state, 'ok');
+        return assert.equal(state, damaged ? 'corrupt' : 'ok');
       }),
       { numRuns: 500 },
     );
