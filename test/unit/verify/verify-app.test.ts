@@ -6,6 +6,7 @@
  * Snapshots are written and summed here with `sha256sum`, as a person would.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -26,7 +27,9 @@ async function withSnapshots(fn: (repository: string, appDir: string) => Promise
       const snapshot = path.join(appDir, id);
       await mkdir(snapshot, { recursive: true });
       await writeFile(path.join(snapshot, 'shop.sql'), `dump of ${id}\n`);
-      await writeFile(path.join(snapshot, 'manifest.json'), `${JSON.stringify({ parts: [{ file: 'shop.sql', bytes: `dump of ${id}\n`.length }] })}\n`);
+      const dump = `dump of ${id}\n`;
+      const manifest = { startedAt: '2026-11-01T00:00:00Z', finishedAt: '2026-11-01T00:00:01Z', bytes: dump.length, warnings: [], parts: [{ file: 'shop.sql', bytes: dump.length, sha256: createHash('sha256').update(dump).digest('hex') }] };
+      await writeFile(path.join(snapshot, 'manifest.json'), `${JSON.stringify(manifest)}\n`);
       const sums = await run('sha256sum', ['shop.sql', 'manifest.json'], { cwd: snapshot });
       await writeFile(path.join(snapshot, 'SHA256SUMS'), sums.stdout);
     }
