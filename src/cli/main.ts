@@ -273,8 +273,10 @@ app, snapshot id or file, or a repository that is not mounted.`)
     .description('re-hash snapshots against SHA256SUMS and re-validate tars now; exit 1 on any mismatch (recorded in <app>/.last-verify.json: status calls the app CORRUPT while a damaged snapshot is kept)')
     .argument('[apps...]')
     .option('--all', 'every configured app')
+    .option('--snapshot <id>', 'only this snapshot of the one app named')
+    .option('--json', 'each snapshot\'s verdict as JSON, nothing else')
     .addHelpText('after', `
-Every complete snapshot of each app is read, newest first: each file listed in
+Every complete snapshot of each app (or the one --snapshot names) is read, newest first: each file listed in
 SHA256SUMS is hashed again (a missing file, a checksum or size that does not
 agree with SHA256SUMS or the manifest is a failure), and tar parts are
 validated again. The verify worker (bysu worker verify, or bysu up) does the
@@ -288,12 +290,13 @@ bysu_app_damaged_snapshots, and the webhook gets "corrupt" once (from the
 scheduler's next check). It clears when retention deletes the snapshot or a
 later verification finds it whole again (after a repair).
 
-Example:
+Examples:
   bysu verify --all
+  bysu verify shop --snapshot 20261126T021500Z --json
 
 Exit status: 0 every snapshot verified, 1 a snapshot is damaged, 2 usage or
 configuration error, or a repository that is missing or not marked.`)
-    .action((apps: string[], options: { all?: boolean }) => run(import('./verify.ts').then((command) => command.verify(globals(), apps, options))));
+    .action((apps: string[], options: { all?: boolean; snapshot?: string; json?: boolean }) => run(import('./verify.ts').then((command) => command.verify(globals(), apps, options))));
 
   program.command('status')
     .description('per app: last snapshot, age, size, next run, last error; exit 1 if any stale, failing or corrupt (named apps: only those)')

@@ -21,6 +21,8 @@ export interface VerifyAppOptions {
   signal?: AbortSignal;
   /** How to hold the app's lock while the record is written; null (Redis unreachable): the record alone is written, readers rebuild the summary. */
   lock: AppLock | null;
+  /** Only this snapshot (its verdict is merged into the record like any other); none: every complete snapshot. */
+  snapshotId?: string;
   /** Each snapshot's verdict, as it is found. */
   onSnapshot?: (result: VerifyResult) => void;
   /** The record as each write left it. */
@@ -63,7 +65,8 @@ export async function verifyApp(repository: string, app: string, options: Verify
     }
     await options.onRecorded?.(record);
   };
-  for (const snapshot of await listSnapshots(repository, app)) {
+  const snapshots = (await listSnapshots(repository, app)).filter((snapshot) => options.snapshotId === undefined || snapshot.id === options.snapshotId);
+  for (const snapshot of snapshots) {
     const result = await verifySnapshot(snapshot, { ...(options.throttle ? { throttle: options.throttle } : {}), ...(options.signal ? { signal: options.signal } : {}) });
     results.push(result);
     found.push({ id: result.id, ok: result.ok, problems: result.problems, at: new Date().toISOString() });

@@ -6,7 +6,7 @@
  * prune --dry-run) whose output is JSON and nothing else.
  */
 import assert from 'node:assert/strict';
-import { rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { waitForLog, withCluster } from '../helpers/cluster.ts';
@@ -74,5 +74,39 @@ test('--wait says why a job waits and how long a commit took; --json everywhere 
     assert.equal(drilled.code, 0, drilled.stdout + drilled.stderr);
     assert.deepEqual(JSON.parse(drilled.stdout).map(({ app, ok, snapshotId, node: on }: { app: string; ok: boolean; snapshotId: string; node: string }) => ({ app, ok, snapshotId, node: on })),
       [{ app: 'shop', ok: true, snapshotId: outcome!.snapshot.id, node: 'db1' }]);
+  });
+});
+
+test('verify --snapshot reads only the snapshot named, --json prints each verdict, and a refusal says what to do', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    await cluster.writeConfig([{ name: 'shop', node: 'db1', keep: 3, parts: [{ file: 'shop.sql', run: 'echo shop' }] }]);
+    const worker = cluster.startWorker();
+    await waitForLog(worker, 'worker started');
+    for (let round = 0; round < 2; round += 1) assert.equal((await cluster.bysu(['snapshot', 'shop', '--wait'])).code, 0);
+    const [newer, older] = (JSON.parse((await cluster.bysu(['list', 'shop', '--json'])).stdout) as { id: string }[]).map((entry) => entry.id);
+    await writeFile(path.join(cluster.repository, 'shop', older!, 'shop.sql'), 'rot\n');
+
+    const one = await cluster.bysu(['verify', 'shop', '--snapshot', newer!, '--json']);
+    assert.equal(one.code, 0, one.stdout + one.stderr);
+    const verdicts = JSON.parse(one.stdout) as { app: string; id: string; ok: boolean; files: number; bytes: number; problems: string[] }[];
+    assert.deepEqual(verdicts.map(({ app, id, ok, files, problems }) => ({ app, id, ok, files, problems })), [{ app: 'shop', id: newer, ok: true, files: 2, problems: [] }]);
+    assert.ok(verdicts[0]!.bytes > 0);
+    const damaged = await cluster.bysu(['verify', 'shop', '--snapshot', older!, '--json']);
+    assert.equal(damaged.code, 1);
+    const [verdict] = JSON.parse(damaged.stdout) as { id: string; ok: boolean; problems: string[] }[];
+    assert.deepEqual({ id: verdict!.id, ok: verdict!.ok }, { id: older, ok: false });
+    assert.match(verdict!.problems[0]!, /^shop\.sql: /);
+    // The verdicts merge: verifying the newer one again leaves the older one damaged in the record.
+    await cluster.bysu(['verify', 'shop', '--snapshot', newer!]);
+    const record = JSON.parse(await readFile(path.join(cluster.repository, 'shop', '.last-verify.json'), 'utf8')) as { snapshots: { id: string; ok: boolean }[] };
+    assert.deepEqual(record.snapshots.map(({ id, ok }) => ({ id, ok })), [{ id: newer, ok: true }, { id: older, ok: false }]);
+    assert.equal((JSON.parse((await cluster.bysu(['verify', 'shop', '--json'])).stdout) as unknown[]).length, 2, 'without --snapshot: every snapshot');
+
+    const unknown = await cluster.bysu(['verify', 'shop', '--snapshot', '20200101T000000Z']);
+    assert.equal(unknown.code, 2);
+    assert.equal(unknown.stderr.trim(), 'bysu: shop has no complete snapshot 20200101T000000Z; see its snapshots with: bysu list shop');
+    const all = await cluster.bysu(['verify', '--all', '--snapshot', newer!]);
+    assert.equal(all.code, 2);
+    assert.equal(all.stderr.trim(), 'bysu: --snapshot names a snapshot of one app: give exactly one app');
   });
 });
