@@ -78,12 +78,24 @@ async function connectOnce(url: string, timeoutMs: number, options: RedisOptions
   client.on('error', (error: Error) => {
     socketError ??= error;
   });
-  try {
+  // connectTimeout bounds the TCP connect only: a Redis that accepts and never answers (SIGSTOPped, a wrong
+  // service on the port) kept the ready check and the PING waiting for ever. The whole handshake is bounded.
+  let timer: NodeJS.Timeout | undefined;
+  const silent = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  const handshake = (async () => {
     await client.connect();
     await client.ping();
+  })();
+  handshake.catch(() => undefined); // after a timeout it fails too, once the client is disconnected
+  try {
+    await Promise.race([handshake, silent]);
   } catch (error) {
     client.disconnect();
     throw new RedisUnavailableError(`Redis unreachable at ${redactRedisUrl(url)}: ${(socketError ?? (error as Error)).message}`);
+  } finally {
+    clearTimeout(timer);
   }
   return client;
 }

@@ -58,7 +58,8 @@ export async function openSnapshotFile(snapshot: { app: string; id: string; path
   const label = snapshotFileLabel(snapshot, file);
   let handle: FileHandle;
   try {
-    handle = await open(path.join(snapshot.path, file), constants.O_RDONLY | constants.O_NOFOLLOW);
+    // O_NONBLOCK: a FIFO put in the snapshot would block the open for ever; it is then refused as not a regular file.
+    handle = await open(path.join(snapshot.path, file), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new SnapshotDamagedError(`${label} is missing`);

@@ -48,6 +48,10 @@ function climbs(name: string): boolean {
 export function unsafeEntryReason(entry: TarEntry): string | null {
   if (entry.name.startsWith('/')) return 'an absolute path';
   if (climbs(entry.name)) return 'a ".." in its path';
+  // A device node extracted as root is a door to the host's device (a block device 7:0 is /dev/loop0); no dump
+  // BYSU takes needs one back, and a FIFO would hang whoever reads the restored tree.
+  if (entry.type === '3' || entry.type === '4') return `a ${entry.type === '3' ? 'character' : 'block'} device node`;
+  if (entry.type === '6') return 'a FIFO';
   if (entry.type === '1') {
     // A hard link's target is a name in the archive, from the directory it is extracted into.
     if (entry.linkName.startsWith('/') || climbs(entry.linkName)) return `a hard link to ${quoteName(entry.linkName, 256)}, outside the archive`;

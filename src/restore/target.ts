@@ -15,6 +15,13 @@ import { fsyncPath } from '../repository/durable.ts';
 /** A target a restore may write to. */
 export type TargetState = { kind: 'new' } | { kind: 'empty-directory' };
 
+/**
+ * The staging directory of a restore into an existing empty directory, left
+ * inside it when that restore was killed (kill -9, a power cut): it does not
+ * make the target non-empty, and the next restore into it removes it.
+ */
+const LEFTOVER_STAGING = /^\.bysu-restore-[A-Za-z0-9]{6}$/;
+
 /** How many entries of a non-empty target a refusal names. */
 const ENTRIES_SHOWN = 3;
 
@@ -34,7 +41,7 @@ export async function checkTarget(target: string): Promise<TargetState | { refus
     return { kind: 'new' };
   }
   if (!info.isDirectory()) return { refused: `refusing to restore into ${target}: it exists and is not a directory; choose a new or empty directory with --to` };
-  const entries = await readdir(target);
+  const entries = (await readdir(target)).filter((name) => !LEFTOVER_STAGING.test(name));
   if (entries.length > 0) {
     const shown = entries.sort().slice(0, ENTRIES_SHOWN).map((name) => JSON.stringify(name)).join(', ') + (entries.length > ENTRIES_SHOWN ? ', …' : '');
     return { refused: `refusing to restore into ${target}: it is not empty (${entries.length} entr${entries.length === 1 ? 'y' : 'ies'}: ${shown}); choose a new or empty directory with --to` };
@@ -76,8 +83,11 @@ export async function publishStaging(staging: string, target: string, state: Tar
     return null;
   }
   const inTarget = await readdir(target);
-  if (inTarget.some((name) => name !== path.basename(staging))) {
+  if (inTarget.some((name) => name !== path.basename(staging) && !LEFTOVER_STAGING.test(name))) {
     return { refused: `refusing to restore into ${target}: it is no longer empty (something was written there while the files were checked and copied); choose a new or empty directory with --to` };
+  }
+  for (const name of inTarget) {
+    if (name !== path.basename(staging) && LEFTOVER_STAGING.test(name)) await rm(path.join(target, name), { recursive: true, force: true });
   }
   for (const name of await readdir(staging)) await rename(path.join(staging, name), path.join(target, name));
   await rmdir(staging);
