@@ -3,8 +3,8 @@
  * the newest one, the apps present, and verification of a snapshot against
  * its SHA256SUMS with tar parts re-validated. Nothing here writes.
  */
-import { createReadStream } from 'node:fs';
-import { lstat, readdir, readFile, readlink } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readdir, readFile, readlink, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { appDirectory, COMMITS_DIR, compareSnapshotIds, DRILL_RESULT_PATTERN, DRILL_TEMPORARY_PATTERN, DRILLS_DIR, INCOMING_DIR, isSnapshotId, LATEST_LINK, MANIFEST_FILE, SUMS_FILE } from './layout.ts';
@@ -197,7 +197,12 @@ export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOpt
   let sums: { file: string; sha256: string }[] = [];
   let bytes = 0;
   try {
-    sums = parseSums(await readFile(path.join(snapshot.path, SUMS_FILE), 'utf8'));
+    const handle = await openRegularFile(path.join(snapshot.path, SUMS_FILE));
+    try {
+      sums = parseSums(await handle.readFile('utf8'));
+    } finally {
+      await handle.close();
+    }
   } catch (error) {
     problems.push(`${SUMS_FILE}: ${(error as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : (error as Error).message}`);
   }
@@ -213,7 +218,8 @@ export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOpt
     signal?.throwIfAborted();
     const inspector = new PartInspector(entry.file, { keepHashingInvalidArchives: true });
     try {
-      const source = createReadStream(path.join(snapshot.path, entry.file), { highWaterMark: VERIFY_READ_BYTES });
+      const handle = await openRegularFile(path.join(snapshot.path, entry.file));
+      const source = handle.createReadStream({ highWaterMark: VERIFY_READ_BYTES });
       await (throttle
         ? pipeline(source, throttle.stream(), inspectingSink(inspector), signal ? { signal } : {})
         : pipeline(source, inspectingSink(inspector), signal ? { signal } : {}));
@@ -232,6 +238,27 @@ export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOpt
     }
   }
   return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length, bytes };
+}
+
+/**
+ * Given a path in a snapshot, open it for reading only if it is a regular
+ * file: a symbolic link (to /dev/zero, read for ever) is refused, not
+ * followed, and a FIFO is refused at once instead of blocking the open for
+ * ever. Throw an error whose message says which.
+ */
+async function openRegularFile(file: string): Promise<FileHandle> {
+  let handle: FileHandle;
+  try {
+    handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('a symbolic link, not the file the snapshot wrote');
+    throw error;
+  }
+  if (!(await handle.stat()).isFile()) {
+    await handle.close();
+    throw new Error('not a regular file');
+  }
+  return handle;
 }
 
 /** Given the repository and an app, return its newest drill result and its newest passed one (each null if none), in one pass. */
