@@ -27,15 +27,8 @@ export interface SnapshotEntry {
  */
 export async function listSnapshots(repository: string, app: string): Promise<SnapshotEntry[]> {
   const appDir = appDirectory(repository, app);
-  let names: string[];
-  try {
-    names = (await readdir(appDir, { withFileTypes: true })).filter((entry) => entry.isDirectory() && isSnapshotId(entry.name)).map((entry) => entry.name);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
-    throw error;
-  }
   const snapshots: SnapshotEntry[] = [];
-  for (const id of names.sort(compareSnapshotIds).reverse()) {
+  for (const id of await listSnapshotIds(repository, app)) {
     const snapshotPath = path.join(appDir, id);
     let text: string;
     try {
@@ -54,6 +47,30 @@ export async function listSnapshots(repository: string, app: string): Promise<Sn
   }
   return snapshots;
 }
+
+/**
+ * Given the repository and an app, return the names of its snapshot-id
+ * directories, complete or not, newest first (none when the app has no
+ * directory).
+ */
+export async function listSnapshotIds(repository: string, app: string): Promise<string[]> {
+  try {
+    const entries = await readdir(appDirectory(repository, app), { withFileTypes: true });
+    return entries.filter((entry) => entry.isDirectory() && isSnapshotId(entry.name)).map((entry) => entry.name).sort(compareSnapshotIds).reverse();
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw error;
+  }
+}
+
+/**
+ * The problem a verification records for a snapshot directory that has no
+ * readable manifest.json. BYSU publishes a snapshot whole (one rename of a
+ * directory that holds it), so a published one without it was damaged or
+ * changed by hand: it counts as damaged until it is removed, or a copy by
+ * hand that was still in progress is verified again whole.
+ */
+export const NO_MANIFEST_PROBLEM = `${MANIFEST_FILE}: missing or unreadable, and a committed snapshot always has one`;
 
 /** Given the repository and an app, return its newest complete snapshot with a readable manifest, or null. */
 export async function newestSnapshot(repository: string, app: string): Promise<SnapshotEntry | null> {

@@ -14,7 +14,7 @@ import { makeDirectory, ownerFor, replaceFile, storageError } from './durable.ts
 import { appDirectory, DRILLS_DIR, FAILURE_RECORD_FILE, safeJobName, VERIFY_RECORD_FILE, VERIFY_RECORD_FORMAT } from './layout.ts';
 import { MAX_WARNING_BYTES, MAX_WARNINGS_PER_PART } from './manifest.ts';
 import { requireRepository } from './marker.ts';
-import { listSnapshots } from './read.ts';
+import { listSnapshotIds } from './read.ts';
 
 /** An app's last final failure, as the snapshot worker records it (in Redis and in `.last-failure.json`). */
 export interface FailureRecord {
@@ -108,7 +108,8 @@ export async function recordVerification(repository: string, app: string, found:
   const previous = await readVerifyRecord(appDir);
   const verdicts = new Map((previous?.snapshots ?? []).map((snapshot) => [snapshot.id, snapshot]));
   for (const snapshot of found) verdicts.set(snapshot.id, snapshot);
-  const snapshots = (await listSnapshots(repository, app)).flatMap(({ id }) => verdicts.get(id) ?? []);
+  // Every snapshot directory still there keeps its verdict, one without a readable manifest too (damage).
+  const snapshots = (await listSnapshotIds(repository, app)).flatMap((id) => verdicts.get(id) ?? []);
   const record: VerifyRecord = { format: VERIFY_RECORD_FORMAT, app, at: now.toISOString(), snapshots };
   await writeVerifyRecord(repository, app, record);
   return record;

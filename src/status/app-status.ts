@@ -16,7 +16,7 @@ import type { Logger } from '../log.ts';
 import { parseDrillSince, redisKeys, SNAPSHOT_QUEUE, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord } from '../queue/jobs.ts';
 import { appDirectory } from '../repository/layout.ts';
 import { requireRepository } from '../repository/marker.ts';
-import { listAppDirectories } from '../repository/read.ts';
+import { listAppDirectories, NO_MANIFEST_PROBLEM } from '../repository/read.ts';
 import type { FailureRecord } from '../repository/records.ts';
 import { readAppSummaries, type AppSummary } from '../repository/summary.ts';
 import { drillOverdue, drillOverdueSince, staleThresholdMs } from './stale.ts';
@@ -112,7 +112,11 @@ export function classifyApp(input: {
  */
 export function damagedSnapshots(summary: AppSummary): DamagedSnapshot[] {
   const kept = new Set([...summary.snapshots.map((snapshot) => snapshot.id), ...summary.unreadable]);
-  return (summary.lastVerify?.snapshots ?? []).filter((snapshot) => !snapshot.ok && kept.has(snapshot.id)).map(({ id, problems, at }) => ({ id, problems, at }));
+  // A snapshot directory without a readable manifest is not among the kept snapshots, yet its damage counts
+  // until a verification no longer finds it (it was removed, or a copy by hand finished).
+  return (summary.lastVerify?.snapshots ?? [])
+    .filter((snapshot) => !snapshot.ok && (kept.has(snapshot.id) || snapshot.problems.includes(NO_MANIFEST_PROBLEM)))
+    .map(({ id, problems, at }) => ({ id, problems, at }));
 }
 
 /** Given Redis and the prefix, return every app's last final failure. */

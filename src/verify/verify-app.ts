@@ -8,9 +8,11 @@
  * alert know of it while the older snapshots are still being read (hours for
  * a large app at the bound); the rest is recorded at the end.
  */
+import path from 'node:path';
 import { toError } from '../errors.ts';
 import type { ReadThrottle } from '../repository/read-throttle.ts';
-import { listSnapshots, verifySnapshot, type VerifyResult } from '../repository/read.ts';
+import { appDirectory } from '../repository/layout.ts';
+import { listSnapshotIds, listSnapshots, NO_MANIFEST_PROBLEM, verifySnapshot, type VerifyResult } from '../repository/read.ts';
 import { recordVerification, type VerifiedSnapshot, type VerifyRecord } from '../repository/records.ts';
 import { changeApp, type AppLock } from '../repository/summary.ts';
 
@@ -65,9 +67,15 @@ export async function verifyApp(repository: string, app: string, options: Verify
     }
     await options.onRecorded?.(record);
   };
-  const snapshots = (await listSnapshots(repository, app)).filter((snapshot) => options.snapshotId === undefined || snapshot.id === options.snapshotId);
-  for (const snapshot of snapshots) {
-    const result = await verifySnapshot(snapshot, { ...(options.throttle ? { throttle: options.throttle } : {}), ...(options.signal ? { signal: options.signal } : {}) });
+  const listed = new Map((await listSnapshots(repository, app)).map((snapshot) => [snapshot.id, snapshot]));
+  // Every snapshot directory, newest first: one without a readable manifest is not listed as a snapshot, and
+  // must not be skipped here (a deleted or unreadable manifest would otherwise clear its damage).
+  const ids = (await listSnapshotIds(repository, app)).filter((id) => options.snapshotId === undefined || id === options.snapshotId);
+  for (const id of ids) {
+    const snapshot = listed.get(id);
+    const result: VerifyResult = snapshot
+      ? await verifySnapshot(snapshot, { ...(options.throttle ? { throttle: options.throttle } : {}), ...(options.signal ? { signal: options.signal } : {}) })
+      : { id, path: path.join(appDirectory(repository, app), id), ok: false, problems: [NO_MANIFEST_PROBLEM], files: 0, bytes: 0 };
     results.push(result);
     found.push({ id: result.id, ok: result.ok, problems: result.problems, at: new Date().toISOString() });
     unrecorded = true;
