@@ -276,3 +276,14 @@ export async function snapshotWithCli(configFile: string, queue: Queue, names: s
 export function seconds(value: number, digits = 2): string {
   return `${value.toFixed(digits)} s`;
 }
+
+/** Given a queue and a job id, wait until the job completed and return it; throw if it failed. */
+export async function waitForJob(queue: Queue, id: string): Promise<Job> {
+  for (;;) {
+    const state = await queue.getJobState(id);
+    const job = await Job.fromId(queue, id);
+    if (state === 'completed') return job!;
+    if (state === 'failed') throw new Error(`${id} failed: ${job!.failedReason}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -45,7 +45,7 @@ import { withRedis } from '../test/helpers/redis.ts';
 import { peakRss } from '../test/helpers/signals.ts';
 import { withSshNodes, type TestNode } from '../test/helpers/sshd.ts';
 import {
-  ALL_SCENARIOS, clearRepository, cpuSecondsOf, cpuSplitOf, DEFAULT_FLEET, median, MiB, opensshRuns, parseOptions, settle, startSnapshotWorker, writeBenchConfig,
+  ALL_SCENARIOS, clearRepository, cpuSecondsOf, cpuSplitOf, DEFAULT_FLEET, median, MiB, opensshRuns, parseOptions, settle, startSnapshotWorker, waitForJob, writeBenchConfig,
   type BenchSetup, type BysuProcess, type Sample,
 } from './common.ts';
 import { FLEET_SOURCE_APP, fleetScenario, fleetSourceParts } from './fleet.ts';
@@ -242,17 +242,6 @@ async function main(): Promise<void> {
   const output = path.join(path.dirname(new URL(import.meta.url).pathname), smoke ? 'results-smoke.json' : partial ? 'results-partial.json' : 'results.json');
   await writeFile(output, `${JSON.stringify(results, null, 2)}\n`);
   console.error(`bench: wrote ${output}`);
-}
-
-/** Given a queue and a job id, wait until the job completed and return it; throw if it failed. */
-async function waitForJob(queue: Queue, id: string): Promise<Job> {
-  for (;;) {
-    const state = await queue.getJobState(id);
-    const job = await Job.fromId(queue, id);
-    if (state === 'completed') return job!;
-    if (state === 'failed') throw new Error(`${id} failed: ${job!.failedReason}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 await main();

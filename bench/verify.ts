@@ -14,14 +14,14 @@
 import { readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { Job, Queue } from 'bullmq';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { loadConfig } from '../src/config/load.ts';
 import { buildVerifyJob, enqueueManualSnapshot, VERIFY_JOB_OPTIONS } from '../src/queue/enqueue.ts';
 import { SNAPSHOT_QUEUE, VERIFY_JOB, VERIFY_QUEUE, type SnapshotResult, type VerifyJobResult } from '../src/queue/jobs.ts';
 import { initRepository } from '../src/repository/marker.ts';
 import { run, stopProcess } from '../test/helpers/processes.ts';
-import { cpuSecondsOf, median, MiB, settle, startBysu, startSnapshotWorker, writeBenchConfig, type BenchSetup, type BysuProcess } from './common.ts';
+import { cpuSecondsOf, median, MiB, settle, startBysu, startSnapshotWorker, waitForJob, writeBenchConfig, type BenchSetup, type BysuProcess } from './common.ts';
 
 /** The default bound of verify.maxBytesPerSecond, as bysu.example.yaml has it. */
 const DEFAULT_BOUND = '50MiB';
@@ -30,17 +30,6 @@ interface Run {
   seconds: number;
   mibPerSecond: number;
   cpuSeconds?: number;
-}
-
-/** Given a job that has finished, return it; throw if it failed. */
-async function finished(queue: Queue, id: string): Promise<Job> {
-  for (;;) {
-    const state = await queue.getJobState(id);
-    const job = await Job.fromId(queue, id);
-    if (state === 'completed') return job!;
-    if (state === 'failed') throw new Error(`${id} failed: ${job!.failedReason}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
 }
 
 /** Run `once` back to back until stopped; stop() waits for the run under way. */
@@ -88,7 +77,7 @@ export async function verifyScenario(setup: BenchSetup): Promise<void> {
   };
 
   const snapshotOf = async (name: string): Promise<Run & { path: string }> => {
-    const job = await finished(snapshotQueue, await enqueueManualSnapshot(snapshotQueue, config, config.apps.find((app) => app.name === name)!));
+    const job = await waitForJob(snapshotQueue, await enqueueManualSnapshot(snapshotQueue, config, config.apps.find((app) => app.name === name)!));
     const result = job.returnvalue as SnapshotResult;
     const seconds = (job.finishedOn! - job.processedOn!) / 1000;
     return { seconds, mibPerSecond: result.bytes / MiB / seconds, path: result.path };
@@ -107,7 +96,7 @@ export async function verifyScenario(setup: BenchSetup): Promise<void> {
     }
     const cpuBefore = await cpuSecondsOf(verifier!.pid!);
     const job = await verifyQueue.add(VERIFY_JOB, buildVerifyJob({ name: 'v-data' }, 'manual'), VERIFY_JOB_OPTIONS);
-    const result = (await finished(verifyQueue, job.id!)).returnvalue as VerifyJobResult;
+    const result = (await waitForJob(verifyQueue, job.id!)).returnvalue as VerifyJobResult;
     return { seconds: result.ms / 1000, mibPerSecond: result.bytes / MiB / (result.ms / 1000), cpuSeconds: (await cpuSecondsOf(verifier!.pid!)) - cpuBefore };
   };
   /** `measured` alone, after what the previous runs left dirty is written back (not during a load: sync would slow the snapshot). */

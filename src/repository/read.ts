@@ -214,7 +214,7 @@ export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOpt
   let sums: { file: string; sha256: string }[] = [];
   let bytes = 0;
   try {
-    const handle = await openRegularFile(path.join(snapshot.path, SUMS_FILE));
+    const { handle } = await openRegularFile(path.join(snapshot.path, SUMS_FILE));
     try {
       sums = parseSums(await handle.readFile('utf8'));
     } finally {
@@ -235,7 +235,7 @@ export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOpt
     signal?.throwIfAborted();
     const inspector = new PartInspector(entry.file, { keepHashingInvalidArchives: true });
     try {
-      const handle = await openRegularFile(path.join(snapshot.path, entry.file));
+      const { handle } = await openRegularFile(path.join(snapshot.path, entry.file));
       const source = handle.createReadStream({ highWaterMark: VERIFY_READ_BYTES });
       await (throttle
         ? pipeline(source, throttle.stream(), inspectingSink(inspector), signal ? { signal } : {})
@@ -257,25 +257,31 @@ export async function verifySnapshot(snapshot: SnapshotEntry, options: VerifyOpt
   return { id: snapshot.id, path: snapshot.path, ok: problems.length === 0, problems, files: sums.length, bytes };
 }
 
+/** A snapshot's file that is not a regular file: its message says what it is instead ("a symbolic link, …"). */
+export class NotRegularFileError extends Error {}
+
 /**
  * Given a path in a snapshot, open it for reading only if it is a regular
- * file: a symbolic link (to /dev/zero, read for ever) is refused, not
- * followed, and a FIFO is refused at once instead of blocking the open for
- * ever. Throw an error whose message says which.
+ * file, and return the handle with its size: a symbolic link (to /dev/zero,
+ * read for ever) is refused, not followed, and a FIFO is refused at once
+ * instead of blocking the open for ever (O_NOFOLLOW|O_NONBLOCK, then checked
+ * on the handle, so nothing can be swapped in afterwards). Throw
+ * NotRegularFileError for either, the open's own error otherwise.
  */
-async function openRegularFile(file: string): Promise<FileHandle> {
+export async function openRegularFile(file: string): Promise<{ handle: FileHandle; size: number }> {
   let handle: FileHandle;
   try {
     handle = await open(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new Error('a symbolic link, not the file the snapshot wrote');
+    if ((error as NodeJS.ErrnoException).code === 'ELOOP') throw new NotRegularFileError('a symbolic link, not the file the snapshot wrote');
     throw error;
   }
-  if (!(await handle.stat()).isFile()) {
+  const info = await handle.stat();
+  if (!info.isFile()) {
     await handle.close();
-    throw new Error('not a regular file');
+    throw new NotRegularFileError('not a regular file');
   }
-  return handle;
+  return { handle, size: info.size };
 }
 
 /** Given the repository and an app, return its newest drill result and its newest passed one (each null if none), in one pass. */

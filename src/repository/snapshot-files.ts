@@ -6,8 +6,7 @@
  * and hashed as it is read. Nothing here writes.
  */
 import { createHash, type Hash } from 'node:crypto';
-import { constants } from 'node:fs';
-import { open, type FileHandle } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -15,7 +14,7 @@ import { SnapshotDamagedError } from '../errors.ts';
 import { escapeControls } from '../printable.ts';
 import { MANIFEST_FILE, SUMS_FILE } from './layout.ts';
 import { parseSums, type Manifest } from './manifest.ts';
-import { listSnapshots, newestSnapshot, type SnapshotEntry } from './read.ts';
+import { listSnapshots, newestSnapshot, NotRegularFileError, openRegularFile, type SnapshotEntry } from './read.ts';
 
 /** A manifest.json or SHA256SUMS larger than this is not a BYSU one (a few KiB is usual): refused rather than read into memory. */
 const MAX_LISTING_BYTES = 16 * 1024 * 1024;
@@ -49,29 +48,20 @@ export function snapshotFileLabel(snapshot: { app: string; id: string }, file?: 
 
 /**
  * Given a snapshot directory and a file name, open the file for reading as a
- * regular file of that directory (O_NOFOLLOW: a symbolic link put in its place
- * is refused, and what is checked is the open handle, so nothing can be swapped
- * in afterwards) and return the handle with the file's size. Throw
+ * regular file of that directory (openRegularFile: no link followed, no FIFO
+ * waited for) and return the handle with the file's size. Throw
  * SnapshotDamagedError when it is missing, a link or not a regular file.
  */
 export async function openSnapshotFile(snapshot: { app: string; id: string; path: string }, file: string): Promise<{ handle: FileHandle; size: number }> {
   const label = snapshotFileLabel(snapshot, file);
-  let handle: FileHandle;
   try {
-    // O_NONBLOCK: a FIFO put in the snapshot would block the open for ever; it is then refused as not a regular file.
-    handle = await open(path.join(snapshot.path, file), constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    return await openRegularFile(path.join(snapshot.path, file));
   } catch (error) {
+    if (error instanceof NotRegularFileError) throw new SnapshotDamagedError(`${label} is ${error.message}`);
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') throw new SnapshotDamagedError(`${label} is missing`);
-    if (code === 'ELOOP') throw new SnapshotDamagedError(`${label} is a symbolic link, not the file the snapshot wrote`);
     throw new SnapshotDamagedError(`cannot read ${label}: ${code ?? (error as Error).message}`, { cause: error });
   }
-  const info = await handle.stat();
-  if (!info.isFile()) {
-    await handle.close();
-    throw new SnapshotDamagedError(`${label} is not a regular file`);
-  }
-  return { handle, size: info.size };
 }
 
 async function readListing(snapshot: { app: string; id: string; path: string }, file: string): Promise<Buffer> {
