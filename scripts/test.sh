@@ -7,6 +7,7 @@
 #   npm test -- integration  only test/integration (real redis-server and sshd)
 #   npm test -- browser      only the dashboard's browser test (Chromium)
 #   npm test -- faults       only the fault suite (npm run test:faults also prints its table)
+#   npm test -- compose      only the docker compose test (root: it installs Docker and starts dockerd)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The tests run bin/bysu.js themselves: no `bysu` link is made (it would point the machine's `bysu` at whatever checkout ran them).
@@ -19,8 +20,9 @@ case "$scope" in
   integration) dirs=(test/integration) ;;
   browser) dirs=(test/browser) ;;
   faults) dirs=(test/faults) ;;
-  all) dirs=(test/unit test/integration test/browser test/faults) ;;
-  *) echo "usage: npm test [-- unit|integration|browser|faults|all]" >&2; exit 2 ;;
+  compose) dirs=(test/compose) ;;
+  all) dirs=(test/unit test/integration test/browser test/faults test/compose) ;;
+  *) echo "usage: npm test [-- unit|integration|browser|faults|compose|all]" >&2; exit 2 ;;
 esac
 mapfile -t files < <(find "${dirs[@]}" -name '*.test.ts' 2>/dev/null | sort)
 if [ ${#files[@]} -eq 0 ]; then echo "no test files found in ${dirs[*]}" >&2; exit 1; fi
