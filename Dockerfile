@@ -5,7 +5,9 @@
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
+# Bull Board's valibot names TypeScript (23 MB, 8% of the image) as a peer for its type definitions only:
+# nothing loads it at run time, so it is removed (the compose test runs Bull Board from this image).
+RUN npm ci --omit=dev --no-audit --no-fund && rm -rf node_modules/typescript
 
 # Stage 2: compile the TypeScript to dist/ (needs the dev dependencies: TypeScript).
 FROM node:20-bookworm-slim AS build
