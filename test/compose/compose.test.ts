@@ -54,6 +54,8 @@ describe('docker compose: the image built and the stack run for real', { skip },
   let compose: string[] = [];
   let port = 3000;
   const timings: Record<string, number> = {};
+  /** The containers' logs from before a `down` (which removes them), for test-artifacts/compose.log. */
+  let earlierLogs = '';
 
   /** Run compose with args in the project; throw with its output unless it exits 0 (or `allowFail`). */
   async function dc(args: string[], options: { allowFail?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
@@ -200,9 +202,9 @@ describe('docker compose: the image built and the stack run for real', { skip },
 
   after(async () => {
     if (project) {
-      const logs = await dc(['logs', '--no-color'], { allowFail: true });
+      const logs = await dc(['logs', '--no-color', '--timestamps'], { allowFail: true });
       mkdirSync(path.join(PROJECT_ROOT, 'test-artifacts'), { recursive: true });
-      writeFileSync(path.join(PROJECT_ROOT, 'test-artifacts', 'compose.log'), `${logs.stdout}\n${logs.stderr}`);
+      writeFileSync(path.join(PROJECT_ROOT, 'test-artifacts', 'compose.log'), `${earlierLogs}${logs.stdout}\n${logs.stderr}`);
       await dc(['down', '-v', '--remove-orphans', '--timeout', '30'], { allowFail: true });
     }
     console.log(`compose timings (ms): ${JSON.stringify(timings)}`);
@@ -319,6 +321,8 @@ describe('docker compose: the image built and the stack run for real', { skip },
     await dc(['stop']);
     timings.stop = Date.now() - started;
     assert.ok(timings.stop < 60_000, `docker compose stop took ${timings.stop} ms; the grace period is 120 s`);
+    const logs = await dc(['logs', '--no-color', '--timestamps'], { allowFail: true });
+    earlierLogs = `# before docker compose down\n${logs.stdout}\n${logs.stderr}\n# after docker compose up -d again\n`;
     await dc(['down']);
     started = Date.now();
     await dc(['up', '-d']);

@@ -13,7 +13,7 @@ import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { SNAPSHOT_QUEUE } from '../../src/queue/jobs.ts';
 import { initRepository } from '../../src/repository/marker.ts';
-import { run, spawnTracked, stopProcess, withTempDir } from './processes.ts';
+import { freePort, run, spawnTracked, stopProcess, withTempDir } from './processes.ts';
 import { withRedis, type TestRedis } from './redis.ts';
 import { withSshNodes, type ClientKeys, type TestNode } from './sshd.ts';
 
@@ -48,6 +48,8 @@ export async function withCluster<T>(nodeNames: string[], fn: (cluster: TestClus
     await initRepository(repository);
     const configFile = path.join(dir, 'bysu.yaml');
     const prefix = `t${process.pid}`;
+    // Never the default 3000: an operator's BYSU, or the compose test running beside, may listen there.
+    const dashboardPort = await freePort();
     const workers: ChildProcess[] = [];
     const baseEnv = { ...process.env, BYSU_CONFIG: configFile, BYSU_LOG_FORMAT: 'json', BYSU_LOG_LEVEL: 'info' };
     const cluster: TestCluster = {
@@ -65,6 +67,7 @@ export async function withCluster<T>(nodeNames: string[], fn: (cluster: TestClus
           ssh: { user: nodes[0]?.user ?? 'root', identityFile: keys.identityFile, knownHosts: keys.knownHostsFile, connectTimeout: '10s' },
           nodes: nodes.map((node) => ({ name: node.name, host: node.host, port: node.port })),
           apps,
+          dashboard: { host: '127.0.0.1', port: dashboardPort },
           ...overrides,
         };
         await writeFile(configFile, stringify(config));
