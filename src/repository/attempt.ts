@@ -171,6 +171,20 @@ export class SnapshotAttempt {
   }
 
   /**
+   * Given a file's name in the snapshot, a complete, fsynced file elsewhere on
+   * the repository's filesystem and its sha256 (checked by the caller), move
+   * it into the attempt: a mirror's verified download becomes a part.
+   */
+  async adoptFile(file: string, source: string, sha256: string): Promise<void> {
+    try {
+      await rename(source, path.join(this.directory, file));
+    } catch (error) {
+      throw storageError(error, `move ${source} into ${this.directory}`);
+    }
+    this.written.push({ file, sha256 });
+  }
+
+  /**
    * Given the manifest (without id) and a fence that throws when this worker
    * no longer owns the job, commit: claim the job's commit (claimCommit),
    * choose the id, write manifest.json and SHA256SUMS, fsync, run the fence
@@ -182,7 +196,7 @@ export class SnapshotAttempt {
    * RepositoryUnavailableError when the root lost its marker (a disk unmounted
    * mid-job), StorageError on I/O failure.
    */
-  async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>): Promise<CommitResult> {
+  async commit(manifest: Omit<Manifest, 'id'>, fence: () => Promise<void>, options: { id?: string } = {}): Promise<CommitResult> {
     const appDir = appDirectory(this.repository, this.app);
     const commits = path.join(appDir, COMMITS_DIR);
     await this.checkRepository();
@@ -200,8 +214,9 @@ export class SnapshotAttempt {
         return { id: earlier.id, path: earlier.path, alreadyCommitted: true, manifest: earlier.manifest, ...(problem ? { problem } : {}) };
       }
       claim = claimed.claim;
-      const baseId = snapshotIdFor(new Date(manifest.startedAt));
-      for (let n = 1; n < 1000 && id === null; n += 1) {
+      const baseId = options.id ?? snapshotIdFor(new Date(manifest.startedAt));
+      // A copy keeps its source's id: that one, or none.
+      for (let n = 1; n < (options.id === undefined ? 1000 : 2) && id === null; n += 1) {
         const candidate = snapshotIdCandidate(baseId, n);
         const target = path.join(appDir, candidate);
         if (await exists(target)) continue;
@@ -227,7 +242,10 @@ export class SnapshotAttempt {
           if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw error;
         }
       }
-      if (id === null || full === null) throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
+      if (id === null || full === null) {
+        if (options.id !== undefined) throw new CommitConflictError(`${appDir} already has a snapshot ${options.id} that is not this copy (another one with that id); nothing is committed`);
+        throw new StorageError(`no free snapshot id for ${baseId} in ${appDir}`);
+      }
     } catch (error) {
       if (claim !== null) await this.recordClaim(commits, claim, { released: true }).catch(() => undefined);
       if (error instanceof BysuError) throw error;

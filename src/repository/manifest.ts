@@ -43,6 +43,16 @@ export interface Manifest {
   bysuVersion: string;
   warnings: string[];
   parts: ManifestPart[];
+  /** Set on a copy made by a mirror: where it was copied from, and when. */
+  mirroredFrom?: MirroredFrom;
+}
+
+export interface MirroredFrom {
+  /** The mirror's name (mirrors[].name) and the source's URL. */
+  source: string;
+  url: string;
+  /** ISO time the copy was committed here. */
+  copiedAt: string;
 }
 
 /**

@@ -1,0 +1,199 @@
+/**
+ * The source of a mirror: another BYSU's read-only `/api`, reached with its
+ * API token. Only what a mirror needs: the apps, an app's complete snapshots
+ * with their files' sizes and sha256, and a file of a named snapshot, whole or
+ * from an offset (`Range`, guarded by `If-Range` on the snapshot's ETag).
+ * Every failure says which source and what to do; none of them is retried
+ * here (the mirror job's attempts do that).
+ */
+import { Readable } from 'node:stream';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
+import { BysuError } from '../errors.ts';
+import { isSnapshotId } from '../repository/layout.ts';
+
+/** A failure to talk to a mirror's source: unreachable, refused, or an answer that is not what BYSU serves. */
+export class MirrorSourceError extends BysuError {
+  readonly retryable: boolean;
+  constructor(message: string, options: { retryable: boolean; cause?: unknown }) {
+    super(message, options.cause === undefined ? {} : { cause: options.cause });
+    this.retryable = options.retryable;
+  }
+}
+
+/** The most a small file (manifest.json, SHA256SUMS, a listing) may be. */
+export const MAX_SMALL_BYTES = 16 * 1024 * 1024;
+
+export interface SourceApp {
+  app: string;
+  /** The source's `keep` for the app, when it says (a mirror's default). */
+  keep: number | null;
+}
+
+export interface SourceFile {
+  file: string;
+  bytes: number;
+  sha256: string;
+}
+
+export interface SourceSnapshot {
+  id: string;
+  finishedAt: string;
+  bytes: number;
+  files: SourceFile[];
+}
+
+export interface Download {
+  /** 206: the bytes from the offset asked for; 200: the whole file (the offset was not honoured). */
+  status: 200 | 206;
+  /** Where the body starts in the file. */
+  offset: number;
+  /** The whole file's size, as the source says it. */
+  size: number;
+  etag: string | null;
+  body: Readable;
+}
+
+/** Given a snapshot id and a file's size, return the ETag the source serves the file with (api.ts). */
+export function sourceEtag(id: string, bytes: number): string {
+  return `"${id}-${bytes}"`;
+}
+
+export class MirrorSource {
+  /**
+   * Given the source's name (for messages), its dashboard URL, its API token
+   * and how long a request may wait for its answer to start, keep them.
+   */
+  constructor(readonly name: string, readonly url: string, private readonly token: string, private readonly timeoutMs = 30_000) {}
+
+  private endpoint(path: string): string {
+    return `${this.url.replace(/\/+$/, '')}/api${path}`;
+  }
+
+  /** Given a path under /api and headers, return the response; throw MirrorSourceError when no answer comes or it is an error. */
+  private async request(path: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
+    const url = this.endpoint(path);
+    // Bounds the wait for the answer to start, not the body: a large file streams for as long as it takes.
+    const unanswered = new AbortController();
+    const timer = setTimeout(() => unanswered.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+    let response: Response;
+    try {
+      response = await fetch(url, {
+        headers: { authorization: `Bearer ${this.token}`, ...headers },
+        signal: signal ? AbortSignal.any([signal, unanswered.signal]) : unanswered.signal,
+        redirect: 'error',
+      });
+    } catch (error) {
+      if (signal?.aborted) throw signal.reason;
+      if (unanswered.signal.aborted) {
+        throw new MirrorSourceError(`mirror source ${this.name} (${url}) does not answer: ${(unanswered.signal.reason as Error).message}`, { retryable: true });
+      }
+      const cause = (error as Error & { cause?: Error }).cause;
+      throw new MirrorSourceError(`mirror source ${this.name} (${url}) does not answer: ${cause?.message ?? (error as Error).message}; is it up and is mirrors[].url right?`, { retryable: true, cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+    if (response.ok) return response;
+    const body = await response.text().catch(() => '');
+    const said = /"error":"([^"]{0,300})"/.exec(body)?.[1] ?? body.slice(0, 300);
+    await response.body?.cancel().catch(() => undefined);
+    if (response.status === 401 || response.status === 403) {
+      throw new MirrorSourceError(`mirror source ${this.name} refused the token (HTTP ${response.status}${said ? `: ${said}` : ''}): the variable named by mirrors[].tokenEnv must hold the source's dashboard.apiToken`, { retryable: false });
+    }
+    throw new MirrorSourceError(`mirror source ${this.name} answered HTTP ${response.status} for ${url}${said ? `: ${said}` : ''}`, { retryable: response.status >= 500 || response.status === 429 || response.status === 404 });
+  }
+
+  /** Given a path, return its JSON (at most MAX_SMALL_BYTES). */
+  private async json(path: string, signal?: AbortSignal): Promise<unknown> {
+    const text = await this.small(await this.request(path, {}, signal), path);
+    try {
+      return JSON.parse(text);
+    } catch {
+      throw new MirrorSourceError(`mirror source ${this.name}: ${path} is not JSON; is mirrors[].url the URL of a BYSU dashboard?`, { retryable: false });
+    }
+  }
+
+  private async small(response: Response, what: string): Promise<string> {
+    const declared = Number(response.headers.get('content-length') ?? '0');
+    if (declared > MAX_SMALL_BYTES) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new MirrorSourceError(`mirror source ${this.name}: ${what} is ${declared} bytes, more than a BYSU source sends (${MAX_SMALL_BYTES})`, { retryable: false });
+    }
+    const buffer = Buffer.from(await response.arrayBuffer());
+    if (buffer.length > MAX_SMALL_BYTES) throw new MirrorSourceError(`mirror source ${this.name}: ${what} is more than ${MAX_SMALL_BYTES} bytes`, { retryable: false });
+    return buffer.toString('utf8');
+  }
+
+  private malformed(what: string): MirrorSourceError {
+    return new MirrorSourceError(`mirror source ${this.name}: ${what} is not what a BYSU source serves; is mirrors[].url right, and is the source a BYSU of this version or newer?`, { retryable: false });
+  }
+
+  /** Return the source's apps (and their keep, when the source says it). */
+  async apps(signal?: AbortSignal): Promise<SourceApp[]> {
+    const body = await this.json('/apps', signal) as { apps?: unknown };
+    if (!Array.isArray(body?.apps)) throw this.malformed('/api/apps');
+    return body.apps.flatMap((entry: unknown) => {
+      const { app, keep } = (entry ?? {}) as { app?: unknown; keep?: unknown };
+      if (typeof app !== 'string' || !NAME_PATTERN.test(app)) return [];
+      return [{ app, keep: typeof keep === 'number' && Number.isInteger(keep) && keep > 0 ? keep : null }];
+    });
+  }
+
+  /** Given an app, return its complete snapshots on the source, newest first (none when the source does not know it). */
+  async snapshots(app: string, signal?: AbortSignal): Promise<SourceSnapshot[]> {
+    let body: unknown;
+    try {
+      body = await this.json(`/apps/${encodeURIComponent(app)}/snapshots`, signal);
+    } catch (error) {
+      if (error instanceof MirrorSourceError && / HTTP 404 /.test(error.message)) return [];
+      throw error;
+    }
+    if (!Array.isArray(body)) throw this.malformed(`/api/apps/${app}/snapshots`);
+    return body.map((entry: unknown) => {
+      const snapshot = (entry ?? {}) as Partial<SourceSnapshot>;
+      const files = Array.isArray(snapshot.files) ? snapshot.files : null;
+      const valid = typeof snapshot.id === 'string' && isSnapshotId(snapshot.id) && typeof snapshot.finishedAt === 'string' && typeof snapshot.bytes === 'number'
+        && files !== null && files.every((file: Partial<SourceFile>) => typeof file?.file === 'string' && PART_FILE_PATTERN.test(file.file)
+          && Number.isSafeInteger(file.bytes) && (file.bytes ?? -1) >= 0 && typeof file.sha256 === 'string' && /^[0-9a-f]{64}$/.test(file.sha256));
+      if (!valid) throw this.malformed(`a snapshot in /api/apps/${app}/snapshots`);
+      return { id: snapshot.id!, finishedAt: snapshot.finishedAt!, bytes: snapshot.bytes!, files: files.map(({ file, bytes, sha256 }) => ({ file, bytes, sha256 })) };
+    });
+  }
+
+  /** Given an app, a snapshot id and a small file of it (manifest.json, SHA256SUMS), return its text. */
+  async text(app: string, id: string, file: string, signal?: AbortSignal): Promise<string> {
+    const path = `/apps/${encodeURIComponent(app)}/snapshots/${id}/${file}`;
+    return this.small(await this.request(path, {}, signal), path);
+  }
+
+  /**
+   * Given an app, a snapshot id, a file, its size, and the offset to start
+   * at, return its bytes from there: a `Range` request guarded by `If-Range`
+   * (the source answers the whole file instead when the snapshot is not the
+   * one the offset was counted in). Throw MirrorSourceError on any other answer.
+   */
+  async download(app: string, id: string, file: string, size: number, offset: number, signal?: AbortSignal): Promise<Download> {
+    const path = `/apps/${encodeURIComponent(app)}/snapshots/${id}/${file}`;
+    const resume = offset > 0 && offset < size;
+    const response = await this.request(path, resume ? { range: `bytes=${offset}-`, 'if-range': sourceEtag(id, size) } : {}, signal);
+    const etag = response.headers.get('etag');
+    let status: 200 | 206 = 200;
+    let start = 0;
+    let total = Number(response.headers.get('content-length') ?? 'NaN');
+    if (response.status === 206) {
+      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+      if (range === null || Number(range[1]) !== offset) {
+        await response.body?.cancel().catch(() => undefined);
+        throw this.malformed(`the range answered for ${path} (${response.headers.get('content-range')}, asked from ${offset})`);
+      }
+      status = 206;
+      start = offset;
+      total = Number(range[3]);
+    } else if (response.status !== 200) {
+      await response.body?.cancel().catch(() => undefined);
+      throw this.malformed(`the answer HTTP ${response.status} for ${path}`);
+    }
+    const body = response.body === null ? Readable.from([]) : Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>);
+    return { status, offset: start, size: total, etag, body };
+  }
+}

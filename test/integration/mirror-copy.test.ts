@@ -1,0 +1,188 @@
+/**
+ * The mirror's copy of one snapshot, against a real source: a BYSU dashboard
+ * process serving /api from a repository that real sshd nodes fed. The copy
+ * lands under the same id and passes `sha256sum -c`; a file corrupted on the
+ * source's disk is refused with its name; a download cut by the source's
+ * death resumes from where it stopped (the bytes served are counted by a
+ * proxy in front of the source).
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { open, readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { copySnapshot, partialDirectory } from '../../src/mirror/copy.ts';
+import { MirrorSource } from '../../src/mirror/source.ts';
+import { initRepository } from '../../src/repository/marker.ts';
+import type { Manifest } from '../../src/repository/manifest.ts';
+import { openCluster, waitForLog, type TestCluster } from '../helpers/cluster.ts';
+import { freePort, run, stopProcess, waitUntil } from '../helpers/processes.ts';
+
+const TOKEN = 'mirror-token-0123456789abcdef';
+const BIG = 6 * 1024 * 1024;
+
+/**
+ * A TCP proxy on loopback that counts the bytes the source sends through it
+ * and passes them on at bytesPerSecond at most (a slow link), and can cut
+ * every connection at once (what is in flight is lost, as on a cut link).
+ */
+async function countingProxy(targetPort: number, bytesPerSecond: number): Promise<{ port: number; served: () => number; reset: () => void; cut: () => void; close: () => Promise<void> }> {
+  let served = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.pipe(upstream);
+    upstream.on('data', (chunk: Buffer) => {
+      served += chunk.length;
+      client.write(chunk);
+      upstream.pause();
+      setTimeout(() => upstream.resume(), (chunk.length * 1000) / bytesPerSecond);
+    });
+    upstream.on('end', () => client.end());
+    const end = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    served: () => served,
+    reset: () => { served = 0; },
+    cut: () => { for (const socket of sockets) socket.destroy(); },
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+describe('a mirror copies a snapshot from a real source', () => {
+  let cluster: TestCluster;
+  let close: (() => Promise<void>) | undefined;
+  let dashboard: ReturnType<TestCluster['startProcess']>;
+  let proxy: Awaited<ReturnType<typeof countingProxy>>;
+  let port = 0;
+  let offsite = '';
+  let source: MirrorSource;
+  const noFence = { stallTimeoutMs: 10_000, fence: async () => {} };
+
+  const startDashboard = async () => {
+    dashboard = cluster.startProcess(['dashboard']);
+    await waitForLog(dashboard, 'dashboard started');
+  };
+  const takeSnapshot = async () => {
+    const result = await cluster.bysu(['snapshot', 'shop', '--wait']);
+    assert.equal(result.code, 0, result.stdout + result.stderr);
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // one snapshot id per second
+  };
+
+  before(async () => {
+    ({ cluster, close } = await openCluster(['db1']));
+    const node = cluster.nodes[0]!;
+    await mkdir(path.join(node.dir, 'www'), { recursive: true });
+    await writeFile(path.join(node.dir, 'www/index.html'), '<h1>shop</h1>\n'.repeat(500));
+    port = await freePort();
+    await cluster.writeConfig([
+      { name: 'shop', node: 'db1', parts: [
+        { file: 'shop.sql', run: "seq 1 2000 | sed 's/.*/INSERT INTO t VALUES (&);/'" },
+        { file: 'big.bin', run: `head -c ${BIG} /dev/urandom` },
+        { file: 'www.tar', run: 'tar -C "$NODE_DIR" -cf - www' },
+        { file: 'empty.sql', run: 'true' },
+      ] },
+    ], { dashboard: { host: '127.0.0.1', port, apiToken: TOKEN } });
+    cluster.startWorker();
+    await startDashboard();
+    proxy = await countingProxy(port, 2 * 1024 * 1024);
+    source = new MirrorSource('home', `http://127.0.0.1:${proxy.port}`, TOKEN);
+    offsite = path.join(cluster.dir, 'offsite');
+    await initRepository(offsite);
+    await takeSnapshot();
+    await takeSnapshot();
+  });
+
+  after(async () => {
+    await proxy?.close();
+    await close?.();
+  });
+
+  test('each snapshot arrives under its id, newest first; sha256sum -c and tar -tf pass; the manifest says where it came from', async () => {
+    const listed = await source.snapshots('shop');
+    assert.equal(listed.length, 2);
+    for (const snapshot of listed) {
+      const copied = await copySnapshot(offsite, source, 'shop', snapshot, noFence);
+      assert.equal(copied.id, snapshot.id);
+      assert.equal(copied.alreadyHere, false);
+      assert.equal(copied.received, snapshot.bytes, 'every byte received once');
+      const dir = path.join(offsite, 'shop', snapshot.id);
+      const check = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: dir });
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      assert.match(check.stdout, /^big\.bin: OK$/m);
+      assert.match(check.stdout, /^manifest\.json: OK$/m);
+      assert.match((await run('tar', ['-tf', 'www.tar'], { cwd: dir })).stdout, /^www\/index\.html$/m);
+      const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Manifest;
+      const original = JSON.parse(await readFile(path.join(cluster.repository, 'shop', snapshot.id, 'manifest.json'), 'utf8')) as Manifest;
+      assert.deepEqual({ ...manifest, mirroredFrom: undefined }, { ...original, mirroredFrom: undefined }, 'the source\'s manifest, as it was');
+      assert.equal(manifest.mirroredFrom?.source, 'home');
+      assert.equal(manifest.mirroredFrom?.url, source.url);
+      for (const file of ['big.bin', 'shop.sql', 'www.tar', 'empty.sql']) {
+        assert.deepEqual(await readFile(path.join(dir, file)), await readFile(path.join(cluster.repository, 'shop', snapshot.id, file)), file);
+      }
+    }
+    assert.equal(await readFile(path.join(offsite, 'shop', 'latest', 'manifest.json'), 'utf8').then((text) => (JSON.parse(text) as Manifest).id), listed[0]!.id);
+    // Copied again: nothing is downloaded.
+    const again = await copySnapshot(offsite, source, 'shop', listed[0]!, noFence);
+    assert.equal(again.alreadyHere, true);
+    assert.equal(again.received, 0);
+  });
+
+  test('a source file corrupted on disk is refused with its name; nothing of the copy is visible', async () => {
+    await takeSnapshot();
+    const [newest] = await source.snapshots('shop');
+    const file = path.join(cluster.repository, 'shop', newest!.id, 'big.bin');
+    const handle = await open(file, 'r+');
+    await handle.write(Buffer.from([0xff ^ (await readFile(file))[BIG / 2]!]), 0, 1, BIG / 2);
+    await handle.close();
+    await assert.rejects(copySnapshot(offsite, source, 'shop', newest!, noFence), (error: Error) => {
+      assert.equal(error.name, 'SnapshotDamagedError');
+      assert.match(error.message, /big\.bin arrived with sha256 [0-9a-f]{64}, but its manifest says [0-9a-f]{64}; the file is refused/);
+      return true;
+    });
+    assert.ok(!(await readdir(path.join(offsite, 'shop'))).includes(newest!.id), 'no snapshot directory');
+    const partial = await readdir(partialDirectory(offsite, 'shop', newest!.id)).catch(() => [] as string[]);
+    assert.ok(!partial.includes('big.bin'), `the refused file is deleted: ${partial.join(', ')}`);
+  });
+
+  test('the source killed mid-file: the next copy asks only for the bytes it lacks, and the copy is whole', async () => {
+    await takeSnapshot();
+    const [newest] = await source.snapshots('shop');
+    proxy.reset();
+    // The link passes 2 MiB/s: the 6 MiB file takes 3 s, and the source dies one second in (and what the
+    // link still held is lost with it).
+    const copying = copySnapshot(offsite, source, 'shop', newest!, noFence);
+    const partialFile = path.join(partialDirectory(offsite, 'shop', newest!.id), 'big.bin');
+    await waitUntil('part of big.bin on disk', async () => ((await stat(partialFile).catch(() => null))?.size ?? 0) > 0, 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    dashboard.kill('SIGKILL');
+    proxy.cut();
+    await assert.rejects(copying, /broke off after \d+ of \d+ bytes|ended .* after \d+ of \d+ bytes/);
+    const keptOfBig = (await stat(partialFile)).size;
+    assert.ok(keptOfBig > 0 && keptOfBig < BIG, `a part of big.bin is kept (${keptOfBig} bytes)`);
+    // And shop.sql, whole, before it.
+    const partial = partialDirectory(offsite, 'shop', newest!.id);
+    let kept = 0;
+    for (const name of await readdir(partial)) kept += (await stat(path.join(partial, name))).size;
+    assert.ok(!(await readdir(path.join(offsite, 'shop'))).includes(newest!.id), 'no snapshot directory');
+
+    await stopProcess(dashboard);
+    await startDashboard();
+    proxy.reset();
+    const copied = await copySnapshot(offsite, source, 'shop', newest!, noFence);
+    assert.equal(copied.resumed, kept, 'the bytes on disk were kept');
+    assert.equal(copied.received, newest!.bytes - kept, 'only the rest was asked for');
+    assert.ok(proxy.served() < newest!.bytes - kept + 64 * 1024, `the source served ${proxy.served()} bytes for the ${newest!.bytes - kept} missing`);
+    const check = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(offsite, 'shop', newest!.id) });
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    await assert.rejects(stat(partialDirectory(offsite, 'shop', newest!.id)), 'the download directory is gone');
+  });
+});
