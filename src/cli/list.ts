@@ -1,8 +1,8 @@
 /** `bysu list <app>|--all [--json]`: the complete snapshots of an app (or of every configured app), newest first. */
-import { formatBytes } from '../config/formats.ts';
+import { formatBytes, NAME_PATTERN } from '../config/formats.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { escapeControls } from '../printable.ts';
-import { listSnapshots, type SnapshotEntry } from '../repository/read.ts';
+import { listAppDirectories, listSnapshots, type SnapshotEntry } from '../repository/read.ts';
 import { EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
 /** One snapshot as `list --json` prints it. */
@@ -21,8 +21,11 @@ function listed(app: string, snapshot: SnapshotEntry) {
 
 export async function list(globals: GlobalOptions, app: string | undefined, options: { all?: boolean; json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
-  const apps = requireAppNames(config, app === undefined ? [] : [app], options.all);
   await requireRepository(config.repository);
+  // An app that is not configured here but has a directory (a mirror's copies, an app removed from the config) can be listed by name.
+  const onDisk = app !== undefined && NAME_PATTERN.test(app) && !config.apps.some((candidate) => candidate.name === app)
+    && (await listAppDirectories(config.repository)).includes(app);
+  const apps = onDisk ? [app] : requireAppNames(config, app === undefined ? [] : [app], options.all);
   const found: { app: string; snapshots: SnapshotEntry[] }[] = [];
   for (const name of apps) found.push({ app: name, snapshots: await listSnapshots(config.repository, name) });
   if (options.json) {

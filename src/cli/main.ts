@@ -176,6 +176,25 @@ Redis was lost while waiting, 2 usage or configuration error, or an app without
 a drill.`)
     .action((apps: string[], options: { all?: boolean; wait?: boolean; json?: boolean }) => run(import('./drill.ts').then((command) => command.drill(globals(), apps, options))));
 
+  program.command('mirror')
+    .description('copy now what a mirror\'s source (another BYSU, mirrors: in the config) has and this repository lacks; --wait exits 0/1 on the outcome')
+    .argument('[mirrors...]')
+    .option('--all', 'every configured mirror')
+    .option('--wait', 'wait for the outcome')
+    .option('--json', 'print the job ids (with --wait: each outcome) as JSON, nothing else')
+    .addHelpText('after', `
+A mirror worker (bysu worker mirror, or bysu up) does the copying; the
+scheduler runs each mirror on mirrors[].schedule (hourly by default).
+
+Examples:
+  bysu mirror home --wait
+  bysu mirror --all --wait --json
+
+Exit status: 0 enqueued (with --wait: every run copied what it should), 1 a run
+failed (the apps and files are named) or Redis was lost while waiting, 2 usage
+or configuration error.`)
+    .action((mirrors: string[], options: { all?: boolean; wait?: boolean; json?: boolean }) => run(import('./mirror.ts').then((command) => command.mirror(globals(), mirrors, options))));
+
   program.command('list')
     .description('complete snapshots of an app (or of every configured app), newest first')
     .argument('[app]')
@@ -329,9 +348,9 @@ Exit status: 0 applied (or shown), 1 retention failed for an app (named),
     .action((apps: string[], options: { all?: boolean; dryRun?: boolean; json?: boolean }) => run(import('./prune.ts').then((command) => command.prune(globals(), apps, options))));
 
   program.command('up')
-    .description('scheduler, the four workers (snapshot, retention, drill, verify) and the dashboard on one machine; SIGHUP reloads the config')
+    .description('scheduler, the five workers (snapshot, retention, drill, verify, mirror) and the dashboard on one machine; SIGHUP reloads the config')
     .addHelpText('after', `
-The dashboard, the scheduler and the retention, drill and verify workers run
+The dashboard, the scheduler and the retention, drill, verify and mirror workers run
 in this process; the snapshot worker runs in up.snapshotWorkers processes of its own
 (default: one per CPU core, no more than concurrency.global / perWorker), or
 in this process when that is 1. SIGHUP and SIGTERM are passed on to them; one
@@ -365,8 +384,8 @@ Exit status: 0 stopped by SIGTERM or SIGINT, 1 it could not start or run,
     .action(() => run(import('./scheduler.ts').then((command) => command.scheduler(globals()))));
 
   program.command('worker')
-    .description('run a worker process (snapshot, retention, drill or verify); SIGHUP reloads the config')
-    .argument('<kind>', 'snapshot, retention, drill or verify')
+    .description('run a worker process (snapshot, retention, drill, verify or mirror); SIGHUP reloads the config')
+    .argument('<kind>', 'snapshot, retention, drill, verify or mirror')
     // Set by `bysu up` for the worker processes it runs: their log lines carry it.
     .addOption(new Option('--worker-index <n>').hideHelp().argParser(parseWorkerIndex))
     .addHelpText('after', `

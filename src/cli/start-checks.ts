@@ -22,10 +22,16 @@ export const checkAlerts: StartCheck = (config) => {
   if (problems.length > 0) throw new ConfigError(problems);
 };
 
-/** A worker that logs in to nodes (snapshot, drill): a key it can read and parse, known_hosts, a marked repository; what alerting needs. */
+/**
+ * A worker that logs in to nodes (snapshot, drill): a key it can read and
+ * parse, known_hosts (not without nodes: an instance that only mirrors
+ * another BYSU has no key), a marked repository; what alerting needs.
+ */
 export const checkNodeWorker: StartCheck = async (config) => {
-  checkSshFiles(config);
-  readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  if (config.nodes.length > 0) {
+    checkSshFiles(config);
+    readIdentity(config.ssh.identityFile, config.ssh.knownHosts);
+  }
   await requireRepository(config.repository);
   checkAlerts(config);
 };

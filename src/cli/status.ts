@@ -19,9 +19,17 @@ import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOption
 /** The states that make status exit 1. */
 const UNHEALTHY_STATES: readonly string[] = ['stale', 'failing', 'corrupt'];
 
-/** Given a report, say whether it is healthy (exit 0): Redis answered, nothing stale, failing or corrupt, no other problem, a scheduler alive. */
+/** Given a report, say whether it is healthy (exit 0): Redis answered, nothing stale, failing or corrupt, no other problem, a scheduler alive, every mirror's source answering. */
 export function isHealthy(report: StatusReport): boolean {
-  return report.redis.reachable && report.scheduler !== null && report.apps.every((app) => !UNHEALTHY_STATES.includes(app.state) && app.problems.length === 0);
+  return report.redis.reachable && report.scheduler !== null && report.apps.every((app) => !UNHEALTHY_STATES.includes(app.state) && app.problems.length === 0)
+    && report.mirrors.every((mirror) => !mirror.stale);
+}
+
+/** Given a mirror's source, one line on whether it answers. */
+function mirrorLine(mirror: StatusReport['mirrors'][number]): string {
+  const answered = mirror.lastContactAt === null ? 'has never answered' : `last answered ${mirror.lastContactAt}`;
+  const error = mirror.lastError ? `; last run: ${printableLine(mirror.lastError.reason.split('\n')[0]!)}` : '';
+  return `mirror ${mirror.name} (${mirror.url}): ${mirror.stale ? `STALE, ${answered}, longer than maxLag ago` : answered}${error}`;
 }
 
 function drillNote(app: AppStatus): string {
@@ -53,8 +61,16 @@ function row(app: AppStatus, now: number, redisReachable: boolean): string[] {
     formatAge(app.ageMs),
     app.newest ? formatBytes(app.newest.bytes) : '-',
     nextRun(app, now, redisReachable),
-    [...app.problems, never, failure, warnings, drillNote(app)].filter(Boolean).join('; '),
+    [...app.problems, never, failure, warnings, drillNote(app), mirrorNote(app)].filter(Boolean).join('; '),
   ];
+}
+
+/** Given a mirrored app, say where it is copied from and how far behind it is. */
+function mirrorNote(app: AppStatus): string {
+  if (app.mirror === null) return '';
+  const { source, behind, lagMs, checkedAt } = app.mirror;
+  if (checkedAt === null) return `copy of ${source}: its source has not listed it yet`;
+  return behind === 0 ? `copy of ${source}: up to date (source checked ${checkedAt})` : `copy of ${source}: ${behind} behind, the oldest waiting ${formatAge(lagMs)}`;
 }
 
 /** Given the Redis URL, connect, or return why Redis did not answer (status then shows what the repository knows). */
@@ -69,11 +85,14 @@ async function connectOrReason(url: string): Promise<Redis | { unreachable: stri
 
 export async function status(globals: GlobalOptions, apps: string[], options: { json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
-  const only = apps.length > 0 ? new Set(requireAppNames(config, apps, false)) : null;
+  const only = apps.length > 0 ? new Set(apps) : null;
   const connection = await connectOrReason(config.redis.url);
   try {
     const collected = await collectStatus(config, connection);
-    const report = only === null ? collected : { ...collected, apps: collected.apps.filter((app) => only.has(app.app)) };
+    // Named apps: configured ones, or any the report has (a mirror's copies, an orphaned directory).
+    const unknown = apps.filter((name) => !collected.apps.some((app) => app.app === name));
+    if (unknown.length > 0) requireAppNames(config, unknown, false);
+    const report = only === null ? collected : { ...collected, apps: collected.apps.filter((app) => only.has(app.app)), mirrors: [] };
     const healthy = isHealthy(report);
     if (options.json) {
       // Still valid JSON: C0 controls are escaped by JSON.stringify, the C1 and bidi ones by escapeControls.
@@ -91,6 +110,7 @@ export async function status(globals: GlobalOptions, apps: string[], options: { 
         ? `scheduler: alive (${report.scheduler.host} pid ${report.scheduler.pid}, heartbeat ${report.scheduler.at})`
         : 'scheduler: NOT RUNNING (no heartbeat in Redis): nothing will be scheduled');
     }
+    for (const mirror of report.mirrors) console.log(mirrorLine(mirror));
     if (report.apps.length === 0) console.log('no apps configured');
     return healthy ? EXIT_OK : EXIT_FAILED;
   } finally {

@@ -1,6 +1,6 @@
 /**
- * `bysu up`: the scheduler, the four workers (snapshot, retention, drill,
- * verify) and the dashboard, the default for a single server. The snapshot worker
+ * `bysu up`: the scheduler, the five workers (snapshot, retention, drill,
+ * verify, mirror) and the dashboard, the default for a single server. The snapshot worker
  * runs in `snapshotWorkerCount` processes of its own (one per core by
  * default; worker-processes.ts), or in this process when that is 1; the rest
  * runs here. The dashboard binds first (a port in use fails before any job is
@@ -21,6 +21,7 @@ import { startDrillWorker } from '../workers/drill.ts';
 import { startRetentionWorker } from '../workers/retention.ts';
 import { startSnapshotWorker } from '../workers/snapshot.ts';
 import { startVerifyWorker } from '../workers/verify.ts';
+import { startMirrorWorker } from '../workers/mirror.ts';
 import { EXIT_OK, loadLiveConfig, type GlobalOptions } from './context.ts';
 import { runUntilSignal } from './run-until-signal.ts';
 import { checkUp } from './start-checks.ts';
@@ -74,6 +75,8 @@ export async function up(globals: GlobalOptions): Promise<number> {
     started.push(await startDrillWorker(live, logger.child({ component: 'worker-drill' }), { redisHealth }));
     // Here, not in a process of its own: it mostly waits for its bound (and for verify.schedule).
     started.push(await startVerifyWorker(live, logger.child({ component: 'worker-verify' }), { redisHealth }));
+    // Always, like the drill worker: a mirror added later by SIGHUP must find a worker. It mostly waits on the network.
+    started.push(await startMirrorWorker(live, logger.child({ component: 'worker-mirror' }), { redisHealth }));
     started.push(await startScheduler(live, logger.child({ component: 'scheduler' }), { redisHealth }));
     await workersRunning;
     logger.info({ dashboard: dashboard.url, snapshotWorkerProcesses: workerCount === 1 ? 0 : workerCount }, 'bysu up: scheduler, workers and dashboard running');

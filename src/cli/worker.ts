@@ -1,6 +1,7 @@
-/** `bysu worker snapshot|retention|drill|verify`: run a worker until SIGTERM or SIGINT; SIGHUP reloads the config. */
+/** `bysu worker snapshot|retention|drill|verify|mirror`: run a worker until SIGTERM or SIGINT; SIGHUP reloads the config. */
 import { createLogger } from '../log.ts';
 import { startDrillWorker } from '../workers/drill.ts';
+import { startMirrorWorker } from '../workers/mirror.ts';
 import { startRetentionWorker } from '../workers/retention.ts';
 import { startSnapshotWorker } from '../workers/snapshot.ts';
 import { startVerifyWorker } from '../workers/verify.ts';
@@ -9,7 +10,7 @@ import { runUntilSignal } from './run-until-signal.ts';
 import { checkNodeWorker, checkRepositoryWorker } from './start-checks.ts';
 import { warnAboutMissingFlags } from './runtime-flags.ts';
 
-export const WORKER_KINDS = ['snapshot', 'retention', 'drill', 'verify'] as const;
+export const WORKER_KINDS = ['snapshot', 'retention', 'drill', 'verify', 'mirror'] as const;
 
 /**
  * Given the global options, the kind of worker and, for a worker process of
@@ -26,7 +27,7 @@ export async function worker(globals: GlobalOptions, kind: string, options: { wo
   const processLogger = createLogger(live.current().log.level, `bysu-worker-${kind}`);
   const logger = options.workerIndex === undefined ? processLogger : processLogger.child({ worker: options.workerIndex });
   if (kind === 'snapshot') warnAboutMissingFlags(logger);
-  const start = { snapshot: startSnapshotWorker, drill: startDrillWorker, retention: startRetentionWorker, verify: startVerifyWorker }[kind as (typeof WORKER_KINDS)[number]];
+  const start = { snapshot: startSnapshotWorker, drill: startDrillWorker, retention: startRetentionWorker, verify: startVerifyWorker, mirror: startMirrorWorker }[kind as (typeof WORKER_KINDS)[number]];
   const running = await start(live, logger);
   await runUntilSignal(logger, () => running.close(), live);
   return EXIT_OK;

@@ -427,3 +427,13 @@ export const mailAddresses: Format<string[]> = {
   },
 };
 export const environmentName = matching('environment-name', ENV_NAME, 'must be the name of an environment variable, like BYSU_SMTP_PASSWORD (the password itself never goes in the file)');
+/** The apps a mirror copies: `all` (every app its source lists), or a non-empty list of app names. */
+export const mirrorApps: Format<'all' | string[]> = {
+  name: 'mirror-apps',
+  parse: (value) => {
+    if (value === 'all') return 'all';
+    const valid = Array.isArray(value) && value.length > 0 && value.every((entry) => typeof entry === 'string' && NAME_PATTERN.test(entry));
+    return valid ? [...new Set(value as string[])] : fail('must be all, or a non-empty list of app names like [shop, blog]', value);
+  },
+  json: { oneOf: [{ const: 'all' }, { type: 'array', items: { type: 'string', pattern: NAME_PATTERN.source }, minItems: 1 }] },
+};

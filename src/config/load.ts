@@ -17,10 +17,10 @@ import { ConfigError } from '../errors.ts';
 import { environmentKeys, isMapping, itemPaths, kindOf, readMapping, toConvictSchema, type Mapping } from './declare.ts';
 import { configDeclaration, type AppConfig, type Config } from './schema.ts';
 
-export type { AppConfig, AppPolicy, Config, DrillConfig, DrillStep, EmailConfig, NodeConfig, PartConfig } from './schema.ts';
+export type { AppConfig, AppPolicy, Config, DrillConfig, DrillStep, EmailConfig, MirrorConfig, NodeConfig, PartConfig } from './schema.ts';
 export { DEFAULT_DRILL_SCHEDULE } from './schema.ts';
 
-const { nodes: nodeList, apps: appList } = configDeclaration.keys;
+const { nodes: nodeList, apps: appList, mirrors: mirrorList } = configDeclaration.keys;
 const partList = appList.item.keys.parts;
 const convictSchema = toConvictSchema(configDeclaration, (name, coerce) => convict.addFormat({ name, validate: () => {}, coerce }));
 const ENVIRONMENT_KEYS = environmentKeys(configDeclaration);
@@ -78,6 +78,7 @@ export function parseConfig(text: string, source: string, env: NodeJS.ProcessEnv
   const fromEnv = new Map([...ENVIRONMENT_KEYS].filter(([, variable]) => env[variable] !== undefined));
   const loaded = readMapping(merged, configDeclaration, '', { problems, fromEnv });
   checkAcrossKeys(merged, problems);
+  checkMirrors(merged, problems);
   checkEmail(merged, problems);
   if (problems.length > 0) throw new ConfigError(problems);
 
@@ -128,6 +129,30 @@ function checkAcrossKeys(merged: Record<string, unknown>, problems: string[]): v
     if (steps.length > 0 && !steps.some((step) => step.stdin !== undefined)) {
       // A drill that reads nothing of the snapshot proves nothing about it.
       problems.push(`${field}.drill.steps: at least one step must restore a part of the snapshot (stdin: <part file>)`);
+    }
+  });
+}
+
+/**
+ * Given the merged raw config, record what the mirrors say together: unique
+ * names, and no app named twice (by two mirrors, or by a mirror and `apps`):
+ * one directory of the repository holds one app's snapshots from one place.
+ */
+function checkMirrors(merged: Record<string, unknown>, problems: string[]): void {
+  const mirrors = Array.isArray(merged.mirrors) ? merged.mirrors : [];
+  reportDuplicates(mirrors, 'mirrors', mirrorList.item, 'mirror name', problems);
+  const paths = itemPaths(mirrors, 'mirrors', mirrorList.item);
+  const owner = new Map<string, string>();
+  for (const app of Array.isArray(merged.apps) ? merged.apps : []) {
+    if (isMapping(app) && typeof app.name === 'string') owner.set(app.name, `apps[${app.name}]`);
+  }
+  mirrors.forEach((mirror, index) => {
+    if (!isMapping(mirror) || !Array.isArray(mirror.apps)) return;
+    for (const app of mirror.apps) {
+      if (typeof app !== 'string') continue;
+      const earlier = owner.get(app);
+      if (earlier !== undefined) problems.push(`${paths[index]}.apps: "${app}" is already ${earlier}; one app's snapshots come from one place (copy it under another BYSU's name, or drop it here)`);
+      else owner.set(app, `copied by ${paths[index]}`);
     }
   });
 }

@@ -9,7 +9,7 @@
 import { inherited, key, list, mapping, type OutputOf } from './declare.ts';
 import {
   absolutePath, bandwidth, command, cron, duration, environmentName, exitCodes, fingerprint, fraction, host, httpUrl, listenPort, mailAddress,
-  mailAddresses, name, oneOf, optionalDuration, optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text,
+  mailAddresses, mirrorApps, name, oneOf, optionalDuration, optionalHttpUrl, partFile, port, positiveInteger, prefix, redisUrl, regularExpression, size, text,
   timerDuration, timezone, userName, workerCount,
 } from './formats.ts';
 
@@ -101,6 +101,25 @@ const email = mapping('Email alerts over SMTP: the events of the webhook, once p
   dashboardUrl: key({ doc: 'The dashboard\'s URL as the recipients reach it (behind its TLS proxy); each email links the app\'s page under it.', format: httpUrl, optional: true }),
 }, { optional: true });
 
+const mirrorItem = mapping('Another BYSU whose snapshots this one copies: an offsite copy, pulled over the source\'s read-only /api, which the source cannot reach to delete.', {
+  name: key({ doc: 'Name of the source, unique; shown beside its apps.', format: name }),
+  url: key({ doc: 'The source dashboard\'s URL as this machine reaches it (through its TLS proxy, or an SSH tunnel).', format: httpUrl }),
+  tokenEnv: key({ doc: 'Name of the environment variable that holds the source\'s dashboard.apiToken (never the token itself).', format: environmentName }),
+  apps: key({ doc: 'Apps copied: all (every app the source lists), or a list of names.', format: mirrorApps, default: 'all' }),
+  schedule: key({ doc: 'Cron pattern of the copy runs, in defaults.timezone.', format: cron, default: '0 * * * *' }),
+  keep: key({ doc: 'Copies kept per app here (default: what the source keeps); snapshots gone on the source are never deleted here because of that.', format: positiveInteger, optional: true }),
+  maxLag: key({
+    doc: 'A mirrored app is STALE when a source snapshot has waited longer than this to be copied, or the source has not answered for this long.',
+    format: timerDuration,
+    default: '12h',
+    as: 'maxLagMs',
+  }),
+  maxRate: key({ doc: 'The most this mirror receives per second, all its downloads together (a size: 10MiB; 0: no bound).', format: bandwidth, default: 0 }),
+  concurrency: key({ doc: 'Snapshots copied from this source at once.', format: positiveInteger, default: 1 }),
+  stallTimeout: key({ doc: 'No byte received for this long aborts a download (the next attempt resumes it).', format: timerDuration, default: '2m', as: 'stallTimeoutMs' }),
+  attempts: key({ doc: 'Attempts of one copy run before it fails (the next scheduled run tries again).', format: positiveInteger, default: 3 }),
+}, { label: 'name' });
+
 /** The whole file. */
 export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
   redis: mapping('The Redis that holds the queues.', {
@@ -189,6 +208,7 @@ export const configDeclaration = mapping('BYSU configuration (bysu.yaml).', {
   }),
   nodes: list('Machines BYSU logs in to.', nodeItem, { noun: 'nodes (name and host)' }),
   apps: list('Applications to back up.', appItem, { noun: 'apps (name, node and parts)' }),
+  mirrors: list('Other BYSU instances whose snapshots this one copies (offsite copies).', mirrorItem, { noun: 'mirrors (name, url and tokenEnv)' }),
 });
 
 /** Keys an app may set to override `defaults`. */
@@ -202,5 +222,6 @@ export type DrillStep = OutputOf<typeof drillStep.keys>;
 export type DrillConfig = OutputOf<typeof drill.keys>;
 export type EmailConfig = OutputOf<typeof email.keys>;
 export type AppConfig = OutputOf<typeof appItem.keys>;
+export type MirrorConfig = OutputOf<typeof mirrorItem.keys>;
 /** The loaded configuration; `source` is the file it was loaded from. */
 export type Config = OutputOf<typeof configDeclaration.keys> & { source: string };

@@ -17,6 +17,7 @@ import type { Config } from '../config/load.ts';
 import { isSnapshotId, MANIFEST_FILE, SUMS_FILE } from '../repository/layout.ts';
 import { repositoryProblem } from '../repository/marker.ts';
 import { listAppDirectories, listSnapshots, newestSnapshot, type SnapshotEntry } from '../repository/read.ts';
+import type { Logger } from '../log.ts';
 import type { StatusReport } from '../status/app-status.ts';
 
 export interface ByteRange {
@@ -55,7 +56,7 @@ function knownApp(config: Config, name: string, onDisk: string[]): boolean {
  * computation among concurrent requests), return the API router (mount it
  * behind bearerAuth).
  */
-export function apiRouter(current: () => Config, statusOf: (config: Config) => Promise<StatusReport>): Router {
+export function apiRouter(current: () => Config, statusOf: (config: Config) => Promise<StatusReport>, logger?: Logger): Router {
   const router = Router();
   const notFound = (response: Response, what: string) => response.status(404).json({ error: `${what} not found` });
   // Every route reads the repository: a missing or unmarked root answers 503 with the reason, never "no snapshots".
@@ -80,6 +81,9 @@ export function apiRouter(current: () => Config, statusOf: (config: Config) => P
         lastFailure: app.lastFailure,
         lastDrill: app.lastDrill,
         lastVerify: app.lastVerify,
+        // What a mirror of this BYSU takes as its default keep; and, for an app copied here from another BYSU, its lag.
+        keep: config.apps.find((candidate) => candidate.name === app.app)?.keep ?? null,
+        mirror: app.mirror,
       })),
     });
   });
@@ -143,7 +147,20 @@ export function apiRouter(current: () => Config, statusOf: (config: Config) => P
         return;
       }
       streaming = true;
-      await pipeline(handle.createReadStream({ start, end }), response).catch(() => response.destroy());
+      // One line per file served: what a mirror (or a staging refresh) took, and from where.
+      const served = { app, snapshot: snapshot.id, file, from: start, bytes: end - start + 1, size: info.size, client: request.socket.remoteAddress };
+      const stream = handle.createReadStream({ start, end });
+      let read = 0;
+      stream.on('data', (chunk: string | Buffer) => {
+        read += chunk.length;
+      });
+      await pipeline(stream, response).then(
+        () => logger?.info(served, 'api: file served'),
+        () => {
+          response.destroy();
+          logger?.warn({ ...served, bytes: read }, 'api: file download broke off (the client may resume it with Range)');
+        },
+      );
     } finally {
       if (!streaming) await handle.close();
     }

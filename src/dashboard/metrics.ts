@@ -100,6 +100,8 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
   const drillSuccess = gauge('bysu_drill_last_success_timestamp_seconds', 'Finish time of the newest passed restore drill (Unix seconds).', ['app']);
   const drillResult = gauge('bysu_drill_last_result', 'Outcome of the newest restore drill: 1 passed, 0 failed.', ['app']);
   const damaged = gauge('bysu_app_damaged_snapshots', 'Kept snapshots that their last verification found damaged (a file that does not match SHA256SUMS or the manifest, or is missing).', ['app']);
+  const mirrorLag = gauge('bysu_mirror_lag_seconds', 'For an app copied by a mirror: how long the oldest source snapshot not yet copied here has waited (0: up to date).', ['app', 'source']);
+  const mirrorBehind = gauge('bysu_mirror_behind_snapshots', 'For an app copied by a mirror: the source\'s snapshots newer than the newest copy here.', ['app', 'source']);
   const lastVerify = gauge('bysu_app_last_verify_timestamp_seconds', 'When the app\'s verification record was last written (Unix seconds): the end of a verification, or when one found damage.', ['app']);
 
   const exportQueues = async () => {
@@ -149,6 +151,10 @@ async function computeFigures(key: MetricsKey, redis: Redis, queues: Queue[], st
     // The last success stays exported while drills fail, so "no passed drill for 8 days" can fire.
     if (app.lastDrillPassedAt) drillSuccess.set({ app: app.app }, Date.parse(app.lastDrillPassedAt) / 1000);
     setVerify(app.app, app.lastVerify);
+    if (app.mirror) {
+      mirrorLag.set({ app: app.app, source: app.mirror.source }, app.mirror.lagMs / 1000);
+      mirrorBehind.set({ app: app.app, source: app.mirror.source }, app.mirror.behind);
+    }
   }
   await exportQueues();
   up.set(report.scheduler ? 1 : 0);

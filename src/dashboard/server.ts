@@ -61,7 +61,7 @@ export interface RunningDashboard {
 export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQueues, logger: Logger): express.Express {
   const current = () => live.current();
   const status = new SharedComputation<Config, StatusReport>(async (config) => ({ value: await collectStatus(config, redis), at: Date.now() }));
-  const metrics = new MetricsPage(redis, [queues.snapshot, queues.retention, queues.drill, queues.verify], status, logger);
+  const metrics = new MetricsPage(redis, [queues.snapshot, queues.retention, queues.drill, queues.verify, queues.mirror], status, logger);
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -88,7 +88,7 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
     response.type(contentType).send(text);
   });
 
-  app.use('/api', bearerAuth(() => current().dashboard.apiToken), apiRouter(current, async (config) => (await status.get(config)).value));
+  app.use('/api', bearerAuth(() => current().dashboard.apiToken), apiRouter(current, async (config) => (await status.get(config)).value, logger));
 
   // Bull Board lives under /board: its own API is /board/api/…, clear of BYSU's /api.
   const board = new ExpressAdapter();
@@ -96,7 +96,7 @@ export function createDashboardApp(live: LiveConfig, redis: Redis, queues: AllQu
   createBullBoard({
     // Read-only: a job's data says which host to log in to and what to run there, so nobody edits or adds one
     // through the dashboard (re-run a snapshot with `bysu snapshot <app>`).
-    queues: [queues.snapshot, queues.retention, queues.drill, queues.verify].map((queue) => new BullMQAdapter(queue, { readOnlyMode: true })),
+    queues: [queues.snapshot, queues.retention, queues.drill, queues.verify, queues.mirror].map((queue) => new BullMQAdapter(queue, { readOnlyMode: true })),
     serverAdapter: board,
     // UTC and 24 hours, as the CLI and the overview speak (Bull Board showed the browser's local 12-hour time).
     options: { uiConfig: { boardTitle: 'BYSU backups', dateFormats: BOARD_DATE_FORMATS } },

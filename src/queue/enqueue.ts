@@ -3,7 +3,7 @@
  * needs) and the BullMQ options that carry its retry policy.
  */
 import type { JobsOptions } from 'bullmq';
-import type { AppConfig, Config } from '../config/load.ts';
+import type { AppConfig, Config, MirrorConfig } from '../config/load.ts';
 import { ConfigError } from '../errors.ts';
 import { nodeAddressOf } from '../ssh/node-address.ts';
 import {
@@ -129,6 +129,11 @@ export async function enqueueManualDrill(queue: TypedQueue<typeof DRILL_QUEUE>, 
 /** Given an app and why it runs, return the payload of its verification (the worker reads its bound from its own config). */
 export function buildVerifyJob(app: Pick<AppConfig, 'name'>, trigger: SnapshotTrigger): VerifyJobData {
   return { app: app.name, trigger };
+}
+
+/** Given a mirror, return the options of its runs: attempts with a doubling backoff from a minute; history kept like the others. */
+export function mirrorJobOptions(mirror: Pick<MirrorConfig, 'attempts'>): JobsOptions {
+  return { ...NO_STACK_TRACES, attempts: mirror.attempts, backoff: { type: 'exponential', delay: 60_000 }, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED };
 }
 
 /** Options of every verification job: a failure to read the listing or write the record is retried; history kept like the others. */

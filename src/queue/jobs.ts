@@ -26,6 +26,13 @@ export const VERIFY_JOB = 'verify';
 /** One verification scheduler per app on the verify queue (verify.schedule). */
 export const VERIFY_SCHEDULER_PREFIX = 'verify-';
 export const verifySchedulerId = (app: string) => `${VERIFY_SCHEDULER_PREFIX}${app}`;
+export const MIRROR_QUEUE = 'mirror';
+export const MIRROR_JOB = 'mirror';
+/** One job scheduler per mirror on the mirror queue (mirrors[].schedule). */
+export const MIRROR_SCHEDULER_PREFIX = 'mirror-';
+export const mirrorSchedulerId = (mirror: string) => `${MIRROR_SCHEDULER_PREFIX}${mirror}`;
+/** A mirror's field in the appFirstSeen hash and its alert state's name: `mirror:<name>` (no app name has a colon). */
+export const mirrorFirstSeenKey = (mirror: string) => `mirror:${mirror}`;
 
 /** Why a snapshot or drill runs: as its manifest records it. */
 export type SnapshotTrigger = Manifest['trigger'];
@@ -190,6 +197,26 @@ export interface VerifyJobResult {
   skipped?: string;
 }
 
+/** A mirror run: copy what the named mirror's source has and this repository lacks. */
+export interface MirrorJobData {
+  mirror: string;
+  trigger: SnapshotTrigger;
+}
+
+/** What a mirror run did (see MirrorRunResult); `skipped` says why it did nothing. */
+export interface MirrorJobResult {
+  mirror: string;
+  apps: { app: string; copied: string[]; received: number; resumed: number; deleted: string[]; behind: number; error?: string; retryable?: boolean }[];
+  failures: string[];
+  retryable?: boolean;
+  skipped?: string;
+}
+
+/** Given a manual mirror request, return its job id. */
+export function manualMirrorJobId(mirror: string, now: Date): string {
+  return `manual-mirror-${mirror}-${now.getTime()}`;
+}
+
 /** Given a manual drill request, return its job id. */
 export function manualDrillJobId(app: string, now: Date): string {
   return `manual-drill-${app}-${now.getTime()}`;
@@ -205,6 +232,7 @@ export interface QueueJobTypes {
   [RETENTION_QUEUE]: { data: RetentionJobData; result: RetentionResult };
   [DRILL_QUEUE]: { data: DrillJobData; result: DrillResult };
   [VERIFY_QUEUE]: { data: VerifyJobData; result: VerifyJobResult };
+  [MIRROR_QUEUE]: { data: MirrorJobData; result: MirrorJobResult };
 }
 
 export type QueueName = keyof QueueJobTypes;

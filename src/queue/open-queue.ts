@@ -5,7 +5,7 @@
  */
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { DRILL_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE, VERIFY_QUEUE, type QueueName, type QueuePayload, type QueueResult } from './jobs.ts';
+import { DRILL_QUEUE, MIRROR_QUEUE, RETENTION_QUEUE, SNAPSHOT_QUEUE, VERIFY_QUEUE, type QueueName, type QueuePayload, type QueueResult } from './jobs.ts';
 import type { RedisHealth } from './redis-health.ts';
 
 /** The named queue, with its payload and result types. */
@@ -30,6 +30,7 @@ export function openAllQueues(connection: Redis, prefix: string, redisHealth: Re
     [RETENTION_QUEUE]: openQueue(RETENTION_QUEUE, connection, prefix),
     [DRILL_QUEUE]: openQueue(DRILL_QUEUE, connection, prefix),
     [VERIFY_QUEUE]: openQueue(VERIFY_QUEUE, connection, prefix),
+    [MIRROR_QUEUE]: openQueue(MIRROR_QUEUE, connection, prefix),
   };
   for (const queue of Object.values(queues)) redisHealth.watch(queue, `${queue.name} queue`);
   return { ...queues, close: async () => void (await Promise.all(Object.values(queues).map((queue) => queue.close()))) };

@@ -19,11 +19,15 @@ import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
-import { buildDrillJob, buildSnapshotJob, buildVerifyJob, drillJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions, VERIFY_JOB_OPTIONS } from '../queue/enqueue.ts';
+import { buildDrillJob, buildSnapshotJob, buildVerifyJob, drillJobOptions, mirrorJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions, VERIFY_JOB_OPTIONS } from '../queue/enqueue.ts';
 import {
   DRILL_JOB,
   DRILL_SCHEDULER_PREFIX,
   drillSchedulerId,
+  MIRROR_JOB,
+  mirrorFirstSeenKey,
+  MIRROR_SCHEDULER_PREFIX,
+  mirrorSchedulerId,
   parseDrillSince,
   redisKeys,
   RETENTION_SWEEP_JOB,
@@ -36,13 +40,14 @@ import {
   verifySchedulerId,
   type DrillJobData,
   type DrillSinceRecord,
+  type MirrorJobData,
   type RetentionJobData,
   type SnapshotJobData,
   type VerifyJobData,
 } from '../queue/jobs.ts';
 import { Notifier } from '../notify/notifier.ts';
 import { openAllQueues } from '../queue/open-queue.ts';
-import { collectStatus, type AppStatus } from '../status/app-status.ts';
+import { collectStatus, type AppStatus, type MirrorLag } from '../status/app-status.ts';
 import { damageReason } from '../verify/verify-app.ts';
 
 /** How often the heartbeat is written, and how long it lives. */
@@ -63,11 +68,11 @@ export interface RunningScheduler {
 
 /** One job scheduler the config asks for, on the queue it belongs to. */
 interface WantedScheduler {
-  queue: 'snapshot' | 'drill' | 'retention' | 'verify';
+  queue: 'snapshot' | 'drill' | 'retention' | 'verify' | 'mirror';
   id: string;
   pattern: string;
   tz: string;
-  template: { name: string; data: SnapshotJobData | DrillJobData | RetentionJobData | VerifyJobData; opts: object };
+  template: { name: string; data: SnapshotJobData | DrillJobData | RetentionJobData | VerifyJobData | MirrorJobData; opts: object };
 }
 
 /** The scheduler's queues (a test may leave out those it does not look at). */
@@ -76,6 +81,13 @@ export interface SchedulerQueues {
   retention: Queue<RetentionJobData>;
   drill?: Queue<DrillJobData>;
   verify?: Queue<VerifyJobData>;
+  mirror?: Queue<MirrorJobData>;
+}
+
+/** Given a mirrored app's lag, say why it is stale. */
+function mirrorStaleReason(lag: MirrorLag): string {
+  if (lag.unreachableMs !== null && lag.unreachableMs > lag.maxLagMs) return `mirror source ${lag.source} (${lag.url}) has not answered since ${lag.checkedAt}, longer than maxLag (${lag.maxLagMs} ms)`;
+  return `${lag.behind} snapshot(s) of mirror source ${lag.source} not copied, the oldest waiting ${lag.lagMs} ms, longer than maxLag (${lag.maxLagMs} ms)${lag.lastError ? `; last error: ${lag.lastError.reason.split('\n')[0]}` : ''}`;
 }
 
 /** Given the config, list every job scheduler it asks for: one per app, one per drill, one verification per app, the retention sweep. */
@@ -96,6 +108,10 @@ function wantedSchedulers(config: Config): WantedScheduler[] {
     wanted.push({ queue: 'verify', id: verifySchedulerId(app.name), pattern: config.verify.schedule, tz: config.defaults.timezone,
       template: { name: VERIFY_JOB, data: buildVerifyJob(app, 'schedule'), opts: VERIFY_JOB_OPTIONS } });
   }
+  for (const mirror of config.mirrors) {
+    wanted.push({ queue: 'mirror', id: mirrorSchedulerId(mirror.name), pattern: mirror.schedule, tz: config.defaults.timezone,
+      template: { name: MIRROR_JOB, data: { mirror: mirror.name, trigger: 'schedule' }, opts: mirrorJobOptions(mirror) } });
+  }
   wanted.push({ queue: 'retention', id: RETENTION_SWEEP_SCHEDULER, pattern: config.retention.sweepSchedule, tz: config.defaults.timezone,
     template: { name: RETENTION_SWEEP_JOB, data: { targets: config.apps.map((app) => retentionTargetFor(config, app)), reason: 'sweep' as const }, opts: RETENTION_JOB_OPTIONS } });
   return wanted;
@@ -110,6 +126,8 @@ async function recordFirstSeen(redis: Redis, config: Config): Promise<void> {
   // When BYSU first learnt of the app: an app that never produced a snapshot goes stale from here.
   const now = new Date();
   for (const app of config.apps) await redis.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), app.name, now.toISOString());
+  // A mirror whose source never answers goes stale from here.
+  for (const mirror of config.mirrors) await redis.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), mirrorFirstSeenKey(mirror.name), now.toISOString());
   await recordDrillSince(redis, config, now);
 }
 
@@ -135,9 +153,9 @@ export async function reconcileSchedulers(queues: SchedulerQueues, config: Confi
     }
   }
   const removed: string[] = [];
-  for (const [queue, prefix] of [[queues.snapshot, SNAPSHOT_SCHEDULER_PREFIX], [queues.drill, DRILL_SCHEDULER_PREFIX], [queues.verify, VERIFY_SCHEDULER_PREFIX]] as const) {
+  for (const [queue, prefix] of [[queues.snapshot, SNAPSHOT_SCHEDULER_PREFIX], [queues.drill, DRILL_SCHEDULER_PREFIX], [queues.verify, VERIFY_SCHEDULER_PREFIX], [queues.mirror, MIRROR_SCHEDULER_PREFIX]] as const) {
     if (!queue) continue;
-    for (const scheduler of await queue.getJobSchedulers(0, -1)) {
+    for (const scheduler of await (queue as Queue).getJobSchedulers(0, -1)) {
       const id = scheduler.id ?? scheduler.key;
       if (id.startsWith(prefix) && !wanted.some((each) => each.id === id)) {
         await queue.removeJobScheduler(id);
@@ -274,6 +292,17 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
     checking = true;
     try {
       const report = await collectStatus(live.current(), connection);
+      for (const mirror of report.mirrors.filter((candidate) => candidate.stale)) {
+        // Recovered once a run reaches the source again (the mirror worker reports it).
+        const sent = await notifier.report({
+          event: 'stale',
+          app: mirrorFirstSeenKey(mirror.name),
+          at: report.at,
+          reason: `mirror source ${mirror.name} (${mirror.url}) has not answered ${mirror.lastContactAt === null ? 'since the mirror was configured' : `since ${mirror.lastContactAt}`}, longer than maxLag (${mirror.maxLagMs} ms)${mirror.lastError ? `: ${mirror.lastError.reason.split('\n')[0]}` : ''}`,
+          lastSnapshot: null,
+        });
+        if (sent) logAlertOnce(mirrorFirstSeenKey(mirror.name), 'stale', () => logger.warn({ mirror: mirror.name, unreachableMs: mirror.unreachableMs }, 'mirror source unreachable: alert sent'));
+      }
       for (const app of report.apps) {
         await reportDamage(app, report.at);
         if (app.state === 'failing' && app.lastFailure !== null) {
@@ -292,7 +321,8 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
           app: app.app,
           ...(app.node ? { node: app.node } : {}),
           at: report.at,
-          reason: app.newest ? `newest snapshot ${app.newest.id} is older than ${app.staleAfterMs} ms` : `no snapshot since the app was configured (${app.firstSeenAt})`,
+          reason: app.mirror ? mirrorStaleReason(app.mirror)
+            : app.newest ? `newest snapshot ${app.newest.id} is older than ${app.staleAfterMs} ms` : `no snapshot since the app was configured (${app.firstSeenAt})`,
           lastSnapshot: app.newest ? { id: app.newest.id, finishedAt: app.newest.finishedAt } : null,
         });
         if (sent) logAlertOnce(app.app, 'stale', () => logger.warn({ app: app.app, ageMs: app.ageMs }, 'app is stale: alert sent'));

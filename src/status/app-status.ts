@@ -10,11 +10,12 @@
  */
 import path from 'node:path';
 import type { Redis } from 'ioredis';
-import { NAME_PATTERN } from '../config/formats.ts';
+import { formatDuration, NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import { parseDrillSince, redisKeys, SNAPSHOT_QUEUE, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord } from '../queue/jobs.ts';
-import { appDirectory } from '../repository/layout.ts';
+import { mirrorFirstSeenKey, parseDrillSince, redisKeys, SNAPSHOT_QUEUE, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord } from '../queue/jobs.ts';
+import { appDirectory, compareSnapshotIds } from '../repository/layout.ts';
+import { readMirrorContact, readMirrorRecord, type MirrorRecord } from '../mirror/record.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { listAppDirectories, NO_MANIFEST_PROBLEM } from '../repository/read.ts';
 import type { FailureRecord } from '../repository/records.ts';
@@ -48,6 +49,51 @@ export interface AppStatus {
   drillSince: string | null;
   /** The app's verifications (`bysu verify`, the verify worker): when the record was last written, how many kept snapshots it judges, and those it found damaged that are still kept. */
   lastVerify: { at: string; snapshots: number; failed: DamagedSnapshot[] } | null;
+  /** Set for an app copied from another BYSU by a mirror (mirrors[] in the config): how far behind its source it is. */
+  mirror: MirrorLag | null;
+}
+
+/** How far a mirrored app is behind its source, from its `.mirror.json` (see src/mirror/run-mirror.ts). */
+export interface MirrorLag {
+  source: string;
+  url: string;
+  /** When the source last listed the app's snapshots to the mirror (null: never). */
+  checkedAt: string | null;
+  /** The source's snapshots newer than the newest copy here, and how long the oldest of them has waited (0: none waits). */
+  behind: number;
+  lagMs: number;
+  /** How long since the source last answered for this app (null: it never has). */
+  unreachableMs: number | null;
+  maxLagMs: number;
+  /** The last run's failure for this app, if it had one. */
+  lastError: { at: string; reason: string } | null;
+}
+
+/**
+ * Given a mirror's record of an app (or null), the id of the newest copy
+ * here, the mirror's maxLag and now, return how far behind the app is and
+ * whether that makes it stale: a source snapshot has waited longer than
+ * maxLag to be copied, or the source has not answered for longer than that.
+ */
+export function mirrorLag(record: MirrorRecord | null, mirror: { name: string; url: string; maxLagMs: number }, newestHere: string | null, now: number): { lag: MirrorLag; stale: boolean } {
+  const waiting = (record?.sourceSnapshots ?? []).filter((snapshot) => newestHere === null || compareSnapshotIds(snapshot.id, newestHere) > 0);
+  const oldestWaiting = waiting.reduce<number | null>((oldest, snapshot) => {
+    const at = Date.parse(snapshot.finishedAt);
+    return Number.isNaN(at) ? oldest : Math.min(oldest ?? at, at);
+  }, null);
+  const lagMs = oldestWaiting === null ? 0 : Math.max(0, now - oldestWaiting);
+  const unreachableMs = record === null ? null : Math.max(0, now - Date.parse(record.checkedAt));
+  const lag: MirrorLag = {
+    source: mirror.name,
+    url: mirror.url,
+    checkedAt: record?.checkedAt ?? null,
+    behind: waiting.length,
+    lagMs,
+    unreachableMs,
+    maxLagMs: mirror.maxLagMs,
+    lastError: record?.lastError ?? null,
+  };
+  return { lag, stale: lagMs > mirror.maxLagMs || (unreachableMs !== null && unreachableMs > mirror.maxLagMs) };
 }
 
 /** A kept snapshot that its last verification found damaged: what is wrong (each problem names the file) and when it was read. */
@@ -63,9 +109,24 @@ export interface SchedulerHeartbeat {
   pid: number;
 }
 
+/** Whether a mirror's source answers at all (mirrors[] in the config). */
+export interface MirrorSourceStatus {
+  name: string;
+  url: string;
+  /** When the source last answered a run, the last run's failure to reach it, and how long it has not answered (counted from when the scheduler first had the mirror, before any answer). */
+  lastContactAt: string | null;
+  lastError: { at: string; reason: string } | null;
+  unreachableMs: number | null;
+  maxLagMs: number;
+  /** Unreachable for longer than maxLag. */
+  stale: boolean;
+}
+
 export interface StatusReport {
   at: string;
   apps: AppStatus[];
+  /** The configured mirrors' sources (none without mirrors). */
+  mirrors: MirrorSourceStatus[];
   /** Null when no scheduler has written a heartbeat lately (or Redis was unreachable). */
   scheduler: SchedulerHeartbeat | null;
   /**
@@ -225,6 +286,29 @@ function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error,
     lastDrillPassedAt: drillPassedAt,
     drillSince,
     lastVerify: verify ? { at: verify.at, snapshots: verify.snapshots.length, failed: damaged } : null,
+    mirror: null,
+  };
+}
+
+/**
+ * Given a mirrored app's status as an unconfigured directory would have it,
+ * its mirror, its record and now, return it as a mirrored app: no node, its
+ * source, and stale when it lags (see mirrorLag); else ok, or never before
+ * its first copy.
+ */
+function asMirrored(status: AppStatus, mirror: { name: string; url: string; maxLagMs: number }, record: MirrorRecord | null, now: Date): AppStatus {
+  const { lag, stale } = mirrorLag(record, mirror, status.newest?.id ?? null, now.getTime());
+  const problems = status.problems.filter((problem) => !problem.startsWith('no job scheduler'));
+  if (lag.lastError) problems.push(`mirror run FAILED ${lag.lastError.at}: ${lag.lastError.reason.split('\n')[0]}`);
+  if (lag.lagMs > mirror.maxLagMs) problems.push(`${lag.behind} snapshot(s) of mirror source ${mirror.name} not copied yet, the oldest waiting longer than maxLag (${formatDuration(mirror.maxLagMs)})`);
+  if (lag.unreachableMs !== null && lag.unreachableMs > mirror.maxLagMs) problems.push(`mirror source ${mirror.name} has not answered for this app since ${lag.checkedAt}`);
+  return {
+    ...status,
+    node: null,
+    state: stale ? 'stale' : status.state === 'corrupt' ? 'corrupt' : status.newest === null ? 'never' : 'ok',
+    staleAfterMs: mirror.maxLagMs,
+    problems,
+    mirror: lag,
   };
 }
 
@@ -275,12 +359,43 @@ export async function collectStatus(config: Config, redis: Redis | { unreachable
   const configured = new Set(config.apps.map((app) => app.name));
   // Only directories named like an app (not lost+found), holding snapshots, are orphaned apps.
   const orphans = (await listAppDirectories(config.repository)).filter((name) => NAME_PATTERN.test(name) && !configured.has(name));
-  const summaries = await readAppSummaries(config.repository, [...configured, ...orphans], options.logger ? { logger: options.logger } : {});
+  // Apps a mirror copies: listed by name in mirrors[].apps, or directories whose .mirror.json names a configured mirror.
+  const mirrorOf = new Map<string, { mirror: Config['mirrors'][number]; record: MirrorRecord | null }>();
+  for (const mirror of config.mirrors) {
+    if (mirror.apps === 'all') continue;
+    for (const name of mirror.apps) if (!configured.has(name)) mirrorOf.set(name, { mirror, record: null });
+  }
+  for (const name of new Set([...orphans, ...mirrorOf.keys()])) {
+    const record = await readMirrorRecord(config.repository, name);
+    const mirror = config.mirrors.find((candidate) => candidate.name === (record?.source ?? mirrorOf.get(name)?.mirror.name));
+    if (mirror && (mirror.apps === 'all' || mirror.apps.includes(name))) mirrorOf.set(name, { mirror, record: record?.source === mirror.name ? record : null });
+    else mirrorOf.delete(name);
+  }
+  const unconfigured = [...new Set([...orphans, ...mirrorOf.keys()])];
+  const summaries = await readAppSummaries(config.repository, [...configured, ...unconfigured], options.logger ? { logger: options.logger } : {});
   const apps = config.apps.map((app) => statusOf(app, app.name, summaries.get(app.name)!, known, runs.get(app.name) ?? null, now, config.repository));
-  for (const name of orphans) {
-    const orphan = statusOf(null, name, summaries.get(name)!, known, null, now, config.repository);
-    if (orphan.newest !== null) apps.push(orphan);
+  for (const name of unconfigured) {
+    const unknown = statusOf(null, name, summaries.get(name)!, known, null, now, config.repository);
+    const mirrored = mirrorOf.get(name);
+    if (mirrored) apps.push(asMirrored(unknown, mirrored.mirror, mirrored.record, now));
+    else if (unknown.newest !== null) apps.push(unknown);
+  }
+  const mirrors: MirrorSourceStatus[] = [];
+  for (const mirror of config.mirrors) {
+    const contact = await readMirrorContact(config.repository, mirror.name);
+    const firstSeen: Record<string, string> = known.firstSeen;
+    const since = contact?.lastContactAt ?? firstSeen[mirrorFirstSeenKey(mirror.name)] ?? contact?.firstRunAt ?? null;
+    const unreachableMs = since === null ? null : Math.max(0, now.getTime() - Date.parse(since));
+    mirrors.push({
+      name: mirror.name,
+      url: mirror.url,
+      lastContactAt: contact?.lastContactAt ?? null,
+      lastError: contact?.lastError ?? null,
+      unreachableMs,
+      maxLagMs: mirror.maxLagMs,
+      stale: unreachableMs !== null && unreachableMs > mirror.maxLagMs,
+    });
   }
   const reachability: StatusReport['redis'] = 'unreachable' in redis ? { reachable: false, error: redis.unreachable } : { reachable: true, error: null };
-  return { at: now.toISOString(), apps, scheduler, redis: reachability };
+  return { at: now.toISOString(), apps, mirrors, scheduler, redis: reachability };
 }

@@ -182,7 +182,8 @@ export class IdentityCache {
   private identity: SshIdentity | null;
 
   constructor(private readonly live: LiveConfig) {
-    this.identity = this.read();
+    // Read at start when there are nodes to log in to; an instance that only mirrors has none, and no key.
+    this.identity = live.current().nodes.length > 0 ? this.read() : null;
     live.onReload(() => {
       this.identity = null;
     });

@@ -212,9 +212,9 @@ describe('docker compose: the image built and the stack run for real', { skip },
     if (work) await rm(work, { recursive: true, force: true });
   });
 
-  it('runs all eight services and the node; init marked the volume and exited 0', async () => {
+  it('runs all nine services and the node; init marked the volume and exited 0', async () => {
     const ps = await dc(['ps', '--all']);
-    for (const service of ['redis', 'scheduler', 'snapshot-worker', 'retention-worker', 'drill-worker', 'verify-worker', 'dashboard']) {
+    for (const service of ['redis', 'scheduler', 'snapshot-worker', 'retention-worker', 'drill-worker', 'verify-worker', 'mirror-worker', 'dashboard']) {
       assert.ok((await containers(service)).length >= 1, `${service} runs:\n${ps.stdout}`);
     }
     assert.equal((await containers('snapshot-worker')).length, 2, `two snapshot-worker replicas:\n${ps.stdout}`);

@@ -95,7 +95,7 @@ describe('bysu up: dashboard, health, metrics, API', () => {
     const queues = await fetch(`${board}api/queues`, { headers: basic('admin', PASSWORD) });
     assert.equal(queues.status, 200);
     const names = ((await queues.json()) as { queues: { name: string }[] }).queues.map((queue) => queue.name).sort();
-    assert.deepEqual(names, ['drill', 'retention', 'snapshot', 'verify']);
+    assert.deepEqual(names, ['drill', 'mirror', 'retention', 'snapshot', 'verify']);
   });
 
   test('/healthz and /metrics', async () => {

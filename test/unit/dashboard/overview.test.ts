@@ -27,12 +27,13 @@ const NOW = Date.parse('2026-12-02T12:00:00Z');
 function app(fields: Partial<AppStatus> & Pick<AppStatus, 'app' | 'state'>): AppStatus {
   return {
     node: null, newest: null, keptBytes: [], ageMs: null, staleAfterMs: null, nextRunAt: null, lastFailure: null, firstSeenAt: null,
-    problems: [], lastDrill: null, lastDrillPassedAt: null, drillSince: null, lastVerify: null, ...fields,
+    problems: [], lastDrill: null, lastDrillPassedAt: null, drillSince: null, lastVerify: null, mirror: null, ...fields,
   };
 }
 
 const REPORT: StatusReport = {
   at: new Date(NOW).toISOString(),
+  mirrors: [],
   scheduler: { at: new Date(NOW - 5000).toISOString(), host: 'backup', pid: 1 },
   redis: { reachable: true, error: null },
   apps: [

@@ -1,0 +1,196 @@
+/**
+ * One run of a mirror: ask the source for its apps and their snapshots, copy
+ * the ones this repository lacks (newest first, `concurrency` at once, every
+ * byte paced by `maxRate`), record what was seen in each app's
+ * `.mirror.json`, then apply this side's own retention.
+ *
+ * What this side keeps is its own: `mirrors[].keep`, else the largest `keep`
+ * the source has ever said for the app (a source that lowers its keep, or
+ * that was taken over and set it to 1, does not shrink the copies here).
+ * Retention counts the copies here only, so snapshots that vanished on the
+ * source are never deleted here because of that. Only the `keep` newest of
+ * what the source lists and what is here are copied: an older one would be
+ * deleted at once.
+ */
+import type { Config, MirrorConfig } from '../config/load.ts';
+import { ConfigError, isRetryable, toError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { compareSnapshotIds } from '../repository/layout.ts';
+import { listSnapshots } from '../repository/read.ts';
+import type { ReadThrottle } from '../repository/read-throttle.ts';
+import { applyRetention } from '../retention/apply.ts';
+import { copySnapshot, removeUnwantedPartials, type CopyResult } from './copy.ts';
+import { MIRROR_RECORD_FORMAT, readMirrorRecord, recordMirrorContact, writeMirrorRecord, type MirrorRecord } from './record.ts';
+import { MirrorSource, type SourceSnapshot } from './source.ts';
+
+/** Given the mirror and the environment, return its source; throw ConfigError when the token's variable is not set. */
+export function mirrorSource(mirror: MirrorConfig, env: NodeJS.ProcessEnv = process.env): MirrorSource {
+  const token = env[mirror.tokenEnv];
+  if (!token) throw new ConfigError([`mirrors[${mirror.name}].tokenEnv: ${mirror.tokenEnv} is not set in this process's environment; set it to the source's dashboard.apiToken`]);
+  return new MirrorSource(mirror.name, mirror.url, token);
+}
+
+export interface MirrorRunOptions {
+  signal?: AbortSignal;
+  throttle?: ReadThrottle;
+  /** Throws when this worker no longer owns the job. */
+  fence: () => Promise<void>;
+  /** Runs fn holding the app's lock (commits and retention). */
+  lockApp: <T>(app: string, fn: (lease?: { confirm(): Promise<void> }) => Promise<T>) => Promise<T>;
+  logger: Logger;
+  env?: NodeJS.ProcessEnv;
+  now?: () => Date;
+}
+
+export interface MirrorAppResult {
+  app: string;
+  copied: string[];
+  /** Bytes received from the source, and bytes kept from an interrupted earlier run. */
+  received: number;
+  resumed: number;
+  deleted: string[];
+  /** Snapshots listed by the source that are still not here (failed, or beyond keep). */
+  behind: number;
+  error?: string;
+  /** Whether another attempt may mend the error (false: a damaged file on the source, a name clash). */
+  retryable?: boolean;
+}
+
+export interface MirrorRunResult {
+  mirror: string;
+  apps: MirrorAppResult[];
+  /** The failures of the run, one line per app; empty when all went well. */
+  failures: string[];
+  /** Whether any failure may be mended by another attempt soon. */
+  retryable: boolean;
+}
+
+/**
+ * Given the config, the mirror's name and the run's options, run the mirror
+ * once; return what it did. Never throws for one app's failure (it is in
+ * the result and the app's record); throws when the source cannot be asked
+ * at all (MirrorSourceError, ConfigError) or the repository is unavailable.
+ */
+export async function runMirror(config: Config, name: string, options: MirrorRunOptions): Promise<MirrorRunResult> {
+  const mirror = config.mirrors.find((candidate) => candidate.name === name);
+  if (!mirror) throw new ConfigError([`no mirror named "${name}" (configured: ${config.mirrors.map((each) => each.name).join(', ') || 'none'})`]);
+  const source = mirrorSource(mirror, options.env);
+  const now = options.now ?? (() => new Date());
+  let listedApps: Awaited<ReturnType<MirrorSource['apps']>>;
+  try {
+    listedApps = await source.apps(options.signal);
+  } catch (error) {
+    if (!options.signal?.aborted) await recordMirrorContact(config.repository, name, { at: now().toISOString(), error: toError(error).message }).catch(() => undefined);
+    throw error;
+  }
+  await recordMirrorContact(config.repository, name, { at: now().toISOString() });
+  const local = new Set(config.apps.map((app) => app.name));
+  const wanted = mirror.apps === 'all' ? listedApps.map((entry) => entry.app) : mirror.apps;
+  const result: MirrorRunResult = { mirror: name, apps: [], failures: [], retryable: false };
+  for (const app of wanted) {
+    const log = options.logger.child({ app, mirror: name });
+    if (local.has(app)) {
+      const reason = `${app} is an app of this BYSU (apps[${app}]): not copied from mirror source ${name}`;
+      log.error(reason);
+      result.apps.push({ app, copied: [], received: 0, resumed: 0, deleted: [], behind: 0, error: reason, retryable: false });
+      result.failures.push(reason);
+      continue;
+    }
+    const outcome = await mirrorApp(config, mirror, source, app, listedApps.find((entry) => entry.app === app)?.keep ?? null, options, log, now);
+    result.apps.push(outcome);
+    if (outcome.error) result.failures.push(`${app}: ${outcome.error}`);
+    if (outcome.error && outcome.retryable !== false) result.retryable = true;
+  }
+  return result;
+}
+
+async function mirrorApp(
+  config: Config, mirror: MirrorConfig, source: MirrorSource, app: string, saidKeep: number | null, options: MirrorRunOptions, log: Logger, now: () => Date,
+): Promise<MirrorAppResult> {
+  const repository = config.repository;
+  const outcome: MirrorAppResult = { app, copied: [], received: 0, resumed: 0, deleted: [], behind: 0 };
+  const previous = await readMirrorRecord(repository, app);
+  if (previous !== null && previous.source !== mirror.name) {
+    outcome.error = `${app} here holds copies from mirror source ${previous.source}, not ${mirror.name}: not copied (one app's snapshots come from one place)`;
+    outcome.retryable = false;
+    log.error(outcome.error);
+    return outcome;
+  }
+  let listed: SourceSnapshot[];
+  try {
+    listed = await source.snapshots(app, options.signal);
+  } catch (error) {
+    outcome.error = toError(error).message;
+    outcome.retryable = isRetryable(error);
+    log.error({ err: outcome.error }, 'cannot list the source\'s snapshots');
+    if (previous !== null) await writeMirrorRecord(repository, app, { ...previous, lastError: { at: now().toISOString(), reason: outcome.error } }).catch(() => undefined);
+    return outcome;
+  }
+  const sourceKeep = Math.max(saidKeep ?? 0, previous?.sourceKeep ?? 0) || null;
+  const keep = mirror.keep ?? sourceKeep ?? config.defaults.keep;
+  const record: MirrorRecord = {
+    format: MIRROR_RECORD_FORMAT,
+    source: mirror.name,
+    url: mirror.url,
+    checkedAt: now().toISOString(),
+    sourceSnapshots: listed.map(({ id, finishedAt }) => ({ id, finishedAt })),
+    sourceKeep,
+    lastCopy: previous?.lastCopy ?? null,
+    lastError: null,
+  };
+  await writeMirrorRecord(repository, app, record);
+
+  const here = new Set((await listSnapshots(repository, app)).filter((snapshot) => snapshot.manifest !== null).map((snapshot) => snapshot.id));
+  // The keep newest of what is here and what the source lists: copying an older one would only see it deleted.
+  const newest = [...new Set([...here, ...listed.map((snapshot) => snapshot.id)])].sort(compareSnapshotIds).reverse().slice(0, keep);
+  const toCopy = listed.filter((snapshot) => newest.includes(snapshot.id) && !here.has(snapshot.id));
+  await removeUnwantedPartials(repository, app, new Set(toCopy.map((snapshot) => snapshot.id)));
+  const errors: string[] = [];
+  let retryable = false;
+  let next = 0;
+  const copyNext = async (): Promise<void> => {
+    while (next < toCopy.length) {
+      const snapshot = toCopy[next++]!;
+      const started = Date.now();
+      try {
+        const copied: CopyResult = await copySnapshot(repository, source, app, snapshot, {
+          ...(options.signal ? { signal: options.signal } : {}),
+          ...(options.throttle ? { throttle: options.throttle } : {}),
+          stallTimeoutMs: mirror.stallTimeoutMs,
+          fence: options.fence,
+          lockApp: (fn) => options.lockApp(app, fn),
+        });
+        outcome.received += copied.received;
+        outcome.resumed += copied.resumed;
+        if (!copied.alreadyHere) {
+          outcome.copied.push(copied.id);
+          record.lastCopy = { id: copied.id, at: now().toISOString() };
+          const ms = Date.now() - started;
+          log.info({ id: copied.id, bytes: copied.bytes, received: copied.received, resumed: copied.resumed, ms, mibPerSecond: ms > 0 ? Math.round((copied.received / 1048576 / (ms / 1000)) * 10) / 10 : null }, 'snapshot copied');
+        }
+      } catch (error) {
+        if (options.signal?.aborted) throw error;
+        const message = toError(error).message;
+        errors.push(message);
+        if (isRetryable(error)) retryable = true;
+        log.error({ id: snapshot.id, err: message }, 'snapshot not copied');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(mirror.concurrency, Math.max(1, toCopy.length)) }, () => copyNext()));
+  outcome.behind = listed.filter((snapshot) => newest.includes(snapshot.id)).length - listed.filter((snapshot) => newest.includes(snapshot.id) && (here.has(snapshot.id) || outcome.copied.includes(snapshot.id))).length;
+  if (errors.length > 0) {
+    outcome.error = errors.join('; ');
+    outcome.retryable = retryable;
+    record.lastError = { at: now().toISOString(), reason: outcome.error };
+  }
+  await writeMirrorRecord(repository, app, record);
+
+  const retention = await applyRetention(repository, { app, keep, incomingMaxAgeMs: mirror.stallTimeoutMs * 2 + config.retention.incomingMarginMs }, new Set(), {
+    logger: log,
+    lock: (fn) => options.lockApp(app, () => fn()),
+  });
+  outcome.deleted = retention.deleted;
+  if (retention.deleted.length > 0) log.info({ keep, deleted: retention.deleted }, 'retention applied to the copies');
+  return outcome;
+}
