@@ -18,7 +18,7 @@ import type { ClientKeys, TestNode } from '../test/helpers/sshd.ts';
 export const MiB = 1024 * 1024;
 
 /** Every scenario, in the order they run; `--only` picks some. */
-export const ALL_SCENARIOS = ['a', 'a2', 'b', 'b2', 'c', 'r', 'd', 'n', 'u', 'f', 'v'];
+export const ALL_SCENARIOS = ['a', 'a2', 'b', 'b2', 'c', 'r', 'd', 'n', 'u', 'f', 'v', 'm'];
 /** App counts of the fleet scenario (f) unless `--fleet` names others. */
 export const DEFAULT_FLEET = [100, 1000, 10_000];
 

@@ -20,7 +20,9 @@
  * `bysu up` as the deployment (up.ts); (f) reads of a fleet-sized repository:
  * status, /metrics, /api/apps against a `find | xargs cat` floor (fleet.ts);
  * (v) the scheduled verification of a 1 GiB snapshot alone and beside a
- * running snapshot, unbounded and at its default bound (verify.ts).
+ * running snapshot, unbounded and at its default bound (verify.ts); (m) a
+ * mirror's copy of a 1 GiB snapshot against curl of the same files from the
+ * same API, and what a resume after the source died receives (mirror.ts).
  *
  *   npm run bench               the full run (about 40 minutes, most of it (f) at 10,000 apps)
  *   npm run bench -- --smoke    tiny sizes, one round: keeps the benchmark working (CI)
@@ -53,6 +55,7 @@ import { NIGHTLY_SIZES, nightlyScenario } from './nightly.ts';
 import { rsnapshotScenario } from './rsnapshot.ts';
 import { upScenario } from './up.ts';
 import { verifyScenario } from './verify.ts';
+import { mirrorScenario } from './mirror.ts';
 
 const OPTIONS = parseOptions(process.argv);
 const { smoke, rounds: ROUNDS, workers: WORKERS, plainNode: PLAIN_NODE, only: ONLY } = OPTIONS;
@@ -233,6 +236,7 @@ async function main(): Promise<void> {
     if (ONLY.includes('u')) await upScenario(setup, { nodes: bNodes, bytesPerNode: SIZES.b });
     if (ONLY.includes('f')) extraTables.push(await fleetScenario(setup, fleetSource!));
     if (ONLY.includes('v')) await verifyScenario(setup);
+    if (ONLY.includes('m')) await mirrorScenario(setup);
   })));
 
   const widths = table[0]!.map((_, column) => Math.max(...table.map((row) => row[column]!.length)));

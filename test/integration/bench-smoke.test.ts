@@ -42,4 +42,8 @@ test('the benchmark runs in smoke mode', async () => {
   for (const [key, value] of Object.entries(verify.mibPerSecond as Record<string, number>)) assert.ok(value > 0, `v: ${key}`);
   assert.equal(Object.keys(verify.mibPerSecond).length, 8);
   assert.ok(verify.verifyCpuSecondsPerGiB.unbounded > 0 && verify.verifyCpuSecondsPerGiB.bound > 0, 'v: CPU per GiB verified');
+  // (m): the mirror's copy and curl's, and a resume that received what it lacked and no more.
+  const mirror = results.scenarios.m;
+  assert.ok(mirror.bysu.mibPerSecond > 0 && mirror.curl.mibPerSecond > 0, 'm: both sides');
+  assert.ok(mirror.resume.resumedFrom > 0 && mirror.resume.reReceived === 0, `m: the resume kept its bytes: ${JSON.stringify(mirror.resume)}`);
 });
