@@ -44,6 +44,6 @@ test('the benchmark runs in smoke mode', async () => {
   assert.ok(verify.verifyCpuSecondsPerGiB.unbounded > 0 && verify.verifyCpuSecondsPerGiB.bound > 0, 'v: CPU per GiB verified');
   // (m): the mirror's copy and curl's, and a resume that received what it lacked and no more.
   const mirror = results.scenarios.m;
-  assert.ok(mirror.bysu.mibPerSecond > 0 && mirror.curl.mibPerSecond > 0, 'm: both sides');
+  assert.ok(mirror.bysu.mibPerSecond > 0 && mirror.curl.mibPerSecond > 0 && mirror.curlPlain.mibPerSecond > 0, 'm: every side');
   assert.ok(mirror.resume.resumedFrom > 0 && mirror.resume.reReceived === 0, `m: the resume kept its bytes: ${JSON.stringify(mirror.resume)}`);
 });
