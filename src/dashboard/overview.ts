@@ -137,6 +137,13 @@ export function nodeRows(config: Config, report: StatusReport): NodeRow[] {
   return [...rows.values()];
 }
 
+/** For an app copied from another BYSU: where from, and how far behind. */
+function mirrorNote(app: AppStatus): Html | string {
+  if (app.mirror === null) return '';
+  const behind = app.mirror.behind > 0 ? `, ${app.mirror.behind} behind (the oldest waiting ${formatAge(app.mirror.lagMs)})` : '';
+  return html` <span class="dim">copy of ${app.mirror.source}${behind}</span>`;
+}
+
 function appRow(app: AppStatus, now: number): Html {
   const error = app.state === 'failing' && app.lastFailure ? app.lastFailure.reason : app.problems[0] ?? null;
   const drill = app.lastDrill
@@ -146,7 +153,7 @@ function appRow(app: AppStatus, now: number): Html {
     ? html`${app.lastVerify.failed.length > 0 ? html`<span class="problem">${app.lastVerify.failed.length} damaged</span>` : 'ok'} ${when(app.lastVerify.at, now)}`
     : html`<span class="dim">-</span>`;
   return html`<tr>
-<td data-label="App"><a href="apps/${encodeURIComponent(app.app)}">${app.app}</a></td>
+<td data-label="App"><a href="apps/${encodeURIComponent(app.app)}">${app.app}</a>${mirrorNote(app)}</td>
 <td data-label="State">${stateBadge(app.state)}</td>
 <td data-label="Newest" class="mono">${app.newest?.id ?? '-'}</td>
 <td data-label="Age" class="num">${app.ageMs === null ? '-' : formatAge(app.ageMs)}</td>
@@ -264,7 +271,7 @@ function attemptRows(attempts: AttemptRow[], now: number): Html {
 /** Given an app's state, its snapshots (newest first), its recent attempts (or why they could not be read) and now, return its page. */
 export function renderAppPage(app: AppStatus, snapshots: SnapshotEntry[], attempts: AttemptRow[] | Error, now: number): string {
   const body = html`<header><h1><a href="../">BYSU backups</a> / ${app.app}</h1> ${stateBadge(app.state)}
-<span class="dim">node ${app.node ?? '-'}; newest ${app.newest?.id ?? 'none'}${app.ageMs === null ? '' : `, ${formatAge(app.ageMs)} old`}</span></header>
+<span class="dim">${app.mirror ? `copy of ${app.mirror.source} (${app.mirror.url})` : `node ${app.node ?? '-'}`}; newest ${app.newest?.id ?? 'none'}${app.ageMs === null ? '' : `, ${formatAge(app.ageMs)} old`}</span></header>
 ${app.problems.map((problem) => html`<div class="problem">${oneLine(problem, 1000)}</div>`)}
 ${app.state === 'failing' && app.lastFailure ? html`<div class="banner">Last failure ${when(app.lastFailure.at, now)} after ${app.lastFailure.attempts} attempt(s):<div class="reason">${escapeControls(app.lastFailure.reason, { keepLineBreaks: true })}</div></div>` : ''}
 <h2>Snapshots (${snapshots.length} kept)</h2>

@@ -98,6 +98,15 @@ describe('renderOverview', () => {
     assert.match(down, /scheduler: unknown/);
     assert.match(down, /20261202T110000Z/);
   });
+  test('an app copied by a mirror names its source and how far behind it is, escaped', () => {
+    const mirrored = app({
+      app: 'ledger', state: 'stale',
+      mirror: { source: 'home', url: 'https://backup1.example.com', checkedAt: '2026-12-02T11:00:00Z', behind: 2, lagMs: 3 * 3_600_000, unreachableMs: 3_600_000, maxLagMs: 7_200_000, lastError: null },
+    });
+    const shown = renderOverview(CONFIG, { ...REPORT, apps: [...REPORT.apps, mirrored] }, NOW);
+    assert.match(shown, /apps\/ledger">ledger<\/a> <span class="dim">copy of home, 2 behind \(the oldest waiting 3h\)<\/span>/);
+    assert.match(renderAppPage(mirrored, [], [], NOW), /copy of home \(https:\/\/backup1\.example\.com\); newest none/);
+  });
   test('when the states cannot be read, the page says why instead of failing', () => {
     const broken = renderOverview(CONFIG, new Error('Redis unreachable at redis://127.0.0.1:6390'), NOW);
     assert.match(broken, /The apps' states cannot be read: Redis unreachable at redis:\/\/127\.0\.0\.1:6390/);
