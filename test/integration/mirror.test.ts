@@ -12,7 +12,7 @@ import { stringify } from 'yaml';
 import { initRepository } from '../../src/repository/marker.ts';
 import type { Manifest } from '../../src/repository/manifest.ts';
 import { withCluster, waitForLog } from '../helpers/cluster.ts';
-import { freePort, run, stopProcess } from '../helpers/processes.ts';
+import { freePort, run, stopProcess, waitUntil } from '../helpers/processes.ts';
 import { startHttpRecorder } from '../helpers/http-recorder.ts';
 import { withRedis } from '../helpers/redis.ts';
 
@@ -139,8 +139,15 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       const handle = await open(blob, 'r+');
       await handle.write(Buffer.from([(await readFile(blob))[1000]! ^ 0xff]), 0, 1, 1000);
       await handle.close();
+      // And maxRate, set by SIGHUP: 100 KiB/s makes the 300 KB file take about 3 s (unbounded: milliseconds).
+      await writeOffsite({ maxRate: '100KiB' });
+      process.kill(up.pid!, 'SIGHUP');
+      await waitUntil('the offsite reloaded maxRate', async () => up.output().split('"msg":"config reloaded"').length - 1 >= 1, 20_000);
+      const paced = Date.now();
       const damaged = await cluster.bysu(['mirror', 'home', '--wait'], { env, timeoutMs: 300_000 });
+      const pacedMs = Date.now() - paced;
       assert.equal(damaged.code, 1, damaged.stdout + damaged.stderr);
+      assert.ok(pacedMs >= 2500, `300 KB at maxRate 100KiB/s took ${pacedMs} ms`);
       assert.match(damaged.stdout, /blob\.bin arrived with sha256 [0-9a-f]{64}, but its manifest says [0-9a-f]{64}/);
       assert.ok(!(await snapshotIds(offsite, 'shop')).includes(newest), 'the damaged snapshot is not copied');
 
