@@ -183,6 +183,12 @@ async function downloadPart(
     }
   }
   const sha256 = hash.digest('hex');
+  if (sha256 !== part.sha256 && resumed > 0) {
+    // The bytes kept from an earlier attempt may be of a file the source has replaced since (same id and size:
+    // If-Range cannot tell). Not the source's damage: the next attempt copies the file whole.
+    await rm(target, { force: true });
+    throw new MirrorSourceError(`${app}/${id}/${part.file} from mirror source ${source.name} does not match its manifest after a resumed download: the file changed on the source since the first bytes were copied; the next attempt copies it whole`, { retryable: true });
+  }
   if (sha256 !== part.sha256) {
     await rm(target, { force: true });
     throw new SnapshotDamagedError(`${app}/${id} on mirror source ${source.name}: ${part.file} arrived with sha256 ${sha256}, but its manifest says ${part.sha256}; the file is refused and the copy not committed (run \`bysu verify ${app}\` on the source)`);
@@ -229,7 +235,9 @@ export async function copySnapshot(repository: string, source: MirrorSource, app
   }
   await fsyncPath(directory);
 
-  const attempt = await SnapshotAttempt.open(repository, app, manifest.jobId, 1);
+  // The job id the commit fence is keyed by is this copy's own, not the source's manifest's: a source that
+  // reuses a job id must not make a new snapshot read as one copied already.
+  const attempt = await SnapshotAttempt.open(repository, app, `mirror-${listed.id}`, 1);
   try {
     for (const part of manifest.parts) await attempt.adoptFile(part.file, path.join(directory, part.file), part.sha256);
     const { id: _id, ...rest } = manifest;

@@ -15,13 +15,16 @@
 import type { Config, MirrorConfig } from '../config/load.ts';
 import { ConfigError, isRetryable, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { compareSnapshotIds } from '../repository/layout.ts';
+import { compareSnapshotIds, snapshotIdTime } from '../repository/layout.ts';
 import { listSnapshots } from '../repository/read.ts';
 import type { ReadThrottle } from '../repository/read-throttle.ts';
 import { applyRetention } from '../retention/apply.ts';
 import { copySnapshot, removeUnwantedPartials, type CopyResult } from './copy.ts';
 import { MIRROR_RECORD_FORMAT, readMirrorRecord, recordMirrorContact, writeMirrorRecord, type MirrorRecord } from './record.ts';
 import { MirrorSource, type SourceSnapshot } from './source.ts';
+
+/** How far in the future a source's snapshot may be dated (clocks differ a little) before it is refused. */
+export const FUTURE_SKEW_MS = 10 * 60_000;
 
 /** Given the mirror and the environment, return its source; throw ConfigError when the token's variable is not set. */
 export function mirrorSource(mirror: MirrorConfig, env: NodeJS.ProcessEnv = process.env): MirrorSource {
@@ -117,8 +120,16 @@ async function mirrorApp(
     return outcome;
   }
   let listed: SourceSnapshot[];
+  const refused: string[] = [];
   try {
-    listed = await source.snapshots(app, options.signal);
+    // A snapshot dated in the future (by its id or its finishedAt) would rank above every real one for good:
+    // retention would keep it over the good copies, and the lag would read 0 from then on. Refused, by name.
+    const horizon = now().getTime() + FUTURE_SKEW_MS;
+    listed = (await source.snapshots(app, options.signal)).filter((snapshot) => {
+      const future = snapshotIdTime(snapshot.id).getTime() > horizon || Date.parse(snapshot.finishedAt) > horizon;
+      if (future) refused.push(`${app}/${snapshot.id} on mirror source ${mirror.name} is dated in the future (finished ${snapshot.finishedAt}; now ${now().toISOString()}): not copied (is the source's clock wrong, or the source not to be trusted?)`);
+      return !future;
+    });
   } catch (error) {
     outcome.error = toError(error).message;
     outcome.retryable = isRetryable(error);
@@ -145,7 +156,7 @@ async function mirrorApp(
   const newest = [...new Set([...here, ...listed.map((snapshot) => snapshot.id)])].sort(compareSnapshotIds).reverse().slice(0, keep);
   const toCopy = listed.filter((snapshot) => newest.includes(snapshot.id) && !here.has(snapshot.id));
   await removeUnwantedPartials(repository, app, new Set(toCopy.map((snapshot) => snapshot.id)));
-  const errors: string[] = [];
+  const errors: string[] = [...refused];
   let retryable = false;
   let next = 0;
   const copyNext = async (): Promise<void> => {

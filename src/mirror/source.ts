@@ -105,23 +105,58 @@ export class MirrorSource {
 
   /** Given a path, return its JSON (at most MAX_SMALL_BYTES). */
   private async json(path: string, signal?: AbortSignal): Promise<unknown> {
-    const text = await this.small(await this.request(path, {}, signal), path);
+    const text = await this.small(await this.request(path, {}, signal), `/api${path}`);
     try {
       return JSON.parse(text);
     } catch {
-      throw new MirrorSourceError(`mirror source ${this.name}: ${path} is not JSON; is mirrors[].url the URL of a BYSU dashboard?`, { retryable: false });
+      throw new MirrorSourceError(`mirror source ${this.name}: /api${path} is not JSON; is mirrors[].url the URL of a BYSU dashboard?`, { retryable: false });
     }
   }
 
+  /**
+   * Given the response of a small file or a listing, return its text: read
+   * chunk by chunk, refused as soon as it passes MAX_SMALL_BYTES (a source
+   * that sends without end must not fill this process's memory) or takes
+   * longer than the request's timeout in all (one that sends a byte now and
+   * then must not hold the mirror's run).
+   */
   private async small(response: Response, what: string): Promise<string> {
     const declared = Number(response.headers.get('content-length') ?? '0');
-    if (declared > MAX_SMALL_BYTES) {
+    const tooLarge = () => new MirrorSourceError(`mirror source ${this.name}: ${what} is more than ${MAX_SMALL_BYTES} bytes, more than a BYSU source sends`, { retryable: false });
+    if (declared > MAX_SMALL_BYTES || response.body === null) {
       await response.body?.cancel().catch(() => undefined);
-      throw new MirrorSourceError(`mirror source ${this.name}: ${what} is ${declared} bytes, more than a BYSU source sends (${MAX_SMALL_BYTES})`, { retryable: false });
+      if (response.body === null) return '';
+      throw tooLarge();
     }
-    const buffer = Buffer.from(await response.arrayBuffer());
-    if (buffer.length > MAX_SMALL_BYTES) throw new MirrorSourceError(`mirror source ${this.name}: ${what} is more than ${MAX_SMALL_BYTES} bytes`, { retryable: false });
-    return buffer.toString('utf8');
+    const reader = response.body.getReader();
+    const chunks: Uint8Array[] = [];
+    let bytes = 0;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      reader.cancel(new Error('timeout')).catch(() => undefined);
+    }, this.timeoutMs);
+    try {
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (timedOut) throw new Error('timeout');
+        if (done) break;
+        bytes += value.length;
+        if (bytes > MAX_SMALL_BYTES) {
+          await reader.cancel().catch(() => undefined);
+          throw tooLarge();
+        }
+        chunks.push(value);
+      }
+    } catch (error) {
+      if (error instanceof MirrorSourceError) throw error;
+      throw new MirrorSourceError(`mirror source ${this.name}: ${what} did not arrive whole within ${this.timeoutMs} ms (${bytes} bytes)`, { retryable: true, cause: error });
+    } finally {
+      clearTimeout(timer);
+    }
+    // A cancel by the timer ends the reads as if done: a body cut short is not a listing.
+    if (declared > 0 && bytes !== declared) throw new MirrorSourceError(`mirror source ${this.name}: ${what} ended after ${bytes} of ${declared} bytes`, { retryable: true });
+    return Buffer.concat(chunks).toString('utf8');
   }
 
   private malformed(what: string): MirrorSourceError {
@@ -163,7 +198,7 @@ export class MirrorSource {
   /** Given an app, a snapshot id and a small file of it (manifest.json, SHA256SUMS), return its text. */
   async text(app: string, id: string, file: string, signal?: AbortSignal): Promise<string> {
     const path = `/apps/${encodeURIComponent(app)}/snapshots/${id}/${file}`;
-    return this.small(await this.request(path, {}, signal), path);
+    return this.small(await this.request(path, {}, signal), `/api${path}`);
   }
 
   /**

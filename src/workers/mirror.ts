@@ -79,6 +79,8 @@ export async function startMirrorWorker(live: LiveConfig, logger: Logger, option
       return { mirror: name, apps: [], failures: [], skipped: 'the mirror is not configured' };
     }
     const { lockDurationMs } = config.concurrency;
+    // The run lock of a crashed process lapses after one lease: as short as the job lock, renewed while held.
+    const runLeaseMs = Math.max(5000, lockDurationMs);
     try {
       return await withAppLock(connection, prefix, runLockName(name), async () => {
         log.info({ trigger: job.data.trigger, url: mirror.url, maxRate: mirror.maxRate }, 'mirror run started');
@@ -111,12 +113,13 @@ export async function startMirrorWorker(live: LiveConfig, logger: Logger, option
           throw result.retryable ? new Error(message) : new UnrecoverableError(message);
         }
         return result;
-      }, { waitMs: 0 });
+      }, { leaseMs: runLeaseMs, waitMs: runLeaseMs * 1.5 });
     } catch (thrown) {
       const error = toError(thrown);
       if (error instanceof CommitConflictError && /stayed busy/.test(error.message)) {
-        log.info('another run of this mirror is in progress: this one ends');
-        return { mirror: name, apps: [], failures: [], skipped: 'another run of this mirror was in progress' };
+        // Retried, then failed, never "done": `bysu mirror --wait` must not say everything arrived when nothing ran.
+        log.warn('another run of this mirror is in progress: this one is retried');
+        throw new Error(`another run of mirror ${name} is in progress (its run lock stayed busy); this run is retried`);
       }
       if (error instanceof WorkerShutdownError || shutdown.signal.aborted) {
         log.warn('mirror run interrupted by shutdown; its downloads stay for the next run, and the job goes back to the queue');

@@ -7,6 +7,8 @@
  * proxy in front of the source).
  */
 import assert from 'node:assert/strict';
+import { createHash, randomBytes } from 'node:crypto';
+import http from 'node:http';
 import net from 'node:net';
 import { open, readFile, readdir, stat, writeFile, mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -185,4 +187,70 @@ describe('a mirror copies a snapshot from a real source', () => {
     assert.equal(check.code, 0, check.stdout + check.stderr);
     await assert.rejects(stat(partialDirectory(offsite, 'shop', newest!.id)), 'the download directory is gone');
   });
+
+  test('a file the source replaced (same id and size) between a cut and the resume: never spliced, copied whole at the next attempt', async () => {
+    await takeSnapshot();
+    const [newest] = await source.snapshots('shop');
+    const copying = copySnapshot(offsite, source, 'shop', newest!, noFence);
+    const partialFile = path.join(partialDirectory(offsite, 'shop', newest!.id), 'big.bin');
+    await waitUntil('part of big.bin on disk', async () => ((await stat(partialFile).catch(() => null))?.size ?? 0) > 0, 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    proxy.cut();
+    await assert.rejects(copying);
+    // The source's file replaced by other bytes of the same size, its manifest and SHA256SUMS rewritten to match:
+    // the If-Range tag ("<id>-<size>") cannot tell, so the resumed bytes would splice two files.
+    const dir = path.join(cluster.repository, 'shop', newest!.id);
+    const replacement = randomBytes(BIG);
+    await writeFile(path.join(dir, 'big.bin'), replacement);
+    const manifest = JSON.parse(await readFile(path.join(dir, 'manifest.json'), 'utf8')) as Manifest;
+    manifest.parts.find((part) => part.file === 'big.bin')!.sha256 = createHash('sha256').update(replacement).digest('hex');
+    const manifestText = `${JSON.stringify(manifest, null, 2)}\n`;
+    await writeFile(path.join(dir, 'manifest.json'), manifestText);
+    const sums = (await readFile(path.join(dir, 'SHA256SUMS'), 'utf8')).split('\n').map((line) => {
+      if (line.endsWith('  big.bin')) return `${createHash('sha256').update(replacement).digest('hex')}  big.bin`;
+      if (line.endsWith('  manifest.json')) return `${createHash('sha256').update(manifestText).digest('hex')}  manifest.json`;
+      return line;
+    }).join('\n');
+    await writeFile(path.join(dir, 'SHA256SUMS'), sums);
+    const [replaced] = await source.snapshots('shop');
+    await assert.rejects(copySnapshot(offsite, source, 'shop', replaced!, noFence), (error: Error) => {
+      assert.equal(error.name, 'MirrorSourceError', 'retryable, not the source\'s damage');
+      assert.match(error.message, /the file changed on the source since the first bytes were copied; the next attempt copies it whole/);
+      return true;
+    });
+    const copied = await copySnapshot(offsite, source, 'shop', replaced!, noFence);
+    assert.equal(copied.id, newest!.id);
+    const check = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(offsite, 'shop', newest!.id) });
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    assert.deepEqual(await readFile(path.join(offsite, 'shop', newest!.id, 'big.bin')), replacement);
+  });
+});
+
+test('a source that sends a listing without end, or stalls in the middle of one, is refused in bounded time and memory', async () => {
+  const server = http.createServer((request, response) => {
+    response.writeHead(200, { 'content-type': 'application/json' });
+    if (request.url === '/api/apps') {
+      // Without end, as fast as the socket takes it (chunked: no Content-Length to refuse up front).
+      const chunk = Buffer.alloc(1024 * 1024, 0x20);
+      const more = () => { while (response.write(chunk)); };
+      response.on('drain', more);
+      more();
+    } else {
+      response.write('['); // then nothing, with the connection open
+    }
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const url = `http://127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  try {
+    const source = new MirrorSource('hostile', url, TOKEN, 2000);
+    const before = process.memoryUsage().rss;
+    await assert.rejects(source.apps(), /\/api\/apps is more than 16777216 bytes/);
+    assert.ok(process.memoryUsage().rss - before < 200 * 1024 * 1024, 'read no more than the bound');
+    const started = Date.now();
+    await assert.rejects(source.snapshots('shop'), /did not arrive whole within 2000 ms/);
+    assert.ok(Date.now() - started < 10_000, 'refused within the bound');
+  } finally {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  }
 });

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
 import { initRepository } from '../../src/repository/marker.ts';
 import type { Manifest } from '../../src/repository/manifest.ts';
@@ -60,6 +61,7 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       const mirror = { name: 'home', url: `http://127.0.0.1:${port}`, tokenEnv: 'BYSU_HOME_TOKEN', schedule: NEVER, keep: 4, maxLag: '20s', attempts: 1 };
       const writeOffsite = (extra: Record<string, unknown> = {}) => writeFile(offsiteConfig, stringify({
         redis: { url: redis.url, prefix: 'offsite' },
+        concurrency: { lockDuration: '5s', stalledInterval: '5s' },
         repository: offsite,
         dashboard: { host: '127.0.0.1', port: 0 },
         notify: { webhook: `${hook.url}/hook`, staleCheckInterval: '1s' },
@@ -100,6 +102,15 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       assert.equal(primaryIds.length, 2, `the source keeps 2: ${primaryIds.join(' ')}`);
       assert.equal(offsiteIds.length, 4, `the mirror keeps 4: ${offsiteIds.join(' ')}`);
       assert.deepEqual(offsiteIds.slice(-2), primaryIds, 'the source\'s newest are here');
+      // A run lock left by a process killed mid-run (kill -9 of bysu up) lapses after its lease (lockDuration, 5 s
+      // here); the next run waits for that, then runs: it is neither skipped nor reported done with nothing copied.
+      await snapshotAtPrimary();
+      const lockHolder = new Redis(redis.url);
+      await lockHolder.set('offsite:bysu:app-lock:mirror~home', 'a-dead-process', 'PX', 5000);
+      lockHolder.disconnect();
+      const afterCrash = await mirrorNow();
+      assert.equal(afterCrash.code, 0, afterCrash.stdout + afterCrash.stderr);
+      assert.match(afterCrash.stdout, /home: shop: 1 snapshot\(s\) copied/);
       const upToDate = await cluster.bysu(['status', 'shop'], { env });
       assert.equal(upToDate.code, 0, upToDate.stdout + upToDate.stderr);
       assert.match(upToDate.stdout, /shop\s+OK\s.*copy of home: up to date/);
@@ -135,6 +146,10 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       // 4. A file damaged on the source's disk is refused by name; the copy is not visible; the run fails (exit 1).
       await snapshotAtPrimary();
       const newest = (await snapshotIds(cluster.repository, 'shop')).at(-1)!;
+      // And one dated in the future beside it (a source whose clock is wrong, or that was taken over): refused by name.
+      await run('cp', ['-a', path.join(cluster.repository, 'shop', newest), path.join(cluster.repository, 'shop', '20991231T235959Z')]);
+      const futureManifest = path.join(cluster.repository, 'shop', '20991231T235959Z', 'manifest.json');
+      await writeFile(futureManifest, (await readFile(futureManifest, 'utf8')).replace(newest, '20991231T235959Z'));
       const blob = path.join(cluster.repository, 'shop', newest, 'blob.bin');
       const handle = await open(blob, 'r+');
       await handle.write(Buffer.from([(await readFile(blob))[1000]! ^ 0xff]), 0, 1, 1000);
@@ -150,6 +165,8 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       assert.ok(pacedMs >= 2500, `300 KB at maxRate 100KiB/s took ${pacedMs} ms`);
       assert.match(damaged.stdout, /blob\.bin arrived with sha256 [0-9a-f]{64}, but its manifest says [0-9a-f]{64}/);
       assert.ok(!(await snapshotIds(offsite, 'shop')).includes(newest), 'the damaged snapshot is not copied');
+      assert.match(damaged.stdout, /shop\/20991231T235959Z on mirror source home is dated in the future/);
+      assert.ok(!(await snapshotIds(offsite, 'shop')).includes('20991231T235959Z'), 'the future one is not copied');
 
       // 5. The primary's repository wiped: every copy stays here, and bysu restore restores one.
       await rm(path.join(cluster.repository, 'shop'), { recursive: true, force: true });
