@@ -153,8 +153,8 @@ async function mirrorApp(
 
   const here = new Set((await listSnapshots(repository, app)).filter((snapshot) => snapshot.manifest !== null).map((snapshot) => snapshot.id));
   // The keep newest of what is here and what the source lists: copying an older one would only see it deleted.
-  const newest = [...new Set([...here, ...listed.map((snapshot) => snapshot.id)])].sort(compareSnapshotIds).reverse().slice(0, keep);
-  const toCopy = listed.filter((snapshot) => newest.includes(snapshot.id) && !here.has(snapshot.id));
+  const newest = new Set([...new Set([...here, ...listed.map((snapshot) => snapshot.id)])].sort(compareSnapshotIds).reverse().slice(0, keep));
+  const toCopy = listed.filter((snapshot) => newest.has(snapshot.id) && !here.has(snapshot.id));
   await removeUnwantedPartials(repository, app, new Set(toCopy.map((snapshot) => snapshot.id)));
   const errors: string[] = [...refused];
   let retryable = false;
@@ -189,7 +189,7 @@ async function mirrorApp(
     }
   };
   await Promise.all(Array.from({ length: Math.min(mirror.concurrency, Math.max(1, toCopy.length)) }, () => copyNext()));
-  outcome.behind = listed.filter((snapshot) => newest.includes(snapshot.id)).length - listed.filter((snapshot) => newest.includes(snapshot.id) && (here.has(snapshot.id) || outcome.copied.includes(snapshot.id))).length;
+  outcome.behind = toCopy.filter((snapshot) => !outcome.copied.includes(snapshot.id)).length;
   if (errors.length > 0) {
     outcome.error = errors.join('; ');
     outcome.retryable = retryable;

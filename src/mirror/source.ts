@@ -46,11 +46,6 @@ export interface SourceSnapshot {
 export interface Download {
   /** 206: the bytes from the offset asked for; 200: the whole file (the offset was not honoured). */
   status: 200 | 206;
-  /** Where the body starts in the file. */
-  offset: number;
-  /** The whole file's size, as the source says it. */
-  size: number;
-  etag: string | null;
   body: Readable;
 }
 
@@ -211,24 +206,19 @@ export class MirrorSource {
     const path = `/apps/${encodeURIComponent(app)}/snapshots/${id}/${file}`;
     const resume = offset > 0 && offset < size;
     const response = await this.request(path, resume ? { range: `bytes=${offset}-`, 'if-range': sourceEtag(id, size) } : {}, signal);
-    const etag = response.headers.get('etag');
     let status: 200 | 206 = 200;
-    let start = 0;
-    let total = Number(response.headers.get('content-length') ?? 'NaN');
     if (response.status === 206) {
-      const range = /^bytes (\d+)-(\d+)\/(\d+)$/.exec(response.headers.get('content-range') ?? '');
+      const range = /^bytes (\d+)-\d+\/\d+$/.exec(response.headers.get('content-range') ?? '');
       if (range === null || Number(range[1]) !== offset) {
         await response.body?.cancel().catch(() => undefined);
         throw this.malformed(`the range answered for ${path} (${response.headers.get('content-range')}, asked from ${offset})`);
       }
       status = 206;
-      start = offset;
-      total = Number(range[3]);
     } else if (response.status !== 200) {
       await response.body?.cancel().catch(() => undefined);
       throw this.malformed(`the answer HTTP ${response.status} for ${path}`);
     }
     const body = response.body === null ? Readable.from([]) : Readable.fromWeb(response.body as unknown as WebReadableStream<Uint8Array>);
-    return { status, offset: start, size: total, etag, body };
+    return { status, body };
   }
 }
