@@ -8,7 +8,9 @@
  * the source has ever said for the app (a source that lowers its keep, or
  * that was taken over and set it to 1, does not shrink the copies here).
  * Retention counts the copies here only, so snapshots that vanished on the
- * source are never deleted here because of that. Only the `keep` newest of
+ * source are never deleted here because of that, and it also keeps the
+ * newest copy of each of the last `keep` days on which copies arrived, so a
+ * flood of new snapshots cannot push the good ones out (keep.ts). Only the `keep` newest of
  * what the source lists and what is here are copied: an older one would be
  * deleted at once.
  */
@@ -20,6 +22,7 @@ import { listSnapshots } from '../repository/read.ts';
 import type { ReadThrottle } from '../repository/read-throttle.ts';
 import { applyRetention } from '../retention/apply.ts';
 import { copySnapshot, removeUnwantedPartials, type CopyResult } from './copy.ts';
+import { arrivedAt, newestOfArrivalDays } from './keep.ts';
 import { MIRROR_RECORD_FORMAT, readMirrorRecord, recordMirrorContact, writeMirrorRecord, type MirrorRecord } from './record.ts';
 import { MirrorSource, type SourceSnapshot } from './source.ts';
 
@@ -197,11 +200,19 @@ async function mirrorApp(
   }
   await writeMirrorRecord(repository, app, record);
 
+  // The newest copy of each of the last `keep` arrival days stays too, so a flood cannot push the good copies out (keep.ts).
+  const held = (await listSnapshots(repository, app)).flatMap((snapshot) => (snapshot.manifest === null ? [] : [{ id: snapshot.id, arrivedAt: arrivedAt(snapshot.manifest) }]));
+  const protect = newestOfArrivalDays(held, keep);
   const retention = await applyRetention(repository, { app, keep, incomingMaxAgeMs: mirror.stallTimeoutMs * 2 + config.retention.incomingMarginMs }, new Set(), {
     logger: log,
     lock: (fn) => options.lockApp(app, () => fn()),
+    protect,
   });
   outcome.deleted = retention.deleted;
-  if (retention.deleted.length > 0) log.info({ keep, deleted: retention.deleted }, 'retention applied to the copies');
+  if (retention.deleted.length > 0 || retention.plan.keep.length > keep) {
+    log.info({ keep, held: retention.plan.keep.length, deleted: retention.deleted }, retention.plan.keep.length > keep
+      ? 'retention applied to the copies; more than keep stay, each the newest copy of its arrival day'
+      : 'retention applied to the copies');
+  }
   return outcome;
 }

@@ -35,14 +35,14 @@ export async function applyRetention(
   repository: string,
   target: RetentionTarget,
   runningJobs: ReadonlySet<string>,
-  options: { dryRun?: boolean; logger?: Logger; now?: number; lock?: <T>(fn: () => Promise<T>) => Promise<T>; refreshSummary?: boolean } = {},
+  options: { dryRun?: boolean; logger?: Logger; now?: number; lock?: <T>(fn: () => Promise<T>) => Promise<T>; refreshSummary?: boolean; protect?: ReadonlySet<string> } = {},
 ): Promise<RetentionOutcome> {
   await requireRepository(repository);
   const lock = options.lock ?? (<T>(fn: () => Promise<T>) => fn());
   let firstError: unknown = null;
   const { plan, hidden, deletedDrillResults } = await lock(async () => {
     const state = await readAppState(repository, target.app);
-    const planned = planRetention(state, { keep: target.keep, incomingMaxAgeMs: target.incomingMaxAgeMs, now: options.now ?? Date.now(), runningJobs });
+    const planned = planRetention(state, { keep: target.keep, incomingMaxAgeMs: target.incomingMaxAgeMs, now: options.now ?? Date.now(), runningJobs, ...(options.protect ? { protect: options.protect } : {}) });
     const renamed: { id: string; entry: string }[] = [];
     const drillResults: string[] = [];
     if (!options.dryRun) {

@@ -1,8 +1,9 @@
 /**
  * The retention plan: a pure function from what is on disk to what may be
- * deleted. It keeps the newest `keep` complete snapshots and the target of
- * `latest`, deletes only complete snapshots beyond those (failed attempts
- * never count, so a run of failed nights deletes nothing), and removes only
+ * deleted. It keeps the newest `keep` complete snapshots, the target of
+ * `latest` and any the caller protects (a mirror's, see src/mirror/keep.ts),
+ * deletes only complete snapshots beyond those (failed attempts never count,
+ * so a run of failed nights deletes nothing), and removes only
  * BYSU's own leftovers in `.incoming` once they are old and not owned by a
  * running job. Anything it does not recognise, it leaves alone.
  *
@@ -35,6 +36,8 @@ export interface RetentionPolicy {
   now: number;
   /** Job names (as in attempt directory names) of snapshot jobs running now. */
   runningJobs: ReadonlySet<string>;
+  /** Complete snapshots that stay whatever their rank (a mirror's newest copy of each arrival day, src/mirror/keep.ts). */
+  protect?: ReadonlySet<string>;
 }
 
 export interface RetentionPlan {
@@ -64,6 +67,7 @@ export function planRetention(state: AppState, policy: RetentionPolicy): Retenti
     .reverse();
   const keep = complete.slice(0, policy.keep);
   if (state.latest !== null && complete.includes(state.latest) && !keep.includes(state.latest)) keep.push(state.latest);
+  for (const id of complete) if (policy.protect?.has(id) && !keep.includes(id)) keep.push(id);
   const deleted = complete.filter((id) => !keep.includes(id));
 
   const deleteIncoming = state.incoming.filter(({ name, mtimeMs }) => {

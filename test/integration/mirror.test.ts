@@ -115,6 +115,27 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       assert.equal(upToDate.code, 0, upToDate.stdout + upToDate.stderr);
       assert.match(upToDate.stdout, /shop\s+OK\s.*copy of home: up to date/);
 
+      // 2b. A flood: the four copies here arrived one a day (their copiedAt set back 4, 3, 2 and 1 days, as if so),
+      // then the source publishes four new snapshots in one day (a source taken over). keep 4 alone would delete
+      // every good copy; the newest copy of each of the last 4 arrival days stays, so the 3 latest days' do.
+      const good = await snapshotIds(offsite, 'shop');
+      assert.equal(good.length, 4);
+      for (const [index, id] of good.entries()) {
+        const file = path.join(offsite, 'shop', id, 'manifest.json');
+        const manifest = JSON.parse(await readFile(file, 'utf8')) as Manifest;
+        manifest.mirroredFrom!.copiedAt = new Date(Date.now() - (good.length - index) * 86_400_000).toISOString();
+        await writeFile(file, `${JSON.stringify(manifest, null, 2)}\n`);
+      }
+      for (let round = 0; round < 2; round += 1) {
+        for (let each = 0; each < 2; each += 1) await snapshotAtPrimary();
+        const flooded = await mirrorNow();
+        assert.equal(flooded.code, 0, flooded.stdout + flooded.stderr);
+      }
+      const afterFlood = await snapshotIds(offsite, 'shop');
+      assert.deepEqual(afterFlood.slice(0, 3), good.slice(1), `the good copies of the last 3 arrival days stay: ${afterFlood.join(' ')}`);
+      assert.equal(afterFlood.length, 7, `4 new and 3 good: ${afterFlood.join(' ')}`);
+      assert.match(up.output(), /more than keep stay, each the newest copy of its arrival day/);
+
       // 3. The source down for longer than maxLag: STALE (status exit 1, one webhook), and recovered once a run reaches it again.
       await stopProcess(dashboard);
       const stale = await hook.waitFor((request) => (request.body as { event?: string; app?: string } | null)?.event === 'stale' && (request.body as { app: string }).app === 'shop', 60_000);
@@ -171,7 +192,7 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       // 5. The primary's repository wiped: every copy stays here, and bysu restore restores one.
       await rm(path.join(cluster.repository, 'shop'), { recursive: true, force: true });
       const kept = await snapshotIds(offsite, 'shop');
-      assert.equal(kept.length, 4);
+      assert.deepEqual(kept, afterFlood);
       const target = path.join(cluster.dir, 'restored');
       const restore = await cluster.bysu(['restore', 'shop', '--to', target], { env });
       assert.equal(restore.code, 0, restore.stdout + restore.stderr);
