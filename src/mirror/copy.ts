@@ -19,7 +19,7 @@ import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { LimitExceededError, SnapshotDamagedError } from '../errors.ts';
 import { SnapshotAttempt, type CommitResult } from '../repository/attempt.ts';
 import { fsyncPath, makeDirectory, storageError } from '../repository/durable.ts';
@@ -140,31 +140,49 @@ async function downloadPart(
     }
     if (download !== null) {
       let stalled: NodeJS.Timeout | undefined;
+      let sent = 0;
       const meter = new Transform({
         transform(chunk: Buffer, _encoding, callback) {
           stalled?.refresh();
-          if (have + received + chunk.length > part.bytes) {
+          sent += chunk.length;
+          if (have + sent > part.bytes) {
             callback(new MirrorSourceError(`mirror source ${source.name} sent more than the ${part.bytes} bytes of ${app}/${id}/${part.file}`, { retryable: true }));
             return;
           }
-          received += chunk.length;
-          hash.update(chunk);
-          counted(chunk.length);
           callback(null, chunk);
         },
       });
       stalled = setTimeout(() => meter.destroy(new LimitExceededError(`no data from mirror source ${source.name} for ${options.stallTimeoutMs} ms while copying ${app}/${id}/${part.file}`)), options.stallTimeoutMs);
       const sink = createWriteStream(target, { flags: have === 0 ? 'w' : 'a', mode: FILE_MODE });
+      // Not piped into the sink: a pipeline destroys it on a broken download, and what it buffered would be
+      // lost and asked for again. Written by hand, every byte counted as received is on disk before the next
+      // attempt measures what is there.
+      let sinkError: Error | undefined;
+      sink.on('error', (error) => { sinkError ??= error; });
+      const write = async (chunks: AsyncIterable<Buffer>) => {
+        for await (const chunk of chunks) {
+          if (sinkError) throw sinkError;
+          const room = sink.write(chunk);
+          received += chunk.length;
+          hash.update(chunk);
+          counted(chunk.length);
+          if (!room) await once(sink, 'drain');
+        }
+        sink.end();
+        await finished(sink);
+      };
       try {
         const signal = options.signal ? { signal: options.signal } : {};
-        if (options.throttle) await pipeline(download.body, options.throttle.stream(), meter, sink, signal);
-        else await pipeline(download.body, meter, sink, signal);
+        if (options.throttle) await pipeline(download.body, options.throttle.stream(), meter, write, signal);
+        else await pipeline(download.body, meter, write, signal);
       } catch (error) {
-        // Writes in flight land before the next attempt measures what is on disk.
-        if (!sink.closed) await once(sink, 'close').catch(() => undefined);
+        if (!sink.closed) {
+          if (!sink.destroyed && !sink.writableEnded) sink.end();
+          await once(sink, 'close').catch(() => undefined);
+        }
         if ((error as Error).name === 'AbortError' && options.signal?.aborted) throw options.signal.reason;
         if (error instanceof MirrorSourceError || error instanceof LimitExceededError) throw error;
-        if ((error as NodeJS.ErrnoException).syscall !== undefined && (error as NodeJS.ErrnoException).path === target) throw storageError(error, `write ${target}`);
+        if (error === sinkError || ((error as NodeJS.ErrnoException).syscall !== undefined && (error as NodeJS.ErrnoException).path === target)) throw storageError(error, `write ${target}`);
         throw new MirrorSourceError(`copying ${app}/${id}/${part.file} from mirror source ${source.name} broke off after ${have + received} of ${part.bytes} bytes: ${(error as Error).message}; the next attempt resumes from there`, { retryable: true, cause: error });
       } finally {
         clearTimeout(stalled);

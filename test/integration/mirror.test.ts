@@ -5,6 +5,7 @@
  * copies the primary's snapshots over its /api with `bysu mirror --wait`.
  */
 import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
 import { open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -115,7 +116,8 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       assert.equal(upToDate.code, 0, upToDate.stdout + upToDate.stderr);
       assert.match(upToDate.stdout, /shop\s+OK\s.*copy of home: up to date/);
 
-      // 2b. A flood: the four copies here arrived one a day (their copiedAt set back 4, 3, 2 and 1 days, as if so),
+      // 2b. A flood: the four copies here arrived one a day (their copiedAt set back 4, 3, 2 and 1 days, and their
+      // SHA256SUMS line for manifest.json with it: what the mirror would have written on those days),
       // then the source publishes four new snapshots in one day (a source taken over). keep 4 alone would delete
       // every good copy; the newest copy of each of the last 4 arrival days stays, so the 3 latest days' do.
       const good = await snapshotIds(offsite, 'shop');
@@ -124,7 +126,11 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
         const file = path.join(offsite, 'shop', id, 'manifest.json');
         const manifest = JSON.parse(await readFile(file, 'utf8')) as Manifest;
         manifest.mirroredFrom!.copiedAt = new Date(Date.now() - (good.length - index) * 86_400_000).toISOString();
-        await writeFile(file, `${JSON.stringify(manifest, null, 2)}\n`);
+        const text = `${JSON.stringify(manifest, null, 2)}\n`;
+        await writeFile(file, text);
+        const sums = path.join(offsite, 'shop', id, 'SHA256SUMS');
+        await writeFile(sums, (await readFile(sums, 'utf8')).replace(/^[0-9a-f]{64}(\s+\*?manifest\.json)$/m, `${createHash('sha256').update(text).digest('hex')}$1`));
+        assert.equal((await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(offsite, 'shop', id) })).code, 0);
       }
       for (let round = 0; round < 2; round += 1) {
         for (let each = 0; each < 2; each += 1) await snapshotAtPrimary();
