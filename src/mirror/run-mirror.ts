@@ -116,12 +116,13 @@ async function mirrorApp(
   const repository = config.repository;
   const outcome: MirrorAppResult = { app, copied: [], received: 0, resumed: 0, deleted: [], behind: 0 };
   const previous = await readMirrorRecord(repository, app);
-  if (previous !== null && previous.source !== mirror.name) {
-    outcome.error = `${app} here holds copies from mirror source ${previous.source}, not ${mirror.name}: not copied (one app's snapshots come from one place)`;
+  const heldElsewhere = (holder: string): MirrorAppResult => {
+    outcome.error = `${app} here holds copies from mirror source ${holder}, not ${mirror.name}: not copied (one app's snapshots come from one place)`;
     outcome.retryable = false;
     log.error(outcome.error);
     return outcome;
-  }
+  };
+  if (previous !== null && previous.source !== mirror.name) return heldElsewhere(previous.source);
   let listed: SourceSnapshot[];
   const refused: string[] = [];
   try {
@@ -152,7 +153,15 @@ async function mirrorApp(
     lastCopy: previous?.lastCopy ?? null,
     lastError: null,
   };
-  await writeMirrorRecord(repository, app, record);
+  // Claimed under the app's lock: two mirrors with `apps: all` whose sources both list this app, running at
+  // once, would both read "no record" above and mix their copies here. The second now finds the first's.
+  const holder = await options.lockApp(app, async () => {
+    const current = await readMirrorRecord(repository, app);
+    if (current !== null && current.source !== mirror.name) return current.source;
+    await writeMirrorRecord(repository, app, record);
+    return null;
+  });
+  if (holder !== null) return heldElsewhere(holder);
 
   const here = new Set((await listSnapshots(repository, app)).filter((snapshot) => snapshot.manifest !== null).map((snapshot) => snapshot.id));
   // The keep newest of what is here and what the source lists: copying an older one would only see it deleted.

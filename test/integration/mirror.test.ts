@@ -208,3 +208,62 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
     }).finally(() => hook.close());
   });
 });
+
+test('two mirrors with apps: all whose sources list the same app, run at once: one holds it, the other is refused by name; concurrency 2 copies two snapshots at once', async () => {
+  await withCluster(['db1'], async (cluster) => {
+    const port = await freePort();
+    await cluster.writeConfig([
+      { name: 'shop', node: 'db1', keep: 3, parts: [{ file: 'blob.bin', run: 'head -c 300000 /dev/urandom' }] },
+    ], { dashboard: { host: '127.0.0.1', port, apiToken: TOKEN } });
+    cluster.startWorker();
+    const dashboard = cluster.startProcess(['dashboard']);
+    await waitForLog(dashboard, 'dashboard started');
+    for (let round = 0; round < 2; round += 1) {
+      const result = await cluster.bysu(['snapshot', 'shop', '--wait']);
+      assert.equal(result.code, 0, result.stdout + result.stderr);
+      await new Promise((resolve) => setTimeout(resolve, 1100)); // one snapshot id per second
+    }
+    await withRedis(async (redis) => {
+      const offsite = path.join(cluster.dir, 'offsite');
+      await initRepository(offsite);
+      const offsiteConfig = path.join(cluster.dir, 'offsite.yaml');
+      // Both at 150 KiB/s with two copies at once: the two 300 KB snapshots take about 4 s, side by side.
+      const mirror = (name: string) => ({ name, url: `http://127.0.0.1:${port}`, tokenEnv: 'BYSU_HOME_TOKEN', schedule: NEVER, apps: 'all', concurrency: 2, maxRate: '150KiB', attempts: 1 });
+      await writeFile(offsiteConfig, stringify({
+        redis: { url: redis.url, prefix: 'offsite' },
+        repository: offsite,
+        dashboard: { host: '127.0.0.1', port: 0 },
+        apps: [],
+        mirrors: [mirror('home'), mirror('again')],
+      }));
+      const env = { BYSU_CONFIG: offsiteConfig, BYSU_HOME_TOKEN: TOKEN };
+      const up = cluster.startProcess(['up'], env);
+      await waitForLog(up, 'bysu up: scheduler, workers and dashboard running');
+      // How many copies are downloading at once: each has its own directory in .incoming until it is committed.
+      let most = 0;
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          const downloading = (await readdir(path.join(offsite, 'shop', '.incoming')).catch(() => [] as string[])).filter((name) => name.startsWith('mirror.'));
+          most = Math.max(most, downloading.length);
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+      })();
+      const both = await cluster.bysu(['mirror', 'home', 'again', '--wait'], { env, timeoutMs: 120_000 });
+      watching = false;
+      await watcher;
+      assert.equal(both.code, 1, both.stdout + both.stderr + up.output());
+      const refused = /shop here holds copies from mirror source (home|again), not (home|again)/.exec(both.stdout);
+      assert.ok(refused && refused[1] !== refused[2], both.stdout);
+      const holder = refused[1]!;
+      const ids = await snapshotIds(offsite, 'shop');
+      assert.equal(ids.length, 2, ids.join(' '));
+      for (const id of ids) {
+        const manifest = JSON.parse(await readFile(path.join(offsite, 'shop', id, 'manifest.json'), 'utf8')) as Manifest;
+        assert.equal(manifest.mirroredFrom?.source, holder, `${id} came from the mirror that holds the app`);
+      }
+      assert.equal((JSON.parse(await readFile(path.join(offsite, 'shop', '.mirror.json'), 'utf8')) as { source: string }).source, holder);
+      assert.ok(most >= 2, `two copies downloaded at once with concurrency 2 (at most ${most} seen)`);
+    });
+  });
+});
