@@ -5,14 +5,14 @@
  * failed (naming the apps and files). The wait reads a job when its queue
  * events say something happened, as `bysu drill --wait` does.
  */
-import { toError } from '../errors.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { mirrorJobOptions } from '../queue/enqueue.ts';
-import { JobWatch, readJobWithState } from '../queue/job-watch.ts';
+import { JobWatch } from '../queue/job-watch.ts';
 import { manualMirrorJobId, MIRROR_JOB, MIRROR_QUEUE, type MirrorJobResult } from '../queue/jobs.ts';
 import { openQueue } from '../queue/open-queue.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, type GlobalOptions } from './context.ts';
+import { followJobs, followThenReport } from './follow-jobs.ts';
 import { colourFor } from './progress.ts';
 
 interface MirrorOutcome {
@@ -52,53 +52,37 @@ export async function mirror(globals: GlobalOptions, names: string[], options: {
       if (options.json) console.log(JSON.stringify(outcomes.map(({ mirror: name, jobId }) => ({ mirror: name, jobId })), null, 2));
       return EXIT_OK;
     }
-    const pending = [...outcomes];
     const seenAttempts = new Map<string, number>();
-    let failures = 0;
-    let toRead: Set<string> | 'all' = 'all';
-    try {
-      while (pending.length > 0) {
-        for (const outcome of pending.filter((candidate) => toRead === 'all' || toRead.has(candidate.jobId))) {
-          const { state, job } = await readJobWithState(queue, outcome.jobId);
-          if (!job || state === 'unknown') {
-            pending.splice(pending.indexOf(outcome), 1);
-            failures += 1;
-            outcome.reason = `mirror job ${outcome.jobId} disappeared from the queue`;
-            say(`${outcome.mirror}: ${paint('red', outcome.reason)}`);
-            continue;
+    await followThenReport(watch, options.json === true, outcomes, (outcome) => outcome.reason === null && !outcome.ok, () => followJobs(queue, watch!, outcomes, {
+      gone: (outcome) => {
+        outcome.reason = `mirror job ${outcome.jobId} disappeared from the queue`;
+        say(`${outcome.mirror}: ${paint('red', outcome.reason)}`);
+      },
+      read: (outcome, state, job) => {
+        outcome.attempts = job.attemptsMade;
+        if (state === 'completed') {
+          outcome.ok = true;
+          outcome.result = job.returnvalue;
+          const result = job.returnvalue;
+          if (result.skipped) say(`${outcome.mirror}: ${paint('yellow', `nothing done: ${result.skipped}`)}`);
+          for (const app of result.apps) {
+            say(`${outcome.mirror}: ${app.app}: ${paint('green', `${app.copied.length} snapshot(s) copied`)}${app.copied.length > 0 ? ` (${app.copied.join(', ')}; ${app.received} bytes received${app.resumed > 0 ? `, ${app.resumed} kept from an interrupted run` : ''})` : ''}${app.deleted.length > 0 ? `, ${app.deleted.length} deleted by retention here` : ''}`);
           }
-          outcome.attempts = job.attemptsMade;
-          if (state === 'completed') {
-            pending.splice(pending.indexOf(outcome), 1);
-            outcome.ok = true;
-            outcome.result = job.returnvalue;
-            const result = job.returnvalue;
-            if (result.skipped) say(`${outcome.mirror}: ${paint('yellow', `nothing done: ${result.skipped}`)}`);
-            for (const app of result.apps) {
-              say(`${outcome.mirror}: ${app.app}: ${paint('green', `${app.copied.length} snapshot(s) copied`)}${app.copied.length > 0 ? ` (${app.copied.join(', ')}; ${app.received} bytes received${app.resumed > 0 ? `, ${app.resumed} kept from an interrupted run` : ''})` : ''}${app.deleted.length > 0 ? `, ${app.deleted.length} deleted by retention here` : ''}`);
-            }
-          } else if (state === 'failed') {
-            pending.splice(pending.indexOf(outcome), 1);
-            failures += 1;
-            outcome.reason = job.failedReason ?? '';
-            say(`${outcome.mirror}: ${paint('red', `mirror run FAILED after ${job.attemptsMade} attempt(s)`)}: ${outcome.reason}`);
-          } else if (job.attemptsMade > (seenAttempts.get(outcome.jobId) ?? 0)) {
-            seenAttempts.set(outcome.jobId, job.attemptsMade);
-            say(`${outcome.mirror}: ${paint('yellow', `attempt ${job.attemptsMade} failed, will retry`)}: ${(job.failedReason ?? '').split('\n')[0]}`);
-          }
+          return true;
         }
-        if (pending.length > 0) toRead = await watch.next();
-      }
-    } catch (error) {
-      const explained = watch.explain(error);
-      if (options.json) {
-        for (const outcome of pending) outcome.reason = `outcome unknown: ${toError(explained).message}`;
-        console.log(JSON.stringify(outcomes, null, 2));
-      }
-      throw explained;
-    }
-    if (options.json) console.log(JSON.stringify(outcomes, null, 2));
-    return failures === 0 ? EXIT_OK : EXIT_FAILED;
+        if (state === 'failed') {
+          outcome.reason = job.failedReason ?? '';
+          say(`${outcome.mirror}: ${paint('red', `mirror run FAILED after ${job.attemptsMade} attempt(s)`)}: ${outcome.reason}`);
+          return true;
+        }
+        if (job.attemptsMade > (seenAttempts.get(outcome.jobId) ?? 0)) {
+          seenAttempts.set(outcome.jobId, job.attemptsMade);
+          say(`${outcome.mirror}: ${paint('yellow', `attempt ${job.attemptsMade} failed, will retry`)}: ${(job.failedReason ?? '').split('\n')[0]}`);
+        }
+        return false;
+      },
+    }));
+    return outcomes.every((outcome) => outcome.ok) ? EXIT_OK : EXIT_FAILED;
   } finally {
     await watch?.close();
     await queue.close();

@@ -7,15 +7,15 @@
  */
 import { formatBytes } from '../config/formats.ts';
 import { findApp } from '../config/load.ts';
-import { toError } from '../errors.ts';
 import { escapeControls } from '../printable.ts';
 import { connectProducer } from '../queue/connection.ts';
 import { enqueueManualSnapshot } from '../queue/enqueue.ts';
-import { JobWatch, readJobWithState } from '../queue/job-watch.ts';
+import { JobWatch } from '../queue/job-watch.ts';
 import { SNAPSHOT_QUEUE, type SnapshotJobData, type SnapshotProgress, type SnapshotResult } from '../queue/jobs.ts';
 import { openQueue, type TypedQueue } from '../queue/open-queue.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { readAppSummaries } from '../repository/summary.ts';
+import { followJobs, followThenReport } from './follow-jobs.ts';
 import { colourFor, describeRunning, describeWaiting, formatClock, formatRate, waitingOf } from './progress.ts';
 import { EXIT_FAILED, EXIT_OK, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 
@@ -86,18 +86,8 @@ export async function snapshot(globals: GlobalOptions, names: string[], options:
       if (options.json) console.log(JSON.stringify(followed.map(({ app, jobId }) => ({ app, jobId })), null, 2));
       return EXIT_OK;
     }
-    try {
-      await follow(queue, watch, followed, { json: options.json === true });
-    } catch (error) {
-      const explained = watch.explain(error);
-      // Still JSON on stdout for a script: what is known, and for the rest why it is not.
-      if (options.json) {
-        for (const entry of followed.filter((candidate) => !candidate.done)) entry.outcome.reason = `outcome unknown: ${toError(explained).message}`;
-        console.log(JSON.stringify(followed.map((entry) => entry.outcome), null, 2));
-      }
-      throw explained;
-    }
-    if (options.json) console.log(JSON.stringify(followed.map((entry) => entry.outcome), null, 2));
+    const outcomes = followed.map((entry) => entry.outcome);
+    await followThenReport(watch, options.json === true, outcomes, (outcome) => !followed.find((entry) => entry.outcome === outcome)!.done, () => follow(queue, watch!, followed, { json: options.json === true }));
     return followed.every((entry) => entry.ok) ? EXIT_OK : EXIT_FAILED;
   } finally {
     await watch?.close();
@@ -138,17 +128,16 @@ async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, watch: JobWatch,
   let workersCheckedAt = 0;
   let workers = 1;
   try {
-    // Every job at first (they were followed before this read: what happened before it shows in their state).
-    let toRead: Set<string> | 'all' = 'all';
-    while (followed.some((entry) => !entry.done)) {
-      for (const entry of followed.filter((candidate) => !candidate.done && (toRead === 'all' || toRead.has(candidate.jobId)))) {
-        const { state, job } = await readJobWithState(queue, entry.jobId);
-        if (!job || state === 'unknown') {
-          entry.done = true;
-          entry.outcome.reason = `job ${entry.jobId} disappeared from the queue`;
-          print(`${entry.app}: ${paint('red', `job ${entry.jobId} disappeared from the queue`)}`);
-          continue;
-        }
+    await followJobs(queue, watch, followed, {
+      gone: (entry) => {
+        entry.done = true;
+        entry.outcome.reason = `job ${entry.jobId} disappeared from the queue`;
+        print(`${entry.app}: ${paint('red', `job ${entry.jobId} disappeared from the queue`)}`);
+      },
+      afterRound: () => {
+        if (tty) drawLive();
+      },
+      read: async (entry, state, job) => {
         entry.outcome.attempts = job.attemptsMade;
         const elapsedMs = job.finishedOn && job.processedOn ? job.finishedOn - job.processedOn : null;
         if (state === 'completed') {
@@ -201,11 +190,9 @@ async function follow(queue: TypedQueue<typeof SNAPSHOT_QUEUE>, watch: JobWatch,
             }
           }
         }
-      }
-      if (tty) drawLive();
-      // The jobs whose events came meanwhile, at once; else the first to have one (or all after RECHECK_MS).
-      if (followed.some((entry) => !entry.done)) toRead = await watch.next();
-    }
+        return entry.done;
+      },
+    });
   } finally {
     clearInterval(redraw);
   }

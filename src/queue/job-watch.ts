@@ -1,6 +1,6 @@
 /**
- * Following jobs to their end without polling, for `bysu snapshot --wait`
- * and `bysu drill --wait`: a BullMQ QueueEvents subscription wakes the
+ * Following jobs to their end without polling, for `bysu snapshot --wait`,
+ * `bysu drill --wait` and `bysu mirror --wait` (src/cli/follow-jobs.ts): a BullMQ QueueEvents subscription wakes the
  * follower as soon as an event of one of its jobs arrives (completed, failed,
  * an attempt failed and delayed, progress, removed…), and the follower then
  * reads the state of the jobs that had events, once each however many came.
