@@ -3,7 +3,8 @@
  * `bysu` subcommands with Redis set up for BullMQ (AOF, noeviction), two
  * snapshot workers, the repository on a volume and config and key read-only;
  * the Dockerfile is multi-stage and runs as a non-root user; the systemd
- * units start real subcommands and pass `systemd-analyze verify`.
+ * units start real subcommands and pass `systemd-analyze verify` (as does
+ * contrib/mirror's SSH tunnel unit).
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -112,7 +113,9 @@ test('bin/bysu.js carries the V8 flags of runtime-flags.ts on its #! line, and i
 });
 
 test('systemd units pass systemd-analyze verify', { skip: systemdAnalyze ? false : 'systemd-analyze is not installed on this machine' }, () => {
-  const units = readdirSync(path.join(ROOT, 'contrib/systemd')).filter((name) => name.endsWith('.service')).map((name) => path.join(ROOT, 'contrib/systemd', name));
+  // contrib/mirror's SSH tunnel unit too (test/integration/mirror-transport.test.ts runs its ssh command).
+  const units = ['contrib/systemd', 'contrib/mirror'].flatMap((dir) => readdirSync(path.join(ROOT, dir)).filter((name) => name.endsWith('.service')).map((name) => path.join(ROOT, dir, name)));
+  assert.ok(units.some((unit) => unit.endsWith('/contrib/mirror/bysu-mirror-tunnel.service')));
   const result = spawnSync('systemd-analyze', ['verify', ...units], { encoding: 'utf8' });
   const problems = `${result.stdout}${result.stderr}`.split('\n').filter((line) => line.includes('bysu') && !/Failed to resolve (user|group)|No such file or directory.*\/opt\/bysu|Command \/opt\/bysu\/bin\/bysu\.js is not executable: No such file/.test(line));
   assert.deepEqual(problems, []);
