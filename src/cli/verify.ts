@@ -11,9 +11,12 @@ import { connectProducer } from '../queue/connection.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { escapeControls } from '../printable.ts';
 import { isSnapshotId } from '../repository/layout.ts';
-import { listSnapshots } from '../repository/read.ts';
 import { verifyApp } from '../verify/verify-app.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
+import type { Config } from '../config/load.ts';
+import { NAME_PATTERN } from '../config/formats.ts';
+import { readMirrorRecord } from '../mirror/record.ts';
+import { listAppDirectories, listSnapshots } from '../repository/read.ts';
 
 /** One snapshot's verdict, as `verify --json` prints it. */
 interface VerifyOutcome {
@@ -28,7 +31,7 @@ interface VerifyOutcome {
 export async function verify(globals: GlobalOptions, names: string[], options: { all?: boolean; snapshot?: string; json?: boolean }): Promise<number> {
   const config = loadCliConfig(globals);
   await requireRepository(config.repository);
-  const apps = requireAppNames(config, names, options.all);
+  const apps = await appsToVerify(config, names, options.all === true);
   const say = (line: string) => {
     if (!options.json) console.log(line);
   };
@@ -75,4 +78,26 @@ export async function verify(globals: GlobalOptions, names: string[], options: {
   if (options.json) console.log(escapeControls(JSON.stringify(outcomes, null, 2), { keepLineBreaks: true }));
   else console.log(`${checked} snapshots verified, ${failures} failed`);
   return failures === 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+/**
+ * Given the config, the names asked for and --all, return the apps to verify:
+ * configured ones, and a mirror's copies as any snapshot (by name, a
+ * directory here as `bysu list` takes it; with --all, each app directory
+ * whose `.mirror.json` names a configured mirror).
+ */
+async function appsToVerify(config: Config, names: string[], all: boolean): Promise<string[]> {
+  const configured = new Set(config.apps.map((app) => app.name));
+  const onDisk = new Set((await listAppDirectories(config.repository)).filter((name) => NAME_PATTERN.test(name) && !configured.has(name)));
+  if (all) {
+    const apps = requireAppNames(config, names, true);
+    for (const name of onDisk) {
+      const record = await readMirrorRecord(config.repository, name);
+      if (record !== null && config.mirrors.some((mirror) => mirror.name === record.source)) apps.push(name);
+    }
+    return apps;
+  }
+  const known = names.filter((name) => !onDisk.has(name));
+  if (names.length === 0 || known.length > 0) requireAppNames(config, known, false);
+  return names;
 }

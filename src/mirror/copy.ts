@@ -13,14 +13,15 @@
  * refused, naming it. The committed manifest.json is the source's with
  * `mirroredFrom` added; SHA256SUMS is written anew for it.
  */
-import { createHash, type Hash } from 'node:crypto';
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { Transform, Writable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
-import { LimitExceededError, SnapshotDamagedError } from '../errors.ts';
+import { PART_FILE_PATTERN, RESERVED_FILE_NAMES } from '../config/formats.ts';
+import { CommitConflictError, LimitExceededError, SnapshotDamagedError } from '../errors.ts';
 import { SnapshotAttempt, type CommitResult } from '../repository/attempt.ts';
 import { fsyncPath, makeDirectory, storageError } from '../repository/durable.ts';
 import { appDirectory, DIR_MODE, FILE_MODE, INCOMING_DIR, MANIFEST_FILE, SUMS_FILE } from '../repository/layout.ts';
@@ -28,7 +29,7 @@ import { isManifest, parseSums, type Manifest } from '../repository/manifest.ts'
 import { requireRepository } from '../repository/marker.ts';
 import { listSnapshots } from '../repository/read.ts';
 import type { ReadThrottle } from '../repository/read-throttle.ts';
-import { MirrorSourceError, type MirrorSource, type SourceSnapshot } from './source.ts';
+import { MirrorSourceError, type Download, type MirrorSource, type SourceSnapshot } from './source.ts';
 
 /** A copy's download directory in `.incoming`: `mirror.<snapshot id>`. */
 export const PARTIAL_PREFIX = 'mirror.';
@@ -87,6 +88,7 @@ export function checkSourceSnapshot(app: string, listed: SourceSnapshot, manifes
   const manifestSum = createHash('sha256').update(manifestText).digest('hex');
   if (sumOf.get(MANIFEST_FILE) !== manifestSum) throw refuse(`${MANIFEST_FILE}: its sha256 ${manifestSum} is not the one ${SUMS_FILE} lists (${sumOf.get(MANIFEST_FILE) ?? 'none'})`);
   for (const part of manifest.parts) {
+    if (RESERVED_FILE_NAMES.includes(part.file) || !PART_FILE_PATTERN.test(part.file)) throw refuse(`${MANIFEST_FILE} names a part ${JSON.stringify(part.file)}, which no part may be called`);
     if (sumOf.get(part.file) !== part.sha256) throw refuse(`${part.file}: ${SUMS_FILE} lists sha256 ${sumOf.get(part.file) ?? 'none'}, ${MANIFEST_FILE} ${part.sha256}`);
     const file = listed.files.find((candidate) => candidate.file === part.file);
     if (file?.sha256 !== part.sha256 || file.bytes !== part.bytes) throw refuse(`${part.file}: the listing and ${MANIFEST_FILE} disagree on its size or sha256`);
@@ -109,96 +111,105 @@ async function hashOnDisk(file: string, bytes: number): Promise<Hash> {
   return hash;
 }
 
+/** A download in progress is written under this name in the partial directory (no part name starts with a dot). */
+const FRESH_PREFIX = '.new.';
+
+/** What a part's download left: the bytes received and kept, and the file's identity (device and inode) as this run wrote it. */
+interface PartOnDisk {
+  received: number;
+  resumed: number;
+  identity: string;
+}
+
+const identityOf = (info: { dev: number; ino: number }) => `${info.dev}:${info.ino}`;
+
 /**
  * Given the source, the app, the snapshot, a part's size and sha256 and the
  * partial directory, bring the file to its full size there (resuming from
  * what is on disk), fsync it and check its sha256. Return the bytes received
- * and kept. Throw SnapshotDamagedError (the file deleted) when it does not
- * match; MirrorSourceError, LimitExceededError (stall) or the signal's reason
- * otherwise, the bytes received so far kept for the next attempt.
+ * and kept, and the identity of the file written. Throw SnapshotDamagedError
+ * (the file deleted) when it does not match; MirrorSourceError,
+ * LimitExceededError (stall), StorageError or the signal's reason otherwise,
+ * the bytes received so far kept for the next attempt.
+ *
+ * Each run writes a file of its own: the kept bytes are copied into a new
+ * file, which then replaces the old name, and the download goes on in it.
+ * A run that lost its job while frozen (SIGSTOP, a long pause) may still
+ * write what its socket held once it wakes: into its own file, which is no
+ * longer the one named here, never into the file another run goes on with
+ * and publishes.
  */
 async function downloadPart(
   source: MirrorSource, app: string, id: string, part: { file: string; bytes: number; sha256: string }, directory: string, options: CopyOptions,
   counted: (bytes: number) => void,
-): Promise<{ received: number; resumed: number }> {
+): Promise<PartOnDisk> {
   const target = path.join(directory, part.file);
-  let have = await stat(target).then((info) => info.size, () => 0);
-  if (have > part.bytes) {
-    await rm(target, { force: true });
+  const onDisk = await stat(target).catch(() => null);
+  let have = onDisk === null || onDisk.size > part.bytes ? 0 : onDisk.size;
+  if (onDisk !== null && have === part.bytes) {
+    // Whole already (an earlier run downloaded it, then failed before its commit): checked as it is.
+    const sha256 = (await hashOnDisk(target, have)).digest('hex');
+    if (sha256 === part.sha256) return { received: 0, resumed: have, identity: identityOf(onDisk) };
     have = 0;
   }
-  let hash = await hashOnDisk(target, have);
   let resumed = have;
   let received = 0;
-  if (have < part.bytes || part.bytes === 0) {
-    const download = part.bytes === 0 ? null : await source.download(app, id, part.file, part.bytes, have, options.signal);
-    if (download !== null && download.status === 200 && have > 0) {
-      // The source sent the whole file (If-Range did not match): what is on disk is not a prefix of it.
-      hash = createHash('sha256');
-      have = 0;
-      resumed = 0;
-    }
-    if (download !== null) {
-      let stalled: NodeJS.Timeout | undefined;
-      let sent = 0;
-      const meter = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          stalled?.refresh();
-          sent += chunk.length;
-          if (have + sent > part.bytes) {
-            callback(new MirrorSourceError(`mirror source ${source.name} sent more than the ${part.bytes} bytes of ${app}/${id}/${part.file}`, { retryable: true }));
-            return;
-          }
-          callback(null, chunk);
-        },
-      });
-      stalled = setTimeout(() => meter.destroy(new LimitExceededError(`no data from mirror source ${source.name} for ${options.stallTimeoutMs} ms while copying ${app}/${id}/${part.file}`)), options.stallTimeoutMs);
-      const sink = createWriteStream(target, { flags: have === 0 ? 'w' : 'a', mode: FILE_MODE });
-      // Not piped into the sink: a pipeline destroys it on a broken download, and what it buffered would be
-      // lost and asked for again. Written by hand, every byte counted as received is on disk before the next
-      // attempt measures what is there.
-      let sinkError: Error | undefined;
-      sink.on('error', (error) => { sinkError ??= error; });
-      const write = async (chunks: AsyncIterable<Buffer>) => {
-        for await (const chunk of chunks) {
-          if (sinkError) throw sinkError;
-          const room = sink.write(chunk);
-          received += chunk.length;
-          hash.update(chunk);
-          counted(chunk.length);
-          if (!room) await once(sink, 'drain');
-        }
-        sink.end();
-        await finished(sink);
-      };
-      try {
-        const signal = options.signal ? { signal: options.signal } : {};
-        if (options.throttle) await pipeline(download.body, options.throttle.stream(), meter, write, signal);
-        else await pipeline(download.body, meter, write, signal);
-      } catch (error) {
-        if (!sink.closed) {
-          if (!sink.destroyed && !sink.writableEnded) sink.end();
-          await once(sink, 'close').catch(() => undefined);
-        }
-        if ((error as Error).name === 'AbortError' && options.signal?.aborted) throw options.signal.reason;
-        if (error instanceof MirrorSourceError || error instanceof LimitExceededError) throw error;
-        if (error === sinkError || ((error as NodeJS.ErrnoException).syscall !== undefined && (error as NodeJS.ErrnoException).path === target)) throw storageError(error, `write ${target}`);
-        throw new MirrorSourceError(`copying ${app}/${id}/${part.file} from mirror source ${source.name} broke off after ${have + received} of ${part.bytes} bytes: ${(error as Error).message}; the next attempt resumes from there`, { retryable: true, cause: error });
-      } finally {
-        clearTimeout(stalled);
+  const download = part.bytes === 0 ? null : await source.download(app, id, part.file, part.bytes, have, options.signal);
+  if (download !== null && download.status === 200 && have > 0) {
+    // The source sent the whole file (If-Range did not match): what is on disk is not a prefix of it.
+    have = 0;
+    resumed = 0;
+  }
+  const hash = createHash('sha256');
+  const fresh = path.join(directory, `${FRESH_PREFIX}${randomBytes(4).toString('hex')}.${part.file}`);
+  let handle: FileHandle;
+  try {
+    handle = await open(fresh, 'wx', FILE_MODE);
+  } catch (error) {
+    download?.body.destroy();
+    throw storageError(error, `create ${fresh}`);
+  }
+  const sink = handle.createWriteStream({ autoClose: false, highWaterMark: 1024 * 1024 });
+  let identity = '';
+  let sinkError: Error | undefined;
+  sink.on('error', (error) => { sinkError ??= error; });
+  const put = async (chunk: Buffer) => {
+    if (sinkError) throw sinkError;
+    if (!sink.write(chunk)) await once(sink, 'drain');
+  };
+  try {
+    // The kept bytes, copied (and hashed) into this run's own file, which then takes the name.
+    if (have > 0) {
+      for await (const chunk of createReadStream(target, { start: 0, end: have - 1 }) as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        await put(chunk);
       }
-    } else {
-      await writeFile(target, '', { mode: FILE_MODE });
     }
-    const handle = await open(target, 'r');
     try {
-      await handle.sync();
-    } finally {
-      await handle.close();
+      await rename(fresh, target);
+    } catch (error) {
+      throw storageError(error, `rename ${fresh} to ${target}`);
     }
-    if (have + received < part.bytes) {
-      throw new MirrorSourceError(`mirror source ${source.name} ended ${app}/${id}/${part.file} after ${have + received} of ${part.bytes} bytes; the next attempt resumes from there`, { retryable: true });
-    }
+    if (download !== null) await receive(source, app, id, part, download, options, { have, hash, put, counted: (bytes) => { received += bytes; counted(bytes); } });
+    sink.end();
+    await finished(sink);
+    await handle.sync();
+    identity = identityOf(await handle.stat());
+  } catch (error) {
+    download?.body.destroy();
+    // Every byte counted as received lands before the next attempt measures what is on disk.
+    if (!sinkError && !sink.writableEnded) sink.end();
+    await finished(sink).catch(() => undefined);
+    if (options.signal?.aborted) throw options.signal.reason;
+    if (sinkError) throw storageError(sinkError, `write ${target}`);
+    throw error;
+  } finally {
+    sink.destroy();
+    await handle.close().catch(() => undefined);
+    await rm(fresh, { force: true });
+  }
+  if (have + received < part.bytes) {
+    throw new MirrorSourceError(`mirror source ${source.name} ended ${app}/${id}/${part.file} after ${have + received} of ${part.bytes} bytes; the next attempt resumes from there`, { retryable: true });
   }
   const sha256 = hash.digest('hex');
   if (sha256 !== part.sha256 && resumed > 0) {
@@ -211,7 +222,53 @@ async function downloadPart(
     await rm(target, { force: true });
     throw new SnapshotDamagedError(`${app}/${id} on mirror source ${source.name}: ${part.file} arrived with sha256 ${sha256}, but its manifest says ${part.sha256}; the file is refused and the copy not committed (run \`bysu verify ${app}\` on the source)`);
   }
-  return { received, resumed };
+  return { received, resumed, identity };
+}
+
+/**
+ * Given a download's answer and where the file stands (bytes kept, the hash
+ * so far, how to write a chunk), receive the rest: paced by the throttle,
+ * cut after stallTimeout without a byte, refused beyond the part's size.
+ */
+async function receive(
+  source: MirrorSource, app: string, id: string, part: { file: string; bytes: number }, download: Download, options: CopyOptions,
+  into: { have: number; hash: Hash; put: (chunk: Buffer) => Promise<void>; counted: (bytes: number) => void },
+): Promise<void> {
+  let stalled: NodeJS.Timeout | undefined;
+  let sent = 0;
+  let written = 0;
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      stalled?.refresh();
+      sent += chunk.length;
+      if (into.have + sent > part.bytes) {
+        callback(new MirrorSourceError(`mirror source ${source.name} sent more than the ${part.bytes} bytes of ${app}/${id}/${part.file}`, { retryable: true }));
+        return;
+      }
+      callback(null, chunk);
+    },
+  });
+  stalled = setTimeout(() => meter.destroy(new LimitExceededError(`no data from mirror source ${source.name} for ${options.stallTimeoutMs} ms while copying ${app}/${id}/${part.file}`)), options.stallTimeoutMs);
+  // Not piped into the file: a pipeline would destroy the write stream on a broken download, and what it
+  // buffered would be lost and asked for again. Counted as received once handed to the file.
+  const write = async (chunks: AsyncIterable<Buffer>) => {
+    for await (const chunk of chunks) {
+      await into.put(chunk);
+      written += chunk.length;
+      into.hash.update(chunk);
+      into.counted(chunk.length);
+    }
+  };
+  try {
+    const signal = options.signal ? { signal: options.signal } : {};
+    if (options.throttle) await pipeline(download.body, options.throttle.stream(), meter, write, signal);
+    else await pipeline(download.body, meter, write, signal);
+  } catch (error) {
+    if (options.signal?.aborted || error instanceof MirrorSourceError || error instanceof LimitExceededError || (error as NodeJS.ErrnoException).syscall !== undefined) throw error;
+    throw new MirrorSourceError(`copying ${app}/${id}/${part.file} from mirror source ${source.name} broke off after ${into.have + written} of ${part.bytes} bytes: ${(error as Error).message}; the next attempt resumes from there`, { retryable: true, cause: error });
+  } finally {
+    clearTimeout(stalled);
+  }
 }
 
 /**
@@ -240,9 +297,12 @@ export async function copySnapshot(repository: string, source: MirrorSource, app
   await mkdir(directory, { mode: DIR_MODE }).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'EEXIST') throw error;
   });
+  // Files a crashed run was writing when it died (their bytes were never counted as kept).
+  for (const name of await readdir(directory)) if (name.startsWith(FRESH_PREFIX)) await rm(path.join(directory, name), { force: true });
   let received = 0;
   let resumed = 0;
   let soFar = 0;
+  const identities = new Map<string, string>();
   for (const part of manifest.parts) {
     const outcome = await downloadPart(source, app, listed.id, part, directory, options, (bytes) => {
       soFar += bytes;
@@ -250,8 +310,18 @@ export async function copySnapshot(repository: string, source: MirrorSource, app
     });
     received += outcome.received;
     resumed += outcome.resumed;
+    identities.set(part.file, outcome.identity);
+    // Still this run's job? (A run frozen past its lock wakes here, its files no longer the ones named.)
+    await options.fence();
   }
   await fsyncPath(directory);
+  // A run that lost its job must not take the files another run has gone on with.
+  for (const part of manifest.parts) {
+    const now = await stat(path.join(directory, part.file)).catch(() => null);
+    if (now === null || identityOf(now) !== identities.get(part.file) || now.size !== part.bytes) {
+      throw new CommitConflictError(`${app}/${listed.id}: ${part.file} in ${directory} is no longer the file this run wrote (another run of the copy took it over); nothing of this run is committed`);
+    }
+  }
 
   // The job id the commit fence is keyed by is this copy's own, not the source's manifest's: a source that
   // reuses a job id must not make a new snapshot read as one copied already.

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { makeDirectory, replaceFile } from '../repository/durable.ts';
+import { makeDirectory, replaceFile, storageError } from '../repository/durable.ts';
 import { appDirectory } from '../repository/layout.ts';
 
 /** An app's mirror record, `<app>/.mirror.json`: what its source said at the last run that reached it. */
@@ -24,9 +24,12 @@ export interface MirrorRecord {
   sourceSnapshots: { id: string; finishedAt: string }[];
   /** The largest keep the source has said for the app (null: it never said). */
   sourceKeep: number | null;
+  /** The first keep the source said for the app: what it says later is followed up to twice this (null: never said). */
+  sourceKeepFirst: number | null;
   /** The last copy committed here, and the last run's failure for this app (cleared by a run without one). */
   lastCopy: { id: string; at: string } | null;
-  lastError: { at: string; reason: string } | null;
+  /** local: the failure was this side's (a full disk, the repository unavailable), and the app is FAILING. */
+  lastError: { at: string; reason: string; local?: boolean } | null;
 }
 
 /** Given an app directory's `.mirror.json` text, return the record, or null when it is not one. */
@@ -41,6 +44,8 @@ export function parseMirrorRecord(text: string): MirrorRecord | null {
       checkedAt: record.checkedAt,
       sourceSnapshots: record.sourceSnapshots.filter((entry) => typeof entry?.id === 'string' && typeof entry.finishedAt === 'string'),
       sourceKeep: typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
+      // Records from before sourceKeepFirst: the keep they hold counts as the first.
+      sourceKeepFirst: typeof record.sourceKeepFirst === 'number' ? record.sourceKeepFirst : typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
       lastCopy: record.lastCopy && typeof record.lastCopy.id === 'string' ? record.lastCopy : null,
       lastError: record.lastError && typeof record.lastError.reason === 'string' ? record.lastError : null,
     };
@@ -58,8 +63,12 @@ export async function readMirrorRecord(repository: string, app: string): Promise
 /** Given the repository, an app and its record, replace the app's `.mirror.json` atomically. */
 export async function writeMirrorRecord(repository: string, app: string, record: MirrorRecord): Promise<void> {
   const dir = appDirectory(repository, app);
-  await makeDirectory(dir);
-  await replaceFile(dir, MIRROR_RECORD_FILE, `${JSON.stringify(record, null, 2)}\n`);
+  try {
+    await makeDirectory(dir);
+    await replaceFile(dir, MIRROR_RECORD_FILE, `${JSON.stringify(record, null, 2)}\n`);
+  } catch (error) {
+    throw storageError(error, `write ${path.join(dir, MIRROR_RECORD_FILE)}`);
+  }
 }
 
 
@@ -99,6 +108,10 @@ export async function recordMirrorContact(repository: string, mirror: string, ou
     lastError: outcome.error === undefined ? null : { at: outcome.at, reason: outcome.error },
   };
   const dir = path.join(repository, MIRRORS_DIR);
-  await makeDirectory(dir);
-  await replaceFile(dir, `${mirror}.json`, `${JSON.stringify(contact, null, 2)}\n`);
+  try {
+    await makeDirectory(dir);
+    await replaceFile(dir, `${mirror}.json`, `${JSON.stringify(contact, null, 2)}\n`);
+  } catch (error) {
+    throw storageError(error, `write ${path.join(dir, `${mirror}.json`)}`);
+  }
 }

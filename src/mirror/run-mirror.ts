@@ -15,7 +15,7 @@
  * deleted at once.
  */
 import type { Config, MirrorConfig } from '../config/load.ts';
-import { ConfigError, isRetryable, toError } from '../errors.ts';
+import { ConfigError, isRetryable, RepositoryUnavailableError, StorageError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { compareSnapshotIds, snapshotIdTime } from '../repository/layout.ts';
 import { listSnapshots } from '../repository/read.ts';
@@ -60,7 +60,12 @@ export interface MirrorAppResult {
   error?: string;
   /** Whether another attempt may mend the error (false: a damaged file on the source, a name clash). */
   retryable?: boolean;
+  /** The failure is this side's (a full disk, the repository unavailable): waiting for the source will not mend it. */
+  local?: boolean;
 }
+
+/** Given an error, whether it is this side's (the repository), not the source's or the link's. */
+const isLocal = (error: unknown) => error instanceof StorageError || error instanceof RepositoryUnavailableError;
 
 export interface MirrorRunResult {
   mirror: string;
@@ -89,10 +94,18 @@ export async function runMirror(config: Config, name: string, options: MirrorRun
     if (!options.signal?.aborted) await recordMirrorContact(config.repository, name, { at: now().toISOString(), error: toError(error).message }).catch(() => undefined);
     throw error;
   }
-  await recordMirrorContact(config.repository, name, { at: now().toISOString() });
-  const local = new Set(config.apps.map((app) => app.name));
-  const wanted = mirror.apps === 'all' ? listedApps.map((entry) => entry.app) : mirror.apps;
   const result: MirrorRunResult = { mirror: name, apps: [], failures: [], retryable: false };
+  // Not fatal: on a full disk the run goes on, removing downloads no longer wanted, which may be what frees
+  // it; the record is tried again at the end.
+  const answeredAt = now().toISOString();
+  const contactRecorded = await recordMirrorContact(config.repository, name, { at: answeredAt }).then(() => true, () => false);
+  const local = new Set(config.apps.map((app) => app.name));
+  // An entry no BYSU source lists (a name that is not an app name) is named, not passed over in silence.
+  for (const entry of listedApps.filter((candidate) => candidate.refused !== undefined && (mirror.apps === 'all' || mirror.apps.includes(candidate.app)))) {
+    options.logger.error({ mirror: name }, entry.refused!);
+    result.failures.push(entry.refused!);
+  }
+  const wanted = mirror.apps === 'all' ? listedApps.filter((entry) => entry.refused === undefined).map((entry) => entry.app) : mirror.apps;
   for (const app of wanted) {
     const log = options.logger.child({ app, mirror: name });
     if (local.has(app)) {
@@ -102,10 +115,17 @@ export async function runMirror(config: Config, name: string, options: MirrorRun
       result.failures.push(reason);
       continue;
     }
-    const outcome = await mirrorApp(config, mirror, source, app, listedApps.find((entry) => entry.app === app)?.keep ?? null, options, log, now);
+    const outcome = await mirrorApp(config, mirror, source, app, listedApps.find((entry) => entry.app === app && entry.refused === undefined)?.keep ?? null, options, log, now);
     result.apps.push(outcome);
     if (outcome.error) result.failures.push(`${app}: ${outcome.error}`);
     if (outcome.error && outcome.retryable !== false) result.retryable = true;
+  }
+  if (!contactRecorded) {
+    await recordMirrorContact(config.repository, name, { at: answeredAt }).catch((error: unknown) => {
+      options.logger.error({ mirror: name, err: toError(error).message }, 'cannot record that the source answered');
+      result.failures.push(toError(error).message);
+      result.retryable = true;
+    });
   }
   return result;
 }
@@ -141,7 +161,14 @@ async function mirrorApp(
     if (previous !== null) await writeMirrorRecord(repository, app, { ...previous, lastError: { at: now().toISOString(), reason: outcome.error } }).catch(() => undefined);
     return outcome;
   }
-  const sourceKeep = Math.max(saidKeep ?? 0, previous?.sourceKeep ?? 0) || null;
+  // The largest keep the source said (a lowered one does not shrink the copies here), but at most twice the
+  // first it said: a source taken over that says keep 1000000000 does not make this side hold all it sends.
+  const sourceKeepFirst = previous?.sourceKeepFirst ?? saidKeep;
+  const announced = Math.max(saidKeep ?? 0, previous?.sourceKeep ?? 0) || null;
+  const sourceKeep = announced === null || sourceKeepFirst === null ? announced : Math.min(announced, 2 * sourceKeepFirst);
+  if (mirror.keep === undefined && saidKeep !== null && sourceKeep !== null && saidKeep > sourceKeep) {
+    log.warn({ said: saidKeep, followed: sourceKeep }, `the source says keep ${saidKeep} for ${app}; followed only up to ${sourceKeep}, twice the first it said: set mirrors[${mirror.name}].keep to keep more here`);
+  }
   const keep = mirror.keep ?? sourceKeep ?? config.defaults.keep;
   const record: MirrorRecord = {
     format: MIRROR_RECORD_FORMAT,
@@ -150,24 +177,36 @@ async function mirrorApp(
     checkedAt: now().toISOString(),
     sourceSnapshots: listed.map(({ id, finishedAt }) => ({ id, finishedAt })),
     sourceKeep,
+    sourceKeepFirst,
     lastCopy: previous?.lastCopy ?? null,
     lastError: null,
   };
-  // Claimed under the app's lock: two mirrors with `apps: all` whose sources both list this app, running at
-  // once, would both read "no record" above and mix their copies here. The second now finds the first's.
-  const holder = await options.lockApp(app, async () => {
-    const current = await readMirrorRecord(repository, app);
-    if (current !== null && current.source !== mirror.name) return current.source;
-    await writeMirrorRecord(repository, app, record);
-    return null;
-  });
-  if (holder !== null) return heldElsewhere(holder);
-
   const here = new Set((await listSnapshots(repository, app)).filter((snapshot) => snapshot.manifest !== null).map((snapshot) => snapshot.id));
   // The keep newest of what is here and what the source lists: copying an older one would only see it deleted.
   const newest = new Set([...new Set([...here, ...listed.map((snapshot) => snapshot.id)])].sort(compareSnapshotIds).reverse().slice(0, keep));
   const toCopy = listed.filter((snapshot) => newest.has(snapshot.id) && !here.has(snapshot.id));
-  await removeUnwantedPartials(repository, app, new Set(toCopy.map((snapshot) => snapshot.id)));
+  // Claimed under the app's lock: two mirrors with `apps: all` whose sources both list this app, running at
+  // once, would both read "no record" above and mix their copies here. The second now finds the first's.
+  // Downloads no longer wanted go first, before anything is written: on a full disk they may be what fills it.
+  let holder: string | null;
+  try {
+    holder = await options.lockApp(app, async () => {
+      const current = await readMirrorRecord(repository, app);
+      if (current !== null && current.source !== mirror.name) return current.source;
+      const removed = await removeUnwantedPartials(repository, app, new Set(toCopy.map((snapshot) => snapshot.id)));
+      if (removed.length > 0) log.info({ removed }, 'downloads of snapshots no longer wanted removed');
+      await writeMirrorRecord(repository, app, record);
+      return null;
+    });
+  } catch (error) {
+    if (options.signal?.aborted) throw error;
+    outcome.error = toError(error).message;
+    outcome.retryable = isRetryable(error);
+    if (isLocal(error)) outcome.local = true;
+    log.error({ err: outcome.error }, 'cannot record the source\'s listing');
+    return outcome;
+  }
+  if (holder !== null) return heldElsewhere(holder);
   const errors: string[] = [...refused];
   let retryable = false;
   let next = 0;
@@ -196,6 +235,7 @@ async function mirrorApp(
         const message = toError(error).message;
         errors.push(message);
         if (isRetryable(error)) retryable = true;
+        if (isLocal(error)) outcome.local = true;
         log.error({ id: snapshot.id, err: message }, 'snapshot not copied');
       }
     }
@@ -205,9 +245,14 @@ async function mirrorApp(
   if (errors.length > 0) {
     outcome.error = errors.join('; ');
     outcome.retryable = retryable;
-    record.lastError = { at: now().toISOString(), reason: outcome.error };
+    record.lastError = { at: now().toISOString(), reason: outcome.error, ...(outcome.local ? { local: true } : {}) };
   }
-  await writeMirrorRecord(repository, app, record);
+  await writeMirrorRecord(repository, app, record).catch((error: unknown) => {
+    log.error({ err: toError(error).message }, 'cannot record the run');
+    outcome.error = [outcome.error, toError(error).message].filter(Boolean).join('; ');
+    outcome.retryable = true;
+    if (isLocal(error)) outcome.local = true;
+  });
 
   // The newest copy of each of the last `keep` arrival days stays too, so a flood cannot push the good copies out (keep.ts).
   const held = (await listSnapshots(repository, app)).flatMap((snapshot) => (snapshot.manifest === null ? [] : [{ id: snapshot.id, arrivedAt: arrivedAt(snapshot.manifest) }]));

@@ -8,9 +8,10 @@
  */
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { NAME_PATTERN, PART_FILE_PATTERN } from '../config/formats.ts';
+import { NAME_PATTERN, PART_FILE_PATTERN, RESERVED_FILE_NAMES } from '../config/formats.ts';
 import { BysuError } from '../errors.ts';
 import { isSnapshotId } from '../repository/layout.ts';
+import { escapeControls } from '../printable.ts';
 
 /** A failure to talk to a mirror's source: unreachable, refused, or an answer that is not what BYSU serves. */
 export class MirrorSourceError extends BysuError {
@@ -28,6 +29,37 @@ export interface SourceApp {
   app: string;
   /** The source's `keep` for the app, when it says (a mirror's default). */
   keep: number | null;
+  /** Set when the entry is not one a BYSU source lists (the name, made printable, is in `app`): why it is not copied. */
+  refused?: string;
+}
+
+/** Given something a source sent, return it printable and short, for a message that names it. */
+function shown(value: unknown): string {
+  const text = typeof value === 'string' ? JSON.stringify(value) : String(JSON.stringify(value) ?? value);
+  const printable = escapeControls(text);
+  return printable.length > 80 ? `${printable.slice(0, 80)}…` : printable;
+}
+
+/** Given a listed file's entry, return what is wrong with it, or null. */
+function fileProblem(file: Partial<SourceFile> | null | undefined): string | null {
+  if (typeof file?.file !== 'string' || !PART_FILE_PATTERN.test(file.file)) return `its file name ${shown(file?.file)} is not a part's name`;
+  if (RESERVED_FILE_NAMES.includes(file.file)) return `it lists ${file.file} as a part, a name BYSU writes itself`;
+  if (!Number.isSafeInteger(file.bytes) || (file.bytes ?? -1) < 0) return `${file.file}'s size ${shown(file.bytes)} is not a size`;
+  if (typeof file.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(file.sha256)) return `${file.file}'s sha256 ${shown(file.sha256)} is not one`;
+  return null;
+}
+
+/** Given a listed snapshot's entry, return what is wrong with it, or null. */
+function snapshotProblem(snapshot: Partial<SourceSnapshot>): string | null {
+  if (typeof snapshot.id !== 'string' || !isSnapshotId(snapshot.id)) return `its id ${shown(snapshot.id)} is not a snapshot id`;
+  if (typeof snapshot.finishedAt !== 'string') return `its finishedAt ${shown(snapshot.finishedAt)} is not a time`;
+  if (typeof snapshot.bytes !== 'number') return `its bytes ${shown(snapshot.bytes)} is not a size`;
+  if (!Array.isArray(snapshot.files)) return 'it has no list of files';
+  for (const file of snapshot.files as Partial<SourceFile>[]) {
+    const problem = fileProblem(file);
+    if (problem !== null) return problem;
+  }
+  return null;
 }
 
 export interface SourceFile {
@@ -162,10 +194,12 @@ export class MirrorSource {
   async apps(signal?: AbortSignal): Promise<SourceApp[]> {
     const body = await this.json('/apps', signal) as { apps?: unknown };
     if (!Array.isArray(body?.apps)) throw this.malformed('/api/apps');
-    return body.apps.flatMap((entry: unknown) => {
+    return body.apps.map((entry: unknown) => {
       const { app, keep } = (entry ?? {}) as { app?: unknown; keep?: unknown };
-      if (typeof app !== 'string' || !NAME_PATTERN.test(app)) return [];
-      return [{ app, keep: typeof keep === 'number' && Number.isInteger(keep) && keep > 0 ? keep : null }];
+      if (typeof app !== 'string' || !NAME_PATTERN.test(app)) {
+        return { app: shown(app), keep: null, refused: `mirror source ${this.name} lists an app named ${shown(app)}, which is not an app name: not copied` };
+      }
+      return { app, keep: typeof keep === 'number' && Number.isInteger(keep) && keep > 0 ? keep : null };
     });
   }
 
@@ -179,14 +213,13 @@ export class MirrorSource {
       throw error;
     }
     if (!Array.isArray(body)) throw this.malformed(`/api/apps/${app}/snapshots`);
-    return body.map((entry: unknown) => {
+    return body.map((entry: unknown, index: number) => {
       const snapshot = (entry ?? {}) as Partial<SourceSnapshot>;
-      const files = Array.isArray(snapshot.files) ? snapshot.files : null;
-      const valid = typeof snapshot.id === 'string' && isSnapshotId(snapshot.id) && typeof snapshot.finishedAt === 'string' && typeof snapshot.bytes === 'number'
-        && files !== null && files.every((file: Partial<SourceFile>) => typeof file?.file === 'string' && PART_FILE_PATTERN.test(file.file)
-          && Number.isSafeInteger(file.bytes) && (file.bytes ?? -1) >= 0 && typeof file.sha256 === 'string' && /^[0-9a-f]{64}$/.test(file.sha256));
-      if (!valid) throw this.malformed(`a snapshot in /api/apps/${app}/snapshots`);
-      return { id: snapshot.id!, finishedAt: snapshot.finishedAt!, bytes: snapshot.bytes!, files: files.map(({ file, bytes, sha256 }) => ({ file, bytes, sha256 })) };
+      const problem = snapshotProblem(snapshot);
+      if (problem !== null) {
+        throw new MirrorSourceError(`mirror source ${this.name}: snapshot ${index + 1} of /api/apps/${app}/snapshots (id ${shown(snapshot.id)}) is refused: ${problem}; nothing of ${app} is copied from this listing (a BYSU source never lists such a snapshot: is mirrors[].url right, and is the source to be trusted?)`, { retryable: false });
+      }
+      return { id: snapshot.id!, finishedAt: snapshot.finishedAt!, bytes: snapshot.bytes!, files: snapshot.files!.map(({ file, bytes, sha256 }) => ({ file, bytes, sha256 })) };
     });
   }
 

@@ -66,7 +66,7 @@ export interface MirrorLag {
   unreachableMs: number | null;
   maxLagMs: number;
   /** The last run's failure for this app, if it had one. */
-  lastError: { at: string; reason: string } | null;
+  lastError: { at: string; reason: string; local?: boolean } | null;
 }
 
 /**
@@ -305,7 +305,8 @@ function asMirrored(status: AppStatus, mirror: { name: string; url: string; maxL
   return {
     ...status,
     node: null,
-    state: stale ? 'stale' : status.state === 'corrupt' ? 'corrupt' : status.newest === null ? 'never' : 'ok',
+    // A failure on this side (a full disk) is FAILING at once; the source's or the link's only by the lag.
+    state: stale ? 'stale' : status.state === 'corrupt' ? 'corrupt' : lag.lastError?.local ? 'failing' : status.newest === null ? 'never' : 'ok',
     staleAfterMs: mirror.maxLagMs,
     problems,
     mirror: lag,

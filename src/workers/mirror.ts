@@ -103,6 +103,11 @@ export async function startMirrorWorker(live: LiveConfig, logger: Logger, option
           await notifier.report({ event: 'recovered', app: app.app, at: new Date().toISOString(), lastSnapshot: null })
             .catch((error: unknown) => log.error({ app: app.app, err: toError(error).message }, 'cannot record the app state'));
         }
+        // A failure on this side (a full disk, the repository gone) is told at once: no wait for the source mends it.
+        for (const app of result.apps.filter((entry) => entry.local === true)) {
+          await notifier.report({ event: 'failed', app: app.app, at: new Date().toISOString(), reason: `copy from mirror source ${name}: ${app.error ?? ''}` })
+            .catch((error: unknown) => log.error({ app: app.app, err: toError(error).message }, 'cannot record the app state'));
+        }
         const copied = result.apps.reduce((sum, app) => sum + app.copied.length, 0);
         const received = result.apps.reduce((sum, app) => sum + app.received, 0);
         log.info({ copied, received, ms: Date.now() - startedAt, failures: result.failures.length }, 'mirror run finished');

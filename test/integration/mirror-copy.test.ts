@@ -28,10 +28,13 @@ const BIG = 6 * 1024 * 1024;
  * and passes them on at bytesPerSecond at most (a slow link), and can cut
  * every connection at once (what is in flight is lost, as on a cut link).
  * With endAfter, a connection ends once that many bytes went through it in
- * all (they arrive; the rest of the answer never does).
+ * all (they arrive; the rest of the answer never does). hold() stops every
+ * connection where it is, release() lets them go on.
  */
-async function countingProxy(targetPort: number, bytesPerSecond: number, endAfter = Infinity): Promise<{ port: number; served: () => number; reset: () => void; cut: () => void; close: () => Promise<void> }> {
+async function countingProxy(targetPort: number, bytesPerSecond: number, endAfter = Infinity): Promise<{ port: number; served: () => number; reset: () => void; cut: () => void; hold: () => void; release: () => void; close: () => Promise<void> }> {
   let served = 0;
+  let held = false;
+  const resumes: (() => void)[] = [];
   const sockets = new Set<net.Socket>();
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
@@ -47,7 +50,7 @@ async function countingProxy(targetPort: number, bytesPerSecond: number, endAfte
       }
       client.write(chunk);
       upstream.pause();
-      setTimeout(() => upstream.resume(), (chunk.length * 1000) / bytesPerSecond);
+      setTimeout(() => (held ? resumes.push(() => upstream.resume()) : upstream.resume()), (chunk.length * 1000) / bytesPerSecond);
     });
     upstream.on('end', () => client.end());
     const end = () => { client.destroy(); upstream.destroy(); sockets.delete(client); sockets.delete(upstream); };
@@ -60,6 +63,9 @@ async function countingProxy(targetPort: number, bytesPerSecond: number, endAfte
     served: () => served,
     reset: () => { served = 0; },
     cut: () => { for (const socket of sockets) socket.destroy(); },
+    // Nothing more passes until release (a frozen link, or a frozen process on its other end).
+    hold: () => { held = true; },
+    release: () => { held = false; for (const resume of resumes.splice(0)) resume(); },
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -218,6 +224,39 @@ describe('a mirror copies a snapshot from a real source', () => {
     } finally {
       await burst.close();
     }
+  });
+
+  test('a run frozen past its lock wakes after another run committed the copy: it writes nothing into the published files, and is not committed', async () => {
+    await takeSnapshot();
+    const [newest] = await source.snapshots('shop');
+    // A first run is cut: part of big.bin is kept.
+    const partialFile = path.join(partialDirectory(offsite, 'shop', newest!.id), 'big.bin');
+    const sizeOnDisk = async () => (await stat(partialFile).catch(() => null))?.size ?? 0;
+    const first = copySnapshot(offsite, source, 'shop', newest!, noFence);
+    await waitUntil('part of big.bin on disk', async () => (await sizeOnDisk()) > 512 * 1024, 20_000);
+    proxy.cut();
+    await assert.rejects(first);
+    const kept = await sizeOnDisk();
+    // Run A resumes it through the slow link, which then freezes with the rest of big.bin in it (as a
+    // SIGSTOPped worker's socket holds what the source sent); its job's lock lapses meanwhile.
+    let owned = true;
+    const frozen = copySnapshot(offsite, source, 'shop', newest!, { stallTimeoutMs: 60_000, fence: async () => { if (!owned) throw new Error('lost the lock of the job'); } });
+    await waitUntil('A resumed big.bin', async () => (await sizeOnDisk()) > kept + 512 * 1024, 20_000);
+    proxy.hold();
+    owned = false;
+    // Run B takes the job over, straight from the source, resumes from what A left, and commits.
+    const direct = new MirrorSource('home', `http://127.0.0.1:${port}`, TOKEN);
+    const taken = await copySnapshot(offsite, direct, 'shop', newest!, noFence);
+    assert.equal(taken.alreadyHere, false);
+    assert.ok(taken.resumed > 0, 'B went on from what A had written');
+    const published = path.join(offsite, 'shop', newest!.id);
+    // A wakes: the rest of the file reaches it.
+    proxy.release();
+    const woke = await frozen.then(() => null, (error: Error) => error);
+    assert.equal((await stat(path.join(published, 'big.bin'))).size, BIG, 'the published big.bin is as B committed it');
+    const check = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: published });
+    assert.equal(check.code, 0, check.stdout + check.stderr);
+    assert.match(woke?.message ?? 'A was committed', /lost the lock of the job|no longer the file this run wrote/);
   });
 
   test('a file the source replaced (same id and size) between a cut and the resume: never spliced, copied whole at the next attempt', async () => {

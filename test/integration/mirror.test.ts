@@ -205,6 +205,12 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       const check = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: target });
       assert.equal(check.code, 0, check.stdout + check.stderr);
       assert.match(await readFile(path.join(target, 'shop.sql'), 'utf8'), /^INSERT INTO t VALUES \(500\);$/m);
+      // The copies are verified here as any snapshot: by name, and with --all.
+      for (const args of [['verify', 'shop'], ['verify', '--all']]) {
+        const verified = await cluster.bysu(args, { env });
+        assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+        assert.equal(verified.stdout.match(/^OK +shop\/\d{8}T\d{6}Z/gm)?.length, kept.length, verified.stdout);
+      }
     }).finally(() => hook.close());
   });
 });

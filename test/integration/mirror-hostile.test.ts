@@ -1,0 +1,177 @@
+/**
+ * A mirror against a source that does not play by the rules: a small HTTP
+ * server in this test that speaks the source API (/api/apps, a listing,
+ * manifest.json, SHA256SUMS, files with Range) and serves what the test
+ * crafts. Each run is a real runMirror into a real repository; copies are
+ * checked with `sha256sum -c`. What it proves: a part named as a file BYSU
+ * writes itself is refused by name (it once published a copy whose
+ * SHA256SUMS failed), a malformed entry is named, a raised keep is followed
+ * only up to twice the first, and a full disk is told as this side's and
+ * mends itself once the source stops sending what filled it.
+ */
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.ts';
+import { createLogger } from '../../src/log.ts';
+import { runMirror, type MirrorRunResult } from '../../src/mirror/run-mirror.ts';
+import { snapshotIdFor } from '../../src/repository/layout.ts';
+import { initRepository } from '../../src/repository/marker.ts';
+import { run } from '../helpers/processes.ts';
+import { tmpfsUnavailable } from '../helpers/tmpfs.ts';
+
+interface Crafted {
+  id: string;
+  files: Map<string, Buffer>;
+  /** Served in the listing instead of the true one (a hostile source). */
+  listingEntry?: unknown;
+}
+
+const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
+
+/** A source API serving the test's apps and snapshots. */
+async function fakeSource(): Promise<{ url: string; apps: unknown[]; snapshots: Map<string, Crafted[]>; close: () => Promise<void> }> {
+  const apps: unknown[] = [];
+  const snapshots = new Map<string, Crafted[]>();
+  // Written once per snapshot: the manifest's sha256 is in SHA256SUMS, so its text must not change between requests.
+  const manifests = new WeakMap<Crafted, string>();
+  const manifestOf = (app: string, snapshot: Crafted) => manifests.get(snapshot) ?? manifests.set(snapshot, renderManifestOf(app, snapshot)).get(snapshot)!;
+  const renderManifestOf = (app: string, snapshot: Crafted) => `${JSON.stringify({
+    format: 'bysu-snapshot/1', app, node: 'db1', host: 'db1', id: snapshot.id, trigger: 'schedule', jobId: `s-${snapshot.id}`, attempt: 1,
+    startedAt: new Date(Date.now() - 3_600_000).toISOString(), finishedAt: new Date(Date.now() - 3_500_000).toISOString(),
+    bytes: [...snapshot.files.values()].reduce((sum, data) => sum + data.length, 0), bysuVersion: 'test', warnings: [],
+    parts: [...snapshot.files].map(([file, data]) => ({ file, run: 'x', bytes: data.length, sha256: sha256(data), exitCode: 0, durationMs: 1 })),
+  }, null, 2)}\n`;
+  const server = http.createServer((request, response) => {
+    const url = decodeURIComponent(new URL(request.url!, 'http://x').pathname);
+    const json = (body: unknown) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (url === '/api/apps') return json({ apps });
+    const listing = /^\/api\/apps\/([^/]+)\/snapshots$/.exec(url);
+    if (listing) {
+      return json((snapshots.get(listing[1]!) ?? []).map((snapshot) => snapshot.listingEntry ?? {
+        id: snapshot.id, finishedAt: new Date(Date.now() - 3_500_000).toISOString(), bytes: [...snapshot.files.values()].reduce((sum, data) => sum + data.length, 0),
+        files: [...snapshot.files].map(([file, data]) => ({ file, bytes: data.length, sha256: sha256(data) })),
+      }));
+    }
+    const file = /^\/api\/apps\/([^/]+)\/snapshots\/([^/]+)\/([^/]+)$/.exec(url);
+    const snapshot = file ? (snapshots.get(file[1]!) ?? []).find((candidate) => candidate.id === file[2]) : undefined;
+    if (!file || !snapshot) return response.writeHead(404).end('{"error":"not found"}');
+    const manifest = manifestOf(file[1]!, snapshot);
+    const sums = [...snapshot.files].map(([name, data]) => `${sha256(data)}  ${name}\n`).join('') + `${sha256(manifest)}  manifest.json\n`;
+    if (file[3] === 'manifest.json') return response.writeHead(200).end(manifest);
+    if (file[3] === 'SHA256SUMS') return response.writeHead(200).end(sums);
+    const data = snapshot.files.get(file[3]!);
+    if (!data) return response.writeHead(404).end('{"error":"not found"}');
+    const from = Number(/^bytes=(\d+)-$/.exec(request.headers.range ?? '')?.[1] ?? 0);
+    if (from > 0) return response.writeHead(206, { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}`, 'content-length': data.length - from }).end(data.subarray(from));
+    return response.writeHead(200, { 'content-length': data.length }).end(data);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, apps, snapshots,
+    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  };
+}
+
+/** A snapshot id `minutesAgo` minutes ago (ids are one per second, so distinct minutes give distinct ids). */
+const idAgo = (minutesAgo: number) => snapshotIdFor(new Date(Date.now() - minutesAgo * 60_000));
+
+async function ids(repository: string, app: string): Promise<string[]> {
+  return (await readdir(path.join(repository, app)).catch(() => [] as string[])).filter((entry) => /^\d{8}T\d{6}Z/.test(entry)).sort();
+}
+
+describe('a mirror against a hostile source', () => {
+  let source: Awaited<ReturnType<typeof fakeSource>>;
+  let dir = '';
+  const logger = createLogger('silent');
+  const mirrorOnce = async (repository: string, mirror: Record<string, unknown> = {}): Promise<MirrorRunResult> => {
+    const config = parseConfig(stringify({ redis: { url: 'redis://127.0.0.1:1' }, repository, apps: [], mirrors: [{ name: 'home', url: source.url, tokenEnv: 'T', ...mirror }] }), 'test', { T: 'token' });
+    return runMirror(config, 'home', { fence: async () => {}, lockApp: (_app, fn) => fn(), logger, env: { T: 'token' } });
+  };
+
+  before(async () => {
+    source = await fakeSource();
+    dir = await mkdtemp(path.join(os.tmpdir(), 'bysu-mirror-hostile-'));
+  });
+  after(async () => {
+    await source.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test('a part named SHA256SUMS or manifest.json is refused by name, and nothing is copied (it once published a copy whose sums failed)', async () => {
+    const repository = path.join(dir, 'reserved');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    source.snapshots.set('shop', [{ id: idAgo(30), files: new Map([['shop.sql', Buffer.from('INSERT 1;\n')], ['SHA256SUMS', randomBytes(500)]]) }]);
+    const result = await mirrorOnce(repository);
+    assert.match(result.failures.join('\n'), /snapshot 1 of \/api\/apps\/shop\/snapshots \(id "\d{8}T\d{6}Z"\) is refused: it lists SHA256SUMS as a part, a name BYSU writes itself/);
+    assert.deepEqual(await ids(repository, 'shop'), []);
+  });
+
+  test('a listing entry that is not a snapshot, and an app name that is not one, are named', async () => {
+    const repository = path.join(dir, 'named');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 }, { app: '../etc' });
+    source.snapshots.set('shop', [{ id: idAgo(20), files: new Map(), listingEntry: { id: '../../x', finishedAt: new Date().toISOString(), bytes: 0, files: [] } }]);
+    const result = await mirrorOnce(repository);
+    const failures = result.failures.join('\n');
+    assert.match(failures, /mirror source home lists an app named "\.\.\/etc", which is not an app name: not copied/);
+    assert.match(failures, /\(id "\.\.\/\.\.\/x"\) is refused: its id "\.\.\/\.\.\/x" is not a snapshot id/);
+    const entries = await readdir(repository);
+    assert.ok(entries.every((entry) => entry === 'shop' || entry.startsWith('.')), `nothing but the app and BYSU's own: ${entries.join(' ')}`);
+    assert.deepEqual(await ids(repository, 'shop'), []);
+  });
+
+  test('without keep here, a source that raises its keep is followed only up to twice the first it said', async () => {
+    const repository = path.join(dir, 'keep');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 2 });
+    source.snapshots.set('shop', [idAgo(50), idAgo(49)].map((id) => ({ id, files: new Map([['a.sql', randomBytes(100)]]) })));
+    assert.deepEqual((await mirrorOnce(repository)).failures, []);
+    assert.equal((await ids(repository, 'shop')).length, 2);
+    // Taken over: keep 1000000000 and forty new snapshots.
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 1_000_000_000 });
+    source.snapshots.set('shop', Array.from({ length: 40 }, (_, index) => ({ id: idAgo(45 - index), files: new Map([['a.sql', randomBytes(100)]]) })).reverse());
+    assert.deepEqual((await mirrorOnce(repository)).failures, []);
+    const held = await ids(repository, 'shop');
+    // keep 4 (twice 2): the four newest were copied; the two older ones stay as the newest of their arrival day… one of them.
+    assert.ok(held.length <= 5, `at most 4 copies and the newest of an earlier arrival day: ${held.length} held`);
+    assert.deepEqual(held.slice(-4), source.snapshots.get('shop')!.slice(0, 4).map((snapshot) => snapshot.id).reverse());
+  });
+
+  const noTmpfs = tmpfsUnavailable();
+  test('a full disk here: FAILED as this side\'s, naming the file; the good copy stays; once the source drops what filled it, the next run copies again', { skip: noTmpfs }, async () => {
+    const repository = path.join(dir, 'full');
+    execFileSync('mkdir', ['-p', repository]);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', repository]);
+    try {
+      await initRepository(repository);
+      source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+      const good = { id: idAgo(40), files: new Map([['a.bin', randomBytes(1024 * 1024)]]) };
+      source.snapshots.set('shop', [good]);
+      assert.deepEqual((await mirrorOnce(repository)).failures, []);
+      const big = { id: idAgo(30), files: new Map([['big.bin', randomBytes(30 * 1024 * 1024)]]) };
+      source.snapshots.set('shop', [big, good]);
+      const full = await mirrorOnce(repository);
+      assert.match(full.failures.join('\n'), /cannot write .*\.incoming\/mirror\.\d{8}T\d{6}Z\/big\.bin: the repository disk is full \(ENOSPC\)/);
+      assert.equal(full.apps[0]?.local, true, 'the failure is this side\'s');
+      const check = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(repository, 'shop', good.id) });
+      assert.equal(check.code, 0, check.stdout + check.stderr);
+      // The source drops the big one and takes a new small one: the next run removes the download that filled the disk.
+      const next = { id: idAgo(10), files: new Map([['a.bin', randomBytes(1024 * 1024)]]) };
+      source.snapshots.set('shop', [next, good]);
+      const mended = await mirrorOnce(repository);
+      assert.deepEqual(mended.failures, []);
+      assert.deepEqual(await ids(repository, 'shop'), [good.id, next.id]);
+      assert.deepEqual((await readdir(path.join(repository, 'shop', '.incoming'))).filter((name) => name.startsWith('mirror.')), []);
+    } finally {
+      execFileSync('umount', [repository]);
+    }
+  });
+});
