@@ -44,7 +44,7 @@ export async function list(globals: GlobalOptions, app: string | undefined, opti
     for (const snapshot of snapshots) {
       const manifest = snapshot.manifest;
       console.log(prefix + (manifest
-        ? `${snapshot.id}  ${formatBytes(manifest.bytes).padStart(10)}  ${manifest.trigger.padEnd(8)}  ${manifest.parts.map((part) => part.file).join(', ')}${manifest.warnings.length ? `  (${manifest.warnings.length} warnings)` : ''}`
+        ? `${snapshot.id}  ${formatBytes(manifest.bytes).padStart(10)}  ${String(manifest.trigger ?? '-').padEnd(8)}  ${manifest.parts.map((part) => part.file).join(', ')}${manifest.warnings.length ? `  (${manifest.warnings.length} warnings)` : ''}`
         : `${snapshot.id}  (manifest.json unreadable)`));
     }
   }

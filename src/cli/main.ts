@@ -301,8 +301,8 @@ agree with SHA256SUMS or the manifest is a failure), and tar parts are
 validated again. The verify worker (bysu worker verify, or bysu up) does the
 same on verify.schedule (weekly by default), no faster than
 verify.maxBytesPerSecond; this command reads as fast as the disk goes.
-A mirror's copies are verified too: by name, and with --all (the verify
-worker does not cover them yet).
+A mirror's copies are verified too: by name, and with --all (and by the
+verify worker, on verify.schedule, one job per mirror).
 
 The verdicts are merged into <app>/.last-verify.json (readable without BYSU or
 Redis) and the app's summary. While a kept snapshot is damaged, bysu status

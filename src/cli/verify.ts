@@ -15,7 +15,7 @@ import { verifyApp } from '../verify/verify-app.ts';
 import { EXIT_FAILED, EXIT_OK, EXIT_USAGE, ExitError, loadCliConfig, requireAppNames, type GlobalOptions } from './context.ts';
 import type { Config } from '../config/load.ts';
 import { NAME_PATTERN } from '../config/formats.ts';
-import { readMirrorRecord } from '../mirror/record.ts';
+import { appsHeldBy } from '../mirror/record.ts';
 import { listAppDirectories, listSnapshots } from '../repository/read.ts';
 
 /** One snapshot's verdict, as `verify --json` prints it. */
@@ -88,15 +88,8 @@ export async function verify(globals: GlobalOptions, names: string[], options: {
  */
 async function appsToVerify(config: Config, names: string[], all: boolean): Promise<string[]> {
   const configured = new Set(config.apps.map((app) => app.name));
+  if (all) return [...requireAppNames(config, names, true), ...await appsHeldBy(config.repository, configured, new Set(config.mirrors.map((mirror) => mirror.name)))];
   const onDisk = new Set((await listAppDirectories(config.repository)).filter((name) => NAME_PATTERN.test(name) && !configured.has(name)));
-  if (all) {
-    const apps = requireAppNames(config, names, true);
-    for (const name of onDisk) {
-      const record = await readMirrorRecord(config.repository, name);
-      if (record !== null && config.mirrors.some((mirror) => mirror.name === record.source)) apps.push(name);
-    }
-    return apps;
-  }
   const known = names.filter((name) => !onDisk.has(name));
   if (names.length === 0 || known.length > 0) requireAppNames(config, known, false);
   return names;

@@ -77,6 +77,11 @@ export function checkSourceSnapshot(app: string, listed: SourceSnapshot, manifes
   }
   if (!isManifest(parsed)) throw refuse(`${MANIFEST_FILE} lacks what a manifest holds`);
   const manifest = parsed;
+  // What `bysu list`, `restore` and `status` read of a copy's manifest is there, of the right kind.
+  const missing: string[] = (['format', 'node', 'host', 'jobId', 'bysuVersion'] as const).filter((key) => typeof manifest[key] !== 'string');
+  if (manifest.trigger !== 'schedule' && manifest.trigger !== 'manual') missing.push('trigger');
+  if (!Number.isInteger(manifest.attempt)) missing.push('attempt');
+  if (missing.length > 0) throw refuse(`${MANIFEST_FILE} lacks ${missing.join(', ')} (or has them of the wrong kind)`);
   if (manifest.id !== listed.id || manifest.app !== app) throw refuse(`${MANIFEST_FILE} names ${manifest.app}/${manifest.id}`);
   let sums: { file: string; sha256: string }[];
   try {
@@ -177,17 +182,23 @@ async function downloadPart(
     if (sinkError) throw sinkError;
     if (!sink.write(chunk)) await once(sink, 'drain');
   };
+  let copyingKept = false;
+  let startOver = false;
   try {
     // The kept bytes, copied (and hashed) into this run's own file, which then takes the name.
     if (have > 0) {
+      copyingKept = true;
       for await (const chunk of createReadStream(target, { start: 0, end: have - 1 }) as AsyncIterable<Buffer>) {
         hash.update(chunk);
         await put(chunk);
       }
+      copyingKept = false;
     }
     try {
       await rename(fresh, target);
     } catch (error) {
+      // Gone: another run of the copy removed it, having taken the job over while this one was frozen.
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new CommitConflictError(`${app}/${id}: ${fresh} was removed by another run of the copy (it took the job over); nothing of this run is committed`);
       throw storageError(error, `rename ${fresh} to ${target}`);
     }
     if (download !== null) await receive(source, app, id, part, download, options, { have, hash, put, counted: (bytes) => { received += bytes; counted(bytes); } });
@@ -201,12 +212,19 @@ async function downloadPart(
     if (!sinkError && !sink.writableEnded) sink.end();
     await finished(sink).catch(() => undefined);
     if (options.signal?.aborted) throw options.signal.reason;
-    if (sinkError) throw storageError(sinkError, `write ${target}`);
-    throw error;
+    // No room for the kept bytes twice: they go, and the file is asked for whole (it fits where they were).
+    const full = (sinkError ?? error) as NodeJS.ErrnoException;
+    if (copyingKept && (full.code === 'ENOSPC' || full.code === 'EDQUOT')) startOver = true;
+    else if (sinkError) throw storageError(sinkError, `write ${target}`);
+    else throw error;
   } finally {
     sink.destroy();
     await handle.close().catch(() => undefined);
     await rm(fresh, { force: true });
+  }
+  if (startOver) {
+    await rm(target, { force: true });
+    return downloadPart(source, app, id, part, directory, options, counted);
   }
   if (have + received < part.bytes) {
     throw new MirrorSourceError(`mirror source ${source.name} ended ${app}/${id}/${part.file} after ${have + received} of ${part.bytes} bytes; the next attempt resumes from there`, { retryable: true });
@@ -338,7 +356,9 @@ export async function copySnapshot(repository: string, source: MirrorSource, app
     await rm(directory, { recursive: true, force: true });
     return { id: committed.id, alreadyHere: committed.alreadyCommitted, bytes: manifest.bytes, received, resumed, committed };
   } catch (error) {
-    // The verified files go back where the next attempt finds them.
+    // The verified files go back where the next attempt finds them (not by a run that lost its job: the run
+    // that took it over has the directory now).
+    if (error instanceof CommitConflictError) throw error;
     for (const part of manifest.parts) {
       await rename(path.join(attempt.directory, part.file), path.join(directory, part.file)).catch(() => undefined);
     }

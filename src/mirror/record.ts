@@ -7,7 +7,9 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { makeDirectory, replaceFile, storageError } from '../repository/durable.ts';
+import { NAME_PATTERN } from '../config/formats.ts';
 import { appDirectory } from '../repository/layout.ts';
+import { listAppDirectories } from '../repository/read.ts';
 
 /** An app's mirror record, `<app>/.mirror.json`: what its source said at the last run that reached it. */
 export const MIRROR_RECORD_FILE = '.mirror.json';
@@ -24,8 +26,9 @@ export interface MirrorRecord {
   sourceSnapshots: { id: string; finishedAt: string }[];
   /** The largest keep the source has said for the app (null: it never said). */
   sourceKeep: number | null;
-  /** The first keep the source said for the app: what it says later is followed up to twice this (null: never said). */
-  sourceKeepFirst: number | null;
+  /** The keep applied here at the first run and at the last (whether the source said it, the config or defaults.keep). */
+  keepFirst: number | null;
+  keepUsed: number | null;
   /** The last copy committed here, and the last run's failure for this app (cleared by a run without one). */
   lastCopy: { id: string; at: string } | null;
   /** local: the failure was this side's (a full disk, the repository unavailable), and the app is FAILING. */
@@ -44,8 +47,9 @@ export function parseMirrorRecord(text: string): MirrorRecord | null {
       checkedAt: record.checkedAt,
       sourceSnapshots: record.sourceSnapshots.filter((entry) => typeof entry?.id === 'string' && typeof entry.finishedAt === 'string'),
       sourceKeep: typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
-      // Records from before sourceKeepFirst: the keep they hold counts as the first.
-      sourceKeepFirst: typeof record.sourceKeepFirst === 'number' ? record.sourceKeepFirst : typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
+      // Records from before keepFirst and keepUsed: the keep the source said counts as both.
+      keepFirst: typeof record.keepFirst === 'number' ? record.keepFirst : typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
+      keepUsed: typeof record.keepUsed === 'number' ? record.keepUsed : typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
       lastCopy: record.lastCopy && typeof record.lastCopy.id === 'string' ? record.lastCopy : null,
       lastError: record.lastError && typeof record.lastError.reason === 'string' ? record.lastError : null,
     };
@@ -58,6 +62,20 @@ export function parseMirrorRecord(text: string): MirrorRecord | null {
 export async function readMirrorRecord(repository: string, app: string): Promise<MirrorRecord | null> {
   const text = await readFile(path.join(appDirectory(repository, app), MIRROR_RECORD_FILE), 'utf8').catch(() => null);
   return text === null ? null : parseMirrorRecord(text);
+}
+
+/**
+ * Given the repository, the apps configured here and which mirrors count
+ * (names), return the app directories holding copies of one of them: those
+ * whose `.mirror.json` names it. Sorted.
+ */
+export async function appsHeldBy(repository: string, configured: ReadonlySet<string>, mirrors: ReadonlySet<string>): Promise<string[]> {
+  const held: string[] = [];
+  for (const name of (await listAppDirectories(repository)).filter((candidate) => NAME_PATTERN.test(candidate) && !configured.has(candidate))) {
+    const record = await readMirrorRecord(repository, name);
+    if (record !== null && mirrors.has(record.source)) held.push(name);
+  }
+  return held.sort();
 }
 
 /** Given the repository, an app and its record, replace the app's `.mirror.json` atomically. */

@@ -9,8 +9,8 @@
  * that was taken over and set it to 1, does not shrink the copies here).
  * Retention counts the copies here only, so snapshots that vanished on the
  * source are never deleted here because of that, and it also keeps the
- * newest copy of each of the last `keep` days on which copies arrived, so a
- * flood of new snapshots cannot push the good ones out (keep.ts). Only the `keep` newest of
+ * first copy to arrive of each of the last `keep` snapshot days, so a flood
+ * of new snapshots cannot push the good ones out (keep.ts). Only the `keep` newest of
  * what the source lists and what is here are copied: an older one would be
  * deleted at once.
  */
@@ -22,7 +22,7 @@ import { listSnapshots } from '../repository/read.ts';
 import type { ReadThrottle } from '../repository/read-throttle.ts';
 import { applyRetention } from '../retention/apply.ts';
 import { copySnapshot, removeUnwantedPartials, type CopyResult } from './copy.ts';
-import { arrivedAt, newestOfArrivalDays } from './keep.ts';
+import { arrivedAt, firstArrivedOfDays } from './keep.ts';
 import { MIRROR_RECORD_FORMAT, readMirrorRecord, recordMirrorContact, writeMirrorRecord, type MirrorRecord } from './record.ts';
 import { MirrorSource, type SourceSnapshot } from './source.ts';
 
@@ -161,15 +161,16 @@ async function mirrorApp(
     if (previous !== null) await writeMirrorRecord(repository, app, { ...previous, lastError: { at: now().toISOString(), reason: outcome.error } }).catch(() => undefined);
     return outcome;
   }
-  // The largest keep the source said (a lowered one does not shrink the copies here), but at most twice the
-  // first it said: a source taken over that says keep 1000000000 does not make this side hold all it sends.
-  const sourceKeepFirst = previous?.sourceKeepFirst ?? saidKeep;
-  const announced = Math.max(saidKeep ?? 0, previous?.sourceKeep ?? 0) || null;
-  const sourceKeep = announced === null || sourceKeepFirst === null ? announced : Math.min(announced, 2 * sourceKeepFirst);
-  if (mirror.keep === undefined && saidKeep !== null && sourceKeep !== null && saidKeep > sourceKeep) {
-    log.warn({ said: saidKeep, followed: sourceKeep }, `the source says keep ${saidKeep} for ${app}; followed only up to ${sourceKeep}, twice the first it said: set mirrors[${mirror.name}].keep to keep more here`);
+  // Without mirrors[].keep: the largest keep the source said, never less than the keep applied here before (a
+  // source that lowers its keep, or says none, does not shrink the copies), and at most twice the first keep
+  // applied here (a source taken over that says keep 1000000000 does not make this side hold all it sends).
+  const sourceKeep = Math.max(saidKeep ?? 0, previous?.sourceKeep ?? 0) || null;
+  const keepFirst = previous?.keepFirst ?? mirror.keep ?? saidKeep ?? config.defaults.keep;
+  const wanted = Math.max(sourceKeep ?? config.defaults.keep, previous?.keepUsed ?? 0);
+  if (mirror.keep === undefined && wanted > 2 * keepFirst) {
+    log.warn({ said: sourceKeep, followed: 2 * keepFirst }, `the source says keep ${sourceKeep} for ${app}; followed only up to ${2 * keepFirst}, twice the first keep here: set mirrors[${mirror.name}].keep to keep more`);
   }
-  const keep = mirror.keep ?? sourceKeep ?? config.defaults.keep;
+  const keep = mirror.keep ?? Math.min(wanted, 2 * keepFirst);
   const record: MirrorRecord = {
     format: MIRROR_RECORD_FORMAT,
     source: mirror.name,
@@ -177,7 +178,8 @@ async function mirrorApp(
     checkedAt: now().toISOString(),
     sourceSnapshots: listed.map(({ id, finishedAt }) => ({ id, finishedAt })),
     sourceKeep,
-    sourceKeepFirst,
+    keepFirst,
+    keepUsed: keep,
     lastCopy: previous?.lastCopy ?? null,
     lastError: null,
   };
@@ -247,6 +249,8 @@ async function mirrorApp(
     outcome.retryable = retryable;
     record.lastError = { at: now().toISOString(), reason: outcome.error, ...(outcome.local ? { local: true } : {}) };
   }
+  // A run that lost its job (frozen past its lock) writes nothing more: the run that took over has the say.
+  await options.fence();
   await writeMirrorRecord(repository, app, record).catch((error: unknown) => {
     log.error({ err: toError(error).message }, 'cannot record the run');
     outcome.error = [outcome.error, toError(error).message].filter(Boolean).join('; ');
@@ -254,9 +258,9 @@ async function mirrorApp(
     if (isLocal(error)) outcome.local = true;
   });
 
-  // The newest copy of each of the last `keep` arrival days stays too, so a flood cannot push the good copies out (keep.ts).
+  // The first copy to arrive of each of the last `keep` snapshot days stays too, so a flood cannot push the good copies out (keep.ts).
   const held = (await listSnapshots(repository, app)).flatMap((snapshot) => (snapshot.manifest === null ? [] : [{ id: snapshot.id, arrivedAt: arrivedAt(snapshot.manifest) }]));
-  const protect = newestOfArrivalDays(held, keep);
+  const protect = firstArrivedOfDays(held, keep);
   const retention = await applyRetention(repository, { app, keep, incomingMaxAgeMs: mirror.stallTimeoutMs * 2 + config.retention.incomingMarginMs }, new Set(), {
     logger: log,
     lock: (fn) => options.lockApp(app, () => fn()),
@@ -265,7 +269,7 @@ async function mirrorApp(
   outcome.deleted = retention.deleted;
   if (retention.deleted.length > 0 || retention.plan.keep.length > keep) {
     log.info({ keep, held: retention.plan.keep.length, deleted: retention.deleted }, retention.plan.keep.length > keep
-      ? 'retention applied to the copies; more than keep stay, each the newest copy of its arrival day'
+      ? 'retention applied to the copies; more than keep stay: the first to arrive of each day'
       : 'retention applied to the copies');
   }
   return outcome;

@@ -131,6 +131,11 @@ export function buildVerifyJob(app: Pick<AppConfig, 'name'>, trigger: SnapshotTr
   return { app: app.name, trigger };
 }
 
+/** Given a mirror and why it runs, return the payload of the verification of its copies here. */
+export function buildMirrorVerifyJob(mirror: Pick<MirrorConfig, 'name'>, trigger: SnapshotTrigger): VerifyJobData {
+  return { app: `mirror:${mirror.name}`, trigger, mirror: mirror.name };
+}
+
 /** Given a mirror, return the options of its runs: attempts with a doubling backoff from a minute; history kept like the others. */
 export function mirrorJobOptions(mirror: Pick<MirrorConfig, 'attempts'>): JobsOptions {
   return { ...NO_STACK_TRACES, attempts: mirror.attempts, backoff: { type: 'exponential', delay: 60_000 }, removeOnComplete: KEEP_COMPLETED, removeOnFail: KEEP_FAILED };

@@ -178,10 +178,15 @@ export interface DrillJobData {
   ping?: string;
 }
 
-/** A verification of one app: every kept snapshot read again against its SHA256SUMS, newest first. */
+/**
+ * A verification of one app: every kept snapshot read again against its
+ * SHA256SUMS, newest first. With `mirror`, of every app whose copies that
+ * mirror holds here (`app` is then `mirror:<name>`, for logs and ids).
+ */
 export interface VerifyJobData {
   app: string;
   trigger: SnapshotTrigger;
+  mirror?: string;
 }
 
 /** What a verification job found. */

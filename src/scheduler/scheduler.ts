@@ -19,7 +19,7 @@ import { toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
-import { buildDrillJob, buildSnapshotJob, buildVerifyJob, drillJobOptions, mirrorJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions, VERIFY_JOB_OPTIONS } from '../queue/enqueue.ts';
+import { buildDrillJob, buildMirrorVerifyJob, buildSnapshotJob, buildVerifyJob, drillJobOptions, mirrorJobOptions, RETENTION_JOB_OPTIONS, retentionTargetFor, snapshotJobOptions, VERIFY_JOB_OPTIONS } from '../queue/enqueue.ts';
 import {
   DRILL_JOB,
   DRILL_SCHEDULER_PREFIX,
@@ -107,6 +107,11 @@ function wantedSchedulers(config: Config): WantedScheduler[] {
   for (const app of config.apps) {
     wanted.push({ queue: 'verify', id: verifySchedulerId(app.name), pattern: config.verify.schedule, tz: config.defaults.timezone,
       template: { name: VERIFY_JOB, data: buildVerifyJob(app, 'schedule'), opts: VERIFY_JOB_OPTIONS } });
+  }
+  // A mirror's copies are verified like the apps, one job per mirror: which apps it holds is known at run time.
+  for (const mirror of config.mirrors) {
+    wanted.push({ queue: 'verify', id: verifySchedulerId(`mirror:${mirror.name}`), pattern: config.verify.schedule, tz: config.defaults.timezone,
+      template: { name: VERIFY_JOB, data: buildMirrorVerifyJob(mirror, 'schedule'), opts: VERIFY_JOB_OPTIONS } });
   }
   for (const mirror of config.mirrors) {
     wanted.push({ queue: 'mirror', id: mirrorSchedulerId(mirror.name), pattern: mirror.schedule, tz: config.defaults.timezone,

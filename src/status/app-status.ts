@@ -305,8 +305,9 @@ function asMirrored(status: AppStatus, mirror: { name: string; url: string; maxL
   return {
     ...status,
     node: null,
-    // A failure on this side (a full disk) is FAILING at once; the source's or the link's only by the lag.
-    state: stale ? 'stale' : status.state === 'corrupt' ? 'corrupt' : lag.lastError?.local ? 'failing' : status.newest === null ? 'never' : 'ok',
+    // A failure on this side (a full disk) is FAILING at once; the source's or the link's only by the lag. A copy
+    // that its verification found damaged, while it is kept, is CORRUPT (as for an app of this BYSU).
+    state: lag.lastError?.local ? 'failing' : stale ? 'stale' : (status.lastVerify?.failed.length ?? 0) > 0 ? 'corrupt' : status.newest === null ? 'never' : 'ok',
     staleAfterMs: mirror.maxLagMs,
     problems,
     mirror: lag,

@@ -24,6 +24,7 @@ import { requireRepository } from '../repository/marker.ts';
 import { ReadThrottle } from '../repository/read-throttle.ts';
 import type { VerifyRecord } from '../repository/records.ts';
 import { damageReason, verifyApp } from '../verify/verify-app.ts';
+import { appsHeldBy } from '../mirror/record.ts';
 import { finalFailureReason, handBack, jobFailure, MAX_STALLED_COUNT, refuseStalledOut } from './node-job.ts';
 import { ActiveJobs, stopWorker } from './stop-worker.ts';
 
@@ -37,7 +38,11 @@ export interface RunningVerifyWorker {
 
 /** Throw UnrecoverableError unless a job's payload names an app as the config could. */
 function checkVerifyJobData(data: unknown): asserts data is VerifyJobData {
-  const app = (data as Partial<VerifyJobData> | null)?.app;
+  const { app, mirror } = (data as Partial<VerifyJobData> | null) ?? {};
+  if (mirror !== undefined) {
+    if (typeof mirror !== 'string' || !NAME_PATTERN.test(mirror) || app !== `mirror:${mirror}`) throw new UnrecoverableError(`malformed verify job: mirror ${JSON.stringify(mirror)} is not a mirror name`);
+    return;
+  }
   if (typeof app !== 'string' || !NAME_PATTERN.test(app)) throw new UnrecoverableError(`malformed verify job: app ${JSON.stringify(app)} is not an app name`);
 }
 
@@ -62,12 +67,12 @@ export async function startVerifyWorker(live: LiveConfig, logger: Logger, option
   const notifier = new Notifier(connection, prefix, () => live.current().notify, logger);
   const shutdown = new AbortController();
 
-  /** Given an app, its node and its record as just written, announce its damage, or that it has none (each once per change). */
-  const announce = async (app: string, node: string, record: VerifyRecord, log: Logger) => {
+  /** Given an app, its node (none for a mirror's copies) and its record as just written, announce its damage, or that it has none (each once per change). */
+  const announce = async (app: string, node: string | undefined, record: VerifyRecord, log: Logger) => {
     const damaged = record.snapshots.filter((snapshot) => !snapshot.ok);
     const event: AlertEvent = damaged.length > 0
-      ? { event: 'corrupt', app, node, at: damaged[0]!.at, reason: damageReason(app, damaged) }
-      : { event: 'corrupt-cleared', app, node, at: record.at };
+      ? { event: 'corrupt', app, ...(node ? { node } : {}), at: damaged[0]!.at, reason: damageReason(app, damaged) }
+      : { event: 'corrupt-cleared', app, ...(node ? { node } : {}), at: record.at };
     const sent = await notifier.report(event).catch((error: unknown) => {
       log.error({ err: toError(error).message }, 'cannot record the app\'s verification alert state; the scheduler\'s next check sends it');
       return false;
@@ -82,32 +87,56 @@ export async function startVerifyWorker(live: LiveConfig, logger: Logger, option
     const config = live.current();
     const name = job.data.app;
     const log = logger.child({ app: name, jobId: job.id, attempt: job.attemptsMade + 1 });
-    const app = config.apps.find((candidate) => candidate.name === name);
-    if (!app) {
-      log.warn('app is not in this worker\'s config: not verified');
-      return { app: name, verified: [], damaged: [], bytes: 0, ms: 0, skipped: 'the app is not configured' };
+    // The apps to verify, each with its node: the one named, or every app whose copies the mirror holds here.
+    let targets: { app: string; node: string | undefined }[];
+    if (job.data.mirror !== undefined) {
+      const mirror = job.data.mirror;
+      if (!config.mirrors.some((candidate) => candidate.name === mirror)) {
+        log.warn('mirror is not in this worker\'s config: its copies not verified');
+        return { app: name, verified: [], damaged: [], bytes: 0, ms: 0, skipped: 'the mirror is not configured' };
+      }
+      await requireRepository(config.repository);
+      targets = (await appsHeldBy(config.repository, new Set(config.apps.map((app) => app.name)), new Set([mirror]))).map((app) => ({ app, node: undefined }));
+    } else {
+      const app = config.apps.find((candidate) => candidate.name === name);
+      if (!app) {
+        log.warn('app is not in this worker\'s config: not verified');
+        return { app: name, verified: [], damaged: [], bytes: 0, ms: 0, skipped: 'the app is not configured' };
+      }
+      targets = [{ app: name, node: app.node }];
     }
     const { maxBytesPerSecond } = config.verify;
-    log.info({ trigger: job.data.trigger, maxBytesPerSecond }, 'verification started');
+    log.info({ trigger: job.data.trigger, maxBytesPerSecond, ...(job.data.mirror ? { apps: targets.map(({ app }) => app) } : {}) }, 'verification started');
     const startedAt = Date.now();
     try {
-      const outcome = await verifyApp(config.repository, name, {
-        throttle: new ReadThrottle(maxBytesPerSecond, shutdown.signal),
-        signal: shutdown.signal,
-        lock: (fn) => withAppLock(connection, prefix, name, fn),
-        onSnapshot: (result) => {
-          if (result.ok) log.debug({ snapshot: result.id, bytes: result.bytes }, 'snapshot verified');
-          else log.error({ snapshot: result.id, problems: result.problems }, `snapshot ${name}/${result.id} is damaged: ${result.problems[0]}`);
-        },
-        onRecorded: (record) => announce(name, app.node, record, log),
-        onSummaryError: (error) => log.warn({ err: error.message }, 'cannot update the app summary'),
-      });
-      // Retried: until the verdicts are recorded, status and the alerts do not know them.
-      if (outcome.recordError) throw outcome.recordError;
+      const throttle = new ReadThrottle(maxBytesPerSecond, shutdown.signal);
+      const verified: string[] = [];
+      const damaged: string[] = [];
+      let bytes = 0;
+      for (const { app, node } of targets) {
+        const appLog = job.data.mirror ? log.child({ app }) : log;
+        // With one app, its snapshot ids as ever; with a mirror's several, each named with its app.
+        const named = (id: string) => (job.data.mirror ? `${app}/${id}` : id);
+        const outcome = await verifyApp(config.repository, app, {
+          throttle,
+          signal: shutdown.signal,
+          lock: (fn) => withAppLock(connection, prefix, app, fn),
+          onSnapshot: (result) => {
+            if (result.ok) appLog.debug({ snapshot: result.id, bytes: result.bytes }, 'snapshot verified');
+            else appLog.error({ snapshot: result.id, problems: result.problems }, `snapshot ${app}/${result.id} is damaged: ${result.problems[0]}`);
+          },
+          onRecorded: (record) => announce(app, node, record, appLog),
+          onSummaryError: (error) => appLog.warn({ err: error.message }, 'cannot update the app summary'),
+        });
+        // Retried: until the verdicts are recorded, status and the alerts do not know them.
+        if (outcome.recordError) throw outcome.recordError;
+        verified.push(...outcome.results.map((result) => named(result.id)));
+        damaged.push(...outcome.results.filter((result) => !result.ok).map((result) => named(result.id)));
+        bytes += outcome.bytes;
+      }
       const ms = Date.now() - startedAt;
-      const damaged = outcome.results.filter((result) => !result.ok).map((result) => result.id);
-      log.info({ snapshots: outcome.results.length, damaged, bytes: outcome.bytes, ms, mibPerSecond: ms > 0 ? Math.round((outcome.bytes / 1048576 / (ms / 1000)) * 10) / 10 : null }, 'verification finished');
-      return { app: name, verified: outcome.results.map((result) => result.id), damaged, bytes: outcome.bytes, ms };
+      log.info({ snapshots: verified.length, damaged, bytes, ms, mibPerSecond: ms > 0 ? Math.round((bytes / 1048576 / (ms / 1000)) * 10) / 10 : null }, 'verification finished');
+      return { app: name, verified, damaged, bytes, ms };
     } catch (thrown) {
       const error = toError(thrown);
       if (error instanceof WorkerShutdownError) {

@@ -5,7 +5,6 @@
  * copies the primary's snapshots over its /api with `bysu mirror --wait`.
  */
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
 import { open, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
@@ -116,31 +115,20 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       assert.equal(upToDate.code, 0, upToDate.stdout + upToDate.stderr);
       assert.match(upToDate.stdout, /shop\s+OK\s.*copy of home: up to date/);
 
-      // 2b. A flood: the four copies here arrived one a day (their copiedAt set back 4, 3, 2 and 1 days, and their
-      // SHA256SUMS line for manifest.json with it: what the mirror would have written on those days),
-      // then the source publishes four new snapshots in one day (a source taken over). keep 4 alone would delete
-      // every good copy; the newest copy of each of the last 4 arrival days stays, so the 3 latest days' do.
+      // 2b. A flood: the source publishes four new snapshots at once (a source taken over). keep 4 alone would now
+      // delete every good copy; the first copy to arrive of each snapshot day stays too (all of these are of today),
+      // so the first good copy stays beside the four newest.
       const good = await snapshotIds(offsite, 'shop');
-      assert.equal(good.length, 4);
-      for (const [index, id] of good.entries()) {
-        const file = path.join(offsite, 'shop', id, 'manifest.json');
-        const manifest = JSON.parse(await readFile(file, 'utf8')) as Manifest;
-        manifest.mirroredFrom!.copiedAt = new Date(Date.now() - (good.length - index) * 86_400_000).toISOString();
-        const text = `${JSON.stringify(manifest, null, 2)}\n`;
-        await writeFile(file, text);
-        const sums = path.join(offsite, 'shop', id, 'SHA256SUMS');
-        await writeFile(sums, (await readFile(sums, 'utf8')).replace(/^[0-9a-f]{64}(\s+\*?manifest\.json)$/m, `${createHash('sha256').update(text).digest('hex')}$1`));
-        assert.equal((await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(offsite, 'shop', id) })).code, 0);
-      }
+      assert.equal(good.length, 4, good.join(' '));
       for (let round = 0; round < 2; round += 1) {
         for (let each = 0; each < 2; each += 1) await snapshotAtPrimary();
         const flooded = await mirrorNow();
         assert.equal(flooded.code, 0, flooded.stdout + flooded.stderr);
       }
       const afterFlood = await snapshotIds(offsite, 'shop');
-      assert.deepEqual(afterFlood.slice(0, 3), good.slice(1), `the good copies of the last 3 arrival days stay: ${afterFlood.join(' ')}`);
-      assert.equal(afterFlood.length, 7, `4 new and 3 good: ${afterFlood.join(' ')}`);
-      assert.match(up.output(), /more than keep stay, each the newest copy of its arrival day/);
+      assert.equal(afterFlood[0], good[0], `the first good copy to arrive stays: ${afterFlood.join(' ')}`);
+      assert.equal(afterFlood.length, 5, `4 new and the first good one: ${afterFlood.join(' ')}`);
+      assert.match(up.output(), /more than keep stay: the first to arrive of each day/);
 
       // 3. The source down for longer than maxLag: STALE (status exit 1, one webhook), and recovered once a run reaches it again.
       await stopProcess(dashboard);
@@ -235,10 +223,14 @@ test('two mirrors with apps: all whose sources list the same app, run at once: o
       const offsiteConfig = path.join(cluster.dir, 'offsite.yaml');
       // Both at 150 KiB/s with two copies at once: the two 300 KB snapshots take about 4 s, side by side.
       const mirror = (name: string) => ({ name, url: `http://127.0.0.1:${port}`, tokenEnv: 'BYSU_HOME_TOKEN', schedule: NEVER, apps: 'all', concurrency: 2, maxRate: '150KiB', attempts: 1 });
+      const hook = await startHttpRecorder();
       await writeFile(offsiteConfig, stringify({
         redis: { url: redis.url, prefix: 'offsite' },
         repository: offsite,
         dashboard: { host: '127.0.0.1', port: 0 },
+        notify: { webhook: `${hook.url}/hook`, staleCheckInterval: '1s' },
+        // Every 3 seconds: the scheduled verification of the copies (one job per mirror) comes due in the test.
+        verify: { schedule: '*/3 * * * * *' },
         apps: [],
         mirrors: [mirror('home'), mirror('again')],
       }));
@@ -270,6 +262,22 @@ test('two mirrors with apps: all whose sources list the same app, run at once: o
       }
       assert.equal((JSON.parse(await readFile(path.join(offsite, 'shop', '.mirror.json'), 'utf8')) as { source: string }).source, holder);
       assert.ok(most >= 2, `two copies downloaded at once with concurrency 2 (at most ${most} seen)`);
+
+      // The scheduled verification covers the copies: a byte flipped in one is found, CORRUPT, exit 1, one alert.
+      const damaged = path.join(offsite, 'shop', ids[0]!, 'blob.bin');
+      const handle = await open(damaged, 'r+');
+      await handle.write(Buffer.from([(await readFile(damaged))[100]! ^ 0xff]), 0, 1, 100);
+      await handle.close();
+      const corrupt = await waitUntil('status to call the copy corrupt', async () => {
+        const status = await cluster.bysu(['status', 'shop'], { env });
+        return /shop\s+CORRUPT/.test(status.stdout) ? status : null;
+      }, 60_000);
+      assert.equal(corrupt.code, 1, corrupt.stdout);
+      assert.match(corrupt.stdout, new RegExp(`shop/${ids[0]}: blob\\.bin: checksum mismatch`));
+      const alert = await hook.waitFor((request) => (request.body as { event?: string } | null)?.event === 'corrupt', 30_000);
+      assert.equal((alert.body as { app: string }).app, 'shop');
+      assert.match(up.output(), new RegExp(`"app":"mirror:${holder}".*"msg":"verification started"`));
+      await hook.close();
     });
   });
 });
