@@ -431,6 +431,11 @@ const LONG_RUNNING = new Set(['up', 'dashboard', 'scheduler', 'worker']);
 
 /** Run `bysu` with argv; resolves to the exit status. */
 export async function main(argv: string[]): Promise<number> {
+  // A reader that went away (`bysu status | head`) ends the output, not the command: what is left is not
+  // printed, and the command still ends with its own exit status (a script with pipefail sees it).
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code !== 'EPIPE') throw error;
+  });
   let pending: Promise<number> | null = null;
   const program = buildProgram((status) => {
     pending = status;
