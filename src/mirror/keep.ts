@@ -3,15 +3,20 @@
  * copies, which a source that was taken over could defeat on its own: it
  * publishes `keep` new snapshots (or backdated ones between the real ones),
  * the mirror copies them as the newest, and the good copies fall out of
- * `keep` in one run. So retention also keeps, for each of the last `keep`
- * days that snapshots here were taken on (the UTC day of the id), the copy
- * of that day that arrived here first (`mirroredFrom.copiedAt`, this side's
- * own clock at the commit). A flood of new snapshots is of one day, and
- * takes one place; snapshots backdated into a day arrive after the copy
- * that day already has, and take none; copies that arrived together (a
- * first sync, a catch-up) are of their own days, and keep theirs. At most
- * twice `keep` copies are held; in normal use (a snapshot a day) both rules
- * keep the same ones.
+ * `keep` in one run. So retention also keeps two more sets, each by this
+ * side's own clock (`mirroredFrom.copiedAt`, written here at the commit),
+ * which the source cannot set:
+ * - by arrival day: the newest copy that arrived on each of the last `keep`
+ *   days on which copies arrived. Whatever a source sends in one day takes
+ *   one of these places, so the good copies that arrived on the days before
+ *   stay until a flood has gone on for `keep` days;
+ * - by snapshot day: of each of the last `keep` days that snapshots were
+ *   taken on (the id's UTC day), the copy that arrived first. Copies that
+ *   arrived together (a first sync, a catch-up after the source was away),
+ *   which share one arrival day, keep a place each, and a snapshot backdated
+ *   into a day arrives after the copy that day already has.
+ * At most three times `keep` copies are held; in normal use (a snapshot a
+ * day) all three sets are the newest `keep`.
  */
 import { compareSnapshotIds } from '../repository/layout.ts';
 import type { Manifest } from '../repository/manifest.ts';
@@ -38,4 +43,26 @@ export function firstArrivedOfDays(copies: readonly { id: string; arrivedAt: num
   }
   const days = [...firstByDay.keys()].sort().reverse().slice(0, keep);
   return new Set(days.map((day) => firstByDay.get(day)!.id));
+}
+
+/**
+ * Given the copies here (id and arrival time, ms) and keep, return, for each
+ * of the `keep` latest UTC days on which copies arrived, the newest copy
+ * (by id) that arrived that day. A copy with no readable arrival time counts
+ * for no day.
+ */
+export function newestOfArrivalDays(copies: readonly { id: string; arrivedAt: number }[], keep: number): Set<string> {
+  const newestByDay = new Map<string, string>();
+  for (const { id, arrivedAt } of copies) {
+    if (!Number.isFinite(arrivedAt)) continue;
+    const day = new Date(arrivedAt).toISOString().slice(0, 10);
+    const held = newestByDay.get(day);
+    if (held === undefined || compareSnapshotIds(id, held) > 0) newestByDay.set(day, id);
+  }
+  return new Set([...newestByDay.keys()].sort().reverse().slice(0, keep).map((day) => newestByDay.get(day)!));
+}
+
+/** Given the copies here and keep, return the ids retention keeps whatever their rank: both sets above. */
+export function protectedCopies(copies: readonly { id: string; arrivedAt: number }[], keep: number): Set<string> {
+  return new Set([...newestOfArrivalDays(copies, keep), ...firstArrivedOfDays(copies, keep)]);
 }

@@ -35,6 +35,9 @@ export interface MirrorRecord {
   lastError: { at: string; reason: string; local?: boolean } | null;
 }
 
+/** Given a value read from a record, return it as a keep (a whole number of at least 1), or null. */
+const asKeep = (value: unknown): number | null => (typeof value === 'number' && Number.isSafeInteger(value) && value >= 1 ? value : null);
+
 /** Given an app directory's `.mirror.json` text, return the record, or null when it is not one. */
 export function parseMirrorRecord(text: string): MirrorRecord | null {
   try {
@@ -46,10 +49,11 @@ export function parseMirrorRecord(text: string): MirrorRecord | null {
       url: typeof record.url === 'string' ? record.url : '',
       checkedAt: record.checkedAt,
       sourceSnapshots: record.sourceSnapshots.filter((entry) => typeof entry?.id === 'string' && typeof entry.finishedAt === 'string'),
-      sourceKeep: typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
-      // Records from before keepFirst and keepUsed: the keep the source said counts as both.
-      keepFirst: typeof record.keepFirst === 'number' ? record.keepFirst : typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
-      keepUsed: typeof record.keepUsed === 'number' ? record.keepUsed : typeof record.sourceKeep === 'number' ? record.sourceKeep : null,
+      sourceKeep: asKeep(record.sourceKeep),
+      // A keep is a whole number of at least 1; anything else (a record from before these fields, or edited by
+      // hand) reads as absent, and the run falls back to what the release before applied (run-mirror.ts).
+      keepFirst: asKeep(record.keepFirst) ?? asKeep((record as { sourceKeepFirst?: unknown }).sourceKeepFirst),
+      keepUsed: asKeep(record.keepUsed),
       lastCopy: record.lastCopy && typeof record.lastCopy.id === 'string' ? record.lastCopy : null,
       lastError: record.lastError && typeof record.lastError.reason === 'string' ? record.lastError : null,
     };

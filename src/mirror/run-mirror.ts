@@ -9,8 +9,9 @@
  * that was taken over and set it to 1, does not shrink the copies here).
  * Retention counts the copies here only, so snapshots that vanished on the
  * source are never deleted here because of that, and it also keeps the
- * first copy to arrive of each of the last `keep` snapshot days, so a flood
- * of new snapshots cannot push the good ones out (keep.ts). Only the `keep` newest of
+ * newest copy of each of the last `keep` arrival days and the first to
+ * arrive of each of the last `keep` snapshot days, so a flood of new
+ * snapshots cannot push the good ones out (keep.ts). Only the `keep` newest of
  * what the source lists and what is here are copied: an older one would be
  * deleted at once.
  */
@@ -22,7 +23,7 @@ import { listSnapshots } from '../repository/read.ts';
 import type { ReadThrottle } from '../repository/read-throttle.ts';
 import { applyRetention } from '../retention/apply.ts';
 import { copySnapshot, removeUnwantedPartials, type CopyResult } from './copy.ts';
-import { arrivedAt, firstArrivedOfDays } from './keep.ts';
+import { arrivedAt, protectedCopies } from './keep.ts';
 import { MIRROR_RECORD_FORMAT, readMirrorRecord, recordMirrorContact, writeMirrorRecord, type MirrorRecord } from './record.ts';
 import { MirrorSource, type SourceSnapshot } from './source.ts';
 
@@ -150,7 +151,8 @@ async function mirrorApp(
     // retention would keep it over the good copies, and the lag would read 0 from then on. Refused, by name.
     const horizon = now().getTime() + FUTURE_SKEW_MS;
     listed = (await source.snapshots(app, options.signal)).filter((snapshot) => {
-      const future = snapshotIdTime(snapshot.id).getTime() > horizon || Date.parse(snapshot.finishedAt) > horizon;
+      // `!(… <= horizon)`: a time that does not parse is refused too.
+      const future = !(snapshotIdTime(snapshot.id).getTime() <= horizon) || !(Date.parse(snapshot.finishedAt) <= horizon);
       if (future) refused.push(`${app}/${snapshot.id} on mirror source ${mirror.name} is dated in the future (finished ${snapshot.finishedAt}; now ${now().toISOString()}): not copied (is the source's clock wrong, or the source not to be trusted?)`);
       return !future;
     });
@@ -165,8 +167,11 @@ async function mirrorApp(
   // source that lowers its keep, or says none, does not shrink the copies), and at most twice the first keep
   // applied here (a source taken over that says keep 1000000000 does not make this side hold all it sends).
   const sourceKeep = Math.max(saidKeep ?? 0, previous?.sourceKeep ?? 0) || null;
-  const keepFirst = previous?.keepFirst ?? mirror.keep ?? saidKeep ?? config.defaults.keep;
-  const wanted = Math.max(sourceKeep ?? config.defaults.keep, previous?.keepUsed ?? 0);
+  // A record from before keepFirst and keepUsed: the keep that release applied (mirrors[].keep, else what the
+  // source said, else defaults.keep) counts as both.
+  const keptBefore = previous === null ? null : previous.keepUsed ?? mirror.keep ?? previous.sourceKeep ?? config.defaults.keep;
+  const keepFirst = previous?.keepFirst ?? keptBefore ?? mirror.keep ?? saidKeep ?? config.defaults.keep;
+  const wanted = Math.max(sourceKeep ?? config.defaults.keep, keptBefore ?? 0);
   if (mirror.keep === undefined && wanted > 2 * keepFirst) {
     log.warn({ said: sourceKeep, followed: 2 * keepFirst }, `the source says keep ${sourceKeep} for ${app}; followed only up to ${2 * keepFirst}, twice the first keep here: set mirrors[${mirror.name}].keep to keep more`);
   }
@@ -258,9 +263,10 @@ async function mirrorApp(
     if (isLocal(error)) outcome.local = true;
   });
 
-  // The first copy to arrive of each of the last `keep` snapshot days stays too, so a flood cannot push the good copies out (keep.ts).
+  // The newest copy of each of the last `keep` arrival days and the first to arrive of each of the last `keep`
+  // snapshot days stay too, so a flood cannot push the good copies out (keep.ts).
   const held = (await listSnapshots(repository, app)).flatMap((snapshot) => (snapshot.manifest === null ? [] : [{ id: snapshot.id, arrivedAt: arrivedAt(snapshot.manifest) }]));
-  const protect = firstArrivedOfDays(held, keep);
+  const protect = protectedCopies(held, keep);
   const retention = await applyRetention(repository, { app, keep, incomingMaxAgeMs: mirror.stallTimeoutMs * 2 + config.retention.incomingMarginMs }, new Set(), {
     logger: log,
     lock: (fn) => options.lockApp(app, () => fn()),
@@ -269,7 +275,7 @@ async function mirrorApp(
   outcome.deleted = retention.deleted;
   if (retention.deleted.length > 0 || retention.plan.keep.length > keep) {
     log.info({ keep, held: retention.plan.keep.length, deleted: retention.deleted }, retention.plan.keep.length > keep
-      ? 'retention applied to the copies; more than keep stay: the first to arrive of each day'
+      ? 'retention applied to the copies; more than keep stay, kept by the days they arrived on or were taken on'
       : 'retention applied to the copies');
   }
   return outcome;

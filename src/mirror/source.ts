@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
 import { NAME_PATTERN, PART_FILE_PATTERN, RESERVED_FILE_NAMES } from '../config/formats.ts';
 import { BysuError } from '../errors.ts';
-import { isSnapshotId } from '../repository/layout.ts';
+import { isSnapshotId, snapshotIdFor, snapshotIdTime } from '../repository/layout.ts';
 import { escapeControls } from '../printable.ts';
 
 /** A failure to talk to a mirror's source: unreachable, refused, or an answer that is not what BYSU serves. */
@@ -52,6 +52,9 @@ function fileProblem(file: Partial<SourceFile> | null | undefined): string | nul
 /** Given a listed snapshot's entry, return what is wrong with it, or null. */
 function snapshotProblem(snapshot: Partial<SourceSnapshot>): string | null {
   if (typeof snapshot.id !== 'string' || !isSnapshotId(snapshot.id)) return `its id ${shown(snapshot.id)} is not a snapshot id`;
+  // A date that is no date (month 13, February 30) would sort above every real one and escape the future check.
+  const time = snapshotIdTime(snapshot.id);
+  if (Number.isNaN(time.getTime()) || snapshotIdFor(time) !== snapshot.id.slice(0, snapshotIdFor(time).length)) return `its id ${shown(snapshot.id)} is not a real date and time`;
   if (typeof snapshot.finishedAt !== 'string') return `its finishedAt ${shown(snapshot.finishedAt)} is not a time`;
   if (typeof snapshot.bytes !== 'number') return `its bytes ${shown(snapshot.bytes)} is not a size`;
   if (!Array.isArray(snapshot.files)) return 'it has no list of files';

@@ -36,7 +36,7 @@ export interface RetentionPolicy {
   now: number;
   /** Job names (as in attempt directory names) of snapshot jobs running now. */
   runningJobs: ReadonlySet<string>;
-  /** Complete snapshots that stay whatever their rank (a mirror's first copy to arrive of each day, src/mirror/keep.ts). */
+  /** Complete snapshots that stay whatever their rank (a mirror's, by the days its copies arrived on or were taken on, src/mirror/keep.ts). */
   protect?: ReadonlySet<string>;
 }
 

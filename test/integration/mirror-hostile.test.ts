@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
@@ -165,6 +165,30 @@ describe('a mirror against a hostile source', () => {
     assert.equal((await ids(repository, 'shop')).length, 3);
   });
 
+  test('a record written before keepFirst and keepUsed, with no keep ever said: the floor holds (defaults.keep)', async () => {
+    const repository = path.join(dir, 'oldrecord');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop' });
+    source.snapshots.set('shop', [idAgo(70), idAgo(69), idAgo(68)].map((id) => ({ id, files: new Map([['a.sql', randomBytes(100)]]) })));
+    assert.deepEqual((await mirrorOnce(repository)).failures, []);
+    const file = path.join(repository, 'shop', '.mirror.json');
+    const { keepFirst: _first, keepUsed: _used, ...old } = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    await writeFile(file, JSON.stringify({ ...old, sourceKeep: null, sourceKeepFirst: null }));
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 1 });
+    assert.deepEqual((await mirrorOnce(repository)).apps[0]?.deleted, []);
+    assert.equal((await ids(repository, 'shop')).length, 3);
+  });
+
+  test('an id that is no date (month 13) is refused by name: it would sort above every real snapshot', async () => {
+    const repository = path.join(dir, 'nodate');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    source.snapshots.set('shop', [{ id: '20991301T000000Z', files: new Map([['a.sql', randomBytes(100)]]) }]);
+    const result = await mirrorOnce(repository);
+    assert.match(result.failures.join('\n'), /its id "20991301T000000Z" is not a real date and time/);
+    assert.deepEqual(await ids(repository, 'shop'), []);
+  });
+
   test('a manifest without trigger (what bysu list prints) is refused, naming what it lacks', async () => {
     const repository = path.join(dir, 'shape');
     await initRepository(repository);
@@ -186,13 +210,21 @@ describe('a mirror against a hostile source', () => {
   });
 
   const noTmpfs = tmpfsUnavailable();
-  test('a full disk here: FAILED as this side\'s, naming the file; the good copy stays; once the source drops what filled it, the next run copies again', { skip: noTmpfs }, async () => {
-    const repository = path.join(dir, 'full');
+  /** Given a path, run fn with a new repository there on a 20 MiB tmpfs, the source's shop at keep 3; unmount after. */
+  const onSmallDisk = async (repository: string, fn: () => Promise<void>) => {
     execFileSync('mkdir', ['-p', repository]);
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', repository]);
     try {
       await initRepository(repository);
       source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+      await fn();
+    } finally {
+      execFileSync('umount', [repository]);
+    }
+  };
+  test('a full disk here: FAILED as this side\'s, naming the file; the good copy stays; once the source drops what filled it, the next run copies again', { skip: noTmpfs }, async () => {
+    const repository = path.join(dir, 'full');
+    await onSmallDisk(repository, async () => {
       const good = { id: idAgo(40), files: new Map([['a.bin', randomBytes(1024 * 1024)]]) };
       source.snapshots.set('shop', [good]);
       assert.deepEqual((await mirrorOnce(repository)).failures, []);
@@ -210,18 +242,12 @@ describe('a mirror against a hostile source', () => {
       assert.deepEqual(mended.failures, []);
       assert.deepEqual(await ids(repository, 'shop'), [good.id, next.id]);
       assert.deepEqual((await readdir(path.join(repository, 'shop', '.incoming'))).filter((name) => name.startsWith('mirror.')), []);
-    } finally {
-      execFileSync('umount', [repository]);
-    }
+    });
   });
 
   test('a resume with no room for the kept bytes twice starts the file over, and it arrives', { skip: noTmpfs }, async () => {
     const repository = path.join(dir, 'twice');
-    execFileSync('mkdir', ['-p', repository]);
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=20m', 'tmpfs', repository]);
-    try {
-      await initRepository(repository);
-      source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    await onSmallDisk(repository, async () => {
       // 14 MiB, cut at 11: the next attempt would need 11 MiB more to copy what it keeps, and 9 are free.
       const snapshot: Crafted = { id: idAgo(8), files: new Map([['data.bin', randomBytes(14 * 1024 * 1024)]]), cutAt: 11 * 1024 * 1024 };
       source.snapshots.set('shop', [snapshot]);
@@ -232,8 +258,6 @@ describe('a mirror against a hostile source', () => {
       assert.deepEqual(whole.failures, []);
       const check = await run('sha256sum', ['-c', 'SHA256SUMS'], { cwd: path.join(repository, 'shop', snapshot.id) });
       assert.equal(check.code, 0, check.stdout + check.stderr);
-    } finally {
-      execFileSync('umount', [repository]);
-    }
+    });
   });
 });

@@ -128,7 +128,7 @@ test('a second BYSU copies the primary\'s snapshots, keeps more than it, refuses
       const afterFlood = await snapshotIds(offsite, 'shop');
       assert.equal(afterFlood[0], good[0], `the first good copy to arrive stays: ${afterFlood.join(' ')}`);
       assert.equal(afterFlood.length, 5, `4 new and the first good one: ${afterFlood.join(' ')}`);
-      assert.match(up.output(), /more than keep stay: the first to arrive of each day/);
+      assert.match(up.output(), /more than keep stay, kept by the days they arrived on or were taken on/);
 
       // 3. The source down for longer than maxLag: STALE (status exit 1, one webhook), and recovered once a run reaches it again.
       await stopProcess(dashboard);

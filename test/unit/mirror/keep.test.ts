@@ -1,13 +1,14 @@
 /**
  * What a flood cannot push out of a mirror (pure): beside the `keep` newest,
- * the first copy to arrive of each of the last `keep` snapshot days stays.
+ * the newest copy of each of the last `keep` arrival days and the first to
+ * arrive of each of the last `keep` snapshot days stay.
  * However many snapshots a source sends in one day, and however it dates
  * them, the good copies of the days before stay, also those that arrived
- * together; and no more than twice `keep` copies are held.
+ * together; and no more than three times `keep` copies are held.
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { arrivedAt, firstArrivedOfDays } from '../../../src/mirror/keep.ts';
+import { arrivedAt, firstArrivedOfDays, protectedCopies } from '../../../src/mirror/keep.ts';
 import { planRetention } from '../../../src/retention/plan.ts';
 import { snapshotIdFor } from '../../../src/repository/layout.ts';
 import type { Manifest } from '../../../src/repository/manifest.ts';
@@ -20,7 +21,7 @@ const at = (ms: number) => snapshotIdFor(new Date(ms));
 function kept(copies: { id: string; arrivedAt: number }[], keep: number): string[] {
   return planRetention(
     { snapshots: copies.map(({ id }) => ({ id, complete: true })), latest: null, incoming: [], commitMarkers: [], drillResults: [], drillTemporaries: [] },
-    { keep, incomingMaxAgeMs: 0, now: START + 100 * DAY, runningJobs: new Set(), protect: firstArrivedOfDays(copies, keep) },
+    { keep, incomingMaxAgeMs: 0, now: START + 100 * DAY, runningJobs: new Set(), protect: protectedCopies(copies, keep) },
   ).keep;
 }
 
@@ -55,10 +56,17 @@ describe('a mirror\'s retention under a flood', () => {
     assert.deepEqual(kept(copies, 7), copies.slice(-7).map(({ id }) => id).reverse());
   });
 
-  test('hourly snapshots, keep 48: held are the 48 newest and the first of each of the last days, not 48 days of them', () => {
+  test('hourly snapshots, keep 48: held are the 48 newest and the first and last of each of the last days, not 48 days of them', () => {
     const copies = Array.from({ length: 24 * 10 }, (_, hour) => ({ id: at(START + hour * 3_600_000), arrivedAt: START + hour * 3_600_000 + 60_000 }));
     const held = kept(copies, 48);
-    assert.ok(held.length <= 48 + 10, `${held.length} held`);
+    assert.ok(held.length <= 48 + 2 * 10, `${held.length} held`);
+  });
+
+  test('a weekly source; ids backdated into the empty days between: they take one day\'s place, the oldest good copy\'s, not more', () => {
+    const good = [0, 7, 14].map((day) => ({ id: at(START + day * DAY), arrivedAt: START + day * DAY + 3_600_000 }));
+    const backdated = [12, 13].map((day) => ({ id: at(START + day * DAY), arrivedAt: START + 15 * DAY }));
+    const held = kept([...good, ...backdated], 3);
+    for (const { id } of good.slice(1)) assert.ok(held.includes(id), `${id} stays: ${held.join(' ')}`);
   });
 
   test('a copy\'s arrival is its mirroredFrom.copiedAt (this side\'s clock), else its finishedAt; unreadable counts as arrived last', () => {
