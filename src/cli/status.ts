@@ -53,7 +53,7 @@ function row(app: AppStatus, now: number, redisReachable: boolean): string[] {
   // older manifest holds them whole, so that one line stays one short line and no escape sequence reaches the terminal.
   const warnings = app.newest?.warnings.length ? `${app.newest.warnings.length} warning(s): ${printableLine(app.newest.warnings[0]!)}` : '';
   const failure = app.lastFailure && app.state === 'failing' ? `${app.lastFailure.at} ${printableLine(app.lastFailure.reason.split('\n')[0]!)}` : '';
-  const never = app.state === 'stale' && app.newest === null ? `no snapshot since ${app.firstSeenAt}` : '';
+  const never = app.state === 'stale' && app.newest === null ? (app.firstSeenAt ? `no snapshot since ${app.firstSeenAt}` : 'no snapshot yet') : '';
   return [
     app.app,
     app.state.toUpperCase(),

@@ -14,8 +14,9 @@
  * it the same; VERIFY_AFTER_MS after a reload the file is read again, and a
  * file that changed meanwhile is reloaded (and said so). Until that re-read
  * finds the file as it was loaded, retention keeps at least what the config
- * before the reload kept (keepFloor). So a writer that pauses half-way for
- * less than QUIET_MS + VERIFY_AFTER_MS cannot make retention prune to a
+ * before the reload kept (keepFloor; mirrorBeforeReload for a mirror's
+ * copies). So a writer that pauses half-way for less than
+ * QUIET_MS + VERIFY_AFTER_MS cannot make retention prune to a
  * number cut short; one that pauses longer leaves a file that reads as
  * finished, which no reader can tell apart (README: write it, then signal).
  */
@@ -23,7 +24,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { parseConfig, unreadableConfig, type Config } from './load.ts';
+import { parseConfig, unreadableConfig, type Config, type MirrorConfig } from './load.ts';
 
 /** How long apart the two reads of a reload are that must find the file the same. */
 export const QUIET_MS = 1000;
@@ -116,6 +117,15 @@ export class LiveConfig {
    */
   keepFloor(app: string): number {
     return this.unverifiedSince?.apps.find((candidate) => candidate.name === app)?.keep ?? 0;
+  }
+
+  /**
+   * The mirror as the config before a reload had it, while that reload is not
+   * yet verified (null: verified, or the mirror is new): what its copies kept
+   * then is the fewest they may keep now (run-mirror.ts).
+   */
+  mirrorBeforeReload(name: string): MirrorConfig | null {
+    return this.unverifiedSince?.mirrors.find((candidate) => candidate.name === name) ?? null;
   }
 
   /** Call fn with the new and the previous config after each reload that took effect (changed or not). */

@@ -109,7 +109,7 @@ const mirrorItem = mapping('Another BYSU whose snapshots this one copies: an off
   schedule: key({ doc: 'Cron pattern of the copy runs, in defaults.timezone.', format: cron, default: '0 * * * *' }),
   keep: key({ doc: 'Copies kept per app here (default: the largest keep the source has said, never less than applied before, at most twice the first), and besides them the newest copy of each of the last keep arrival days and the first to arrive of each of the last keep snapshot days, so that a flood cannot push the good copies out; snapshots gone on the source are never deleted here because of that.', format: positiveInteger, optional: true }),
   maxLag: key({
-    doc: 'A mirrored app is STALE when a source snapshot has waited longer than this to be copied, or the source has not answered for this long.',
+    doc: 'A mirrored app is STALE when a source snapshot has waited longer than this to be copied, or the source has not listed it (or not answered) for this long.',
     format: timerDuration,
     default: '12h',
     as: 'maxLagMs',

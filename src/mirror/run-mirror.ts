@@ -42,6 +42,13 @@ export interface MirrorRunOptions {
   throttle?: ReadThrottle;
   /** Throws when this worker no longer owns the job. */
   fence: () => Promise<void>;
+  /**
+   * The mirror as the config before a reload had it, while that reload is not
+   * yet verified (LiveConfig.mirrorBeforeReload): a file cut short (`keep: 12`
+   * read as `keep: 1`) must not prune the copies, so they keep at least what
+   * they kept then.
+   */
+  before?: MirrorConfig | null;
   /** Runs fn holding the app's lock (commits and retention). */
   lockApp: <T>(app: string, fn: (lease?: { confirm(): Promise<void> }) => Promise<T>) => Promise<T>;
   logger: Logger;
@@ -106,9 +113,21 @@ export async function runMirror(config: Config, name: string, options: MirrorRun
     options.logger.error({ mirror: name }, entry.refused!);
     result.failures.push(entry.refused!);
   }
-  const wanted = mirror.apps === 'all' ? listedApps.filter((entry) => entry.refused === undefined).map((entry) => entry.app) : mirror.apps;
+  const listedNames = listedApps.filter((entry) => entry.refused === undefined).map((entry) => entry.app);
+  const wanted = mirror.apps === 'all' ? listedNames : mirror.apps;
   for (const app of wanted) {
     const log = options.logger.child({ app, mirror: name });
+    // Named here but not listed there (a typo, or renamed or removed on the source): a failure, not "0 copied",
+    // and its record is not refreshed, so that the app goes STALE after maxLag.
+    if (!listedNames.includes(app)) {
+      const reason = `${app} is not among the apps mirror source ${name} lists (${listedNames.join(', ') || 'none'}): nothing copied; is mirrors[${name}].apps right, or was the app renamed or removed on the source?`;
+      log.error(reason);
+      const previous = await readMirrorRecord(config.repository, app).catch(() => null);
+      if (previous !== null && previous.source === name) await writeMirrorRecord(config.repository, app, { ...previous, lastError: { at: now().toISOString(), reason } }).catch(() => undefined);
+      result.apps.push({ app, copied: [], received: 0, resumed: 0, deleted: [], behind: 0, error: reason, retryable: false });
+      result.failures.push(reason);
+      continue;
+    }
     if (local.has(app)) {
       const reason = `${app} is an app of this BYSU (apps[${app}]): not copied from mirror source ${name}`;
       log.error(reason);
@@ -144,6 +163,9 @@ async function mirrorApp(
     return outcome;
   };
   if (previous !== null && previous.source !== mirror.name) return heldElsewhere(previous.source);
+  if (previous !== null && previous.url !== mirror.url) {
+    log.warn({ was: previous.url, now: mirror.url }, `mirror source ${mirror.name} has a new url: copies of ${app} from ${mirror.url} join those from ${previous.url} (one app, one mirror name); if that is not the same source, give it another mirror name`);
+  }
   let listed: SourceSnapshot[];
   const refused: string[] = [];
   try {
@@ -175,7 +197,11 @@ async function mirrorApp(
   if (mirror.keep === undefined && wanted > 2 * keepFirst) {
     log.warn({ said: sourceKeep, followed: 2 * keepFirst }, `the source says keep ${sourceKeep} for ${app}; followed only up to ${2 * keepFirst}, twice the first keep here: set mirrors[${mirror.name}].keep to keep more`);
   }
-  const keep = mirror.keep ?? Math.min(wanted, 2 * keepFirst);
+  const configured = mirror.keep ?? Math.min(wanted, 2 * keepFirst);
+  // While a reload is not yet verified, at least what the config before it kept here (its keep, or what was applied).
+  const floor = options.before ? options.before.keep ?? keptBefore ?? 0 : 0;
+  if (floor > configured) log.warn({ keep: configured, kept: floor }, `keep ${configured} since the config was reloaded; ${floor} kept until the file is read again and found as loaded (it may have been cut short)`);
+  const keep = Math.max(configured, floor);
   const record: MirrorRecord = {
     format: MIRROR_RECORD_FORMAT,
     source: mirror.name,
@@ -217,13 +243,17 @@ async function mirrorApp(
   const errors: string[] = [...refused];
   let retryable = false;
   let next = 0;
+  // A run that lost its job (frozen past its lock, Redis lost and the job taken over) stops at its first failure,
+  // and stops its other downloads: the run that took over copies the rest.
+  const lost = new AbortController();
+  const signal = options.signal ? AbortSignal.any([options.signal, lost.signal]) : lost.signal;
   const copyNext = async (): Promise<void> => {
     while (next < toCopy.length) {
       const snapshot = toCopy[next++]!;
       const started = Date.now();
       try {
         const copied: CopyResult = await copySnapshot(repository, source, app, snapshot, {
-          ...(options.signal ? { signal: options.signal } : {}),
+          signal,
           ...(options.throttle ? { throttle: options.throttle } : {}),
           stallTimeoutMs: mirror.stallTimeoutMs,
           fence: options.fence,
@@ -238,7 +268,12 @@ async function mirrorApp(
           log.info({ id: copied.id, bytes: copied.bytes, received: copied.received, resumed: copied.resumed, ms, mibPerSecond: ms > 0 ? Math.round((copied.received / 1048576 / (ms / 1000)) * 10) / 10 : null }, 'snapshot copied');
         }
       } catch (error) {
-        if (options.signal?.aborted) throw error;
+        if (signal.aborted) throw error;
+        // A failure may be the job lost (the fence after a part): is this run still the job's?
+        await options.fence().catch((fenceError: unknown) => {
+          lost.abort(fenceError);
+          throw fenceError;
+        });
         const message = toError(error).message;
         errors.push(message);
         if (isRetryable(error)) retryable = true;
@@ -247,7 +282,10 @@ async function mirrorApp(
       }
     }
   };
-  await Promise.all(Array.from({ length: Math.min(mirror.concurrency, Math.max(1, toCopy.length)) }, () => copyNext()));
+  const settled = await Promise.allSettled(Array.from({ length: Math.min(mirror.concurrency, Math.max(1, toCopy.length)) }, () => copyNext()));
+  if (lost.signal.aborted) throw lost.signal.reason;
+  const thrown = settled.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+  if (thrown) throw thrown.reason;
   outcome.behind = toCopy.filter((snapshot) => !outcome.copied.includes(snapshot.id)).length;
   if (errors.length > 0) {
     outcome.error = errors.join('; ');

@@ -109,7 +109,8 @@ export class MirrorSource {
     let response: Response;
     try {
       response = await fetch(url, {
-        headers: { authorization: `Bearer ${this.token}`, ...headers },
+        // The bytes as stored: sizes, ranges and hashes are of those (fetch asks for gzip unless told).
+        headers: { authorization: `Bearer ${this.token}`, 'accept-encoding': 'identity', ...headers },
         signal: signal ? AbortSignal.any([signal, unanswered.signal]) : unanswered.signal,
         redirect: 'error',
       });
@@ -206,13 +207,16 @@ export class MirrorSource {
     });
   }
 
-  /** Given an app, return its complete snapshots on the source, newest first (none when the source does not know it). */
+  /** Given an app, return its complete snapshots on the source, newest first; throw MirrorSourceError when the source does not know it. */
   async snapshots(app: string, signal?: AbortSignal): Promise<SourceSnapshot[]> {
     let body: unknown;
     try {
       body = await this.json(`/apps/${encodeURIComponent(app)}/snapshots`, signal);
     } catch (error) {
-      if (error instanceof MirrorSourceError && / HTTP 404 /.test(error.message)) return [];
+      // Not "no snapshots": an app the source does not know has nothing up to date here.
+      if (error instanceof MirrorSourceError && / HTTP 404 /.test(error.message)) {
+        throw new MirrorSourceError(`mirror source ${this.name} does not know app ${app} (HTTP 404 for /api/apps/${app}/snapshots): nothing copied; was it renamed or removed on the source?`, { retryable: false });
+      }
       throw error;
     }
     if (!Array.isArray(body)) throw this.malformed(`/api/apps/${app}/snapshots`);

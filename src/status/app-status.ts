@@ -15,7 +15,7 @@ import type { AppConfig, Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
 import { mirrorFirstSeenKey, parseDrillSince, redisKeys, SNAPSHOT_QUEUE, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord } from '../queue/jobs.ts';
 import { appDirectory, compareSnapshotIds } from '../repository/layout.ts';
-import { readMirrorContact, readMirrorRecord, type MirrorRecord } from '../mirror/record.ts';
+import { readMirrorContact, readMirrorRecord, type MirrorContact, type MirrorRecord } from '../mirror/record.ts';
 import { requireRepository } from '../repository/marker.ts';
 import { listAppDirectories, NO_MANIFEST_PROBLEM } from '../repository/read.ts';
 import type { FailureRecord } from '../repository/records.ts';
@@ -62,7 +62,7 @@ export interface MirrorLag {
   /** The source's snapshots newer than the newest copy here, and how long the oldest of them has waited (0: none waits). */
   behind: number;
   lagMs: number;
-  /** How long since the source last answered for this app (null: it never has). */
+  /** How long since the source last answered for this app; never listed yet, since this side first had the mirror (null: not known). */
   unreachableMs: number | null;
   maxLagMs: number;
   /** The last run's failure for this app, if it had one. */
@@ -71,18 +71,21 @@ export interface MirrorLag {
 
 /**
  * Given a mirror's record of an app (or null), the id of the newest copy
- * here, the mirror's maxLag and now, return how far behind the app is and
- * whether that makes it stale: a source snapshot has waited longer than
- * maxLag to be copied, or the source has not answered for longer than that.
+ * here, the mirror's maxLag, now, and when this side first had the mirror
+ * (ms, or null), return how far behind the app is and whether that makes it
+ * stale: a source snapshot has waited longer than maxLag to be copied, or the
+ * source has not listed the app for longer than that (never, counted from
+ * when this side first had the mirror: an app named in mirrors[].apps that
+ * the source does not have).
  */
-export function mirrorLag(record: MirrorRecord | null, mirror: { name: string; url: string; maxLagMs: number }, newestHere: string | null, now: number): { lag: MirrorLag; stale: boolean } {
+export function mirrorLag(record: MirrorRecord | null, mirror: { name: string; url: string; maxLagMs: number }, newestHere: string | null, now: number, firstHad: number | null = null): { lag: MirrorLag; stale: boolean } {
   const waiting = (record?.sourceSnapshots ?? []).filter((snapshot) => newestHere === null || compareSnapshotIds(snapshot.id, newestHere) > 0);
   const oldestWaiting = waiting.reduce<number | null>((oldest, snapshot) => {
     const at = Date.parse(snapshot.finishedAt);
     return Number.isNaN(at) ? oldest : Math.min(oldest ?? at, at);
   }, null);
   const lagMs = oldestWaiting === null ? 0 : Math.max(0, now - oldestWaiting);
-  const unreachableMs = record === null ? null : Math.max(0, now - Date.parse(record.checkedAt));
+  const unreachableMs = record !== null ? Math.max(0, now - Date.parse(record.checkedAt)) : firstHad === null ? null : Math.max(0, now - firstHad);
   const lag: MirrorLag = {
     source: mirror.name,
     url: mirror.url,
@@ -296,12 +299,16 @@ function statusOf(app: AppConfig | null, name: string, read: AppSummary | Error,
  * source, and stale when it lags (see mirrorLag); else ok, or never before
  * its first copy.
  */
-function asMirrored(status: AppStatus, mirror: { name: string; url: string; maxLagMs: number }, record: MirrorRecord | null, now: Date): AppStatus {
-  const { lag, stale } = mirrorLag(record, mirror, status.newest?.id ?? null, now.getTime());
+function asMirrored(status: AppStatus, mirror: { name: string; url: string; maxLagMs: number }, record: MirrorRecord | null, now: Date, firstHad: number | null): AppStatus {
+  const { lag, stale } = mirrorLag(record, mirror, status.newest?.id ?? null, now.getTime(), firstHad);
   const problems = status.problems.filter((problem) => !problem.startsWith('no job scheduler'));
   if (lag.lastError) problems.push(`mirror run FAILED ${lag.lastError.at}: ${lag.lastError.reason.split('\n')[0]}`);
   if (lag.lagMs > mirror.maxLagMs) problems.push(`${lag.behind} snapshot(s) of mirror source ${mirror.name} not copied yet, the oldest waiting longer than maxLag (${formatDuration(mirror.maxLagMs)})`);
-  if (lag.unreachableMs !== null && lag.unreachableMs > mirror.maxLagMs) problems.push(`mirror source ${mirror.name} has not answered for this app since ${lag.checkedAt}`);
+  if (lag.unreachableMs !== null && lag.unreachableMs > mirror.maxLagMs) {
+    problems.push(lag.checkedAt === null
+      ? `mirror source ${mirror.name} has never listed this app (is it in mirrors[${mirror.name}].apps by mistake?)`
+      : `mirror source ${mirror.name} has not answered for this app since ${lag.checkedAt}`);
+  }
   return {
     ...status,
     node: null,
@@ -374,20 +381,28 @@ export async function collectStatus(config: Config, redis: Redis | { unreachable
     else mirrorOf.delete(name);
   }
   const unconfigured = [...new Set([...orphans, ...mirrorOf.keys()])];
+  // When this side first had each mirror: the earlier of the scheduler's record in Redis and the first run's on
+  // disk (a Redis that came back empty must not start the count again).
+  const contacts = new Map<string, MirrorContact | null>();
+  for (const mirror of config.mirrors) contacts.set(mirror.name, await readMirrorContact(config.repository, mirror.name));
+  const firstSeen: Record<string, string> = known.firstSeen;
+  const firstHad = (name: string): number | null => {
+    const times = [firstSeen[mirrorFirstSeenKey(name)], contacts.get(name)?.firstRunAt].map((at) => Date.parse(at ?? '')).filter(Number.isFinite);
+    return times.length === 0 ? null : Math.min(...times);
+  };
   const summaries = await readAppSummaries(config.repository, [...configured, ...unconfigured], options.logger ? { logger: options.logger } : {});
   const apps = config.apps.map((app) => statusOf(app, app.name, summaries.get(app.name)!, known, runs.get(app.name) ?? null, now, config.repository));
   for (const name of unconfigured) {
     const unknown = statusOf(null, name, summaries.get(name)!, known, null, now, config.repository);
     const mirrored = mirrorOf.get(name);
-    if (mirrored) apps.push(asMirrored(unknown, mirrored.mirror, mirrored.record, now));
+    if (mirrored) apps.push(asMirrored(unknown, mirrored.mirror, mirrored.record, now, firstHad(mirrored.mirror.name)));
     else if (unknown.newest !== null) apps.push(unknown);
   }
   const mirrors: MirrorSourceStatus[] = [];
   for (const mirror of config.mirrors) {
-    const contact = await readMirrorContact(config.repository, mirror.name);
-    const firstSeen: Record<string, string> = known.firstSeen;
-    const since = contact?.lastContactAt ?? firstSeen[mirrorFirstSeenKey(mirror.name)] ?? contact?.firstRunAt ?? null;
-    const unreachableMs = since === null ? null : Math.max(0, now.getTime() - Date.parse(since));
+    const contact = contacts.get(mirror.name) ?? null;
+    const since = contact?.lastContactAt ? Date.parse(contact.lastContactAt) : firstHad(mirror.name);
+    const unreachableMs = since === null ? null : Math.max(0, now.getTime() - since);
     mirrors.push({
       name: mirror.name,
       url: mirror.url,

@@ -11,79 +11,22 @@
  */
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { parseConfig } from '../../src/config/load.ts';
+import { parseConfig, type MirrorConfig } from '../../src/config/load.ts';
+import { CommitConflictError } from '../../src/errors.ts';
+import type { MirrorRecord } from '../../src/mirror/record.ts';
 import { createLogger } from '../../src/log.ts';
 import { runMirror, type MirrorRunResult } from '../../src/mirror/run-mirror.ts';
 import { snapshotIdFor } from '../../src/repository/layout.ts';
 import { initRepository } from '../../src/repository/marker.ts';
 import { run } from '../helpers/processes.ts';
 import { tmpfsUnavailable } from '../helpers/tmpfs.ts';
-
-interface Crafted {
-  id: string;
-  files: Map<string, Buffer>;
-  /** Served in the listing instead of the true one (a hostile source). */
-  listingEntry?: unknown;
-  /** Keys taken out of the manifest it serves. */
-  manifestWithout?: string[];
-  /** Each file's answer ends after this many bytes (the link breaks). */
-  cutAt?: number;
-}
-
-const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
-
-/** A source API serving the test's apps and snapshots. */
-async function fakeSource(): Promise<{ url: string; apps: unknown[]; snapshots: Map<string, Crafted[]>; close: () => Promise<void> }> {
-  const apps: unknown[] = [];
-  const snapshots = new Map<string, Crafted[]>();
-  // Written once per snapshot: the manifest's sha256 is in SHA256SUMS, so its text must not change between requests.
-  const manifests = new WeakMap<Crafted, string>();
-  const manifestOf = (app: string, snapshot: Crafted) => manifests.get(snapshot) ?? manifests.set(snapshot, renderManifestOf(app, snapshot)).get(snapshot)!;
-  const renderManifestOf = (app: string, snapshot: Crafted) => `${JSON.stringify(Object.fromEntries(Object.entries({
-    format: 'bysu-snapshot/1', app, node: 'db1', host: 'db1', id: snapshot.id, trigger: 'schedule', jobId: `s-${snapshot.id}`, attempt: 1,
-    startedAt: new Date(Date.now() - 3_600_000).toISOString(), finishedAt: new Date(Date.now() - 3_500_000).toISOString(),
-    bytes: [...snapshot.files.values()].reduce((sum, data) => sum + data.length, 0), bysuVersion: 'test', warnings: [],
-    parts: [...snapshot.files].map(([file, data]) => ({ file, run: 'x', bytes: data.length, sha256: sha256(data), exitCode: 0, durationMs: 1 })),
-  }).filter(([key]) => !snapshot.manifestWithout?.includes(key))), null, 2)}\n`;
-  const server = http.createServer((request, response) => {
-    const url = decodeURIComponent(new URL(request.url!, 'http://x').pathname);
-    const json = (body: unknown) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
-    if (url === '/api/apps') return json({ apps });
-    const listing = /^\/api\/apps\/([^/]+)\/snapshots$/.exec(url);
-    if (listing) {
-      return json((snapshots.get(listing[1]!) ?? []).map((snapshot) => snapshot.listingEntry ?? {
-        id: snapshot.id, finishedAt: new Date(Date.now() - 3_500_000).toISOString(), bytes: [...snapshot.files.values()].reduce((sum, data) => sum + data.length, 0),
-        files: [...snapshot.files].map(([file, data]) => ({ file, bytes: data.length, sha256: sha256(data) })),
-      }));
-    }
-    const file = /^\/api\/apps\/([^/]+)\/snapshots\/([^/]+)\/([^/]+)$/.exec(url);
-    const snapshot = file ? (snapshots.get(file[1]!) ?? []).find((candidate) => candidate.id === file[2]) : undefined;
-    if (!file || !snapshot) return response.writeHead(404).end('{"error":"not found"}');
-    const manifest = manifestOf(file[1]!, snapshot);
-    const sums = [...snapshot.files].map(([name, data]) => `${sha256(data)}  ${name}\n`).join('') + `${sha256(manifest)}  manifest.json\n`;
-    if (file[3] === 'manifest.json') return response.writeHead(200).end(manifest);
-    if (file[3] === 'SHA256SUMS') return response.writeHead(200).end(sums);
-    const data = snapshot.files.get(file[3]!);
-    if (!data) return response.writeHead(404).end('{"error":"not found"}');
-    const from = Number(/^bytes=(\d+)-$/.exec(request.headers.range ?? '')?.[1] ?? 0);
-    if (from > 0) response.writeHead(206, { 'content-range': `bytes ${from}-${data.length - 1}/${data.length}`, 'content-length': data.length - from });
-    else response.writeHead(200, { 'content-length': data.length });
-    if (snapshot.cutAt === undefined) return response.end(data.subarray(from));
-    response.write(data.subarray(from, snapshot.cutAt), () => response.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, apps, snapshots,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
-  };
-}
+import { fakeSource, type Crafted } from '../helpers/fake-mirror-source.ts';
 
 /** A snapshot id `minutesAgo` minutes ago (ids are one per second, so distinct minutes give distinct ids). */
 const idAgo = (minutesAgo: number) => snapshotIdFor(new Date(Date.now() - minutesAgo * 60_000));
@@ -96,10 +39,11 @@ describe('a mirror against a hostile source', () => {
   let source: Awaited<ReturnType<typeof fakeSource>>;
   let dir = '';
   const logger = createLogger('silent');
-  const mirrorOnce = async (repository: string, mirror: Record<string, unknown> = {}, fence = async () => {}): Promise<MirrorRunResult> => {
+  const mirrorOnce = async (repository: string, mirror: Record<string, unknown> = {}, fence = async () => {}, before?: MirrorConfig): Promise<MirrorRunResult> => {
     const config = parseConfig(stringify({ redis: { url: 'redis://127.0.0.1:1' }, repository, apps: [], mirrors: [{ name: 'home', url: source.url, tokenEnv: 'T', ...mirror }] }), 'test', { T: 'token' });
-    return runMirror(config, 'home', { fence, lockApp: (_app, fn) => fn(), logger, env: { T: 'token' } });
+    return runMirror(config, 'home', { fence, lockApp: (_app, fn) => fn(), logger, env: { T: 'token' }, ...(before ? { before } : {}) });
   };
+  const recordOf = async (repository: string, app: string) => JSON.parse(await readFile(path.join(repository, app, '.mirror.json'), 'utf8')) as MirrorRecord;
 
   before(async () => {
     source = await fakeSource();
@@ -207,6 +151,64 @@ describe('a mirror against a hostile source', () => {
     await assert.rejects(mirrorOnce(repository, {}, async () => { throw new Error('lost the lock of the job'); }), /lost the lock of the job/);
     const record = JSON.parse(await readFile(path.join(repository, 'shop', '.mirror.json'), 'utf8')) as { lastError: unknown };
     assert.equal(record.lastError, null, 'the lost run\'s failure is not recorded');
+  });
+
+  // Fails before the fix (fifth attack): the run went on to download every other snapshot after its job was lost.
+  test('a run that lost its job stops at its first failure and asks the source for nothing more', async () => {
+    const repository = path.join(dir, 'lost-early');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    const [newer, older] = [idAgo(17), idAgo(18)];
+    source.snapshots.set('shop', [newer, older].map((id) => ({ id, files: new Map([['a.bin', randomBytes(64 * 1024)]]) })));
+    source.requests.length = 0;
+    await assert.rejects(mirrorOnce(repository, {}, async () => { throw new CommitConflictError('lost the lock of job 7; another worker may be running it'); }), /lost the lock of job 7/);
+    assert.ok(source.requests.some((request) => request.includes(newer)), source.requests.join('\n'));
+    assert.deepEqual(source.requests.filter((request) => request.includes(older)), [], 'nothing of the next snapshot was asked for');
+    assert.deepEqual(await ids(repository, 'shop'), []);
+  });
+
+  // Fails before the fix (fifth attack): an app the source does not list read "0 snapshot(s) copied", its record was
+  // refreshed at every run, and status said "up to date" for good, exit 0.
+  test('an app named in mirrors[].apps that the source does not list fails by name, and its record is not refreshed', async () => {
+    const repository = path.join(dir, 'unlisted');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    const id = idAgo(16);
+    source.snapshots.set('shop', [{ id, files: new Map([['a.sql', randomBytes(100)]]) }]);
+    const typo = await mirrorOnce(repository, { apps: ['shop', 'ledgr'] });
+    assert.match(typo.failures.join('\n'), /ledgr is not among the apps mirror source home lists \(shop\): nothing copied/);
+    assert.equal(typo.retryable, false);
+    assert.deepEqual(await ids(repository, 'shop'), [id], 'the app the source lists is copied all the same');
+    const checkedAt = (await recordOf(repository, 'shop')).checkedAt;
+    // Removed (or renamed) on the source.
+    source.apps.splice(0, Infinity);
+    const gone = await mirrorOnce(repository, { apps: ['shop'] });
+    assert.match(gone.failures.join('\n'), /shop is not among the apps mirror source home lists \(none\)/);
+    const record = await recordOf(repository, 'shop');
+    assert.equal(record.checkedAt, checkedAt, 'the source did not list it: the lag counts on');
+    assert.match(record.lastError?.reason ?? '', /shop is not among the apps/);
+    assert.deepEqual(await ids(repository, 'shop'), [id], 'the copy stays');
+  });
+
+  // Fails before the fix (fifth attack): with the reload not yet verified, a file cut after `keep: 1` of `keep: 12`
+  // pruned 8 copies to 1 or 2; an app of this BYSU kept what it kept before the reload.
+  test('a keep cut short by a reload not yet verified prunes nothing: the copies keep what the config before it kept', async () => {
+    const repository = path.join(dir, 'reload-floor');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    source.snapshots.set('shop', Array.from({ length: 8 }, (_, index) => ({ id: idAgo(90 + index), files: new Map([['a.sql', randomBytes(100)]]) })));
+    assert.deepEqual((await mirrorOnce(repository, { keep: 12 })).failures, []);
+    assert.equal((await ids(repository, 'shop')).length, 8, (await ids(repository, 'shop')).join(' '));
+    const before = parseConfig(stringify({ redis: { url: 'redis://127.0.0.1:1' }, repository, apps: [], mirrors: [{ name: 'home', url: source.url, tokenEnv: 'T', keep: 12 }] }), 'test', { T: 'token' }).mirrors[0]!;
+    const cut = await mirrorOnce(repository, { keep: 1 }, undefined, before);
+    assert.deepEqual(cut.apps[0]?.deleted, []);
+    assert.equal((await ids(repository, 'shop')).length, 8);
+    // Without keep before the reload, the floor is the keep applied here then (here 12, from the run above).
+    const cutAgain = await mirrorOnce(repository, { keep: 1 }, undefined, { ...before, keep: undefined });
+    assert.deepEqual(cutAgain.apps[0]?.deleted, []);
+    // Once the file is found as loaded (no `before`), the keep it says applies.
+    const verified = await mirrorOnce(repository, { keep: 1 });
+    assert.ok(verified.apps[0]!.deleted.length >= 6, JSON.stringify(verified.apps[0]));
   });
 
   const noTmpfs = tmpfsUnavailable();
