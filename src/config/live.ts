@@ -14,9 +14,10 @@
  * it the same; VERIFY_AFTER_MS after a reload the file is read again, and a
  * file that changed meanwhile is reloaded (and said so). Until that re-read
  * finds the file as it was loaded, retention keeps at least what the config
- * before the reload kept (keepFloor; mirrorBeforeReload for a mirror's
- * copies). So a writer that pauses half-way for less than
- * QUIET_MS + VERIFY_AFTER_MS cannot make retention prune to a
+ * before the reload kept (keepFloor: everything, for an app that config did
+ * not have; a mirror's run deletes no copies, reloadUnverified). So a writer
+ * that pauses half-way for less than QUIET_MS + VERIFY_AFTER_MS cannot make
+ * retention prune to a
  * number cut short; one that pauses longer leaves a file that reads as
  * finished, which no reader can tell apart (README: write it, then signal).
  */
@@ -24,7 +25,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, toError } from '../errors.ts';
 import type { Logger } from '../log.ts';
-import { parseConfig, unreadableConfig, type Config, type MirrorConfig } from './load.ts';
+import { parseConfig, unreadableConfig, type Config } from './load.ts';
 
 /** How long apart the two reads of a reload are that must find the file the same. */
 export const QUIET_MS = 1000;
@@ -32,6 +33,8 @@ export const QUIET_MS = 1000;
 export const SETTLE_TIMEOUT_MS = 15_000;
 /** When the file is read again after a reload, to take what a writer finished after it. */
 export const VERIFY_AFTER_MS = 3000;
+/** The longest wait between two tries to read the file again when it cannot be read (moved away, a full disk). */
+const VERIFY_RETRY_MAX_MS = 60_000;
 
 /**
  * What a running process cannot change without a restart: each key as the
@@ -112,20 +115,20 @@ export class LiveConfig {
   }
 
   /**
-   * The fewest snapshots retention may keep of an app now: while a reload is
-   * not yet verified, what the config before it kept (0 when it had no such app).
+   * The fewest snapshots retention may keep of an app now: 0 once the last
+   * reload is verified; until then what the config before it kept, and
+   * Infinity (prune nothing) for an app it did not have: nothing pruned that
+   * app's snapshots before the reload (an app re-added by a file cut short
+   * must not be pruned to its half `keep`).
    */
   keepFloor(app: string): number {
-    return this.unverifiedSince?.apps.find((candidate) => candidate.name === app)?.keep ?? 0;
+    if (this.unverifiedSince === null) return 0;
+    return this.unverifiedSince.apps.find((candidate) => candidate.name === app)?.keep ?? Infinity;
   }
 
-  /**
-   * The mirror as the config before a reload had it, while that reload is not
-   * yet verified (null: verified, or the mirror is new): what its copies kept
-   * then is the fewest they may keep now (run-mirror.ts).
-   */
-  mirrorBeforeReload(name: string): MirrorConfig | null {
-    return this.unverifiedSince?.mirrors.find((candidate) => candidate.name === name) ?? null;
+  /** Whether the last reload is not yet verified (its file may have been cut short): a mirror's run then deletes no copies. */
+  reloadUnverified(): boolean {
+    return this.unverifiedSince !== null;
   }
 
   /** Call fn with the new and the previous config after each reload that took effect (changed or not). */
@@ -213,10 +216,31 @@ export class LiveConfig {
     return true;
   }
 
-  /** Read the file again; when it is not what the running config was loaded from, reload it. */
-  private async verify(logger: Logger): Promise<void> {
-    const read = await readSettled(this.file).catch(() => null);
-    if (read === null || this.loadedText === null) return;
+  /**
+   * Read the file again; when it is not what the running config was loaded
+   * from, reload it. A file that cannot be read now (moved away for a moment)
+   * is tried again later, waiting longer each time: until it is read, what
+   * the config before the reload kept stays kept, which must not last for
+   * good unsaid.
+   */
+  private async verify(logger: Logger, failures = 0): Promise<void> {
+    let read: { text: string };
+    try {
+      read = await readSettled(this.file);
+    } catch (error) {
+      const retryMs = Math.min(VERIFY_AFTER_MS * 2 ** failures, VERIFY_RETRY_MAX_MS);
+      if (failures === 0) {
+        const problems = error instanceof ConfigError ? error.problems : [toError(error).message];
+        logger.warn({ file: this.file, problems }, `the config file cannot be read again after the reload (${problems.join('; ')}): what the config before it kept stays kept until it can; trying again`);
+      }
+      clearTimeout(this.verifyTimer);
+      this.verifyTimer = setTimeout(() => {
+        void this.verify(logger, failures + 1);
+      }, retryMs);
+      this.verifyTimer.unref();
+      return;
+    }
+    if (this.loadedText === null) return;
     if (read.text === this.loadedText) {
       if (this.unverifiedSince !== null) logger.info({ file: this.file }, 'config file read again, unchanged: the reload is verified (a lowered keep applies from now)');
       this.unverifiedSince = null;

@@ -43,12 +43,12 @@ export interface MirrorRunOptions {
   /** Throws when this worker no longer owns the job. */
   fence: () => Promise<void>;
   /**
-   * The mirror as the config before a reload had it, while that reload is not
-   * yet verified (LiveConfig.mirrorBeforeReload): a file cut short (`keep: 12`
-   * read as `keep: 1`) must not prune the copies, so they keep at least what
-   * they kept then.
+   * Whether the config was reloaded and its file not yet read again
+   * (LiveConfig.reloadUnverified): it may have been cut short (`keep: 12`
+   * read as `keep: 1`), so the run deletes no copies and records no keep
+   * read from it; the next run applies the keep.
    */
-  before?: MirrorConfig | null;
+  reloadUnverified?: boolean;
   /** Runs fn holding the app's lock (commits and retention). */
   lockApp: <T>(app: string, fn: (lease?: { confirm(): Promise<void> }) => Promise<T>) => Promise<T>;
   logger: Logger;
@@ -197,11 +197,9 @@ async function mirrorApp(
   if (mirror.keep === undefined && wanted > 2 * keepFirst) {
     log.warn({ said: sourceKeep, followed: 2 * keepFirst }, `the source says keep ${sourceKeep} for ${app}; followed only up to ${2 * keepFirst}, twice the first keep here: set mirrors[${mirror.name}].keep to keep more`);
   }
-  const configured = mirror.keep ?? Math.min(wanted, 2 * keepFirst);
-  // While a reload is not yet verified, at least what the config before it kept here (its keep, or what was applied).
-  const floor = options.before ? options.before.keep ?? keptBefore ?? 0 : 0;
-  if (floor > configured) log.warn({ keep: configured, kept: floor }, `keep ${configured} since the config was reloaded; ${floor} kept until the file is read again and found as loaded (it may have been cut short)`);
-  const keep = Math.max(configured, floor);
+  const keep = mirror.keep ?? Math.min(wanted, 2 * keepFirst);
+  // A file cut short must neither prune the copies nor become the keep a later run counts from.
+  const unverified = options.reloadUnverified === true;
   const record: MirrorRecord = {
     format: MIRROR_RECORD_FORMAT,
     source: mirror.name,
@@ -209,8 +207,8 @@ async function mirrorApp(
     checkedAt: now().toISOString(),
     sourceSnapshots: listed.map(({ id, finishedAt }) => ({ id, finishedAt })),
     sourceKeep,
-    keepFirst,
-    keepUsed: keep,
+    keepFirst: unverified ? previous?.keepFirst ?? null : keepFirst,
+    keepUsed: unverified ? previous?.keepUsed ?? null : keep,
     lastCopy: previous?.lastCopy ?? null,
     lastError: null,
   };
@@ -301,6 +299,10 @@ async function mirrorApp(
     if (isLocal(error)) outcome.local = true;
   });
 
+  if (unverified) {
+    log.warn({ keep }, `the config was reloaded and its file not yet read again (it may have been cut short): this run deletes no copies; keep ${keep} applies from the next run once the reload is verified`);
+    return outcome;
+  }
   // The newest copy of each of the last `keep` arrival days and the first to arrive of each of the last `keep`
   // snapshot days stay too, so a flood cannot push the good copies out (keep.ts).
   const held = (await listSnapshots(repository, app)).flatMap((snapshot) => (snapshot.manifest === null ? [] : [{ id: snapshot.id, arrivedAt: arrivedAt(snapshot.manifest) }]));

@@ -124,7 +124,16 @@ export class MirrorSource {
     } finally {
       clearTimeout(timer);
     }
-    if (response.ok) return response;
+    if (response.ok) {
+      // Sizes, ranges, resumes and hashes count the bytes as stored: an answer compressed anyway (a proxy that
+      // ignores accept-encoding) would be decoded here and read as cut short, at every run.
+      const encoding = response.headers.get('content-encoding');
+      if (encoding !== null && encoding.trim().toLowerCase() !== 'identity') {
+        await response.body?.cancel().catch(() => undefined);
+        throw new MirrorSourceError(`mirror source ${this.name} answered ${url} compressed (content-encoding: ${encoding.slice(0, 40)}) although it was asked for the bytes as they are: turn compression off for /api on the proxy in between`, { retryable: false });
+      }
+      return response;
+    }
     const body = await response.text().catch(() => '');
     const said = /"error":"([^"]{0,300})"/.exec(body)?.[1] ?? body.slice(0, 300);
     await response.body?.cancel().catch(() => undefined);

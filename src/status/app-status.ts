@@ -307,7 +307,7 @@ function asMirrored(status: AppStatus, mirror: { name: string; url: string; maxL
   if (lag.unreachableMs !== null && lag.unreachableMs > mirror.maxLagMs) {
     problems.push(lag.checkedAt === null
       ? `mirror source ${mirror.name} has never listed this app (is it in mirrors[${mirror.name}].apps by mistake?)`
-      : `mirror source ${mirror.name} has not answered for this app since ${lag.checkedAt}`);
+      : `mirror source ${mirror.name} has not listed this app since ${lag.checkedAt} (not answering, or the app gone there)`);
   }
   return {
     ...status,

@@ -88,7 +88,7 @@ export async function startMirrorWorker(live: LiveConfig, logger: Logger, option
         const result = await runMirror(config, name, {
           signal: shutdown.signal,
           ...(mirror.maxRate > 0 ? { throttle: throttleFor(name, mirror.maxRate) } : {}),
-          before: live.mirrorBeforeReload(name),
+          reloadUnverified: live.reloadUnverified(),
           fence: async () => {
             if (token === undefined) return;
             if (!(await job.extendLock(token, lockDurationMs))) throw new CommitConflictError(`lost the lock of job ${job.id}; another worker may be running it`);

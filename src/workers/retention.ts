@@ -63,7 +63,12 @@ export async function startRetentionWorker(live: LiveConfig, logger: Logger, opt
     const failures: string[] = [];
     for (const requested of job.data.targets ?? []) {
       const log = logger.child({ app: requested.app, jobId: job.id, reason: job.data.reason });
-      const target = effectiveTarget(config, requested, live.keepFloor(requested.app));
+      const floor = live.keepFloor(requested.app);
+      if (floor === Infinity && config.apps.some((app) => app.name === requested.app)) {
+        log.warn('the app came with a reload not yet verified (the file may have been cut short): its snapshots are pruned once the file is read again');
+        continue;
+      }
+      const target = effectiveTarget(config, requested, floor);
       if (target === null) {
         log.warn('app is not in this worker\'s config: its snapshots are kept (BYSU never prunes an app that left the config)');
         continue;

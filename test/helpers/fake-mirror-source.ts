@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import http from 'node:http';
+import { gzipSync } from 'node:zlib';
 
 export interface Crafted {
   id: string;
@@ -20,8 +21,13 @@ export interface Crafted {
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 
-/** A source API serving the test's apps and snapshots; `requests` holds the path of each request, in order. */
-export async function fakeSource(): Promise<{ url: string; apps: unknown[]; snapshots: Map<string, Crafted[]>; requests: string[]; close: () => Promise<void> }> {
+/**
+ * A source API serving the test's apps and snapshots; `requests` holds the
+ * path of each request, in order; with `gzip` set, /api/apps is answered
+ * compressed whatever was asked, with the compressed length (a proxy that
+ * ignores accept-encoding).
+ */
+export async function fakeSource(): Promise<{ url: string; apps: unknown[]; snapshots: Map<string, Crafted[]>; requests: string[]; gzip: boolean; close: () => Promise<void> }> {
   const apps: unknown[] = [];
   const snapshots = new Map<string, Crafted[]>();
   const requests: string[] = [];
@@ -38,6 +44,10 @@ export async function fakeSource(): Promise<{ url: string; apps: unknown[]; snap
     const url = decodeURIComponent(new URL(request.url!, 'http://x').pathname);
     requests.push(url);
     const json = (body: unknown) => response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+    if (url === '/api/apps' && fake.gzip) {
+      const body = gzipSync(JSON.stringify({ apps }));
+      return response.writeHead(200, { 'content-type': 'application/json', 'content-encoding': 'gzip', 'content-length': body.length }).end(body);
+    }
     if (url === '/api/apps') return json({ apps });
     const listing = /^\/api\/apps\/([^/]+)\/snapshots$/.exec(url);
     if (listing) {
@@ -62,8 +72,9 @@ export async function fakeSource(): Promise<{ url: string; apps: unknown[]; snap
     response.write(data.subarray(from, snapshot.cutAt), () => response.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, apps, snapshots, requests,
-    close: () => new Promise((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
+  const fake = {
+    url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, apps, snapshots, requests, gzip: false,
+    close: () => new Promise<void>((resolve) => { server.closeAllConnections(); server.close(() => resolve()); }),
   };
+  return fake;
 }

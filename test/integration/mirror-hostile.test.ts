@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { stringify } from 'yaml';
-import { parseConfig, type MirrorConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { CommitConflictError } from '../../src/errors.ts';
 import type { MirrorRecord } from '../../src/mirror/record.ts';
 import { createLogger } from '../../src/log.ts';
@@ -39,9 +39,9 @@ describe('a mirror against a hostile source', () => {
   let source: Awaited<ReturnType<typeof fakeSource>>;
   let dir = '';
   const logger = createLogger('silent');
-  const mirrorOnce = async (repository: string, mirror: Record<string, unknown> = {}, fence = async () => {}, before?: MirrorConfig): Promise<MirrorRunResult> => {
+  const mirrorOnce = async (repository: string, mirror: Record<string, unknown> = {}, fence = async () => {}, reloadUnverified = false): Promise<MirrorRunResult> => {
     const config = parseConfig(stringify({ redis: { url: 'redis://127.0.0.1:1' }, repository, apps: [], mirrors: [{ name: 'home', url: source.url, tokenEnv: 'T', ...mirror }] }), 'test', { T: 'token' });
-    return runMirror(config, 'home', { fence, lockApp: (_app, fn) => fn(), logger, env: { T: 'token' }, ...(before ? { before } : {}) });
+    return runMirror(config, 'home', { fence, lockApp: (_app, fn) => fn(), logger, env: { T: 'token' }, reloadUnverified });
   };
   const recordOf = async (repository: string, app: string) => JSON.parse(await readFile(path.join(repository, app, '.mirror.json'), 'utf8')) as MirrorRecord;
 
@@ -191,24 +191,49 @@ describe('a mirror against a hostile source', () => {
   });
 
   // Fails before the fix (fifth attack): with the reload not yet verified, a file cut after `keep: 1` of `keep: 12`
-  // pruned 8 copies to 1 or 2; an app of this BYSU kept what it kept before the reload.
-  test('a keep cut short by a reload not yet verified prunes nothing: the copies keep what the config before it kept', async () => {
+  // pruned 8 copies to 1 or 2 (an app of this BYSU kept what it kept before the reload); and (its second round) a
+  // first copy made then recorded the cut keep as the first keep, so that following the source later was capped
+  // at twice 1.
+  test('a run while a reload is not yet verified deletes no copies and records no keep read from the file', async () => {
     const repository = path.join(dir, 'reload-floor');
     await initRepository(repository);
-    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 12 });
     source.snapshots.set('shop', Array.from({ length: 8 }, (_, index) => ({ id: idAgo(90 + index), files: new Map([['a.sql', randomBytes(100)]]) })));
+    // A new app's first copy under a file cut short (keep: 1, not yet verified).
+    const first = await mirrorOnce(repository, { keep: 1 }, undefined, true);
+    assert.deepEqual(first.failures, []);
+    assert.equal((await recordOf(repository, 'shop')).keepFirst, null, 'the cut keep is not the first keep');
+    assert.deepEqual(await ids(repository, 'shop'), [source.snapshots.get('shop')![0]!.id], 'the newest, as keep 1 wants');
     assert.deepEqual((await mirrorOnce(repository, { keep: 12 })).failures, []);
-    assert.equal((await ids(repository, 'shop')).length, 8, (await ids(repository, 'shop')).join(' '));
-    const before = parseConfig(stringify({ redis: { url: 'redis://127.0.0.1:1' }, repository, apps: [], mirrors: [{ name: 'home', url: source.url, tokenEnv: 'T', keep: 12 }] }), 'test', { T: 'token' }).mirrors[0]!;
-    const cut = await mirrorOnce(repository, { keep: 1 }, undefined, before);
+    assert.equal((await ids(repository, 'shop')).length, 8);
+    const cut = await mirrorOnce(repository, { keep: 1 }, undefined, true);
     assert.deepEqual(cut.apps[0]?.deleted, []);
     assert.equal((await ids(repository, 'shop')).length, 8);
-    // Without keep before the reload, the floor is the keep applied here then (here 12, from the run above).
-    const cutAgain = await mirrorOnce(repository, { keep: 1 }, undefined, { ...before, keep: undefined });
-    assert.deepEqual(cutAgain.apps[0]?.deleted, []);
-    // Once the file is found as loaded (no `before`), the keep it says applies.
+    assert.equal((await recordOf(repository, 'shop')).keepUsed, 12, 'the keep applied before stays the one a later run counts from');
+    // The keep removed on purpose (the source says 12): followed, not capped at twice the cut 1.
+    const follows = await mirrorOnce(repository, {});
+    assert.deepEqual(follows.apps[0]?.deleted, []);
+    assert.equal((await ids(repository, 'shop')).length, 8);
+    // Once the file is found as loaded, the keep it says applies.
     const verified = await mirrorOnce(repository, { keep: 1 });
     assert.ok(verified.apps[0]!.deleted.length >= 6, JSON.stringify(verified.apps[0]));
+  });
+
+  // Fails before the fix (second round of the fifth attack): a listing compressed whatever was asked, with its
+  // compressed length, failed every run as "ended after 60 of 62 bytes", retried, blaming a cut answer.
+  test('an answer compressed although the bytes as they are were asked for is refused, naming the encoding', async () => {
+    const repository = path.join(dir, 'gzip');
+    await initRepository(repository);
+    source.apps.splice(0, Infinity, { app: 'shop', keep: 3 });
+    source.gzip = true;
+    try {
+      await assert.rejects(mirrorOnce(repository), (error: Error & { retryable?: boolean }) => {
+        assert.match(error.message, /answered .*\/api\/apps compressed \(content-encoding: gzip\).*turn compression off for \/api on the proxy/);
+        return true;
+      });
+    } finally {
+      source.gzip = false;
+    }
   });
 
   const noTmpfs = tmpfsUnavailable();

@@ -4,13 +4,14 @@
  * anything else is refused and the running config stays.
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, test } from 'node:test';
 import { checkDashboardExposure } from '../../../src/dashboard/auth.ts';
 import { LiveConfig, readSettled } from '../../../src/config/live.ts';
 import { loadConfig, type Config } from '../../../src/config/load.ts';
+import { createLogger } from '../../../src/log.ts';
 
 let dir: string;
 let file: string;
@@ -114,4 +115,45 @@ test('a file is taken only when two reads apart find it the same; one that keeps
   } finally {
     clearInterval(writer);
   }
+});
+
+/** Wait until the reload is verified (the file read again 3 s after it, after two reads 1 s apart), or fail. */
+async function verified(live: LiveConfig, withinMs: number): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  while (live.reloadUnverified()) {
+    if (Date.now() > deadline) assert.fail(`the reload was not verified within ${withinMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+// Fails before the fix (second round of the fifth mirror attack): an app the config before the reload did not have
+// got floor 0, so one re-added by a file cut short (`keep: 12` read as `keep: 1`) was pruned to its half keep.
+test('until a reload is verified, an app the config before it did not have is not pruned at all', async () => {
+  write({ keep: 3, apps: ['shop'] });
+  const live = start();
+  assert.equal(live.keepFloor('shop'), 0);
+  write({ keep: 1, apps: ['shop', 'blog'] });
+  assert.equal(await live.reloadAndLog(createLogger('silent')), true);
+  assert.equal(live.reloadUnverified(), true);
+  assert.equal(live.keepFloor('shop'), 3, 'what the config before it kept');
+  assert.equal(live.keepFloor('blog'), Infinity, 'nothing pruned blog before the reload');
+  await verified(live, 10_000);
+  assert.equal(live.keepFloor('blog'), 0);
+  assert.equal(live.keepFloor('shop'), 0);
+});
+
+// Fails before the fix (the same attack): a file moved away for a moment when it was to be read again left the
+// reload unverified for good, and nothing said so: a keep lowered on purpose never applied.
+test('a file that cannot be read again after a reload is tried again, and the reload verified once it can be', async () => {
+  write({ keep: 3 });
+  const live = start();
+  write({ keep: 1 });
+  assert.equal(await live.reloadAndLog(createLogger('silent')), true);
+  const away = `${file}.away`;
+  renameSync(file, away);
+  await new Promise((resolve) => setTimeout(resolve, 4500)); // past the first read again
+  assert.equal(live.reloadUnverified(), true, 'not read: not verified');
+  renameSync(away, file);
+  await verified(live, 12_000);
+  assert.equal(live.current().apps[0]!.keep, 1);
 });
