@@ -54,7 +54,7 @@ const RESTART_KEYS: Record<string, [keyof Config, string]> = {
 };
 
 export type ReloadOutcome =
-  | { ok: true; config: Config; previous: Config; changed: boolean; needRestart: string[] }
+  | { ok: true; config: Config; previous: Config; changed: boolean; needRestart: string[]; sameText: boolean }
   | { ok: false; error: Error };
 
 /** What a process checks before it starts, and before a reload takes effect; throws (ConfigError) with what is wrong. */
@@ -99,6 +99,8 @@ export class LiveConfig {
   /** Reloads run one at a time, in order. */
   private reloading: Promise<unknown> = Promise.resolve();
   private verifyTimer: NodeJS.Timeout | undefined;
+  /** Counts the reloads that took a new text: a re-read decides only for the text loaded when it began. */
+  private generation = 0;
   /** The last config whose file was read twice alike, while a reload since is not yet verified. */
   private unverifiedSince: Config | null = null;
 
@@ -184,11 +186,16 @@ export class LiveConfig {
       };
     }
     const changed = !isDeepStrictEqual({ ...config, source: '' }, { ...previous, source: '' });
-    this.unverifiedSince ??= previous;
+    // The very text loaded already (a SIGHUP sent again): the re-read already due decides, not one pushed back.
+    const sameText = text === this.loadedText;
+    if (!sameText) {
+      this.unverifiedSince ??= previous;
+      this.generation += 1;
+    }
     this.config = config;
     this.loadedText = text;
     for (const listener of this.listeners) listener(config, previous);
-    return { ok: true, config, previous, changed, needRestart };
+    return { ok: true, config, previous, changed, needRestart, sameText };
   }
 
   /**
@@ -208,9 +215,12 @@ export class LiveConfig {
       logger.warn({ keys: outcome.needRestart }, `config reloaded, but ${outcome.needRestart.join(', ')} changed: ${outcome.needRestart.length === 1 ? 'it takes' : 'they take'} effect at the next restart`);
     }
     logger.info({ file: this.file, changed: outcome.changed, apps: outcome.config.apps.length }, outcome.changed ? 'config reloaded' : 'config reloaded: nothing changed');
+    // SIGHUPs that keep coming with the file unchanged must not push the re-read back for as long as they come.
+    if (outcome.sameText) return true;
     clearTimeout(this.verifyTimer);
+    const generation = this.generation;
     this.verifyTimer = setTimeout(() => {
-      void this.verify(logger);
+      void this.verify(logger, generation);
     }, VERIFY_AFTER_MS);
     this.verifyTimer.unref();
     return true;
@@ -223,11 +233,12 @@ export class LiveConfig {
    * the config before the reload kept stays kept, which must not last for
    * good unsaid.
    */
-  private async verify(logger: Logger, failures = 0): Promise<void> {
+  private async verify(logger: Logger, generation: number, failures = 0): Promise<void> {
     let read: { text: string };
     try {
       read = await readSettled(this.file);
     } catch (error) {
+      if (generation !== this.generation) return; // a reload came meanwhile: its own re-read decides
       const retryMs = Math.min(VERIFY_AFTER_MS * 2 ** failures, VERIFY_RETRY_MAX_MS);
       if (failures === 0) {
         const problems = error instanceof ConfigError ? error.problems : [toError(error).message];
@@ -235,12 +246,14 @@ export class LiveConfig {
       }
       clearTimeout(this.verifyTimer);
       this.verifyTimer = setTimeout(() => {
-        void this.verify(logger, failures + 1);
+        void this.verify(logger, generation, failures + 1);
       }, retryMs);
       this.verifyTimer.unref();
       return;
     }
-    if (this.loadedText === null) return;
+    // A reload came while this read the file (a second SIGHUP during a writer's pause): what this read is not
+    // what that reload loaded 3 s ago, so it verifies nothing; that reload's own re-read decides.
+    if (generation !== this.generation || this.loadedText === null) return;
     if (read.text === this.loadedText) {
       if (this.unverifiedSince !== null) logger.info({ file: this.file }, 'config file read again, unchanged: the reload is verified (a lowered keep applies from now)');
       this.unverifiedSince = null;

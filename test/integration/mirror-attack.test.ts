@@ -13,9 +13,10 @@ import assert from 'node:assert/strict';
 import { open, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
-import { mirrorFirstSeenKey, redisKeys } from '../../src/queue/jobs.ts';
+import { MIRROR_JOB, MIRROR_QUEUE, mirrorFirstSeenKey, redisKeys } from '../../src/queue/jobs.ts';
 import { snapshotIdFor } from '../../src/repository/layout.ts';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { fakeSource } from '../helpers/fake-mirror-source.ts';
@@ -67,13 +68,24 @@ test('bysu worker mirror: a SIGHUP while the file is half-written never prunes t
       await handle.sync();
       process.kill(worker.pid!, 'SIGHUP');
       await waitForLog(worker, '"msg":"config reloaded"');
-      // A run starts now, as a scheduled one may; the writer finishes half a second later.
-      const during = cluster.bysu(['mirror', 'home', '--wait'], { env });
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      await handle.write(full.slice(cut));
-      await handle.close();
-      const ran = await during;
-      assert.equal(ran.code, 0, ran.stdout + ran.stderr);
+      // A run starts now, as a scheduled one may (enqueued here, as `bysu mirror` does, so that it surely starts
+      // before the writer is done); the writer finishes once it has started.
+      const count = (text: string) => worker.output().split(text).length - 1;
+      const connection = new Redis(cluster.redis.url, { maxRetriesPerRequest: null });
+      const queue = new Queue(MIRROR_QUEUE, { connection, prefix: cluster.prefix });
+      try {
+        await queue.add(MIRROR_JOB, { mirror: 'home', trigger: 'manual' }, { jobId: 'during-the-reload', attempts: 1 });
+        // Within the writer's pause that a reload covers (the file is read again 3 s after the reload); an idle
+        // worker takes a job within milliseconds.
+        await waitUntil('the run to start', async () => count('"msg":"mirror run started"') >= 2, 2500).finally(async () => {
+          await handle.write(full.slice(cut));
+          await handle.close();
+        });
+        await waitUntil('the run to finish', async () => count('"msg":"mirror run finished"') >= 2, 30_000);
+      } finally {
+        await queue.close();
+        connection.disconnect();
+      }
       await waitForLog(worker, 'changed just after the reload');
       // Every copy stays, and the run saw the half file (it says what it kept instead).
       assert.equal((await copies(cluster, 'shop')).length, 8, worker.output().slice(-3000));

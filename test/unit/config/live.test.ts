@@ -157,3 +157,50 @@ test('a file that cannot be read again after a reload is tried again, and the re
   await verified(live, 12_000);
   assert.equal(live.current().apps[0]!.keep, 1);
 });
+
+// Fails before the fix (third round on the fifth mirror attack): the re-read of a first reload, already reading when a
+// second SIGHUP loaded a file cut short, compared what it read (the cut file) with what the second reload had just
+// loaded (the same cut file) and called it verified 0.6 s later: the floor lapsed and a mirror went from 8 copies to 1.
+test('a re-read under way when a second reload loads a file cut short does not verify that reload', async () => {
+  write({ keep: 12 });
+  const live = start();
+  write({ keep: 12, apps: ['shop', 'blog'] });
+  const logger = createLogger('silent');
+  assert.equal(await live.reloadAndLog(logger), true);
+  const first = Date.now();
+  // 2.3 s later a writer cuts the file (keep: 1) and a second SIGHUP comes; the first reload's re-read begins at 3 s.
+  await new Promise((resolve) => setTimeout(resolve, 2300));
+  write({ keep: 1, apps: ['shop', 'blog'] });
+  assert.equal(await live.reloadAndLog(logger), true);
+  // The first re-read has read the cut file twice by now (3 s + 1 s); the second reload's own is due at about 6.3 s.
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, first + 5000 - Date.now())));
+  assert.equal(live.reloadUnverified(), true, 'the cut file is not verified by a read that began before it was loaded');
+  assert.equal(live.keepFloor('shop'), 12);
+  write({ keep: 12, apps: ['shop', 'blog'] }); // the writer finishes
+  await verified(live, 15_000);
+  assert.equal(live.current().apps[0]!.keep, 12, 'the finished file was read again and reloaded');
+});
+
+// Fails before the fix (the same round): each SIGHUP pushed the re-read back 3 s, so SIGHUPs every 2.5 s with the file
+// unchanged (config management) left the reload unverified for as long as they came: a lowered keep never applied.
+test('SIGHUPs that keep coming with the file unchanged do not push the re-read back', async () => {
+  write({ keep: 12 });
+  const live = start();
+  write({ keep: 3 });
+  const logger = createLogger('silent');
+  assert.equal(await live.reloadAndLog(logger), true);
+  let sending = true;
+  const resend = (async () => {
+    while (sending) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      await live.reloadAndLog(logger);
+    }
+  })();
+  try {
+    await verified(live, 7000);
+  } finally {
+    sending = false;
+    await resend;
+  }
+  assert.equal(live.keepFloor('shop'), 0);
+});
