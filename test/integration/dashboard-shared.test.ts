@@ -19,7 +19,7 @@ import { Redis } from 'ioredis';
 import parsePrometheusTextFormat from 'parse-prometheus-text-format';
 import { METRICS_BOUND_MS } from '../../src/dashboard/metrics.ts';
 import { KEEP_RESULTS_MS } from '../../src/dashboard/shared-computation.ts';
-import { redisKeys } from '../../src/queue/jobs.ts';
+import { DRILL_QUEUE, MIRROR_QUEUE, redisKeys, RETENTION_QUEUE, SNAPSHOT_QUEUE, VERIFY_QUEUE } from '../../src/queue/jobs.ts';
 import { waitForLog, withCluster } from '../helpers/cluster.ts';
 import { freePort, stopProcess, waitUntil } from '../helpers/processes.ts';
 
@@ -101,8 +101,11 @@ test('the dashboard shares one computation among concurrent requests, answers /m
     const control = new Redis(cluster.redis.url);
     const failuresKey = redisKeys.failuresTotal(cluster.prefix);
     try {
-      // BullMQ writes each queue's meta hash once its connection is ready: a write a pause would hold, and PING behind it.
-      await waitUntil('the queues\' meta written', async () => (await control.exists(...['snapshot', 'retention', 'drill'].map((queue) => `${cluster.prefix}:${queue}:meta`))) === 3);
+      // BullMQ writes each queue's meta hash once its connection is ready: a write a pause would hold, and PING behind
+      // it. All five of the dashboard's queues (the verify and mirror ones were missing here: fresh-clone CI at
+      // ef31223 once paused before the mirror queue's write, and PING timed out behind it).
+      const queueNames = [SNAPSHOT_QUEUE, RETENTION_QUEUE, DRILL_QUEUE, VERIFY_QUEUE, MIRROR_QUEUE];
+      await waitUntil('the queues\' meta written', async () => (await control.exists(...queueNames.map((queue) => `${cluster.prefix}:${queue}:meta`))) === queueNames.length);
       // (1) Nothing computed yet and Redis hangs: the first scrape answers within the bound, with what is cheap and known.
       await control.call('client', 'pause', '60000', 'WRITE');
       const cold = await scrape(base);
