@@ -27,22 +27,34 @@ export function arrivedAt(manifest: Manifest): number {
   return Number.isFinite(copied) ? copied : Date.parse(manifest.finishedAt);
 }
 
+type Copy = { id: string; arrivedAt: number };
+
+/**
+ * Given the copies, keep, the day a copy counts for (null: none) and which
+ * of two copies of one day is the one kept, return the kept copy of each of
+ * the `keep` latest days.
+ */
+function bestOfLatestDays(copies: readonly Copy[], keep: number, dayOf: (copy: Copy) => string | null, better: (copy: Copy, held: Copy) => boolean): Set<string> {
+  const bestByDay = new Map<string, Copy>();
+  for (const copy of copies) {
+    const day = dayOf(copy);
+    if (day === null) continue;
+    const held = bestByDay.get(day);
+    if (held === undefined || better(copy, held)) bestByDay.set(day, copy);
+  }
+  return new Set([...bestByDay.keys()].sort().reverse().slice(0, keep).map((day) => bestByDay.get(day)!.id));
+}
+
 /**
  * Given the copies here (id and arrival time, ms) and keep, return, for each
  * of the `keep` latest UTC days of their ids, the copy of that day that
  * arrived first (of two that arrived at once, the newer). A copy with no
  * readable arrival time counts as arrived last.
  */
-export function firstArrivedOfDays(copies: readonly { id: string; arrivedAt: number }[], keep: number): Set<string> {
-  const firstByDay = new Map<string, { id: string; arrivedAt: number }>();
-  for (const copy of copies) {
-    const day = copy.id.slice(0, 8);
-    const arrivedAt = Number.isFinite(copy.arrivedAt) ? copy.arrivedAt : Infinity;
-    const held = firstByDay.get(day);
-    if (held === undefined || arrivedAt < held.arrivedAt || (arrivedAt === held.arrivedAt && compareSnapshotIds(copy.id, held.id) > 0)) firstByDay.set(day, { id: copy.id, arrivedAt });
-  }
-  const days = [...firstByDay.keys()].sort().reverse().slice(0, keep);
-  return new Set(days.map((day) => firstByDay.get(day)!.id));
+export function firstArrivedOfDays(copies: readonly Copy[], keep: number): Set<string> {
+  const arrival = (copy: Copy) => (Number.isFinite(copy.arrivedAt) ? copy.arrivedAt : Infinity);
+  return bestOfLatestDays(copies, keep, (copy) => copy.id.slice(0, 8),
+    (copy, held) => arrival(copy) < arrival(held) || (arrival(copy) === arrival(held) && compareSnapshotIds(copy.id, held.id) > 0));
 }
 
 /**
@@ -51,18 +63,12 @@ export function firstArrivedOfDays(copies: readonly { id: string; arrivedAt: num
  * (by id) that arrived that day. A copy with no readable arrival time counts
  * for no day.
  */
-export function newestOfArrivalDays(copies: readonly { id: string; arrivedAt: number }[], keep: number): Set<string> {
-  const newestByDay = new Map<string, string>();
-  for (const { id, arrivedAt } of copies) {
-    if (!Number.isFinite(arrivedAt)) continue;
-    const day = new Date(arrivedAt).toISOString().slice(0, 10);
-    const held = newestByDay.get(day);
-    if (held === undefined || compareSnapshotIds(id, held) > 0) newestByDay.set(day, id);
-  }
-  return new Set([...newestByDay.keys()].sort().reverse().slice(0, keep).map((day) => newestByDay.get(day)!));
+export function newestOfArrivalDays(copies: readonly Copy[], keep: number): Set<string> {
+  return bestOfLatestDays(copies, keep, (copy) => (Number.isFinite(copy.arrivedAt) ? new Date(copy.arrivedAt).toISOString().slice(0, 10) : null),
+    (copy, held) => compareSnapshotIds(copy.id, held.id) > 0);
 }
 
 /** Given the copies here and keep, return the ids retention keeps whatever their rank: both sets above. */
-export function protectedCopies(copies: readonly { id: string; arrivedAt: number }[], keep: number): Set<string> {
+export function protectedCopies(copies: readonly Copy[], keep: number): Set<string> {
   return new Set([...newestOfArrivalDays(copies, keep), ...firstArrivedOfDays(copies, keep)]);
 }

@@ -25,7 +25,7 @@ import { applyRetention } from '../retention/apply.ts';
 import { copySnapshot, removeUnwantedPartials, type CopyResult } from './copy.ts';
 import { arrivedAt, protectedCopies } from './keep.ts';
 import { MIRROR_RECORD_FORMAT, readMirrorRecord, recordMirrorContact, writeMirrorRecord, type MirrorRecord } from './record.ts';
-import { MirrorSource, type SourceSnapshot } from './source.ts';
+import { MirrorSource, MirrorSourceError, type SourceApp, type SourceSnapshot } from './source.ts';
 
 /** How far in the future a source's snapshot may be dated (clocks differ a little) before it is refused. */
 export const FUTURE_SKEW_MS = 10 * 60_000;
@@ -113,21 +113,10 @@ export async function runMirror(config: Config, name: string, options: MirrorRun
     options.logger.error({ mirror: name }, entry.refused!);
     result.failures.push(entry.refused!);
   }
-  const listedNames = listedApps.filter((entry) => entry.refused === undefined).map((entry) => entry.app);
-  const wanted = mirror.apps === 'all' ? listedNames : mirror.apps;
+  const listed = listedApps.filter((entry) => entry.refused === undefined);
+  const wanted = mirror.apps === 'all' ? listed.map((entry) => entry.app) : mirror.apps;
   for (const app of wanted) {
     const log = options.logger.child({ app, mirror: name });
-    // Named here but not listed there (a typo, or renamed or removed on the source): a failure, not "0 copied",
-    // and its record is not refreshed, so that the app goes STALE after maxLag.
-    if (!listedNames.includes(app)) {
-      const reason = `${app} is not among the apps mirror source ${name} lists (${listedNames.join(', ') || 'none'}): nothing copied; is mirrors[${name}].apps right, or was the app renamed or removed on the source?`;
-      log.error(reason);
-      const previous = await readMirrorRecord(config.repository, app).catch(() => null);
-      if (previous !== null && previous.source === name) await writeMirrorRecord(config.repository, app, { ...previous, lastError: { at: now().toISOString(), reason } }).catch(() => undefined);
-      result.apps.push({ app, copied: [], received: 0, resumed: 0, deleted: [], behind: 0, error: reason, retryable: false });
-      result.failures.push(reason);
-      continue;
-    }
     if (local.has(app)) {
       const reason = `${app} is an app of this BYSU (apps[${app}]): not copied from mirror source ${name}`;
       log.error(reason);
@@ -135,7 +124,7 @@ export async function runMirror(config: Config, name: string, options: MirrorRun
       result.failures.push(reason);
       continue;
     }
-    const outcome = await mirrorApp(config, mirror, source, app, listedApps.find((entry) => entry.app === app && entry.refused === undefined)?.keep ?? null, options, log, now);
+    const outcome = await mirrorApp(config, mirror, source, app, listed, options, log, now);
     result.apps.push(outcome);
     if (outcome.error) result.failures.push(`${app}: ${outcome.error}`);
     if (outcome.error && outcome.retryable !== false) result.retryable = true;
@@ -151,8 +140,10 @@ export async function runMirror(config: Config, name: string, options: MirrorRun
 }
 
 async function mirrorApp(
-  config: Config, mirror: MirrorConfig, source: MirrorSource, app: string, saidKeep: number | null, options: MirrorRunOptions, log: Logger, now: () => Date,
+  config: Config, mirror: MirrorConfig, source: MirrorSource, app: string, listedApps: readonly SourceApp[], options: MirrorRunOptions, log: Logger, now: () => Date,
 ): Promise<MirrorAppResult> {
+  const entry = listedApps.find((candidate) => candidate.app === app);
+  const saidKeep = entry?.keep ?? null;
   const repository = config.repository;
   const outcome: MirrorAppResult = { app, copied: [], received: 0, resumed: 0, deleted: [], behind: 0 };
   const previous = await readMirrorRecord(repository, app);
@@ -172,6 +163,11 @@ async function mirrorApp(
     // A snapshot dated in the future (by its id or its finishedAt) would rank above every real one for good:
     // retention would keep it over the good copies, and the lag would read 0 from then on. Refused, by name.
     const horizon = now().getTime() + FUTURE_SKEW_MS;
+    // Named here but not listed there (a typo, or renamed or removed on the source): a failure, not "0 copied",
+    // and the record is not refreshed, so that the app goes STALE after maxLag.
+    if (entry === undefined) {
+      throw new MirrorSourceError(`${app} is not among the apps mirror source ${mirror.name} lists (${listedApps.map((candidate) => candidate.app).join(', ') || 'none'}): nothing copied; is mirrors[${mirror.name}].apps right, or was the app renamed or removed on the source?`, { retryable: false });
+    }
     listed = (await source.snapshots(app, options.signal)).filter((snapshot) => {
       // `!(… <= horizon)`: a time that does not parse is refused too.
       const future = !(snapshotIdTime(snapshot.id).getTime() <= horizon) || !(Date.parse(snapshot.finishedAt) <= horizon);

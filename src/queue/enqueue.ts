@@ -10,6 +10,7 @@ import {
   DRILL_JOB,
   manualDrillJobId,
   manualJobId,
+  mirrorKey,
   RETENTION_JOB,
   SNAPSHOT_JOB,
   type DRILL_QUEUE,
@@ -133,7 +134,7 @@ export function buildVerifyJob(app: Pick<AppConfig, 'name'>, trigger: SnapshotTr
 
 /** Given a mirror and why it runs, return the payload of the verification of its copies here. */
 export function buildMirrorVerifyJob(mirror: Pick<MirrorConfig, 'name'>, trigger: SnapshotTrigger): VerifyJobData {
-  return { app: `mirror:${mirror.name}`, trigger, mirror: mirror.name };
+  return { app: mirrorKey(mirror.name), trigger, mirror: mirror.name };
 }
 
 /** Given a mirror, return the options of its runs: attempts with a doubling backoff from a minute; history kept like the others. */

@@ -31,8 +31,12 @@ export const MIRROR_JOB = 'mirror';
 /** One job scheduler per mirror on the mirror queue (mirrors[].schedule). */
 export const MIRROR_SCHEDULER_PREFIX = 'mirror-';
 export const mirrorSchedulerId = (mirror: string) => `${MIRROR_SCHEDULER_PREFIX}${mirror}`;
-/** A mirror's field in the appFirstSeen hash and its alert state's name: `mirror:<name>` (no app name has a colon). */
-export const mirrorFirstSeenKey = (mirror: string) => `mirror:${mirror}`;
+/**
+ * A mirror's name where an app's would stand: its field in the appFirstSeen
+ * hash, its alert state's name, the `app` of its copies' verification job:
+ * `mirror:<name>` (no app name has a colon).
+ */
+export const mirrorKey = (mirror: string) => `mirror:${mirror}`;
 
 /** Why a snapshot or drill runs: as its manifest records it. */
 export type SnapshotTrigger = Manifest['trigger'];

@@ -25,7 +25,7 @@ import {
   DRILL_SCHEDULER_PREFIX,
   drillSchedulerId,
   MIRROR_JOB,
-  mirrorFirstSeenKey,
+  mirrorKey,
   MIRROR_SCHEDULER_PREFIX,
   mirrorSchedulerId,
   parseDrillSince,
@@ -110,7 +110,7 @@ function wantedSchedulers(config: Config): WantedScheduler[] {
   }
   // A mirror's copies are verified like the apps, one job per mirror: which apps it holds is known at run time.
   for (const mirror of config.mirrors) {
-    wanted.push({ queue: 'verify', id: verifySchedulerId(`mirror:${mirror.name}`), pattern: config.verify.schedule, tz: config.defaults.timezone,
+    wanted.push({ queue: 'verify', id: verifySchedulerId(mirrorKey(mirror.name)), pattern: config.verify.schedule, tz: config.defaults.timezone,
       template: { name: VERIFY_JOB, data: buildMirrorVerifyJob(mirror, 'schedule'), opts: VERIFY_JOB_OPTIONS } });
   }
   for (const mirror of config.mirrors) {
@@ -132,7 +132,7 @@ async function recordFirstSeen(redis: Redis, config: Config): Promise<void> {
   const now = new Date();
   for (const app of config.apps) await redis.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), app.name, now.toISOString());
   // A mirror whose source never answers goes stale from here.
-  for (const mirror of config.mirrors) await redis.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), mirrorFirstSeenKey(mirror.name), now.toISOString());
+  for (const mirror of config.mirrors) await redis.hsetnx(redisKeys.appFirstSeen(config.redis.prefix), mirrorKey(mirror.name), now.toISOString());
   await recordDrillSince(redis, config, now);
 }
 
@@ -301,12 +301,12 @@ export async function startScheduler(live: LiveConfig, logger: Logger, options: 
         // Recovered once a run reaches the source again (the mirror worker reports it).
         const sent = await notifier.report({
           event: 'stale',
-          app: mirrorFirstSeenKey(mirror.name),
+          app: mirrorKey(mirror.name),
           at: report.at,
           reason: `mirror source ${mirror.name} (${mirror.url}) has not answered ${mirror.lastContactAt === null ? 'since the mirror was configured' : `since ${mirror.lastContactAt}`}, longer than maxLag (${mirror.maxLagMs} ms)${mirror.lastError ? `: ${mirror.lastError.reason.split('\n')[0]}` : ''}`,
           lastSnapshot: null,
         });
-        if (sent) logAlertOnce(mirrorFirstSeenKey(mirror.name), 'stale', () => logger.warn({ mirror: mirror.name, unreachableMs: mirror.unreachableMs }, 'mirror source unreachable: alert sent'));
+        if (sent) logAlertOnce(mirrorKey(mirror.name), 'stale', () => logger.warn({ mirror: mirror.name, unreachableMs: mirror.unreachableMs }, 'mirror source unreachable: alert sent'));
       }
       for (const app of report.apps) {
         await reportDamage(app, report.at);

@@ -13,7 +13,7 @@ import type { Redis } from 'ioredis';
 import { formatDuration, NAME_PATTERN } from '../config/formats.ts';
 import type { AppConfig, Config } from '../config/load.ts';
 import type { Logger } from '../log.ts';
-import { mirrorFirstSeenKey, parseDrillSince, redisKeys, SNAPSHOT_QUEUE, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord } from '../queue/jobs.ts';
+import { mirrorKey, parseDrillSince, redisKeys, SNAPSHOT_QUEUE, SNAPSHOT_SCHEDULER_PREFIX, type DrillSinceRecord } from '../queue/jobs.ts';
 import { appDirectory, compareSnapshotIds } from '../repository/layout.ts';
 import { readMirrorContact, readMirrorRecord, type MirrorContact, type MirrorRecord } from '../mirror/record.ts';
 import { requireRepository } from '../repository/marker.ts';
@@ -387,7 +387,7 @@ export async function collectStatus(config: Config, redis: Redis | { unreachable
   for (const mirror of config.mirrors) contacts.set(mirror.name, await readMirrorContact(config.repository, mirror.name));
   const firstSeen: Record<string, string> = known.firstSeen;
   const firstHad = (name: string): number | null => {
-    const times = [firstSeen[mirrorFirstSeenKey(name)], contacts.get(name)?.firstRunAt].map((at) => Date.parse(at ?? '')).filter(Number.isFinite);
+    const times = [firstSeen[mirrorKey(name)], contacts.get(name)?.firstRunAt].map((at) => Date.parse(at ?? '')).filter(Number.isFinite);
     return times.length === 0 ? null : Math.min(...times);
   };
   const summaries = await readAppSummaries(config.repository, [...configured, ...unconfigured], options.logger ? { logger: options.logger } : {});

@@ -15,7 +15,7 @@ import type { Logger } from '../log.ts';
 import { Notifier } from '../notify/notifier.ts';
 import { withAppLock } from '../queue/app-lock.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
-import { MIRROR_QUEUE, mirrorFirstSeenKey, type MirrorJobData, type MirrorJobResult } from '../queue/jobs.ts';
+import { MIRROR_QUEUE, mirrorKey, type MirrorJobData, type MirrorJobResult } from '../queue/jobs.ts';
 import { openQueue } from '../queue/open-queue.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
 import { requireRepository } from '../repository/marker.ts';
@@ -97,7 +97,7 @@ export async function startMirrorWorker(live: LiveConfig, logger: Logger, option
           logger: log,
           ...(options.env ? { env: options.env } : {}),
         });
-        await notifier.report({ event: 'recovered', app: mirrorFirstSeenKey(name), at: new Date().toISOString(), lastSnapshot: null })
+        await notifier.report({ event: 'recovered', app: mirrorKey(name), at: new Date().toISOString(), lastSnapshot: null })
           .catch((error: unknown) => log.error({ err: toError(error).message }, 'cannot record the mirror\'s state'));
         // An app whose copies caught up with its source is reported recovered (sent only after a stale alert: the notifier keeps the state).
         for (const app of result.apps.filter((entry) => entry.error === undefined && entry.behind === 0)) {

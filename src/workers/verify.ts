@@ -17,7 +17,7 @@ import type { Logger } from '../log.ts';
 import { Notifier, type AlertEvent } from '../notify/notifier.ts';
 import { withAppLock } from '../queue/app-lock.ts';
 import { CLOSE_BOUND_MS, closeConnection, createWorkerConnection, settlesWithin } from '../queue/connection.ts';
-import { VERIFY_QUEUE, type VerifyJobData, type VerifyJobResult } from '../queue/jobs.ts';
+import { mirrorKey, VERIFY_QUEUE, type VerifyJobData, type VerifyJobResult } from '../queue/jobs.ts';
 import { openQueue } from '../queue/open-queue.ts';
 import { RedisHealth } from '../queue/redis-health.ts';
 import { requireRepository } from '../repository/marker.ts';
@@ -40,7 +40,7 @@ export interface RunningVerifyWorker {
 function checkVerifyJobData(data: unknown): asserts data is VerifyJobData {
   const { app, mirror } = (data as Partial<VerifyJobData> | null) ?? {};
   if (mirror !== undefined) {
-    if (typeof mirror !== 'string' || !NAME_PATTERN.test(mirror) || app !== `mirror:${mirror}`) throw new UnrecoverableError(`malformed verify job: mirror ${JSON.stringify(mirror)} is not a mirror name`);
+    if (typeof mirror !== 'string' || !NAME_PATTERN.test(mirror) || app !== mirrorKey(mirror)) throw new UnrecoverableError(`malformed verify job: mirror ${JSON.stringify(mirror)} is not a mirror name`);
     return;
   }
   if (typeof app !== 'string' || !NAME_PATTERN.test(app)) throw new UnrecoverableError(`malformed verify job: app ${JSON.stringify(app)} is not an app name`);

@@ -16,7 +16,7 @@ import { test } from 'node:test';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { stringify } from 'yaml';
-import { MIRROR_JOB, MIRROR_QUEUE, mirrorFirstSeenKey, redisKeys } from '../../src/queue/jobs.ts';
+import { MIRROR_JOB, MIRROR_QUEUE, mirrorKey, redisKeys } from '../../src/queue/jobs.ts';
 import { snapshotIdFor } from '../../src/repository/layout.ts';
 import { waitForLog, withCluster, type TestCluster } from '../helpers/cluster.ts';
 import { fakeSource } from '../helpers/fake-mirror-source.ts';
@@ -126,7 +126,7 @@ test('a source that never answered stays STALE across an emptied Redis; an app t
       await waitForLog(scheduler, 'scheduler started');
       const redis = new Redis(cluster.redis.url);
       try {
-        await waitUntil('the scheduler to record when it first had the mirror', async () => redis.hget(redisKeys.appFirstSeen(cluster.prefix), mirrorFirstSeenKey('away')), 20_000);
+        await waitUntil('the scheduler to record when it first had the mirror', async () => redis.hget(redisKeys.appFirstSeen(cluster.prefix), mirrorKey('away')), 20_000);
       } finally {
         redis.disconnect();
       }
