@@ -34,7 +34,7 @@ mkdir -p test-artifacts && rm -f "$BYSU_FAULT_LEDGER"
 # stand-in base images and the BYSU image first (minutes), and most of the rest is waiting on containers.
 # In a full run it runs beside the others, in its own runner (its output follows theirs), so that its waits
 # overlap their work instead of adding to the wall time.
-runner=(node --import tsx --test --test-concurrency=3)
+runner=(node --import tsx --test --test-concurrency=4)
 compose=() others=()
 for f in "${files[@]}"; do case "$f" in test/compose/*) compose+=("$f") ;; *) others+=("$f") ;; esac; done
 status=0
