@@ -7,7 +7,7 @@ import { PROJECT_ROOT } from '../helpers/cluster.ts';
 import { run } from '../helpers/processes.ts';
 
 test('the benchmark runs in smoke mode', async () => {
-  const result = await run(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'bench/run.ts'), '--smoke'], { cwd: PROJECT_ROOT, timeout: 240_000 });
+  const result = await run(process.execPath, ['--import', 'tsx', path.join(PROJECT_ROOT, 'bench/run.ts'), '--smoke'], { cwd: PROJECT_ROOT, timeout: 600_000 });
   assert.equal(result.code, 0, result.stderr.slice(-3000));
   for (const scenario of ['(a)', '(a2)', '(b)', '(b2)', '(c)', '(d)', '(r)', '(n)', '(u)', '(f)', '(v)']) assert.ok(result.stdout.includes(scenario), `${scenario} in the table`);
   const results = JSON.parse(await readFile(path.join(PROJECT_ROOT, 'bench/results-smoke.json'), 'utf8'));
