@@ -33,8 +33,9 @@ mkdir -p test-artifacts && rm -f "$BYSU_FAULT_LEDGER"
 # Each test file is bounded at 5 minutes, but the two long ones at 20: the compose test (on a cold machine it
 # builds its stand-in base images and the BYSU image first, minutes, and most of the rest is waiting on
 # containers) and the benchmark's smoke run (every scenario once: 90 s alone, 150 to 234 s among the others,
-# too close to 5 minutes; about 300 s beside the compose test's build, within its own 600 s). In a full run they run beside the others, in a runner of their own (its output
-# follows theirs), so that the compose test's waits overlap the others' work instead of adding to the wall time.
+# too close to 5 minutes; about 300 s beside the compose test's build, within its own 600 s). In a full run
+# they run beside the others, in a runner of their own (its output follows theirs), so that the compose test's
+# waits overlap the others' work instead of adding to the wall time.
 runner=(node --import tsx --test --test-concurrency=3)
 long=() others=()
 for f in "${files[@]}"; do

@@ -73,13 +73,19 @@ describe('docker compose: the image built and the stack run for real', { skip },
   const listed = async (app: string): Promise<Listed[]> => JSON.parse((await bysu(['list', app, '--json'])).stdout) as Listed[];
   const containers = async (service: string) => (await dc(['ps', '-q', service])).stdout.trim().split('\n').filter(Boolean);
   const get = (url: string, headers: Record<string, string> = {}) => fetch(`http://127.0.0.1:${port}${url}`, { headers, signal: AbortSignal.timeout(10_000) });
+  /** Replace config/bysu.yaml by a new file with `edit` applied to its text, as an editor or `mv` does (a new inode). */
+  const replaceConfig = (edit: (text: string) => string) => {
+    const file = path.join(project, 'config', 'bysu.yaml');
+    writeFileSync(`${file}.new`, edit(readFileSync(file, 'utf8')), { mode: 0o644 });
+    renameSync(`${file}.new`, file);
+  };
   /** What the README's steps wrote into .env: the dashboard's password and the API token. */
   const secrets = { password: '', token: '' };
   const basic = () => ({ authorization: `Basic ${Buffer.from(`admin:${secrets.password}`).toString('base64')}` });
 
   /** Check every snapshot of app as a person would, inside the volume: sha256sum -c, tar -tf, the dump's lines, owner and modes. */
-  async function checkSnapshots(app: string, triggers: string[], listing?: Listed[]): Promise<void> {
-    const snapshots = listing ?? await listed(app);
+  async function checkSnapshots(app: string, triggers: string[]): Promise<void> {
+    const snapshots = await listed(app);
     assert.deepEqual(snapshots.map((entry) => entry.trigger).sort(), [...triggers].sort());
     for (const snapshot of snapshots) {
       const check = await inVolume(`cd /var/lib/bysu/${app}/${snapshot.id} && sha256sum -c SHA256SUMS && tar -tf uploads.tar && grep -c INSERT shop.sql`);
@@ -260,14 +266,12 @@ describe('docker compose: the image built and the stack run for real', { skip },
     // The operator moves the shop's schedule to 30 s from now and sends SIGHUP to the scheduler. Its job scheduler's
     // next run (its score in the repeat set) must be that time: a reload slower than 30 s would plan tomorrow's, and
     // the test tries again with a new time rather than wait for a run that cannot come.
-    const file = path.join(project, 'config', 'bysu.yaml');
     const nextRun = async () => Number(await redisCli('ZSCORE', 'bysu:snapshot:repeat', 'app-shop'));
     let at = new Date(0);
     for (let attempt = 1; ; attempt++) {
       const planned = await nextRun();
       at = new Date(Math.ceil((Date.now() + 30_000) / 1000) * 1000);
-      writeFileSync(`${file}.new`, readFileSync(file, 'utf8').replace(/^( {4}schedule: )".*"$/m, `$1"${dailyAt(at)}"`), { mode: 0o644 });
-      renameSync(`${file}.new`, file);
+      replaceConfig((text) => text.replace(/^( {4}schedule: )".*"$/m, `$1"${dailyAt(at)}"`));
       await dc(['kill', '-s', 'SIGHUP', 'scheduler']);
       const next = await waitUntil('the scheduler re-planned the shop', async () => { const score = await nextRun(); return score !== planned ? score : undefined; }, 60_000);
       if (next === at.getTime()) break;
@@ -335,10 +339,7 @@ describe('docker compose: the image built and the stack run for real', { skip },
   });
 
   it('config/bysu.yaml replaced by a new file (as an editor or mv does it) and SIGHUP: every service reloads the new file', async () => {
-    const file = path.join(project, 'config', 'bysu.yaml');
-    const edited = `${readFileSync(file, 'utf8')}  - name: added\n    node: node1\n    parts:\n      - file: added.sql\n        run: cat /srv/shop/shop.sql\n`;
-    writeFileSync(`${file}.new`, edited, { mode: 0o644 });
-    renameSync(`${file}.new`, file);
+    replaceConfig((text) => `${text}  - name: added\n    node: node1\n    parts:\n      - file: added.sql\n        run: cat /srv/shop/shop.sql\n`);
     await dc(['kill', '-s', 'SIGHUP']);
     // The scheduler made the new app's job scheduler; the dashboard answers with it.
     await waitUntil('the scheduler reloaded the new file', async () => (await redisCli('ZRANGE', 'bysu:snapshot:repeat', '0', '-1')).split('\n').includes('app-added'), 60_000);
